@@ -1,0 +1,1 @@
+"""Detector modules, one per file, found by pimwatch.detector.discover (no registry)."""

@@ -1,0 +1,265 @@
+"""A PIM role setting (the activation and assignment policy of a role or group) was changed.
+
+The changes are sentences in ``resultReason`` ("Setting changes in this session: ...";
+entra-events.md §3.4, real text in shared/samples/11); when a record carries ``modifiedProperties``
+with old and new values, those are read too. Changes that weaken protection are named in the title.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pimwatch.activities import ROLE_SETTING_UPDATED
+from pimwatch.alerts import Severity
+from pimwatch.detector import Case, Detector, Hit, State
+from pimwatch.event import Event
+from pimwatch.testing import guid, pim, user
+
+DETECTOR = Detector(
+    id="settings.changed",
+    severity=Severity.HIGH,
+    summary="The PIM settings (activation and assignment policy) of a role or group were changed.",
+    runbook=(
+        "Confirm the change with its author and the change record. Revert any weakening (MFA, approval, "
+        "justification or ticket no longer required, longer or permanent assignments, notifications "
+        "removed) that was not approved; review who activated the role since."
+    ),
+    mitre=("T1556", "T1484"),
+    kinds=("audit",),
+    params={"suppress_minutes": 0, "max_activation_hours": 8},
+)
+
+PREFIX = "setting changes in this session:"
+_PROTECTIONS = (
+    ("mfa", "MFA"),
+    ("multifactor", "MFA"),
+    ("authentication context", "authentication context"),
+    ("approval", "approval"),
+    ("justification", "justification"),
+    ("ticket", "ticket information"),
+    ("notification", "notifications"),
+)
+_DURATION = re.compile(r"maximum activation duration (?:updated|set) to (\d+):(\d\d)(?::(\d\d))?")
+_ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+
+
+def changes(reason: str | None) -> list[str]:
+    """The change sentences of a ``resultReason``, in order."""
+    if not reason:
+        return []
+    text = reason.strip()
+    if text.lower().startswith(PREFIX):
+        text = text[len(PREFIX) :]
+    else:
+        return []
+    parts = [p.strip().rstrip(".").strip() for p in re.split(r"\.\s+|\.$", text)]
+    return [p for p in parts if p]
+
+
+def weakening(sentence: str, max_hours: float) -> bool:
+    s = sentence.lower()
+    if any(word in s for word in (" disabled", " removed", "not required", " deleted")):
+        return any(key in s for key, _ in _PROTECTIONS)
+    if "permanent" in s and ("allowed" in s or "enabled" in s) and "not allowed" not in s:
+        return True
+    m = _DURATION.search(s)
+    if m:
+        hours = int(m.group(1)) + int(m.group(2)) / 60
+        return hours > max_hours
+    return False
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, str):
+        v = value.strip().strip('"').lower()
+        if v in ("true", "false"):
+            return v == "true"
+    return None
+
+
+def _hours(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    m = _ISO_DURATION.match(value.strip().strip('"'))
+    if not m or not any(m.groups()):
+        return None
+    d, h, mi, s = (int(x) if x else 0 for x in m.groups())
+    return d * 24 + h + mi / 60 + s / 3600
+
+
+def modified_changes(raw: Mapping[str, Any], max_hours: float) -> tuple[list[str], list[str]]:
+    """(all, weakening) changes from ``modifiedProperties`` with old and new values, if any."""
+    props = raw.get("properties", raw)
+    targets = props.get("targetResources") if isinstance(props, Mapping) else None
+    found: list[str] = []
+    weak: list[str] = []
+    for t in targets if isinstance(targets, list) else []:
+        for mp in t.get("modifiedProperties") or [] if isinstance(t, Mapping) else []:
+            if not isinstance(mp, Mapping):
+                continue
+            name = str(mp.get("displayName") or "")
+            old, new = mp.get("oldValue"), mp.get("newValue")
+            if old == new or name in ("RoleDefinitionOriginId", "RoleDefinitionOriginType", "TemplateId"):
+                continue
+            ob, nb = _bool(old), _bool(new)
+            oh, nh = _hours(old), _hours(new)
+            if ob is not None and nb is not None:
+                text = f"{name} changed from {ob} to {nb}"
+                found.append(text)
+                lowered = name.lower()
+                if (ob and not nb and any(k.replace(" ", "") in lowered for k, _ in _PROTECTIONS)) or (
+                    nb and not ob and "permanent" in lowered
+                ):
+                    weak.append(text)
+            elif oh is not None and nh is not None:
+                text = f"{name} changed from {old!s} to {new!s}".replace('"', "")
+                found.append(text)
+                if nh > oh and nh > max_hours:
+                    weak.append(text)
+    return found, weak
+
+
+def detect(event: Event, state: State) -> Hit | None:
+    if event.activity != ROLE_SETTING_UPDATED or event.failed:
+        return None
+    max_hours = float(state.params["max_activation_hours"])  # type: ignore[arg-type]
+    listed = changes(event.result_reason)
+    weak = [c for c in listed if weakening(c, max_hours)]
+    from_props, weak_props = modified_changes(event.raw, max_hours)
+    listed += from_props
+    weak += weak_props
+    privileged = state.settings.is_privileged(event.role_name, event.role_id)
+    if event.scope_type == "group":
+        what = f"{event.role_name or 'member'} role of group {event.scope_name or event.scope_id or '(unknown group)'}"
+    elif event.scope_type == "resource":
+        what = f"{event.role_name or event.role_id or '(unknown role)'} on {event.scope_name or event.scope_id}"
+    else:
+        what = event.role_name or event.role_id or "(unknown role)"
+    title = f"PIM settings of {what} changed by {event.actor.label()}"
+    if weak:
+        title += " — weakened: " + "; ".join(weak)
+    context = {
+        "role": event.role_name,
+        "role_id": event.role_id,
+        "scope_type": event.scope_type,
+        "scope": event.scope_name or event.scope_id,
+        "privileged_role": privileged,
+        "changes": listed,
+        "weakening": weak,
+        "result_reason": event.result_reason,
+        "changed_by": event.actor.as_alert() | {"ip": event.actor.ip},
+    }
+    return DETECTOR.alert(
+        event,
+        key=(event.role_id or event.role_name, event.scope_id),
+        title=title,
+        context=context,
+        principal=event.actor,
+        severity=Severity.CRITICAL if privileged else None,
+    )
+
+
+ADMIN = user("adm-eve")
+GA = ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10")
+READER = ("Reports Reader", "4a5d8f65-41da-4de4-8968-e035b65339cf")
+# The real text captured from a tenant (shared/samples/11): it only strengthens.
+REAL_TEXT = (
+    "Setting changes in this session: Maximum activation duration updated to 02:00:00. "
+    "CustomExtension_PreApproval_EndUser_Assignment added:  (). "
+    "CustomExtension_PostApproval_EndUser_Assignment added:  (). MFA on activation requirement enabled. "
+    "Approval enabled with approvers [redacted]. MFA on active assignment requirement enabled."
+)
+WEAK_TEXT = (
+    "Setting changes in this session: Maximum activation duration updated to 24:00:00. "
+    "MFA on activation requirement disabled. Approval disabled. Justification on activation requirement disabled."
+)
+
+
+def _setting(at: str, role: tuple[str, str], reason: str, **kw: Any) -> dict[str, Any]:
+    return pim(ROLE_SETTING_UPDATED, at, ADMIN, role=role, reason=reason, **kw)
+
+
+CASES = [
+    Case(
+        "weakening Global Administrator is critical and names every weakening",
+        [_setting("2026-03-10T19:40:00Z", GA, WEAK_TEXT)],
+        [
+            {
+                "severity": "critical",
+                "count": 1,
+                "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com — weakened: "
+                "Maximum activation duration updated to 24:00:00; MFA on activation requirement disabled; "
+                "Approval disabled; Justification on activation requirement disabled",
+                "principal": {"upn": "adm-eve@contoso.com"},
+                "context": {"privileged_role": True, "role_id": GA[1]},
+            }
+        ],
+    ),
+    Case(
+        "the real strengthening text: critical (privileged role) but nothing named as weakened",
+        [_setting("2026-09-10T02:23:09Z", GA, REAL_TEXT)],
+        [
+            {
+                "severity": "critical",
+                "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com",
+                "context": {
+                    "weakening": [],
+                    "changes": [
+                        "Maximum activation duration updated to 02:00:00",
+                        "CustomExtension_PreApproval_EndUser_Assignment added:  ()",
+                        "CustomExtension_PostApproval_EndUser_Assignment added:  ()",
+                        "MFA on activation requirement enabled",
+                        "Approval enabled with approvers [redacted]",
+                        "MFA on active assignment requirement enabled",
+                    ],
+                },
+            }
+        ],
+    ),
+    Case(
+        "a non-privileged role is high",
+        [_setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval disabled.")],
+        [{"severity": "high", "title_has": "Reports Reader changed by adm-eve@contoso.com — weakened: Approval disabled"}],
+    ),
+    Case(
+        "PIM for Groups: the group is named and ticket removal is a weakening",
+        [
+            _setting(
+                "2026-03-10T19:45:00Z",
+                ("Member", "member"),
+                "Setting changes in this session: Ticket info requirement disabled.",
+                category="GroupManagement",
+                group=(guid("group", "pim-exchange-admins"), "PIM-Exchange-Admins"),
+            )
+        ],
+        [
+            {
+                "severity": "high",
+                "title": "PIM settings of Member role of group PIM-Exchange-Admins changed by adm-eve@contoso.com"
+                " — weakened: Ticket info requirement disabled",
+                "context": {"scope_type": "group"},
+            }
+        ],
+    ),
+    Case(
+        "privileged-role list comes from the config",
+        [_setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval enabled.")],
+        [{"severity": "critical"}],
+        {"privileged_roles": ["Reports Reader"]},
+    ),
+    Case(
+        "two changes to the same role are two alerts (suppress_minutes 0)",
+        [
+            _setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval enabled."),
+            _setting("2026-03-10T08:05:00Z", READER, "Setting changes in this session: Approval disabled."),
+        ],
+        [{"count": 1}, {"count": 1, "title_has": "weakened: Approval disabled"}],
+    ),
+    Case(
+        "other PIM activity is quiet",
+        [pim("Add member to role completed (PIM activation)", "2026-03-10T08:00:00Z", ADMIN, principal=ADMIN)],
+        [],
+    ),
+]

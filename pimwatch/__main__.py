@@ -1,0 +1,5 @@
+import sys
+
+from pimwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""PIM activity names as Microsoft's audit activity reference spells them (entra-events.md §3.1).
+
+Records drift: a trailing dot ("Add member to role."), "time bound" for "timebound", extra
+whitespace. :func:`canonical` folds those; names that are still unknown pass through unchanged and
+are counted by the pipeline so the first real new name is noticed.
+"""
+
+from __future__ import annotations
+
+import re
+
+ACTIVATION_REQUESTED = "Add member to role requested (PIM activation)"
+ACTIVATION_APPROVAL_REQUESTED = "Add member to role approval requested (PIM activation)"
+ACTIVATION_APPROVED = "Add member to role request approved (PIM activation)"
+ACTIVATION_DENIED = "Add member to role request denied (PIM activation)"
+ACTIVATION_COMPLETED = "Add member to role completed (PIM activation)"
+ACTIVATION_CANCELED = "Add member to role canceled (PIM activation)"
+ACTIVATION_EXPIRED_REQUEST = "PIM activation request expired"
+ACTIVATION_ENDED = "Remove member from role (PIM activation expired)"
+ROLE_SETTING_UPDATED = "Update role setting in PIM"
+
+PIM_ACTIVITIES: frozenset[str] = frozenset(
+    {
+        ACTIVATION_REQUESTED,
+        ACTIVATION_APPROVAL_REQUESTED,
+        ACTIVATION_APPROVED,
+        ACTIVATION_DENIED,
+        ACTIVATION_COMPLETED,
+        ACTIVATION_CANCELED,
+        ACTIVATION_EXPIRED_REQUEST,
+        "Remove member from role requested (PIM deactivate)",
+        "Remove member from role completed (PIM deactivate)",
+        ACTIVATION_ENDED,
+        "Add member to role in PIM requested (permanent)",
+        "Add member to role in PIM completed (permanent)",
+        "Add member to role in PIM requested (timebound)",
+        "Add member to role in PIM completed (timebound)",
+        "Add member to role in PIM requested (renew)",
+        "Add member to role in PIM canceled (permanent)",
+        "Add member to role in PIM canceled (timebound)",
+        "Add member to role in PIM canceled (renew)",
+        "Add eligible member to role in PIM requested (permanent)",
+        "Add eligible member to role in PIM completed (permanent)",
+        "Add eligible member to role in PIM requested (timebound)",
+        "Add eligible member to role in PIM completed (timebound)",
+        "Add eligible member to role in PIM requested (renew)",
+        "Add eligible member to role in PIM canceled (permanent)",
+        "Add eligible member to role in PIM canceled (timebound)",
+        "Add eligible member to role in PIM canceled (renew)",
+        "Remove member from role in PIM requested (permanent)",
+        "Remove member from role in PIM completed (permanent)",
+        "Remove member from role in PIM requested (timebound)",
+        "Remove member from role in PIM completed (timebound)",
+        "Remove eligible member from role in PIM requested (permanent)",
+        "Remove eligible member from role in PIM completed (permanent)",
+        "Remove eligible member from role in PIM requested (timebound)",
+        "Remove eligible member from role in PIM completed (timebound)",
+        "Remove permanent direct role assignment",
+        "Remove permanent eligible role assignment",
+        "Update member in PIM requested (extend)",
+        "Update eligible member in PIM requested (extend)",
+        "Update member in PIM canceled (extend)",
+        "Update eligible member in PIM canceled (extend)",
+        "Update member in PIM approved by admin (extend/renew)",
+        "Update member in PIM denied by admin (extend/renew)",
+        "Process request",
+        "Process role removal request",
+        "Process role update request",
+        "Cancel request",
+        "Cancel request for role removal",
+        "Cancel request for role update",
+        "Remove request",
+        "Approve request - direct role assignment",
+        "Restore member from role",
+        "Restore member from role in PIM completed",
+        "Restore eligible member from role in PIM completed",
+        "Restore permanent direct role assignment",
+        "Restore permanent eligible role assignment",
+        ROLE_SETTING_UPDATED,
+        "PIM policy removed",
+        "Role definition created",
+        "Onboarded resource to PIM",
+        "Onboarded resource from PIM",
+        "Onboard resource to PIM",
+        "Offboarded resource from PIM",
+        "Tenant offboarded from PIM",
+        "Resource updated",
+        "Triggered PIM alert",
+        "Resolve PIM alert",
+        "Disable PIM alert",
+        "Enable PIM alert",
+        "Deactivate PIM alert",
+        "Refresh PIM alert",
+        "Update PIM alert setting",
+        "Add member to role outside of PIM (permanent)",
+    }
+)
+
+_WS = re.compile(r"\s+")
+_TIMEBOUND = re.compile(r"\(\s*time[\s-]*bound\s*\)", re.IGNORECASE)
+_CACHE: dict[str, str] = {}
+
+
+def canonical(name: str) -> str:
+    """Fold the documented spelling drift; unknown names come back cleaned but otherwise as given."""
+    hit = _CACHE.get(name)
+    if hit is not None:
+        return hit
+    s = _WS.sub(" ", name).strip()
+    while s.endswith("."):
+        s = s[:-1].rstrip()
+    s = _TIMEBOUND.sub("(timebound)", s)
+    if s not in PIM_ACTIVITIES:
+        # Case drift (Sigma's "Disable PIM Alert"): match case-insensitively against the list.
+        lowered = s.lower()
+        for known in PIM_ACTIVITIES:
+            if known.lower() == lowered:
+                s = known
+                break
+    if len(_CACHE) < 4096:
+        _CACHE[name] = s
+    return s
+
+
+def is_pim_activation_failure(event_activity: str, failed: bool) -> bool:
+    """A failed or refused activation request (entra-events.md §3.2)."""
+    if event_activity in (ACTIVATION_DENIED, ACTIVATION_EXPIRED_REQUEST):
+        return True
+    return failed and ("(PIM activation)" in event_activity or event_activity == ACTIVATION_REQUESTED)

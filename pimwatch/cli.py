@@ -1,0 +1,226 @@
+"""``pimwatch`` command line: ``replay`` exported logs, list the ``detectors``.
+
+Exit codes: 0 the run completed (whatever it found), 1 an input path could not be read,
+2 usage or config error (reported before any input is read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import IO
+
+import orjson
+
+from pimwatch import __version__
+from pimwatch.alerts import Alert, Severity
+from pimwatch.config import ConfigError, load
+from pimwatch.detector import Plugin, discover
+from pimwatch.pipeline import Pipeline
+from pimwatch.quarantine import Quarantine
+from pimwatch.reader import InputError, Item, expand, read_file
+from pimwatch.store import SqliteStore, StoreError
+
+DEFAULT_QUARANTINE = "pimwatch-quarantine.jsonl"
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pimwatch", description="Alerts on Entra PIM and break-glass activity.")
+    ap.add_argument("--version", action="version", version=f"pimwatch {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    rp = sub.add_parser("replay", help="run the detectors over exported or captured log files")
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="file, folder (read recursively) or - for stdin")
+    rp.add_argument("--config", help="YAML config file")
+    rp.add_argument("--state", help="SQLite state file (default: a temporary database, fresh each run)")
+    rp.add_argument("--format", choices=("text", "jsonl"), default="text", help="alert output on stdout")
+    rp.add_argument(
+        "--quarantine",
+        help=f"JSON Lines file for bad records (default: {DEFAULT_QUARANTINE} in the current folder, "
+        "created only when there is a bad record)",
+    )
+    rp.add_argument("--verbose", "-v", action="store_true", help="log each bad record on stderr")
+    dp = sub.add_parser("detectors", help="list the detector catalogue")
+    dp.add_argument("--format", choices=("text", "json"), default="text")
+    dp.add_argument("--config", help="show parameters as configured in this YAML file")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    plugins = discover()
+    if args.command == "detectors":
+        return _detectors(args, plugins)
+    return _replay(args, plugins)
+
+
+def _detectors(args: argparse.Namespace, plugins: list[Plugin]) -> int:
+    try:
+        config = load(args.config, plugins)
+    except ConfigError as exc:
+        return _config_error(exc)
+    rows = []
+    for p in plugins:
+        cfg = config.detectors[p.meta.id]
+        rows.append(
+            {
+                "id": p.meta.id,
+                "severity": cfg.severity.value,
+                "enabled": cfg.enabled,
+                "summary": p.meta.summary,
+                "mitre": list(p.meta.mitre),
+                "inputs": list(p.meta.kinds),
+                "parameters": dict(cfg.params),
+                "defaults": dict(p.meta.params),
+                "runbook": p.meta.runbook,
+            }
+        )
+    if args.format == "json":
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "-"
+        state = "" if r["enabled"] else "  [disabled]"
+        sys.stdout.write(f"{r['id']:<30} {r['severity']:<9} {params}{state}\n    {r['summary']}\n")
+    return 0
+
+
+def _config_error(exc: ConfigError) -> int:
+    sys.stderr.write(f"pimwatch: config error in {exc.source}:\n")
+    for problem in exc.problems:
+        sys.stderr.write(f"  {problem}\n")
+    return 2
+
+
+def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
+    logging.basicConfig(
+        level=logging.WARNING if args.verbose else logging.ERROR, format="pimwatch: %(levelname)s %(message)s"
+    )
+    try:
+        config = load(args.config, plugins)
+    except ConfigError as exc:
+        return _config_error(exc)
+    try:
+        files = expand(args.paths)
+    except InputError as exc:
+        sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
+        return 1
+    tmpdir = None
+    state_path = args.state
+    if state_path is None:
+        tmpdir = tempfile.TemporaryDirectory(prefix="pimwatch-")
+        state_path = os.path.join(tmpdir.name, "state.db")
+    try:
+        store = SqliteStore(state_path)
+    except StoreError as exc:
+        sys.stderr.write(f"pimwatch: {exc}\n")
+        return 1
+    quarantine = Quarantine(args.quarantine or DEFAULT_QUARANTINE)
+    pipeline = Pipeline(plugins, config, store, quarantine)
+    counter = [0]
+    unreadable = 0
+    started = time.perf_counter()
+    progress = sys.stderr.isatty() and args.format == "text"
+    try:
+        for path in files:
+            try:
+                items = read_file(path, counter)
+                pipeline.feed(_progress(items, counter, started) if progress else items)
+            except InputError as exc:
+                unreadable += 1
+                sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
+        pipeline.finish()
+    except StoreError as exc:
+        sys.stderr.write(f"pimwatch: state store failed: {exc}\n")
+        return 1
+    elapsed = time.perf_counter() - started
+    if progress:
+        sys.stderr.write("\r\033[K")
+    changed = pipeline.engine.changed
+    alerts = sorted(
+        (a for a in (store.get_alert(i) for i in changed) if a is not None), key=lambda a: (a.first_seen, a.id)
+    )
+    out = sys.stdout
+    if args.format == "jsonl":
+        for a in alerts:
+            out.write(orjson.dumps(a.to_dict()).decode() + "\n")
+    else:
+        _table(alerts, out)
+    out.flush()
+    _summary(pipeline, alerts, changed, elapsed, counter[0], quarantine, sys.stderr)
+    store.close()
+    if tmpdir is not None:
+        tmpdir.cleanup()
+    return 1 if unreadable else 0
+
+
+def _progress(items: Iterator[Item], counter: list[int], started: float) -> Iterator[Item]:
+    for n, item in enumerate(items, 1):
+        if n % 20000 == 0:
+            mb = counter[0] / 1e6
+            rate = mb / max(time.perf_counter() - started, 1e-9)
+            sys.stderr.write(f"\r\033[Kreading: {n:,} records, {mb:,.0f} MB ({rate:,.0f} MB/s)")
+            sys.stderr.flush()
+        yield item
+
+
+def _table(alerts: list[Alert], out: IO[str]) -> None:
+    if not alerts:
+        out.write("No alerts.\n")
+        return
+    out.write(f"{'SEVERITY':<9} {'FIRST SEEN (UTC)':<20} {'COUNT':>5}  {'DETECTOR':<28} TITLE\n")
+    for a in alerts:
+        first = a.first_seen[:19].replace("T", " ")
+        out.write(f"{a.severity.value:<9} {first:<20} {a.count:>5}  {a.detector:<28} {_oneline(a.title)}\n")
+
+
+def _oneline(s: str, limit: int = 160) -> str:
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _summary(
+    pipeline: Pipeline,
+    alerts: list[Alert],
+    changed: dict[str, str],
+    elapsed: float,
+    nbytes: int,
+    quarantine: Quarantine,
+    err: IO[str],
+) -> None:
+    st = pipeline.stats
+    total = st.total_records
+    rate = total / elapsed if elapsed > 0 else 0.0
+    err.write(
+        f"pimwatch: {total:,} records in {elapsed:.2f} s ({rate:,.0f} records/s, {nbytes / 1e6 / max(elapsed, 1e-9):,.1f} MB/s)\n"
+    )
+    read = ", ".join(f"{c}/{s} {n:,}" for (c, s), n in sorted(st.records.items())) or "none"
+    err.write(f"  read: {read}\n")
+    if st.skipped:
+        err.write("  skipped (other categories): " + ", ".join(f"{c} {n:,}" for c, n in sorted(st.skipped.items())) + "\n")
+    if st.bad:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in st.bad.most_common())
+        err.write(f"  bad records: {sum(st.bad.values()):,} ({reasons}), quarantined in {quarantine.path}\n")
+    if st.unknown_activities:
+        names = ", ".join(f"{a!r} {n}" for a, n in st.unknown_activities.most_common(10))
+        err.write(f"  unknown PIM activities (passed through): {names}\n")
+    if st.detector_skipped:
+        err.write(
+            "  records a detector skipped (missing fields): "
+            + ", ".join(f"{d} {n:,}" for d, n in sorted(st.detector_skipped.items()))
+            + "\n"
+        )
+    if st.detector_errors:
+        err.write(
+            "  detector errors (isolated): " + ", ".join(f"{d} {n:,}" for d, n in sorted(st.detector_errors.items())) + "\n"
+        )
+    by_sev = {s: 0 for s in reversed(Severity)}
+    for a in alerts:
+        by_sev[a.severity] += 1
+    sev = ", ".join(f"{n} {s.value}" for s, n in by_sev.items() if n) or "none"
+    new = sum(1 for v in changed.values() if v == "new")
+    err.write(f"  alerts: {sev} ({new} new, {len(changed) - new} updated)\n")

@@ -1,0 +1,157 @@
+"""The YAML config, validated before any input is read; every error names its key path.
+
+```yaml
+break_glass:
+  accounts: [<object id or UPN>, ...]
+privileged_roles: [<role name or template id>, ...]   # optional; defaults to the built-in list
+detectors:
+  <detector id>:
+    enabled: true|false
+    severity: critical|high|medium|low|info
+    <parameter>: <value of the parameter's type>
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pimwatch.alerts import Severity
+from pimwatch.detector import ParamValue, Plugin, Settings, _looks_like_guid
+
+
+class ConfigError(ValueError):
+    """One or more config problems, each ``key.path: what was expected``."""
+
+    def __init__(self, source: str, problems: Sequence[str]):
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+
+class _BreakGlass(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    accounts: list[str] = []
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    break_glass: _BreakGlass = _BreakGlass()
+    privileged_roles: list[str] | None = None
+    detectors: dict[str, dict[str, Any] | None] = {}
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    enabled: bool
+    severity: Severity
+    params: Mapping[str, ParamValue]
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    detectors: Mapping[str, DetectorConfig]
+
+
+def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
+    """Read and validate ``path`` (None = all defaults)."""
+    if path is None:
+        return build({}, plugins, "defaults")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, [f"cannot read the config file: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [f"not valid YAML: {exc}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, ["(top level): expected a mapping of keys to values"])
+    return build(data, plugins, path)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def build(data: Mapping[str, Any], plugins: Sequence[Plugin], source: str = "config") -> Config:
+    try:
+        raw = _File.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{_loc(err['loc'])}: {msg}")
+        raise ConfigError(source, problems) from None
+    problems: list[str] = []
+    for i, account in enumerate(raw.break_glass.accounts):
+        if "@" not in account and not _looks_like_guid(account.strip()):
+            problems.append(f"break_glass.accounts[{i}]: expected an object id (GUID) or a UPN, got {account!r}")
+    known = {p.meta.id: p for p in plugins}
+    out: dict[str, DetectorConfig] = {}
+    for det_id, overrides in raw.detectors.items():
+        if det_id not in known:
+            problems.append(f"detectors.{det_id}: unknown detector id (known: {', '.join(sorted(known))})")
+    for det_id, plugin in known.items():
+        meta = plugin.meta
+        overrides = raw.detectors.get(det_id) or {}
+        enabled, severity = True, meta.severity
+        params: dict[str, ParamValue] = dict(meta.params)
+        for key, value in overrides.items():
+            path = f"detectors.{det_id}.{key}"
+            if key == "enabled":
+                if not isinstance(value, bool):
+                    problems.append(f"{path}: expected true or false, got {value!r}")
+                else:
+                    enabled = value
+            elif key == "severity":
+                try:
+                    severity = Severity(str(value).lower())
+                except ValueError:
+                    problems.append(f"{path}: expected one of critical, high, medium, low, info, got {value!r}")
+            elif key not in meta.params:
+                allowed = ", ".join(["enabled", "severity", *sorted(meta.params)])
+                problems.append(f"{path}: unknown parameter (allowed: {allowed})")
+            else:
+                err = _check_param(key, meta.params[key], value)
+                if err:
+                    problems.append(f"{path}: {err}")
+                else:
+                    params[key] = value
+        out[det_id] = DetectorConfig(enabled, severity, params)
+    if problems:
+        raise ConfigError(source, problems)
+    settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
+    return Config(settings, out)
+
+
+def _check_param(name: str, default: ParamValue, value: Any) -> str | None:
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, got {value!r}"
+        low = 1 if name == "threshold" else 0
+        return None if value >= low else f"expected an integer >= {low}, got {value}"
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {value!r}"
+        return None if value >= 0 else f"expected a number >= 0, got {value}"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"expected a list of strings, got {value!r}"
+    return None

@@ -1,0 +1,206 @@
+"""What a detector module declares, what it receives, and how the detectors are found.
+
+A detector module under ``detectors/`` exports ``DETECTOR`` (metadata), ``detect(event, state)``
+returning a :class:`Hit` or None, and ``CASES``. Adding a detector touches that one file.
+
+Windows are metadata, not code: a detector whose ``params`` has ``threshold`` and
+``within_minutes`` is windowed; the engine counts distinct ``Hit.distinct`` values per
+``Hit.key`` in the store and raises the alert when the threshold is reached. Every detector has
+``suppress_minutes``: hits of the same key in the same bucket of that size fold into one alert
+(0 = every record is its own alert).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import ModuleType
+from typing import Any, Protocol
+
+from pimwatch.alerts import Severity
+from pimwatch.event import Event, Kind, Principal
+from pimwatch.store import Store
+
+ParamValue = int | float | bool | str | list[str]
+
+
+class Skip(Exception):  # noqa: N818 - it is a signal, not an error
+    """Raised by a detector when the event lacks what it needs: counted, never an error."""
+
+
+# Highly privileged Entra roles, by display name and role template id (the default list).
+DEFAULT_PRIVILEGED_ROLES: dict[str, str] = {
+    "Global Administrator": "62e90394-69f5-4237-9190-012177145e10",
+    "Privileged Role Administrator": "e8611ab8-c189-46e8-94e1-60213ab1f814",
+    "Privileged Authentication Administrator": "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
+    "Security Administrator": "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "Conditional Access Administrator": "b1be1c3e-b65d-4f19-8427-f6fa0d97feb9",
+    "Exchange Administrator": "29232cdf-9323-42fd-ade2-1d097af3e4de",
+    "SharePoint Administrator": "f28a1f50-f6e7-4571-818b-6a12f2af6b6c",
+    "User Administrator": "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    "Application Administrator": "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3",
+    "Cloud Application Administrator": "158c047a-c907-4556-b7ef-446551a6b5f7",
+    "Authentication Administrator": "c4e39bd9-1100-46d3-8c65-fb160da0071f",
+    "Helpdesk Administrator": "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    "Billing Administrator": "b0f54661-2d74-4c50-afa3-1ec803f12efe",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deployment facts every detector may read: who is break-glass, which roles are privileged."""
+
+    break_glass_ids: frozenset[str] = frozenset()
+    break_glass_upns: frozenset[str] = frozenset()
+    privileged_names: frozenset[str] = frozenset(n.lower() for n in DEFAULT_PRIVILEGED_ROLES)
+    privileged_ids: frozenset[str] = frozenset(DEFAULT_PRIVILEGED_ROLES.values())
+
+    @classmethod
+    def build(cls, break_glass: Sequence[str] = (), privileged_roles: Sequence[str] | None = None) -> Settings:
+        ids = frozenset(a.strip().lower() for a in break_glass if "@" not in a)
+        upns = frozenset(a.strip().lower() for a in break_glass if "@" in a)
+        if privileged_roles is None:
+            return cls(ids, upns)
+        names: set[str] = set()
+        role_ids: set[str] = set()
+        by_name = {n.lower(): i for n, i in DEFAULT_PRIVILEGED_ROLES.items()}
+        for r in privileged_roles:
+            r = r.strip()
+            if _looks_like_guid(r):
+                role_ids.add(r.lower())
+            else:
+                names.add(r.lower())
+                if r.lower() in by_name:
+                    role_ids.add(by_name[r.lower()])
+        return cls(ids, upns, frozenset(names), frozenset(role_ids))
+
+    def is_break_glass(self, p: Principal) -> bool:
+        """Object id first; UPN (case-insensitive) second (Microsoft's guidance, entra-events.md §4)."""
+        if p.id is not None and p.id.lower() in self.break_glass_ids:
+            return True
+        return p.upn is not None and p.upn.lower() in self.break_glass_upns
+
+    def is_privileged(self, role_name: str | None, role_id: str | None) -> bool:
+        if role_id is not None and role_id.lower() in self.privileged_ids:
+            return True
+        return role_name is not None and role_name.lower() in self.privileged_names
+
+
+def _looks_like_guid(s: str) -> bool:
+    parts = s.split("-")
+    return len(s) == 36 and [len(p) for p in parts] == [8, 4, 4, 4, 12]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What ``detect`` returns: one event's contribution to an alert (see module docstring)."""
+
+    key: tuple[str, ...]
+    title: str
+    context: dict[str, Any]
+    principal: Principal
+    severity: Severity | None = None
+    distinct: str | None = None
+
+
+@dataclass(frozen=True)
+class Detector:
+    id: str
+    severity: Severity
+    summary: str
+    runbook: str
+    mitre: tuple[str, ...]
+    kinds: tuple[Kind, ...] = ("audit",)
+    params: Mapping[str, ParamValue] = field(default_factory=dict)
+    accumulate: tuple[str, ...] = ()
+
+    def alert(
+        self,
+        event: Event,
+        *,
+        key: Sequence[str | None],
+        title: str,
+        context: dict[str, Any] | None = None,
+        principal: Principal | None = None,
+        severity: Severity | None = None,
+        distinct: str | None = None,
+    ) -> Hit:
+        """Build the hit for ``event``; ``principal`` defaults to the event's target, else its actor."""
+        if principal is None:
+            principal = event.target if (event.target.id or event.target.upn) else event.actor
+        return Hit(
+            key=tuple("" if k is None else str(k).lower() for k in key),
+            title=title,
+            context=context or {},
+            principal=principal,
+            severity=severity,
+            distinct=distinct,
+        )
+
+
+class State:
+    """What a detector sees besides the event: its parameters, the settings, and scoped state."""
+
+    def __init__(self, detector_id: str, params: Mapping[str, ParamValue], settings: Settings, store: Store):
+        self.detector_id = detector_id
+        self.params = params
+        self.settings = settings
+        self._store = store
+
+    def get(self, key: str) -> Any | None:
+        return self._store.get(f"{self.detector_id}\x1f{key}")
+
+    def put(self, key: str, value: Any, *, ttl: timedelta | None = None) -> None:
+        self._store.put(f"{self.detector_id}\x1f{key}", value, ttl=ttl)
+
+
+class DetectFn(Protocol):
+    def __call__(self, event: Event, state: State) -> Hit | None: ...
+
+
+@dataclass(frozen=True)
+class Case:
+    """A detector test case: records (real shapes, any input format) in, expected alerts out.
+
+    ``expect`` holds partial alert dicts compared field by field (``title``, ``severity``,
+    ``count``, ``principal`` and ``context`` sub-dicts, or ``title_has`` for a substring), in
+    first-seen order; ``[]`` means no alert. ``config`` is merged into the test config
+    (``break_glass``, ``privileged_roles``, ``detectors``).
+    """
+
+    name: str
+    records: list[dict[str, Any]]
+    expect: list[dict[str, Any]]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """A discovered detector module."""
+
+    meta: Detector
+    detect: DetectFn
+    cases: list[Case]
+    module: ModuleType
+
+
+def discover(package: str = "detectors") -> list[Plugin]:
+    """Import every module of ``package`` that defines ``DETECTOR``; sorted by id."""
+    pkg = importlib.import_module(package)
+    found: list[Plugin] = []
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{package}.{info.name}")
+        meta = getattr(mod, "DETECTOR", None)
+        if not isinstance(meta, Detector):
+            continue
+        found.append(Plugin(meta, mod.detect, list(getattr(mod, "CASES", [])), mod))
+    ids = [p.meta.id for p in found]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise RuntimeError(f"duplicate detector ids: {sorted(dupes)}")
+    return sorted(found, key=lambda p: p.meta.id)

@@ -1,0 +1,176 @@
+"""Run the detectors on an event; turn hits into deduplicated, deterministic alerts in the outbox.
+
+Every hit is first recorded as a window member keyed by the record id, so a record delivered
+twice counts once. Alerts are grouped in fixed event-time buckets of the detector's suppression
+period: the alert id is ``hash(detector, key, bucket)``, so any order, batching or replay of the
+same records gives the same ids. A windowed detector raises an alert for every event whose
+trailing window (``within_minutes``) holds at least ``threshold`` distinct values; a late record
+re-evaluates the events after it, so out-of-order input converges on the same alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pimwatch.alerts import Alert, Severity, alert_id
+from pimwatch.config import Config, DetectorConfig
+from pimwatch.detector import Hit, Plugin, Skip, State
+from pimwatch.event import Event
+from pimwatch.stats import Stats
+from pimwatch.store import Member, MergeResult, Store
+from pimwatch.timeutil import iso
+
+log = logging.getLogger("pimwatch.engine")
+
+
+@dataclass(frozen=True)
+class Active:
+    plugin: Plugin
+    config: DetectorConfig
+    state: State
+    threshold: int
+    within: timedelta
+    suppress: timedelta
+
+
+def _minutes(params: Any, name: str, default: float) -> timedelta:
+    value = params.get(name, default)
+    return timedelta(minutes=float(value))
+
+
+def bucket_of(ts: float, suppress: timedelta) -> str:
+    size = int(suppress.total_seconds())
+    if size <= 0:
+        return ""
+    return iso(datetime.fromtimestamp(int(ts) // size * size, UTC))
+
+
+class Engine:
+    def __init__(self, plugins: Sequence[Plugin], config: Config, store: Store, stats: Stats):
+        self.store = store
+        self.stats = stats
+        self.changed: dict[str, MergeResult] = {}
+        self.by_kind: dict[str, list[Active]] = defaultdict(list)
+        for plugin in plugins:
+            cfg = config.detectors[plugin.meta.id]
+            if not cfg.enabled:
+                continue
+            params = cfg.params
+            active = Active(
+                plugin=plugin,
+                config=cfg,
+                state=State(plugin.meta.id, params, config.settings, store),
+                threshold=int(params.get("threshold", 1)),  # type: ignore[arg-type]
+                within=_minutes(params, "within_minutes", 0),
+                suppress=_minutes(params, "suppress_minutes", 0),
+            )
+            for kind in plugin.meta.kinds:
+                self.by_kind[kind].append(active)
+
+    def process(self, event: Event) -> None:
+        for active in self.by_kind.get(event.kind, ()):
+            det_id = active.plugin.meta.id
+            try:
+                hit = active.plugin.detect(event, active.state)
+            except Skip:
+                self.stats.detector_skipped[det_id] += 1
+                continue
+            except Exception:
+                self.stats.detector_errors[det_id] += 1
+                log.exception("detector %s failed on record %s", det_id, event.id)
+                continue
+            if hit is not None:
+                self._apply(active, event, hit)
+
+    def _note(self, result: MergeResult, aid: str) -> None:
+        if result != "unchanged" and self.changed.get(aid) != "new":
+            self.changed[aid] = result
+
+    def _apply(self, active: Active, event: Event, hit: Hit) -> None:
+        meta = active.plugin.meta
+        severity = hit.severity or active.config.severity
+        key = "|".join(hit.key)
+        if active.suppress.total_seconds() <= 0:
+            key = f"{key}|{event.id}"
+        wkey = f"{meta.id}\x1f{key}"
+        when = iso(event.time)
+        if active.threshold <= 1:
+            if not self.store.add(wkey, event.id, event.time):
+                return
+            bucket = bucket_of(event.time.timestamp(), active.suppress)
+            alert = self._alert(active, key, bucket, severity, hit.title, hit.context, hit.principal.as_alert())
+            alert.events = [(when, event.id)]
+            self._note(self.store.merge_alert(alert), alert.id)
+            return
+        payload = {
+            "t": when,
+            "title": hit.title,
+            "context": hit.context,
+            "principal": hit.principal.as_alert(),
+            "severity": severity.value,
+        }
+        distinct = hit.distinct if hit.distinct is not None else event.id
+        if not self.store.add(wkey, event.id, event.time, distinct, payload):
+            return
+        ts = event.time.timestamp()
+        width = active.within.total_seconds()
+        rows = self.store.members(wkey, event.time - active.within, event.time + active.within)
+        groups: dict[str, dict[str, Member]] = defaultdict(dict)
+        for r in rows:
+            if r.at < ts:
+                continue
+            window = [x for x in rows if r.at - width <= x.at <= r.at]
+            if len({x.value for x in window}) >= active.threshold:
+                groups[bucket_of(r.at, active.suppress)].update({x.member: x for x in window})
+        for bucket, members in sorted(groups.items()):
+            ordered = sorted(members.values(), key=lambda m: ((m.payload or {}).get("t", ""), m.member))
+            first = ordered[0].payload or {}
+            context = dict(first.get("context", {}))
+            for name in meta.accumulate:
+                values: dict[str, Any] = {}
+                for m in ordered:
+                    for v in (m.payload or {}).get("context", {}).get(name, []):
+                        values.setdefault(repr(v), v)
+                context[name] = [values[r] for r in sorted(values)]
+            alert = self._alert(
+                active,
+                key,
+                bucket,
+                Severity(first.get("severity", severity.value)),
+                str(first.get("title", hit.title)),
+                context,
+                dict(first.get("principal", hit.principal.as_alert())),
+            )
+            alert.events = sorted(((m.payload or {}).get("t", ""), m.member) for m in ordered)
+            self._note(self.store.merge_alert(alert), alert.id)
+
+    def _alert(
+        self,
+        active: Active,
+        key: str,
+        bucket: str,
+        severity: Severity,
+        title: str,
+        context: dict[str, Any],
+        principal: dict[str, str | None],
+    ) -> Alert:
+        meta = active.plugin.meta
+        return Alert(
+            id=alert_id(meta.id, key, bucket),
+            detector=meta.id,
+            severity=severity,
+            title=title,
+            summary=meta.summary,
+            runbook=meta.runbook,
+            mitre=list(meta.mitre),
+            principal=principal,
+            context=context,
+            key=key,
+            bucket=bucket,
+            accumulate=meta.accumulate,
+        )

@@ -1,0 +1,101 @@
+"""The one normalized event every detector sees, whatever shape the record came in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from collections.abc import Mapping
+from typing import Any, Literal
+
+Kind = Literal["audit", "signin"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """A user, group, service principal or app. Any member may be unknown (None)."""
+
+    id: str | None = None
+    upn: str | None = None
+    name: str | None = None
+    type: str | None = None  # "User", "Group", "ServicePrincipal", "App"
+    ip: str | None = None
+
+    def label(self) -> str:
+        """The most readable non-empty identifier, for titles."""
+        return self.upn or self.name or self.id or "(unknown)"
+
+    def as_alert(self) -> dict[str, str | None]:
+        return {"id": self.id, "upn": self.upn, "name": self.name}
+
+
+NOBODY = Principal()
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """Sign-in specific fields (interactive and non-interactive user sign-ins)."""
+
+    app: str | None = None
+    app_id: str | None = None
+    resource: str | None = None
+    ip: str | None = None
+    country: str | None = None
+    city: str | None = None
+    error_code: int | None = None
+    failure_reason: str | None = None
+    ca_status: str | None = None
+    auth_requirement: str | None = None
+    auth_methods: tuple[str, ...] = ()
+    risk_during: str | None = None
+    risk_aggregated: str | None = None
+    risk_state: str | None = None
+    interactive: bool | None = None
+    client_app: str | None = None
+    user_agent: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_code == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A normalized Entra audit record or user sign-in.
+
+    ``kind`` is what detectors route on; ``category`` is the log category the record came from
+    (``AuditLogs``, ``SignInLogs``, ``NonInteractiveUserSignInLogs``) and ``shape`` the input shape
+    (``eventhub``, ``graph``, ``loganalytics``). ``raw`` is the record as read, for alert context.
+    """
+
+    kind: Kind
+    id: str
+    time: datetime
+    category: str
+    shape: str
+    activity: str = ""
+    audit_category: str | None = None
+    service: str | None = None
+    operation_type: str | None = None
+    result: str | None = None
+    result_reason: str | None = None
+    correlation_id: str | None = None
+    request_id: str | None = None
+    tenant_id: str | None = None
+    actor: Principal = NOBODY
+    target: Principal = NOBODY
+    role_name: str | None = None
+    role_id: str | None = None
+    scope_type: str | None = None  # "directory", "group", "resource"
+    scope_id: str | None = None
+    scope_name: str | None = None
+    justification: str | None = None
+    ticket: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    details: dict[str, str] = field(default_factory=dict)  # additionalDetails, keys lower-cased
+    signin: SignIn | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        return self.result == "failure"

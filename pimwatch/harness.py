@@ -1,0 +1,46 @@
+"""Run records through the real pipeline in memory: used by detector cases, tests and ``render``."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pimwatch.alerts import Alert
+from pimwatch.config import build
+from pimwatch.detector import Plugin
+from pimwatch.pipeline import Pipeline
+from pimwatch.quarantine import Quarantine
+from pimwatch.reader import classify
+from pimwatch.store import SqliteStore
+
+
+def run_records(
+    records: Iterable[Any], plugins: Sequence[Plugin], config: Mapping[str, Any] | None = None
+) -> tuple[list[Alert], Pipeline]:
+    """Feed ``records`` (any input shape) through a fresh pipeline with SQLite ``:memory:``."""
+    cfg = build(dict(config or {}), plugins, "case config")
+    store = SqliteStore(":memory:")
+    with tempfile.TemporaryDirectory() as tmp:
+        pipeline = Pipeline(plugins, cfg, store, Quarantine(str(Path(tmp) / "quarantine.jsonl")))
+        for i, rec in enumerate(records, 1):
+            pipeline.feed(classify(rec, "case", i))
+        pipeline.finish()
+    return list(store.alerts()), pipeline
+
+
+def matches(alert: Mapping[str, Any], expect: Mapping[str, Any]) -> list[str]:
+    """Differences between an alert dict and a partial expectation (empty list = match)."""
+    problems: list[str] = []
+    for key, want in expect.items():
+        if key == "title_has":
+            if want not in alert["title"]:
+                problems.append(f"title {alert['title']!r} lacks {want!r}")
+            continue
+        have = alert.get(key)
+        if isinstance(want, Mapping) and isinstance(have, Mapping):
+            problems += [f"{key}.{p}" for p in matches(have, want)]
+        elif have != want:
+            problems.append(f"{key}: expected {want!r}, got {have!r}")
+    return problems

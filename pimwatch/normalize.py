@@ -1,0 +1,397 @@
+"""Record dicts (any shape) → :class:`Event`.
+
+Graph objects and Event Hub ``properties`` share their keys (entra-events.md §2.1), so both go
+through the same code; Log Analytics rows are first renamed to the same camelCase keys and their
+JSON-as-string columns decoded. Targets are looked up by ``type`` and details by lower-cased
+``key``, never by position (§0).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from pimwatch.activities import ROLE_SETTING_UPDATED, canonical
+from pimwatch.event import NOBODY, Event, Principal, SignIn
+from pimwatch.timeutil import parse_time
+
+
+class BadRecord(ValueError):
+    """A record that cannot become an event; the reason is shown and quarantined with it."""
+
+
+_TENANT_IN_RESOURCE = re.compile(r"/tenants/([0-9a-fA-F-]{36})", re.IGNORECASE)
+_PRINCIPAL_TYPES = ("User", "ServicePrincipal", "Group")
+_NOT_SCOPE_TYPES = frozenset({"Role", "Request", "User", "ServicePrincipal", "Group", "Other", "Directory"})
+_RESULT_CODES = {0: "success", 1: "failure", 2: "timeout", 3: "unknownFutureValue"}
+
+
+def record_id(props: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    """``properties.id`` (Entra's unique record id), else a content hash so duplicates still fold."""
+    rid = props.get("id")
+    if isinstance(rid, str) and rid:
+        return rid
+    digest = hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return "sha256:" + digest[:32]
+
+
+def _json_value(value: Any) -> Any:
+    """Decode a JSON-encoded string (Log Analytics columns, modifiedProperties values)."""
+    if isinstance(value, str):
+        s = value.strip()
+        if s[:1] in ("{", "[", '"'):
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:
+                return value
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = str(value)
+    return value if value and value != "<null>" else None
+
+
+def _tenant(top: Mapping[str, Any], props: Mapping[str, Any]) -> str | None:
+    tid = top.get("tenantId") or props.get("tenantId") or top.get("AADTenantId")
+    if tid:
+        return str(tid)
+    rid = top.get("resourceId") or top.get("ResourceId")
+    if isinstance(rid, str):
+        m = _TENANT_IN_RESOURCE.search(rid)
+        if m:
+            return m.group(1).lower()
+    return None
+
+
+def _details(items: Any) -> dict[str, str]:
+    items = _json_value(items)
+    out: dict[str, str] = {}
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping):
+                key = item.get("key")
+                if isinstance(key, str) and key:
+                    k = key.lower()
+                    if k not in out:
+                        value = item.get("value")
+                        out[k] = "" if value is None else str(value)
+    return out
+
+
+def _initiator(value: Any, top: Mapping[str, Any]) -> Principal:
+    value = _json_value(value)
+    ip_top = _text(top.get("callerIpAddress"))
+    if isinstance(value, Mapping):
+        user = _json_value(value.get("user"))
+        if isinstance(user, Mapping) and (user.get("id") or user.get("userPrincipalName")):
+            return Principal(
+                id=_text(user.get("id")),
+                upn=_text(user.get("userPrincipalName")),
+                name=_text(user.get("displayName")),
+                type="User",
+                ip=_text(user.get("ipAddress")) or ip_top,
+            )
+        if isinstance(user, Mapping) and user.get("displayName"):
+            return Principal(name=_text(user.get("displayName")), type="User")
+        app = _json_value(value.get("app"))
+        if isinstance(app, Mapping) and any(app.get(k) for k in ("displayName", "appId", "servicePrincipalId")):
+            return Principal(
+                id=_text(app.get("servicePrincipalId")) or _text(app.get("appId")),
+                upn=_text(app.get("servicePrincipalName")),
+                name=_text(app.get("displayName")),
+                type="App",
+                ip=ip_top,
+            )
+    identity = _text(top.get("identity")) or _text(top.get("Identity"))
+    if identity:
+        return Principal(name=identity, ip=ip_top)
+    return NOBODY
+
+
+def _modified(target: Mapping[str, Any], name: str) -> str | None:
+    """newValue (on add) or oldValue (on remove) of a modifiedProperty, JSON-decoded."""
+    props = target.get("modifiedProperties")
+    if not isinstance(props, list):
+        return None
+    for mp in props:
+        if isinstance(mp, Mapping) and mp.get("displayName") == name:
+            for side in ("newValue", "oldValue"):
+                v = _json_value(mp.get(side))
+                if isinstance(v, list):
+                    v = v[0] if v else None
+                if v not in (None, ""):
+                    return str(v)
+    return None
+
+
+def audit_event(
+    props: Mapping[str, Any], top: Mapping[str, Any], shape: str, category: str, raw: Mapping[str, Any]
+) -> Event:
+    """An ``AuditLogs`` record (Event Hub ``properties`` or a Graph ``directoryAudit``)."""
+    when = parse_time(props.get("activityDateTime")) or parse_time(top.get("time"))
+    if when is None:
+        raise BadRecord("audit record has no readable activityDateTime or time")
+    activity_raw = props.get("activityDisplayName") or top.get("operationName") or ""
+    if not isinstance(activity_raw, str):
+        raise BadRecord("activityDisplayName is not a string")
+    activity = canonical(activity_raw)
+    details = _details(props.get("additionalDetails"))
+    result = props.get("result")
+    if isinstance(result, (int, float)) and not isinstance(result, bool):
+        result = _RESULT_CODES.get(int(result), str(result))
+    result_text = _text(result)
+    result = result_text.lower() if result_text else None
+    reason = _text(props.get("resultReason"))
+    service = _text(props.get("loggedByService"))
+    audit_category = _text(props.get("category"))
+
+    targets = _json_value(props.get("targetResources"))
+    if not isinstance(targets, list):
+        targets = []
+    by_type: dict[str, Mapping[str, Any]] = {}
+    for t in targets:
+        if isinstance(t, Mapping):
+            ttype = t.get("type")
+            if isinstance(ttype, str) and ttype not in by_type:
+                by_type[ttype] = t
+
+    target = NOBODY
+    principal_types = _PRINCIPAL_TYPES if audit_category != "GroupManagement" else _PRINCIPAL_TYPES[:2]
+    for ptype in principal_types:
+        t = by_type.get(ptype)
+        if t is not None:
+            target = Principal(
+                id=_text(t.get("id")),
+                upn=_text(t.get("userPrincipalName")),
+                name=_text(t.get("displayName")),
+                type=ptype,
+            )
+            break
+
+    role_name = role_id = None
+    role = by_type.get("Role")
+    if role is not None:
+        role_name = _text(role.get("displayName"))
+        role_id = _text(role.get("id"))
+    template = details.get("templateid") or details.get("roledefinitionoriginid")
+    if template:
+        role_id = template
+    if target is not NOBODY and (role_name is None or role_id is None):
+        # Core Directory role records keep the role on the principal target (entra-events.md §3.3).
+        principal_target = by_type.get(target.type or "")
+        if principal_target is not None:
+            role_name = role_name or _modified(principal_target, "Role.DisplayName")
+            tmpl = _modified(principal_target, "Role.TemplateId")
+            role_id = tmpl or role_id
+
+    scope_type = scope_id = scope_name = None
+    if audit_category == "GroupManagement" and "Group" in by_type:
+        g = by_type["Group"]
+        scope_type, scope_id, scope_name = "group", _text(g.get("id")), _text(g.get("displayName"))
+    elif audit_category == "ResourceManagement":
+        for t in targets:
+            if isinstance(t, Mapping) and t.get("type") not in _NOT_SCOPE_TYPES:
+                scope_type, scope_id, scope_name = "resource", _text(t.get("id")), _text(t.get("displayName"))
+                break
+    if scope_type is None and "Directory" in by_type:
+        d = by_type["Directory"]
+        scope_type, scope_id, scope_name = "directory", _text(d.get("id")), _text(d.get("displayName"))
+
+    justification = details.get("justification") or None
+    if (
+        justification is None
+        and reason
+        and service == "PIM"
+        and result != "failure"
+        and activity != ROLE_SETTING_UPDATED
+    ):
+        justification = reason
+    ticket = None
+    for key, value in details.items():
+        if "ticket" in key and "system" not in key and value:
+            ticket = value
+            break
+    request = by_type.get("Request")
+    request_id = (
+        details.get("roleassignmentrequestid")
+        or details.get("requestid")
+        or (_text(request.get("id")) if request is not None else None)
+    )
+    actor = _initiator(props.get("initiatedBy"), top)
+    if actor.ip is None and details.get("ipaddr"):
+        actor = Principal(actor.id, actor.upn, actor.name, actor.type, details["ipaddr"])
+    return Event(
+        kind="audit",
+        id=record_id(props, raw),
+        time=when,
+        category=category,
+        shape=shape,
+        activity=activity,
+        audit_category=audit_category,
+        service=service,
+        operation_type=_text(props.get("operationType")),
+        result=result,
+        result_reason=reason,
+        correlation_id=_text(props.get("correlationId")) or _text(top.get("correlationId")),
+        request_id=request_id,
+        tenant_id=_tenant(top, props),
+        actor=actor,
+        target=target,
+        role_name=role_name,
+        role_id=role_id,
+        scope_type=scope_type,
+        scope_id=scope_id,
+        scope_name=scope_name,
+        justification=justification,
+        ticket=ticket,
+        start=parse_time(details.get("starttime")),
+        end=parse_time(details.get("expirationtime")),
+        details=details,
+        raw=raw,
+    )
+
+
+def _auth_methods(props: Mapping[str, Any]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    steps = _json_value(props.get("authenticationDetails"))
+    if isinstance(steps, list):
+        for step in steps:
+            if isinstance(step, Mapping):
+                m = step.get("authenticationMethod")
+                if isinstance(m, str) and m:
+                    seen[m] = None
+    used = _json_value(props.get("authenticationMethodsUsed"))
+    if isinstance(used, list):
+        for m in used:
+            if isinstance(m, str) and m:
+                seen[m] = None
+    return tuple(seen)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def signin_event(
+    props: Mapping[str, Any], top: Mapping[str, Any], shape: str, category: str, raw: Mapping[str, Any]
+) -> Event:
+    """A user sign-in (interactive or non-interactive), Event Hub ``properties`` or Graph ``signIn``."""
+    when = parse_time(props.get("createdDateTime")) or parse_time(top.get("time"))
+    if when is None:
+        raise BadRecord("sign-in record has no readable createdDateTime or time")
+    status = _json_value(props.get("status"))
+    if not isinstance(status, Mapping):
+        status = {}
+    location = _json_value(props.get("location"))
+    if not isinstance(location, Mapping):
+        location = {}
+    error = _int(status.get("errorCode"))
+    if error is None:
+        error = _int(top.get("resultType"))
+    ip = _text(props.get("ipAddress")) or _text(top.get("callerIpAddress"))
+    signin = SignIn(
+        app=_text(props.get("appDisplayName")),
+        app_id=_text(props.get("appId")),
+        resource=_text(props.get("resourceDisplayName")),
+        ip=ip,
+        country=_text(location.get("countryOrRegion")) or _text(top.get("location")),
+        city=_text(location.get("city")),
+        error_code=error,
+        failure_reason=_text(status.get("failureReason")) or _text(top.get("resultDescription")),
+        ca_status=_text(props.get("conditionalAccessStatus")),
+        auth_requirement=_text(props.get("authenticationRequirement")),
+        auth_methods=_auth_methods(props),
+        risk_during=_text(props.get("riskLevelDuringSignIn")),
+        risk_aggregated=_text(props.get("riskLevelAggregated")),
+        risk_state=_text(props.get("riskState")),
+        interactive=_bool(props.get("isInteractive")),
+        client_app=_text(props.get("clientAppUsed")),
+        user_agent=_text(props.get("userAgent")),
+    )
+    actor = Principal(
+        id=_text(props.get("userId")),
+        upn=_text(props.get("userPrincipalName")),
+        name=_text(props.get("userDisplayName")),
+        type="User",
+        ip=ip,
+    )
+    return Event(
+        kind="signin",
+        id=record_id(props, raw),
+        time=when,
+        category=category,
+        shape=shape,
+        activity="Sign-in activity",
+        result="success" if error == 0 else ("failure" if error is not None else None),
+        result_reason=signin.failure_reason,
+        correlation_id=_text(props.get("correlationId")) or _text(top.get("correlationId")),
+        tenant_id=_tenant(top, props),
+        actor=actor,
+        signin=signin,
+        raw=raw,
+    )
+
+
+# --- Log Analytics rows -------------------------------------------------------------------------
+
+_LA_RENAME = {
+    "Id": "id",
+    "IPAddress": "ipAddress",
+    "LocationDetails": "location",
+    "ConditionalAccessPolicies": "appliedConditionalAccessPolicies",
+    "AADOperationType": "operationType",
+    "OperationName": "activityDisplayName",
+    "AADTenantId": "tenantId",
+    "ResultType": "resultType",
+    "ResultDescription": "resultDescription",
+    "Location": "countryCode",
+}
+_LA_SKIP = frozenset({"TenantId", "Type", "SourceSystem", "TimeGenerated", "Identity"})
+
+
+def la_to_camel(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A Log Analytics row → (properties, top) in Event Hub/Graph key names.
+
+    ``TenantId`` in Log Analytics is the workspace, so the tenant comes from ``AADTenantId``.
+    """
+    props: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in _LA_SKIP or value is None or value == "":
+            continue
+        name = _LA_RENAME.get(key) or (key[0].lower() + key[1:])
+        if key == "OperationName" and row.get("ActivityDisplayName"):
+            continue  # ActivityDisplayName wins when both are present
+        props[name] = _json_value(value) if isinstance(value, str) else value
+    top: dict[str, Any] = {
+        "time": row.get("TimeGenerated"),
+        "identity": row.get("Identity"),
+        "tenantId": row.get("AADTenantId"),
+        "location": row.get("Location"),
+        "resultType": row.get("ResultType"),
+        "resultDescription": row.get("ResultDescription"),
+    }
+    return props, {k: v for k, v in top.items() if v not in (None, "")}
+

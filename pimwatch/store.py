@@ -1,0 +1,183 @@
+"""The state store contract and its SQLite implementation (the embedded default).
+
+The contract is small on purpose, so an Azure Table store can implement it:
+
+* ``get`` / ``put`` — a key/value with a time to live;
+* ``add`` — idempotent windowed membership: record ``member`` under ``key`` at event time ``at``
+  (with a ``value`` to count distinct and an optional payload); adding the same member twice is a
+  no-op and returns False; ``members`` reads a key's members in an event-time range;
+* ``claim`` — insert-if-absent, True exactly once per key;
+* ``merge_alert`` — the outbox: insert an alert, or fold it into the stored one with the same id
+  (atomically: read, :func:`pimwatch.alerts.fold`, write);
+* ``commit`` — make everything above durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+
+import orjson
+
+from pimwatch.alerts import Alert, fold
+
+MergeResult = Literal["new", "updated", "unchanged"]
+
+
+class StoreError(RuntimeError):
+    """The state store itself failed (not a bad record): the caller must stop, not skip."""
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    member: str
+    at: float  # event time, epoch seconds
+    value: str
+    payload: dict[str, Any] | None
+
+
+class Store(Protocol):
+    def get(self, key: str) -> Any | None: ...
+    def put(self, key: str, value: Any, *, ttl: timedelta | None = None) -> None: ...
+    def add(
+        self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
+    ) -> bool: ...
+    def members(self, key: str, start: datetime, end: datetime) -> list[Member]: ...
+    def claim(self, key: str) -> bool: ...
+    def merge_alert(self, alert: Alert) -> MergeResult: ...
+    def get_alert(self, alert_id: str) -> Alert | None: ...
+    def alerts(self) -> Iterator[Alert]: ...
+    def commit(self) -> None: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL, expires REAL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    wkey TEXT NOT NULL, member TEXT NOT NULL, at REAL NOT NULL, value TEXT NOT NULL, payload BLOB,
+    PRIMARY KEY (wkey, member)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_time ON members (wkey, at);
+CREATE TABLE IF NOT EXISTS claims (k TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY, detector TEXT NOT NULL, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL, count INTEGER NOT NULL, doc BLOB NOT NULL,
+    created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+"""
+SCHEMA_VERSION = "1"
+
+
+class SqliteStore:
+    """SQLite state: a file (the CLI default) or ``:memory:`` (tests). One writer at a time."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level="DEFERRED")
+            self._db.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            elif row[0] != SCHEMA_VERSION:
+                raise StoreError(f"state file {path} has schema {row[0]}, this pimwatch expects {SCHEMA_VERSION}")
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open state file {path}: {exc}") from exc
+
+    # key/value -----------------------------------------------------------------------------
+    def get(self, key: str) -> Any | None:
+        row = self._db.execute("SELECT v, expires FROM kv WHERE k=?", (key,)).fetchone()
+        if row is None or (row[1] is not None and row[1] < time.time()):
+            return None
+        return orjson.loads(row[0])
+
+    def put(self, key: str, value: Any, *, ttl: timedelta | None = None) -> None:
+        expires = time.time() + ttl.total_seconds() if ttl is not None else None
+        self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, orjson.dumps(value), expires))
+
+    # windows -------------------------------------------------------------------------------
+    def add(
+        self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
+    ) -> bool:
+        blob = orjson.dumps(payload) if payload is not None else None
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO members VALUES (?, ?, ?, ?, ?)", (key, member, at.timestamp(), value, blob)
+        )
+        return cur.rowcount == 1
+
+    def members(self, key: str, start: datetime, end: datetime) -> list[Member]:
+        rows = self._db.execute(
+            "SELECT member, at, value, payload FROM members WHERE wkey=? AND at BETWEEN ? AND ? ORDER BY at, member",
+            (key, start.timestamp(), end.timestamp()),
+        ).fetchall()
+        return [Member(m, at, v, orjson.loads(p) if p is not None else None) for m, at, v, p in rows]
+
+    def claim(self, key: str) -> bool:
+        cur = self._db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", (key, time.time()))
+        return cur.rowcount == 1
+
+    # outbox --------------------------------------------------------------------------------
+    def merge_alert(self, alert: Alert) -> MergeResult:
+        existing = self.get_alert(alert.id)
+        now = time.time()
+        if existing is None:
+            self._db.execute(
+                "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    alert.id,
+                    alert.detector,
+                    alert.severity.value,
+                    alert.first_seen,
+                    alert.last_seen,
+                    alert.count,
+                    orjson.dumps(alert.to_store()),
+                    now,
+                    now,
+                ),
+            )
+            return "new"
+        if not fold(existing, alert):
+            return "unchanged"
+        self._db.execute(
+            "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=? WHERE id=?",
+            (
+                existing.severity.value,
+                existing.first_seen,
+                existing.last_seen,
+                existing.count,
+                orjson.dumps(existing.to_store()),
+                now,
+                existing.id,
+            ),
+        )
+        return "updated"
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        row = self._db.execute("SELECT doc FROM outbox WHERE id=?", (alert_id,)).fetchone()
+        return Alert.from_store(orjson.loads(row[0])) if row else None
+
+    def alerts(self) -> Iterator[Alert]:
+        for (doc,) in self._db.execute("SELECT doc FROM outbox ORDER BY first_seen, id"):
+            yield Alert.from_store(orjson.loads(doc))
+
+    def prune(self, before: datetime) -> int:
+        """Forget window members older than ``before`` (event time) and expired keys."""
+        cur = self._db.execute("DELETE FROM members WHERE at < ?", (before.timestamp(),))
+        self._db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires < ?", (time.time(),))
+        return cur.rowcount
+
+    def commit(self) -> None:
+        try:
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot commit state to {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()

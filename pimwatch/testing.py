@@ -1,0 +1,239 @@
+"""Record builders for detector cases, in the layouts of the real public samples.
+
+Only tests and ``CASES`` use this. PIM records follow ``shared/samples/02_...`` (targetResources
+Role, Request, User, Directory, Other; additionalDetails keys RoleDefinitionOriginId, TemplateId,
+StartTime, ExpirationTime, Justification, RequestId); Core Directory role records follow samples 01
+and 10 (role in the principal target's modifiedProperties); sign-ins follow sample 05. Times are
+ISO strings; ids are derived from the content so cases stay deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+TENANT = "7d1c7a44-2b7e-4f0e-9d51-7c2a3d9e8b10"
+RESOURCE_ID = f"/tenants/{TENANT}/providers/Microsoft.aadiam"
+PIM_SYSTEM = ("9dfd627f-bdc5-4b1c-af9d-c85097fdeff8", None, "Azure AD PIM")
+User = tuple[str, str | None, str | None]  # (object id, UPN, display name)
+
+
+def guid(*parts: object) -> str:
+    return str(uuid.UUID(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:32]))
+
+
+def user(name: str) -> User:
+    """A user identity from a short name: ``user("alice")`` → (guid, alice@contoso.com, Alice)."""
+    return (guid("user", name), f"{name}@contoso.com", name.replace(".", " ").title())
+
+
+def _initiator(actor: User | str) -> dict[str, Any]:
+    if isinstance(actor, str):  # an app, e.g. "MS-PIM"
+        return {
+            "app": {
+                "appId": None,
+                "displayName": actor,
+                "servicePrincipalId": guid("sp", actor),
+                "servicePrincipalName": None,
+            }
+        }
+    oid, upn, name = actor
+    return {"user": {"id": oid, "displayName": name, "userPrincipalName": upn, "ipAddress": "20.190.1.10", "roles": []}}
+
+
+def _envelope(activity: str, at: str, props: dict[str, Any], actor: User | str) -> dict[str, Any]:
+    identity = actor if isinstance(actor, str) else (actor[2] or actor[1] or actor[0])
+    return {
+        "time": at,
+        "resourceId": RESOURCE_ID,
+        "operationName": activity,
+        "operationVersion": "1.0",
+        "category": "AuditLogs",
+        "tenantId": TENANT,
+        "resultSignature": "None",
+        "durationMs": 0,
+        "callerIpAddress": "20.190.1.10",
+        "correlationId": props["correlationId"],
+        "identity": identity,
+        "Level": 4,
+        "properties": props,
+    }
+
+
+def pim(
+    activity: str,
+    at: str,
+    actor: User | str,
+    *,
+    principal: User | None = None,
+    role: tuple[str, str] = ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1"),
+    result: str = "success",
+    reason: str = "",
+    justification: str | None = None,
+    request_id: str | None = None,
+    category: str = "RoleManagement",
+    group: tuple[str, str] | None = None,
+    record_id: str | None = None,
+    extra_details: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A PIM-logged Event Hub AuditLogs record (loggedByService ``PIM``)."""
+    rid = record_id or "PIM_" + guid(activity, at, actor, principal, role, result, reason)
+    request_id = request_id or guid("request", rid)
+    role_name, template = role
+    details = [
+        {"key": "RoleDefinitionOriginId", "value": template},
+        {"key": "RoleDefinitionOriginType", "value": "BuiltInRole"},
+        {"key": "TemplateId", "value": template},
+        {"key": "StartTime", "value": at},
+    ]
+    if justification is not None:
+        details.append({"key": "Justification", "value": justification})
+    details.append({"key": "RequestId", "value": request_id})
+    for k, v in (extra_details or {}).items():
+        details.append({"key": k, "value": v})
+    targets: list[dict[str, Any]] = [
+        {"administrativeUnits": [], "displayName": role_name, "id": template, "type": "Role", "modifiedProperties": []},
+        {"administrativeUnits": [], "id": request_id, "type": "Request"},
+    ]
+    if principal is not None:
+        targets.append(
+            {
+                "administrativeUnits": [],
+                "displayName": principal[2],
+                "id": principal[0],
+                "userPrincipalName": principal[1],
+                "type": "User",
+            }
+        )
+    if group is not None:
+        targets.append({"administrativeUnits": [], "displayName": group[1], "id": group[0], "type": "Group"})
+    else:
+        targets.append({"administrativeUnits": [], "displayName": "Contoso", "id": TENANT, "type": "Directory"})
+    targets.append({"administrativeUnits": [], "id": guid("other", rid), "type": "Other"})
+    props = {
+        "id": rid,
+        "category": category,
+        "correlationId": guid("corr", rid),
+        "result": result,
+        "resultReason": reason if reason else (justification or ""),
+        "activityDisplayName": activity,
+        "activityDateTime": at,
+        "loggedByService": "PIM",
+        "operationType": "Update",
+        "initiatedBy": _initiator(actor),
+        "targetResources": targets,
+        "additionalDetails": details,
+    }
+    return _envelope(activity, at, props, actor)
+
+
+def directory(
+    activity: str,
+    at: str,
+    actor: User | str,
+    target: User,
+    *,
+    role: tuple[str, str] | None = None,
+    category: str = "RoleManagement",
+    record_id: str | None = None,
+    result: str = "success",
+) -> dict[str, Any]:
+    """A Core Directory Event Hub AuditLogs record (role, if any, in the target's modifiedProperties)."""
+    rid = record_id or "Directory_" + guid(activity, at, actor, target, role)
+    modified: list[dict[str, Any]] = []
+    if role is not None:
+        side = "oldValue" if activity.startswith("Remove") else "newValue"
+        for name, value in (("Role.ObjectID", guid("roleobj", role[1])), ("Role.DisplayName", role[0]), ("Role.TemplateId", role[1])):
+            mp = {"displayName": name, "oldValue": None, "newValue": None}
+            mp[side] = f'"{value}"'
+            modified.append(mp)
+    props = {
+        "id": rid,
+        "category": category,
+        "correlationId": guid("corr", rid),
+        "result": result,
+        "resultReason": "",
+        "activityDisplayName": activity,
+        "activityDateTime": at,
+        "loggedByService": "Core Directory",
+        "operationType": "Assign" if activity.startswith("Add") else "Update",
+        "initiatedBy": _initiator(actor),
+        "targetResources": [
+            {
+                "id": target[0],
+                "displayName": target[2],
+                "type": "User",
+                "userPrincipalName": target[1],
+                "modifiedProperties": modified,
+                "administrativeUnits": [],
+            }
+        ],
+        "additionalDetails": [],
+    }
+    return _envelope(activity, at, props, actor)
+
+
+def signin(
+    who: User,
+    at: str,
+    *,
+    category: str = "SignInLogs",
+    error: int = 0,
+    ca: str = "success",
+    requirement: str = "multiFactorAuthentication",
+    methods: tuple[str, ...] = ("FIDO2 security key",),
+    ip: str = "20.190.1.10",
+    country: str = "US",
+    city: str = "Seattle",
+    app: str = "Azure Portal",
+    risk: str = "none",
+    record_id: str | None = None,
+) -> dict[str, Any]:
+    """An Event Hub sign-in record in the layout of ``shared/samples/05_...``."""
+    oid, upn, name = who
+    rid = record_id or guid("signin", who, at, category, error, ip)
+    return {
+        "time": at,
+        "resourceId": RESOURCE_ID,
+        "operationName": "Sign-in activity",
+        "operationVersion": "1.0",
+        "category": category,
+        "tenantId": TENANT,
+        "resultType": str(error),
+        "resultSignature": "None",
+        "resultDescription": "" if error == 0 else "Invalid username or password.",
+        "durationMs": 0,
+        "callerIpAddress": ip,
+        "correlationId": guid("corr", rid),
+        "identity": name,
+        "Level": 4,
+        "location": country,
+        "properties": {
+            "id": rid,
+            "createdDateTime": at,
+            "userDisplayName": name,
+            "userPrincipalName": upn,
+            "userId": oid,
+            "appId": guid("app", app),
+            "appDisplayName": app,
+            "ipAddress": ip,
+            "status": {"errorCode": error} if error == 0 else {"errorCode": error, "failureReason": "Invalid password"},
+            "clientAppUsed": "Browser",
+            "deviceDetail": {"deviceId": "", "operatingSystem": "Windows10", "browser": "Edge 125.0.0"},
+            "location": {"city": city, "state": "", "countryOrRegion": country},
+            "mfaDetail": {},
+            "correlationId": guid("corr", rid),
+            "conditionalAccessStatus": ca,
+            "appliedConditionalAccessPolicies": [],
+            "authenticationRequirement": requirement,
+            "authenticationDetails": [
+                {"authenticationMethod": m, "succeeded": error == 0, "authenticationStepDateTime": at}
+                for m in methods
+            ],
+            "isInteractive": category == "SignInLogs",
+            "riskLevelDuringSignIn": risk,
+            "riskLevelAggregated": risk,
+            "riskState": "none",
+        },
+    }

@@ -1,0 +1,70 @@
+"""Event-time parsing that tolerates the formats Entra really emits.
+
+Seen in the wild (reference/entra-events.md §1.3): ISO 8601 with 7 decimals and ``Z`` or an
+offset, Panther-style ``2024-12-16 16:32:16.087554000`` (9 decimals, no zone), US-style
+``11/14/2025 1:48:53 AM``. A time without a zone is UTC.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_ISO = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(Z|z|[+-]\d\d:?\d\d)?$"
+)
+_US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d\d)(?::(\d\d))?\s*([AaPp][Mm])?$")
+
+
+def parse_time(value: object) -> datetime | None:
+    """Return an aware UTC datetime, or None when ``value`` is not a recognisable time."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not value:
+        return None
+    s = value.strip()
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        dt = _slow_parse(s)
+        if dt is None:
+            return None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _slow_parse(s: str) -> datetime | None:
+    m = _ISO.match(s)
+    if m:
+        year, month, day, hour, minute, sec, frac, zone = m.groups()
+        micro = int((frac or "0")[:6].ljust(6, "0"))
+        try:
+            dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(sec or 0), micro)
+        except ValueError:
+            return None
+        if zone and zone not in ("Z", "z"):
+            z = zone.replace(":", "")
+            try:
+                return datetime.strptime(dt.isoformat() + z, "%Y-%m-%dT%H:%M:%S.%f%z")
+            except ValueError:
+                return datetime.strptime(dt.isoformat() + z, "%Y-%m-%dT%H:%M:%S%z")
+        return dt.replace(tzinfo=UTC)
+    m = _US.match(s)
+    if m:
+        month, day, year, hour, minute, sec, ampm = m.groups()
+        h = int(hour)
+        if ampm:
+            if h < 1 or h > 12:
+                return None
+            h = h % 12 + (12 if ampm.lower() == "pm" else 0)
+        try:
+            return datetime(int(year), int(month), int(day), h, int(minute), int(sec or 0), tzinfo=UTC)
+        except ValueError:
+            return None
+    return None
+
+
+def iso(dt: datetime) -> str:
+    """ISO 8601 UTC with ``Z`` and microseconds, the one time format pimwatch writes."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
