@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pimwatch.activities import (
     ACTIVATION_DENIED,
+    ACTIVATION_REQUEST_ACTIVITIES,
     ACTIVATION_EXPIRED_REQUEST,
     ACTIVATION_REQUESTED,
     is_pim_activation_failure,
@@ -29,6 +30,7 @@ DETECTOR = Detector(
     ),
     mitre=("T1078.004",),
     kinds=("audit",),
+    activities=ACTIVATION_REQUEST_ACTIVITIES,
     params={
         "threshold": 3,
         "within_minutes": 30,

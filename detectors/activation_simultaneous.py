@@ -24,6 +24,7 @@ DETECTOR = Detector(
     ),
     mitre=("T1078.004", "T1098.003"),
     kinds=("audit",),
+    activities=frozenset({ACTIVATION_COMPLETED}),
     params={"threshold": 3, "within_minutes": 10, "suppress_minutes": 60},
     accumulate=("roles",),
 )

@@ -21,6 +21,7 @@ DETECTOR = Detector(
     ),
     mitre=("T1098", "T1078.004"),
     kinds=("audit",),
+    break_glass_only=True,
     params={"suppress_minutes": 60},
 )
 

@@ -21,6 +21,7 @@ DETECTOR = Detector(
     ),
     mitre=("T1078.004",),
     kinds=("signin",),
+    break_glass_only=True,
     params={"suppress_minutes": 60},
     accumulate=("ip_addresses", "apps"),
 )

@@ -28,6 +28,7 @@ DETECTOR = Detector(
     ),
     mitre=("T1556", "T1484"),
     kinds=("audit",),
+    activities=frozenset({ROLE_SETTING_UPDATED}),
     params={"suppress_minutes": 0, "max_activation_hours": 8},
 )
 

@@ -96,6 +96,11 @@ PIM_ACTIVITIES: frozenset[str] = frozenset(
     }
 )
 
+# Every activity a failed or refused activation request can be logged under (§3.2).
+ACTIVATION_REQUEST_ACTIVITIES: frozenset[str] = frozenset(
+    {a for a in PIM_ACTIVITIES if "(PIM activation)" in a} | {ACTIVATION_EXPIRED_REQUEST}
+)
+
 _WS = re.compile(r"\s+")
 _TIMEBOUND = re.compile(r"\(\s*time[\s-]*bound\s*\)", re.IGNORECASE)
 _CACHE: dict[str, str] = {}

@@ -128,7 +128,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     try:
         for path in files:
             try:
-                items = read_file(path, counter)
+                items = read_file(path, counter, pipeline.screen)
                 pipeline.feed(_progress(items, counter, started) if progress else items)
             except InputError as exc:
                 unreadable += 1
@@ -200,6 +200,8 @@ def _summary(
     )
     read = ", ".join(f"{c}/{s} {n:,}" for (c, s), n in sorted(st.records.items())) or "none"
     err.write(f"  read: {read}\n")
+    if st.screened:
+        err.write(f"  of which no enabled detector reads (counted, not normalized): {st.screened:,}\n")
     if st.skipped:
         err.write("  skipped (other categories): " + ", ".join(f"{c} {n:,}" for c, n in sorted(st.skipped.items())) + "\n")
     if st.bad:

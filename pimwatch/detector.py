@@ -83,6 +83,19 @@ class Settings:
             return True
         return p.upn is not None and p.upn.lower() in self.break_glass_upns
 
+    def signin_screen(self) -> tuple[bytes, ...] | None:
+        """Lower-cased byte needles for the break-glass accounts, or None when a byte screen is unsafe.
+
+        Unsafe means a needle holds a character a JSON writer may escape (anything but ASCII
+        letters, digits and ``.-_@``): then every sign-in is parsed instead.
+        """
+        needles = []
+        for value in sorted(self.break_glass_ids | self.break_glass_upns):
+            if not value or any(not (c.isascii() and (c.isalnum() or c in ".-_@")) for c in value):
+                return None
+            needles.append(value.lower().encode())
+        return tuple(needles)
+
     def is_privileged(self, role_name: str | None, role_id: str | None) -> bool:
         if role_id is not None and role_id.lower() in self.privileged_ids:
             return True
@@ -116,6 +129,11 @@ class Detector:
     kinds: tuple[Kind, ...] = ("audit",)
     params: Mapping[str, ParamValue] = field(default_factory=dict)
     accumulate: tuple[str, ...] = ()
+    # What the detector reads, so the pipeline can count the rest without normalizing it (most of
+    # the volume): audit activities (canonical names; None = every activity), and whether it only
+    # cares about records that involve a break-glass account.
+    activities: frozenset[str] | None = None
+    break_glass_only: bool = False
 
     def alert(
         self,

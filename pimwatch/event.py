@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 Kind = Literal["audit", "signin"]
@@ -52,6 +52,8 @@ class SignIn:
     interactive: bool | None = None
     client_app: str | None = None
     user_agent: str | None = None
+    correlation_id: str | None = None
+    tenant_id: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -93,9 +95,20 @@ class Event:
     start: datetime | None = None
     end: datetime | None = None
     details: dict[str, str] = field(default_factory=dict)  # additionalDetails, keys lower-cased
-    signin: SignIn | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Sign-in details are decoded on first use: ~90% of records are sign-ins and almost all of them
+    # only need the cheap break-glass check on ``actor`` (DESIGN.md, "the path of one record").
+    signin_source: Callable[[], SignIn] | None = field(default=None, compare=False, repr=False)
+    _signin: list[SignIn] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def failed(self) -> bool:
         return self.result == "failure"
+
+    @property
+    def signin(self) -> SignIn | None:
+        if self.signin_source is None:
+            return None
+        if not self._signin:
+            self._signin.append(self.signin_source())
+        return self._signin[0]

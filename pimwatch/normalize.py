@@ -298,10 +298,36 @@ def _bool(value: Any) -> bool | None:
 def signin_event(
     props: Mapping[str, Any], top: Mapping[str, Any], shape: str, category: str, raw: Mapping[str, Any]
 ) -> Event:
-    """A user sign-in (interactive or non-interactive), Event Hub ``properties`` or Graph ``signIn``."""
+    """A user sign-in (interactive or non-interactive), Event Hub ``properties`` or Graph ``signIn``.
+
+    Only what every sign-in needs is read here; :func:`signin_details` runs when a detector asks.
+    """
     when = parse_time(props.get("createdDateTime")) or parse_time(top.get("time"))
     if when is None:
         raise BadRecord("sign-in record has no readable createdDateTime or time")
+    rid = props.get("id")
+    upn = props.get("userPrincipalName")
+    name = props.get("userDisplayName")
+    uid = props.get("userId")
+    return Event(
+        kind="signin",
+        id=rid if isinstance(rid, str) and rid else record_id(props, raw),
+        time=when,
+        category=category,
+        shape=shape,
+        activity="Sign-in activity",
+        actor=Principal(
+            id=uid if isinstance(uid, str) and uid else None,
+            upn=upn if isinstance(upn, str) and upn else None,
+            name=name if isinstance(name, str) and name else None,
+            type="User",
+        ),
+        raw=raw,
+        signin_source=lambda: signin_details(props, top),
+    )
+
+
+def signin_details(props: Mapping[str, Any], top: Mapping[str, Any]) -> SignIn:
     status = _json_value(props.get("status"))
     if not isinstance(status, Mapping):
         status = {}
@@ -311,12 +337,11 @@ def signin_event(
     error = _int(status.get("errorCode"))
     if error is None:
         error = _int(top.get("resultType"))
-    ip = _text(props.get("ipAddress")) or _text(top.get("callerIpAddress"))
-    signin = SignIn(
+    return SignIn(
         app=_text(props.get("appDisplayName")),
         app_id=_text(props.get("appId")),
         resource=_text(props.get("resourceDisplayName")),
-        ip=ip,
+        ip=_text(props.get("ipAddress")) or _text(top.get("callerIpAddress")),
         country=_text(location.get("countryOrRegion")) or _text(top.get("location")),
         city=_text(location.get("city")),
         error_code=error,
@@ -330,28 +355,8 @@ def signin_event(
         interactive=_bool(props.get("isInteractive")),
         client_app=_text(props.get("clientAppUsed")),
         user_agent=_text(props.get("userAgent")),
-    )
-    actor = Principal(
-        id=_text(props.get("userId")),
-        upn=_text(props.get("userPrincipalName")),
-        name=_text(props.get("userDisplayName")),
-        type="User",
-        ip=ip,
-    )
-    return Event(
-        kind="signin",
-        id=record_id(props, raw),
-        time=when,
-        category=category,
-        shape=shape,
-        activity="Sign-in activity",
-        result="success" if error == 0 else ("failure" if error is not None else None),
-        result_reason=signin.failure_reason,
         correlation_id=_text(props.get("correlationId")) or _text(top.get("correlationId")),
         tenant_id=_tenant(top, props),
-        actor=actor,
-        signin=signin,
-        raw=raw,
     )
 
 

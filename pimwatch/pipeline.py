@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
-from pimwatch.activities import PIM_ACTIVITIES
+from pimwatch.activities import PIM_ACTIVITIES, canonical
 from pimwatch.config import Config
-from pimwatch.detector import Plugin
+from pimwatch.detector import Plugin, Settings
 from pimwatch.engine import Engine
 from pimwatch.event import Event
-from pimwatch.normalize import BadRecord, audit_event, signin_event
+from pimwatch.normalize import BadRecord, _json_value, audit_event, signin_event
 from pimwatch.quarantine import Quarantine
-from pimwatch.reader import Bad, Item, Routed, Skipped, _dump
+from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, _dump
 from pimwatch.stats import Stats
 from pimwatch.store import Store
 from pimwatch.timeutil import iso
@@ -30,12 +31,45 @@ class Pipeline:
         self.engine = Engine(plugins, config, store, self.stats)
         self.watermark: datetime | None = None
         self._since_commit = 0
+        # Sign-ins are ~90% of the volume. When every enabled sign-in detector only wants
+        # break-glass accounts, the others are counted without being normalized (or even parsed).
+        signin = [a.plugin.meta for a in self.engine.by_kind.get("signin", [])]
+        self.break_glass_only = all(m.break_glass_only for m in signin)
+        self.settings = config.settings
+        needles = config.settings.signin_screen() if self.break_glass_only else None
+        self.screen = Screen(needles) if needles is not None else None
+        # Audit records: the activities some detector reads (None = all), and whether a record that
+        # involves a break-glass account must be read whatever its activity.
+        audit = [a.plugin.meta for a in self.engine.by_kind.get("audit", [])]
+        wanted: set[str] | None = set()
+        for m in audit:
+            if m.break_glass_only:
+                continue
+            if m.activities is None or wanted is None:
+                wanted = None
+            else:
+                wanted |= m.activities
+        self.audit_activities = frozenset(wanted) if wanted is not None else None
+        self.audit_break_glass = any(m.break_glass_only for m in audit)
 
     def feed(self, items: Iterable[Item]) -> None:
         stats = self.stats
         process = self.engine.process
         for item in items:
+            if type(item) is Screened:
+                stats.records[(item.category, "eventhub")] += 1
+                stats.screened += 1
+                continue
             if type(item) is Routed:
+                if item.route == "signin":
+                    if self.break_glass_only and not self._wanted_signin(item):
+                        stats.records[(item.category, item.shape)] += 1
+                        stats.screened += 1
+                        continue
+                elif not self._wanted_audit(item):
+                    stats.records[(item.category, item.shape)] += 1
+                    stats.screened += 1
+                    continue
                 try:
                     event = self.normalize(item)
                 except (BadRecord, ValueError, TypeError, AttributeError) as exc:
@@ -54,13 +88,31 @@ class Pipeline:
             elif type(item) is Bad:
                 self.reject(item)
 
+    def _wanted_signin(self, item: Routed) -> bool:
+        uid = item.props.get("userId")
+        upn = item.props.get("userPrincipalName")
+        s = self.settings
+        return (isinstance(uid, str) and uid.lower() in s.break_glass_ids) or (
+            isinstance(upn, str) and upn.lower() in s.break_glass_upns
+        )
+
+    def _wanted_audit(self, item: Routed) -> bool:
+        """Count unknown PIM activities; say whether any detector reads this audit record."""
+        props = item.props
+        name = props.get("activityDisplayName") or item.top.get("operationName")
+        if not isinstance(name, str):
+            return True  # let normalization report what is wrong with it
+        activity = canonical(name)
+        if props.get("loggedByService") == "PIM" and activity not in PIM_ACTIVITIES:
+            self.stats.unknown_activities[activity] += 1
+        if self.audit_activities is None or activity in self.audit_activities:
+            return True
+        return self.audit_break_glass and mentions(props, self.settings)
+
     def normalize(self, item: Routed) -> Event:
         if item.route == "signin":
             return signin_event(item.props, item.top, item.shape, item.category, item.raw)
-        event = audit_event(item.props, item.top, item.shape, item.category, item.raw)
-        if event.service == "PIM" and event.activity not in PIM_ACTIVITIES:
-            self.stats.unknown_activities[event.activity] += 1
-        return event
+        return audit_event(item.props, item.top, item.shape, item.category, item.raw)
 
     def reject(self, bad: Bad) -> None:
         self.stats.bad[bad.reason.split(":", 1)[0].split(" (", 1)[0]] += 1
@@ -75,3 +127,24 @@ class Pipeline:
                 self.store.put("pipeline:watermark", mark)
         self.store.commit()
         self.quarantine.close()
+
+
+def mentions(props: Mapping[str, Any], settings: Settings) -> bool:
+    """Whether an audit record's initiator or any target is a break-glass account (id or UPN)."""
+    ids, upns = settings.break_glass_ids, settings.break_glass_upns
+    if not ids and not upns:
+        return False
+    candidates: list[Any] = []
+    initiated = _json_value(props.get("initiatedBy"))
+    if isinstance(initiated, Mapping):
+        user = _json_value(initiated.get("user"))
+        if isinstance(user, Mapping):
+            candidates.append(user)
+    targets = _json_value(props.get("targetResources"))
+    if isinstance(targets, list):
+        candidates.extend(t for t in targets if isinstance(t, Mapping))
+    for c in candidates:
+        oid, upn = c.get("id"), c.get("userPrincipalName")
+        if (isinstance(oid, str) and oid.lower() in ids) or (isinstance(upn, str) and upn.lower() in upns):
+            return True
+    return False

@@ -30,6 +30,11 @@ _LA_TABLES = {
     "SigninLogs": ("signin", "SignInLogs"),
     "AADNonInteractiveUserSignInLogs": ("signin", "NonInteractiveUserSignInLogs"),
 }
+_EH_ROUTES: dict[str, tuple[Route, str]] = {
+    "AuditLogs": ("audit", "AuditLogs"),
+    "SignInLogs": ("signin", "SignInLogs"),
+    "NonInteractiveUserSignInLogs": ("signin", "NonInteractiveUserSignInLogs"),
+}
 _LA_MARKERS = ("TimeGenerated", "OperationName", "AADTenantId", "ActivityDisplayName", "CreatedDateTime")
 
 
@@ -54,6 +59,28 @@ class Skipped:
 
 
 @dataclass(frozen=True, slots=True)
+class Screened:
+    """A sign-in that the byte screen showed to be of no interest: counted, never parsed."""
+
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """Byte needles of the only sign-ins any detector wants (break-glass ids and UPNs).
+
+    A line-per-record Event Hub sign-in whose bytes contain none of the needles (compared
+    lower-cased) cannot concern those accounts and is counted without being parsed. Built only from
+    needles that JSON never escapes (see :meth:`pimwatch.detector.Settings.signin_screen`).
+    """
+
+    needles: tuple[bytes, ...]
+
+
+_SCREEN_CATEGORIES = {b"SignInLogs": "SignInLogs", b"NonInteractiveUserSignInLogs": "NonInteractiveUserSignInLogs"}
+
+
+@dataclass(frozen=True, slots=True)
 class Bad:
     """Input that could not be read as a record: quarantined whole, with the reason."""
 
@@ -63,7 +90,7 @@ class Bad:
     raw: str
 
 
-Item = Routed | Skipped | Bad
+Item = Routed | Skipped | Screened | Bad
 
 
 class InputError(OSError):
@@ -82,46 +109,42 @@ def classify(obj: Any, source: str, line: int) -> Iterator[Item]:
     records = obj.get("records")
     if isinstance(records, list):
         for rec in records:
-            yield from _record(rec, source, line, in_envelope=True)
+            yield route_record(rec, source, line, in_envelope=True)
         return
     value = obj.get("value")
     if isinstance(value, list) and ("@odata.context" in obj or "@odata.nextLink" in obj or len(obj) == 1):
         for rec in value:
-            yield from _record(rec, source, line, in_envelope=True)
+            yield route_record(rec, source, line, in_envelope=True)
         return
-    yield from _record(obj, source, line, in_envelope=False)
+    yield route_record(obj, source, line)
 
 
-def _record(rec: Any, source: str, line: int, *, in_envelope: bool) -> Iterator[Item]:
-    if not isinstance(rec, dict):
-        yield Bad(source, line, f"expected a record object, got {type(rec).__name__}", _dump(rec))
-        return
+def route_record(rec: Any, source: str, line: int, *, in_envelope: bool = False) -> Item:
+    """One record (not an envelope) → where it goes."""
+    if type(rec) is not dict:
+        return Bad(source, line, f"expected a record object, got {type(rec).__name__}", _dump(rec))
     props = rec.get("properties")
     category = rec.get("category")
-    if isinstance(props, dict) and isinstance(category, str):
-        cat = category.strip()
-        low = cat.lower()
+    if type(props) is dict and type(category) is str:
+        route = _EH_ROUTES.get(category)
+        if route is not None:
+            return Routed(route[0], "eventhub", route[1], props, rec, rec, source, line)
+        low = category.strip().lower()
         if low in ("auditlogs", "audit"):
-            yield Routed("audit", "eventhub", "AuditLogs", props, rec, rec, source, line)
-        elif low in _SIGNIN_CATEGORIES:
-            yield Routed("signin", "eventhub", _SIGNIN_CATEGORIES[low], props, rec, rec, source, line)
-        else:
-            yield Skipped(cat or "(empty)", "eventhub")
-        return
+            return Routed("audit", "eventhub", "AuditLogs", props, rec, rec, source, line)
+        if low in _SIGNIN_CATEGORIES:
+            return Routed("signin", "eventhub", _SIGNIN_CATEGORIES[low], props, rec, rec, source, line)
+        return Skipped(category.strip() or "(empty)", "eventhub")
     if "activityDisplayName" in rec and ("initiatedBy" in rec or "loggedByService" in rec):
-        yield Routed("audit", "graph", "AuditLogs", rec, {}, rec, source, line)
-        return
+        return Routed("audit", "graph", "AuditLogs", rec, {}, rec, source, line)
     if "createdDateTime" in rec and ("userPrincipalName" in rec or "userId" in rec):
-        yield _graph_signin(rec, source, line)
-        return
+        return _graph_signin(rec, source, line)
     if any(k in rec for k in _LA_MARKERS):
-        yield _la_row(rec, source, line)
-        return
-    if "category" in rec and "records" not in rec and isinstance(category, str) and not in_envelope:
-        yield Skipped(category, "eventhub")
-        return
+        return _la_row(rec, source, line)
+    if isinstance(category, str) and not in_envelope:
+        return Skipped(category, "eventhub")
     keys = ", ".join(sorted(map(str, rec))[:8])
-    yield Bad(source, line, f"unrecognised record shape (keys: {keys})", _dump(rec))
+    return Bad(source, line, f"unrecognised record shape (keys: {keys})", _dump(rec))
 
 
 def _graph_signin(rec: dict[str, Any], source: str, line: int) -> Item:
@@ -207,7 +230,7 @@ def _open(path: str) -> io.BufferedReader:
     return buf
 
 
-def read_file(path: str, counter: list[int]) -> Iterator[Item]:
+def read_file(path: str, counter: list[int], screen: Screen | None = None) -> Iterator[Item]:
     """Items of one file. ``counter[0]`` is advanced by the bytes read (after decompression)."""
     f = _open(path)
     try:
@@ -217,7 +240,7 @@ def read_file(path: str, counter: list[int]) -> Iterator[Item]:
             if name.endswith(".csv") or _looks_like_csv(head):
                 yield from _read_csv(f, path, counter)
             else:
-                yield from _read_json(f, path, counter)
+                yield from _read_json(f, path, counter, screen)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             yield Bad(path, 0, f"unreadable input: {exc}", "")
     finally:
@@ -230,7 +253,9 @@ def _looks_like_csv(head: bytes) -> bool:
     return bool(first) and first[:1] not in (b"{", b"[") and b"," in first and b'"' not in first[:1]
 
 
-def _read_json(f: io.BufferedReader, source: str, counter: list[int]) -> Iterator[Item]:
+def _read_json(
+    f: io.BufferedReader, source: str, counter: list[int], screen: Screen | None = None
+) -> Iterator[Item]:
     first = f.peek(1 << 16).lstrip()[:1]
     if first == b"[":
         data = f.read()
@@ -244,25 +269,48 @@ def _read_json(f: io.BufferedReader, source: str, counter: list[int]) -> Iterato
         return
     # JSON Lines unless the first line alone is not a complete document (pretty-printed JSON).
     line_no = 0
+    nbytes = 0
     pending: list[bytes] = []
+    loads = orjson.loads
+    decode_error = orjson.JSONDecodeError
+    needles = screen.needles if screen is not None else None
     for line in f:
-        counter[0] += len(line)
+        nbytes += len(line)
         line_no += 1
         if pending:
             pending.append(line)
             continue
-        stripped = line.strip()
-        if not stripped:
-            continue
+        if needles is not None:
+            # Entra writes the top-level "category" before "properties"; only an exact match counts.
+            i = line.find(b'"category":"', 0, 1024)
+            if i >= 0:
+                category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
+                if category is not None:
+                    hay = line.lower()
+                    for needle in needles:
+                        if needle in hay:
+                            break
+                    else:
+                        yield Screened(category)
+                        continue
         try:
-            obj = orjson.loads(stripped)
-        except orjson.JSONDecodeError as exc:
+            obj = loads(line)
+        except decode_error as exc:
+            if not line.strip():
+                continue
             if line_no == 1:
                 pending.append(line)
                 continue
-            yield Bad(source, line_no, f"malformed JSON: {exc}", _text(stripped))
+            yield Bad(source, line_no, f"malformed JSON: {exc}", _text(line.strip()))
             continue
-        yield from classify(obj, source, line_no)
+        if type(obj) is dict and "records" not in obj and "value" not in obj:
+            yield route_record(obj, source, line_no)
+        else:
+            yield from classify(obj, source, line_no)
+        if line_no & 1023 == 0:
+            counter[0] += nbytes
+            nbytes = 0
+    counter[0] += nbytes
     if pending:
         start = line_no - len(pending) + 1
         data = b"".join(pending)

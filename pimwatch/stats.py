@@ -14,7 +14,7 @@ class Stats:
     unknown_activities: Counter[str] = field(default_factory=Counter)
     detector_errors: Counter[str] = field(default_factory=Counter)
     detector_skipped: Counter[str] = field(default_factory=Counter)
-    bytes_read: int = 0
+    screened: int = 0  # records counted without being normalized: no enabled detector reads them
 
     @property
     def total_records(self) -> int:

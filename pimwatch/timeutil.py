@@ -16,20 +16,27 @@ _ISO = re.compile(
 _US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})\s+(\d{1,2}):(\d\d)(?::(\d\d))?\s*([AaPp][Mm])?$")
 
 
+_fromiso = datetime.fromisoformat
+
+
 def parse_time(value: object) -> datetime | None:
     """Return an aware UTC datetime, or None when ``value`` is not a recognisable time."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str) or not value:
+    if type(value) is str:
+        try:
+            dt = _fromiso(value)
+        except ValueError:
+            parsed = _slow_parse(value.strip())
+            if parsed is None:
+                return None
+            dt = parsed
+    elif isinstance(value, datetime):
+        dt = value
+    else:
         return None
-    s = value.strip()
-    try:
-        dt = datetime.fromisoformat(s)
-    except ValueError:
-        dt = _slow_parse(s)
-        if dt is None:
-            return None
-    if dt.tzinfo is None:
+    tz = dt.tzinfo
+    if tz is UTC:
+        return dt
+    if tz is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
 
