@@ -281,9 +281,11 @@ def _read_json(
             pending.append(line)
             continue
         if needles is not None:
-            # Entra writes the top-level "category" before "properties"; only an exact match counts.
+            # A bare Event Hub record: Entra writes its top-level "category" before "properties";
+            # only an exact match counts, and never in an envelope or page (its first record's
+            # category says nothing about the others).
             i = line.find(b'"category":"', 0, 1024)
-            if i >= 0:
+            if i >= 0 and line.find(b'"records"', 0, i) < 0 and line.find(b'"value"', 0, i) < 0:
                 category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
                 if category is not None:
                     hay = line.lower()

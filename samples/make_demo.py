@@ -35,38 +35,51 @@ not captured: the failure text of a policy-refused activation request and the de
 SecurityAdmins, PrivilegedRoleAdmins, HelpdeskAdmins, ExchangeServiceAdmins; the others are best guesses.
 All IP addresses are from the documentation ranges (RFC 5737 / RFC 3849).
 
-Planted incidents (event times are ``activityDateTime`` / ``createdDateTime``, all 2026-03-10 UTC):
+Planted incidents. Times are event times (``activityDateTime`` / ``createdDateTime``) on 2026-03-10 UTC.
+Each time is followed by the record's ``properties.id``. The PIM ids end in the activity time as a Windows
+FILETIME (as in sample 10), so the generator computes them from the fixed GUIDs and times in
+``INCIDENT_A_*`` .. ``INCIDENT_D`` below.
 
-====  ========  =========================================  ============================================
-inc.  time      what / principal                           record ids (``properties.id``)
-====  ========  =========================================  ============================================
-a     02:17:23  bg-admin01@contoso.onmicrosoft.com         SignInLogs 0eaa1d86-e68e-4a2b-9b34-839d6fdaa0be
-                (c0ffee00-0000-4000-8000-00000000b001)
-                interactive, single factor (Password),
-                CA notApplied, from Hanoi (VN)
-a     02:24:12  same account, token refresh                NonInteractive 5a979af0-674b-4b28-b9a8-b9dd66d22486
-a     02:28:40  same account, ``Reset password (by         Directory_03e84068-a72d-488e-b372-5ee4273d8a1d_
-                admin)`` on another user                   BG7RP_417203391
-a     02:31:47  token refresh, UPN upper-cased, no         NonInteractive 870d6078-c239-4d70-b78c-119e636053ce
-                ``tenantId``
-a     02:46:30  token refresh (sent twice: duplicate)      NonInteractive 47867404-f51a-483f-b397-9519afd634f1
-a     03:05:55  token refresh                              NonInteractive 3b8cb50c-3754-4ab7-b38a-ba127a384b18
-b     14:05:12  adm-mallory@contoso.com: 4 roles           PIM ``... completed (PIM activation)`` ids: see
-      -14:10:31 completed (Exchange, SharePoint, User,     ``INCIDENT_B`` below / samples/demo/README.md
-                Application Administrator) in 5 min 19 s;
-                the 2nd arrives ~7 min late
-c     10:29:41  adm-trudy@contoso.com: denied (GA),        PIM ids: see ``INCIDENT_C`` below /
-      -10:45:02 denied (PRA, arrives late), failed         samples/demo/README.md
-                request (Security Admin), pending GA
-                request expired: 4 failures in 15 min
-d     19:41:07  adm-sybil@contoso.com weakens Global       PIM ids: see ``INCIDENT_D`` below /
-                Administrator settings                     samples/demo/README.md
-d     19:44:29  adm-sybil@contoso.com disables ticket
-                info on group PIM-Tier0-Server-Admins
-====  ========  =========================================  ============================================
-
-The PIM record ids end in the activity time as a Windows FILETIME (as in sample 10), so they are
-computed from the fixed GUIDs and times in ``INCIDENT_B/C/D``; README.md lists them in full.
+a. Break-glass use by bg-admin01@contoso.onmicrosoft.com (c0ffee00-0000-4000-8000-00000000b001)
+   -> breakglass.signin critical, breakglass.activity critical
+   02:17:23  SignInLogs: interactive, single factor (Password), CA notApplied, from Hanoi (VN)
+             0eaa1d86-e68e-4a2b-9b34-839d6fdaa0be
+   02:24:12  NonInteractiveUserSignInLogs: token refresh
+             5a979af0-674b-4b28-b9a8-b9dd66d22486
+   02:28:40  AuditLogs: Reset password (by admin), initiated by bg-admin01, on yuki.cook@contoso.com
+             Directory_03e84068-a72d-488e-b372-5ee4273d8a1d_BG7RP_417203391
+   02:31:47  token refresh with the UPN upper-cased and no tenantId
+             870d6078-c239-4d70-b78c-119e636053ce
+   02:46:30  token refresh, sent twice (exact duplicate)
+             47867404-f51a-483f-b397-9519afd634f1
+   03:05:55  token refresh
+             3b8cb50c-3754-4ab7-b38a-ba127a384b18
+b. Activation burst by adm-mallory@contoso.com: 4 roles completed in 5 min 19 s
+   -> activation.simultaneous high
+   14:05:12  Exchange Administrator
+             PIM_d42488e5-725d-4068-80d3-ccf0f47547d7_8c68a5a1-fb3d-4d4a-b9f0-b3d63012325a_134176251125410738
+   14:06:40  SharePoint Administrator (delivered ~7 min late)
+             PIM_04f0f6bc-065a-44a8-9c51-06c996b4957a_3143a7d9-f0d7-47d3-b509-257f061b9034_134176252001184422
+   14:08:55  User Administrator (lowercase level, durationMs "0")
+             PIM_c86b1b32-72cc-4f67-a4b5-3f93e0f43dca_d960e2dc-22cb-41d9-b7c4-e83770f78a53_134176253353348170
+   14:10:31  Application Administrator
+             PIM_2aacad4d-f27c-4549-b23c-af57ed9275f1_7d2ca942-b11c-4b77-8531-0e53fd345d1a_134176254319071537
+c. Repeated failures of adm-trudy@contoso.com: 4 in 15 min 21 s -> activation.repeated_failure high
+   10:29:41  request denied (Global Administrator) by adm-peggy
+             PIM_de7b95f7-4095-4569-b1d6-c3f5927fcf25_40c0c0d0-bbec-4746-8799-18c1cadda4bb_134176121813307465
+   10:36:52  request denied (Privileged Role Administrator) by adm-peggy, delivered ~6 min late
+             PIM_1122e435-620c-4d5b-879d-a5c2b6f5dc6c_b36fb90b-1413-4387-b2f0-807516d3a13d_134176126120114839
+   10:41:18  requested (Security Administrator) with result failure (policy validation)
+             PIM_26063e8c-5163-461e-9d0a-7f422edb5202_5e0b81ba-1eee-4eda-969d-2298b7df7e0f_134176128786590217
+   10:45:02  PIM activation request expired (Global Administrator, requested yesterday), Level "4"
+             PIM_2da6cbae-df53-4ef9-96fb-d8106b1daf47_19f47867-099b-48b3-9055-6c14f80bffb1_134176131024473302
+d. Weakening settings changes by adm-sybil@contoso.com
+   19:41:07  Global Administrator: 24 h max duration, MFA, approval and justification disabled
+             -> settings.changed critical
+             PIM_3cbe5c49-8b19-4a14-a48e-03af3058448b_dc3d8993-e61d-4368-9eee-7f333f55f24e_134176452672839016
+   19:44:29  group PIM-Tier0-Server-Admins (GroupManagement): ticket info requirement disabled
+             -> settings.changed high
+             PIM_1b308224-41b2-4b79-9752-1ceedd74c63e_61359cd4-cf3c-4a18-baae-d489b68a72ff_134176454696015504
 
 Near misses that must NOT alert: bg-admin02 (no activity at all); adm-grace activates 2 roles in 8 min
 (one of them delivered twice, so only a tool without de-duplication counts 3); adm-ivan activates 3 roles
@@ -89,6 +102,13 @@ from typing import Any
 
 Record = dict[str, Any]
 
+
+def fixed_guid(label: str) -> str:
+    """A stable, random-looking GUID for a named tenant object (independent of the noise generator)."""
+    h = f"{random.Random(f'pimwatch-demo:{label}').getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) % 4]}{h[17:20]}-{h[20:]}"
+
+
 SEED = 20260310
 BASE = datetime(2026, 3, 10, tzinfo=UTC)
 DAY = 24 * 3600
@@ -102,7 +122,7 @@ RESOURCE_ID = f"/tenants/{TENANT_ID}/providers/Microsoft.aadiam"
 DOMAIN = "contoso.com"
 OUT = Path(__file__).resolve().parent / "demo" / "day.eventhub.jsonl.gz"
 
-PIM_SYSTEM_USER = {
+PIM_SYSTEM_USER: Record = {
     "id": "9dfd627f-bdc5-4b1c-af9d-c85097fdeff8",
     "displayName": "Azure AD PIM",
     "userPrincipalName": None,
@@ -112,9 +132,10 @@ PIM_SYSTEM_USER = {
 MS_PIM_APP = {
     "appId": None,
     "displayName": "MS-PIM",
-    "servicePrincipalId": "5b1f3c1e-6d2a-4f7e-9a0c-3e8d2b7f41a6",
+    "servicePrincipalId": fixed_guid("sp:MS-PIM"),
     "servicePrincipalName": None,
 }
+HR_SYNC_APP_ID = fixed_guid("app:Contoso HR Sync")
 DEFAULT_USER_WID = "b79fbf4d-3ef9-4689-8143-76b194e85509"
 PRA_TEMPLATE = "e8611ab8-c189-46e8-94e1-60213ab1f814"
 
@@ -396,15 +417,15 @@ NONINTERACTIVE_FAILURES = (
 # Conditional Access policies of the tenant: (id, displayName, grant controls). Break-glass accounts are
 # excluded from all of them (older guidance), so their sign-ins show notApplied.
 CA_POLICIES = (
-    ("2b4c6e8a-1d3f-4a5b-8c7d-9e0f1a2b3c4d", "CA001: Require MFA for all users", ["Mfa"]),
-    ("3c5d7f9b-2e4a-4b6c-9d8e-0f1a2b3c4d5e", "CA002: Block legacy authentication", ["Block"]),
+    (fixed_guid("ca:CA001"), "CA001: Require MFA for all users", ["Mfa"]),
+    (fixed_guid("ca:CA002"), "CA002: Block legacy authentication", ["Block"]),
     (
-        "4d6e8a0c-3f5b-4c7d-8e9f-1a2b3c4d5e6f",
+        fixed_guid("ca:CA003"),
         "CA003: Require phishing-resistant MFA for admins",
         ["AuthenticationStrength"],
     ),
     (
-        "5e7f9b1d-4a6c-4d8e-9f0a-2b3c4d5e6f70",
+        fixed_guid("ca:CA004"),
         "CA004: Require compliant device for Office 365",
         ["RequireCompliantDevice"],
     ),
@@ -413,16 +434,21 @@ CA_POLICIES = (
 # --- Planted incidents: fixed ids and times (independent of the background noise) ----------------
 BG_ADMIN01 = "c0ffee00-0000-4000-8000-00000000b001"
 BG_ADMIN02 = "c0ffee00-0000-4000-8000-00000000b002"  # no activity at all: must produce no alert
-INCIDENT_A = {
-    "signin": ("0eaa1d86-e68e-4a2b-9b34-839d6fdaa0be", (2, 17, 23.4181592)),
-    "refresh": (
-        ("5a979af0-674b-4b28-b9a8-b9dd66d22486", (2, 24, 12.0937114), "lower"),
-        ("870d6078-c239-4d70-b78c-119e636053ce", (2, 31, 47.5516308), "UPPER"),  # also: no tenantId
-        ("47867404-f51a-483f-b397-9519afd634f1", (2, 46, 30.2270061), "lower"),  # also: sent twice
-        ("3b8cb50c-3754-4ab7-b38a-ba127a384b18", (3, 5, 55.8843320), "lower"),
-    ),
-    "reset_password": ("03e84068-a72d-488e-b372-5ee4273d8a1d", "BG7RP_417203391", (2, 28, 40.6627405)),
-}
+Clock = tuple[int, int, float]  # (hour, minute, second) on the demo day
+# bg-admin01: the interactive sign-in, the token refreshes (id, time, UPN casing) and the password reset
+INCIDENT_A_SIGNIN: tuple[str, Clock] = ("0eaa1d86-e68e-4a2b-9b34-839d6fdaa0be", (2, 17, 23.4181592))
+INCIDENT_A_REFRESH: tuple[tuple[str, Clock, str], ...] = (
+    ("5a979af0-674b-4b28-b9a8-b9dd66d22486", (2, 24, 12.0937114), "lower"),
+    ("870d6078-c239-4d70-b78c-119e636053ce", (2, 31, 47.5516308), "UPPER"),  # also: no tenantId
+    ("47867404-f51a-483f-b397-9519afd634f1", (2, 46, 30.2270061), "lower"),  # also: sent twice
+    ("3b8cb50c-3754-4ab7-b38a-ba127a384b18", (3, 5, 55.8843320), "lower"),
+)
+# (correlationId, id suffix, time) of the Core Directory "Reset password (by admin)"
+INCIDENT_A_RESET: tuple[str, str, Clock] = (
+    "03e84068-a72d-488e-b372-5ee4273d8a1d",
+    "BG7RP_417203391",
+    (2, 28, 40.6627405),
+)
 # adm-mallory: (role, request time, completed time, correlationId, second GUID of the PIM id)
 INCIDENT_B = (
     (
@@ -491,8 +517,8 @@ GA_WEAKENING = (
     "Justification on activation requirement disabled."
 )
 GROUP_WEAKENING = "Setting changes in this session: Ticket info requirement disabled."
-TIER0_GROUP = ("6f1d2c3b-8a9e-4b7c-9d0e-1f2a3b4c5d6e", "PIM-Tier0-Server-Admins")
-MEMBER_ROLE = Role("Member", "7f3e2d1c-0b9a-4876-8543-210fedcba987", "")  # PIM for Groups "role"
+TIER0_GROUP = (fixed_guid("group:PIM-Tier0-Server-Admins"), "PIM-Tier0-Server-Admins")
+MEMBER_ROLE = Role("Member", fixed_guid("pim-group-role:Member"), "")  # PIM for Groups "role"
 # adm-sybil: (category, time, correlationId, second GUID of the PIM id, resultReason)
 INCIDENT_D = (
     (
@@ -505,8 +531,8 @@ INCIDENT_D = (
     (
         "GroupManagement",
         (19, 44, 29.6015504),
-        "9a4e7b21-5c3d-4e8f-a1b2-c3d4e5f60718",
-        "f0e1d2c3-b4a5-4968-8776-a5b4c3d2e1f0",
+        "1b308224-41b2-4b79-9752-1ceedd74c63e",
+        "61359cd4-cf3c-4a18-baae-d489b68a72ff",
         GROUP_WEAKENING,
     ),
 )
@@ -518,7 +544,7 @@ def at(h: int, m: int, s: float = 0.0) -> int:
     return round(((h * 60 + m) * 60 + s) * TICKS)
 
 
-def hms(t: tuple[int, int, float]) -> int:
+def hms(t: Clock) -> int:
     return at(*t)
 
 
@@ -641,6 +667,10 @@ class Demo:
         r = self.rng
         tag = "".join(r.choice("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789") for _ in range(5))
         return f"Directory_{corr}_{tag}_{r.randrange(10**8, 10**9)}"
+
+    def t(self, h: int, m: int, s: float = 0.0) -> int:
+        """A wall-clock time plus a random sub-tenth of a second (real timestamps carry 7 decimals)."""
+        return at(h, m, s) + self.rng.randrange(TICKS // 10)
 
     def jitter(self, low: float, high: float) -> int:
         return round(self.rng.uniform(low, high) * TICKS)
@@ -974,7 +1004,7 @@ class Demo:
             hour = (local - user.place[6]) % 24
         else:
             hour = r.uniform(0, 24)
-        return round(hour * 3600 * TICKS) + r.randrange(TICKS)
+        return round(float(hour) * 3600 * TICKS) + r.randrange(TICKS)
 
     def _pick_failure(self, interactive: bool) -> tuple[int, str]:
         table = INTERACTIVE_FAILURES if interactive else NONINTERACTIVE_FAILURES
@@ -1011,13 +1041,13 @@ class Demo:
         apps = (
             (
                 "Contoso HR Sync",
-                "6a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d",
+                HR_SYNC_APP_ID,
                 "Microsoft Graph",
                 "00000003-0000-0000-c000-000000000000",
             ),
             (
                 "Contoso Backup Agent",
-                "7b2c3d4e-5f6a-4b7c-9d8e-9f0a1b2c3d4e",
+                fixed_guid("app:Contoso Backup Agent"),
                 "Office 365 Exchange Online",
                 "00000002-0000-0ff1-ce00-000000000000",
             ),
@@ -1082,7 +1112,7 @@ class Demo:
 
     def graph_activity(self) -> None:
         """Two MicrosoftGraphActivityLogs records (real shape, pinned in a public test): to be skipped."""
-        for k, t in enumerate((at(6, 12, 3.5), at(15, 48, 41.25))):
+        for k, t in enumerate((self.t(6, 12, 3.5), self.t(15, 48, 41.25))):
             req = self.uuid()
             props = {
                 "__UDI_RequiredFields_TenantId": TENANT_ID,
@@ -1099,7 +1129,7 @@ class Demo:
                 "responseSizeBytes": 18342,
                 "signInActivityId": "b3kZ8mXrS0Kc1n2Q4pT7AA",
                 "roles": "AuditLog.Read.All Directory.Read.All",
-                "appId": "6a1b2c3d-4e5f-4a6b-8c7d-8e9f0a1b2c3d",
+                "appId": HR_SYNC_APP_ID,
                 "scopes": "",
                 "identityProvider": f"https://sts.windows.net/{TENANT_ID}/",
                 "clientAuthMethod": "2",
@@ -1207,7 +1237,7 @@ class Demo:
             "app": {
                 "appId": None,
                 "displayName": "Microsoft Substrate Management",
-                "servicePrincipalId": "9e2c7c0d-6a56-4c1b-b1a4-2c51f0a4b1a6",
+                "servicePrincipalId": fixed_guid("sp:Microsoft Substrate Management"),
                 "servicePrincipalName": None,
             }
         }
@@ -1282,7 +1312,7 @@ class Demo:
                         {"displayName": "Group.DisplayName", other: None, key: f'"{gname}"'},
                         {"displayName": "Group.WellKnownObjectName", "oldValue": None, "newValue": None},
                     ]
-                    extra = {
+                    extra: Record = {
                         "id": gid,
                         "displayName": None,
                         "type": "Group",
@@ -1336,7 +1366,7 @@ class Demo:
                         "app": {
                             "appId": None,
                             "displayName": "Device Registration Service",
-                            "servicePrincipalId": "1b2c3d4e-5f60-4718-9a2b-3c4d5e6f7081",
+                            "servicePrincipalId": fixed_guid("sp:Device Registration Service"),
                             "servicePrincipalName": None,
                         }
                     }
@@ -2038,17 +2068,17 @@ class Demo:
         a = self.admins
         # adm-grace: 2 roles in 8 minutes (threshold is 3); the second completion is delivered twice.
         grace = a["grace"]
-        self.admin_signin(grace, at(8, 27, 40))
-        self.activation(grace, "Exchange Administrator", at(8, 30, 51.7), hours=4)
-        second, _, _ = self.activation(grace, "SharePoint Administrator", at(8, 38, 2.3), hours=4)
+        self.admin_signin(grace, self.t(8, 27, 40))
+        self.activation(grace, "Exchange Administrator", self.t(8, 30, 51.7), hours=4)
+        second, _, _ = self.activation(grace, "SharePoint Administrator", self.t(8, 38, 2.3), hours=4)
         self.duplicate(second, 150)
         # adm-ivan: 3 roles spread over 2 h 10 min, each 1 h, never two at a time.
         ivan = a["ivan"]
         for k, (role_name, when) in enumerate(
             (
-                ("Intune Administrator", at(9, 0, 12.6)),
-                ("Reports Reader", at(10, 5, 40.1)),
-                ("Application Administrator", at(11, 10, 3.9)),
+                ("Intune Administrator", self.t(9, 0, 12.6)),
+                ("Reports Reader", self.t(10, 5, 40.1)),
+                ("Application Administrator", self.t(11, 10, 3.9)),
             )
         ):
             self.admin_signin(ivan, when - at(0, 3))
@@ -2062,9 +2092,9 @@ class Demo:
         # adm-judy: activates User Administrator, then retries 3 times: RoleAssignmentExists (benign).
         judy = a["judy"]
         ua = ROLES["User Administrator"]
-        self.admin_signin(judy, at(12, 37, 10))
-        self.activation(judy, "User Administrator", at(12, 40, 22.8), hours=8)
-        for when in (at(12, 52, 9.1), at(12, 55, 47.4), at(13, 3, 30.2)):
+        self.admin_signin(judy, self.t(12, 37, 10))
+        self.activation(judy, "User Administrator", self.t(12, 40, 22.8), hours=8)
+        for when in (self.t(12, 52, 9.1), self.t(12, 55, 47.4), self.t(13, 3, 30.2)):
             rid = self.uuid()
             self.pim_record(
                 when,
@@ -2088,33 +2118,33 @@ class Demo:
                 result="failure",
             )
         # Single denials for two different admins, hours apart.
-        self.admin_signin(a["oscar"], at(12, 15))
+        self.admin_signin(a["oscar"], self.t(12, 15))
         self.denial(
             a["oscar"],
             "Security Administrator",
-            at(12, 18, 33.0),
+            self.t(12, 18, 33.0),
             a["victor"],
             "Please use the Exchange Administrator role for this task",
         )
-        self.admin_signin(a["rupert"], at(16, 2))
+        self.admin_signin(a["rupert"], self.t(16, 2))
         self.denial(
             a["rupert"],
             "Global Administrator",
-            at(16, 5, 12.5),
+            self.t(16, 5, 12.5),
             a["peggy"],
             "Global Administrator is not needed for app registrations",
         )
         # Settings changes that only strengthen policy.
         walter = a["walter"]
         self.settings_change(
-            at(11, 52, 18.4),
+            self.t(11, 52, 18.4),
             walter,
             ROLES["Exchange Administrator"],
             "Setting changes in this session: MFA on activation requirement enabled. "
             "Approval enabled with approvers [redacted].",
         )
         self.settings_change(
-            at(16, 37, 5.9),
+            self.t(16, 37, 5.9),
             walter,
             ROLES["Intune Administrator"],
             "Setting changes in this session: MFA on activation requirement enabled. "
@@ -2133,10 +2163,10 @@ class Demo:
             0,
             "",
         )
-        sid, when = INCIDENT_A["signin"]
+        sid, when = INCIDENT_A_SIGNIN
         t = hms(when)
         self.emit(self.signin(bg, t, interactive=True, app=AZURE_PORTAL, sid=sid, break_glass=True), t)
-        for k, (rid, rwhen, case) in enumerate(INCIDENT_A["refresh"]):
+        for k, (rid, rwhen, case) in enumerate(INCIDENT_A_REFRESH):
             tr = hms(rwhen)
             app = GRAPH_PS if k == 2 else AZURE_PORTAL
             rec = self.signin(
@@ -2153,7 +2183,7 @@ class Demo:
             self.emit(rec, tr)
             if k == 2:
                 self.duplicate(rec, 95)
-        corr, tag, rwhen = INCIDENT_A["reset_password"]
+        corr, tag, rwhen = INCIDENT_A_RESET
         t = hms(rwhen)
         victim = self.people[17]
         target = victim.target()
@@ -2176,7 +2206,7 @@ class Demo:
     def incident_b_burst(self) -> list[Record]:
         """adm-mallory gets 4 distinct roles activated within 6 minutes at ~14:05."""
         mallory = self.admins["mallory"]
-        self.admin_signin(mallory, at(14, 1, 55.2))
+        self.admin_signin(mallory, self.t(14, 1, 55.2))
         out = []
         for k, (role_name, t_req, t_done, corr, other) in enumerate(INCIDENT_B):
             rec, _, _ = self.activation(
@@ -2200,7 +2230,7 @@ class Demo:
     def incident_c_denials(self) -> list[Record]:
         """adm-trudy: 4 denied / failed / expired activation requests within 16 minutes at ~10:30."""
         trudy, peggy = self.admins["trudy"], self.admins["peggy"]
-        self.admin_signin(trudy, at(10, 23, 12.9))
+        self.admin_signin(trudy, self.t(10, 23, 12.9))
         out = []
         for kind, role_name, when, corr, other in INCIDENT_C:
             t = hms(when)
@@ -2279,9 +2309,9 @@ class Demo:
         """adm-sybil activates Privileged Role Administrator, then weakens GA and Tier-0 group settings."""
         a = self.admins
         sybil = a["sybil"]
-        self.admin_signin(sybil, at(19, 27, 30.1))
+        self.admin_signin(sybil, self.t(19, 27, 30.1))
         self.activation(
-            sybil, "Privileged Role Administrator", at(19, 30, 4.4), hours=1, approver=a["walter"]
+            sybil, "Privileged Role Administrator", self.t(19, 30, 4.4), hours=1, approver=a["walter"]
         )
         out = []
         for category, when, corr, other, reason in INCIDENT_D:
@@ -2360,7 +2390,9 @@ class Demo:
         out: list[list[Record]] = []
         k = 0
         while k < len(items):
-            n = self.rng.randrange(50, 101)
+            n, left = self.rng.randrange(50, 101), len(items) - k
+            if left - n < 50:  # no runt message at the end
+                n = left if left <= 100 else left // 2
             out.append([i.record for i in items[k : k + n]])
             k += n
         return out

@@ -1,0 +1,96 @@
+"""Config errors name the key path and what was expected; valid values take effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pimwatch.alerts import Severity
+from pimwatch.config import ConfigError, build, load
+from pimwatch.detector import Plugin
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"break_glas": {}}, "break_glas: unknown key"),
+        ({"break_glass": {"acounts": []}}, "break_glass.acounts: unknown key"),
+        ({"break_glass": {"accounts": ["not-an-id"]}}, "break_glass.accounts[0]: expected an object id (GUID) or a UPN"),
+        ({"break_glass": {"accounts": "a@b.c"}}, "break_glass.accounts: Input should be a valid list"),
+        ({"detectors": {"nope.detector": {}}}, "detectors.nope.detector: unknown detector id"),
+        ({"detectors": {"settings.changed": {"treshold": 1}}}, "detectors.settings.changed.treshold: unknown parameter"),
+        ({"detectors": {"settings.changed": {"severity": "urgent"}}}, "detectors.settings.changed.severity: expected one of"),
+        ({"detectors": {"settings.changed": {"enabled": "yes"}}}, "detectors.settings.changed.enabled: expected true or false"),
+        (
+            {"detectors": {"activation.simultaneous": {"threshold": 0}}},
+            "detectors.activation.simultaneous.threshold: expected an integer >= 1, got 0",
+        ),
+        (
+            {"detectors": {"activation.simultaneous": {"within_minutes": True}}},
+            "detectors.activation.simultaneous.within_minutes: expected an integer",
+        ),
+        (
+            {"detectors": {"activation.repeated_failure": {"benign_reasons": "RoleAssignmentExists"}}},
+            "detectors.activation.repeated_failure.benign_reasons: expected a list of strings",
+        ),
+        ({"privileged_roles": "Global Administrator"}, "privileged_roles: Input should be a valid list"),
+    ],
+)
+def test_errors_name_the_key_path(plugins: list[Plugin], data: dict[str, object], problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build(data, plugins, "x.yaml")
+    assert any(p.startswith(problem) for p in exc.value.problems), exc.value.problems
+
+
+def test_all_problems_are_reported_at_once(plugins: list[Plugin]) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build({"detectors": {"a.b": {}, "settings.changed": {"severity": "x"}}}, plugins)
+    assert len(exc.value.problems) == 2
+
+
+def test_values_take_effect(plugins: list[Plugin]) -> None:
+    cfg = build(
+        {
+            "break_glass": {"accounts": ["C0FFEE00-0000-4000-8000-00000000B001", "BG@Contoso.onmicrosoft.com"]},
+            "privileged_roles": ["Reports Reader", "62e90394-69f5-4237-9190-012177145e10"],
+            "detectors": {"activation.simultaneous": {"threshold": 4, "severity": "critical", "enabled": False}},
+        },
+        plugins,
+    )
+    sim = cfg.detectors["activation.simultaneous"]
+    assert (sim.enabled, sim.severity, sim.params["threshold"], sim.params["within_minutes"]) == (
+        False,
+        Severity.CRITICAL,
+        4,
+        10,
+    )
+    s = cfg.settings
+    assert s.break_glass_ids == {"c0ffee00-0000-4000-8000-00000000b001"}
+    assert s.break_glass_upns == {"bg@contoso.onmicrosoft.com"}
+    assert s.is_privileged("reports reader", None) and s.is_privileged(None, "62e90394-69f5-4237-9190-012177145e10")
+    assert not s.is_privileged("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1")
+
+
+def test_default_privileged_roles_cover_the_issue_list(plugins: list[Plugin]) -> None:
+    s = build({}, plugins).settings
+    for name in ("Global Administrator", "Helpdesk Administrator", "Billing Administrator", "Conditional Access Administrator"):
+        assert s.is_privileged(name, None)
+    assert s.is_privileged(None, "fe930be7-5e62-47db-91af-98c3a49a38b1")  # User Administrator by template id
+    assert not s.is_privileged("Reports Reader", "4a5d8f65-41da-4de4-8968-e035b65339cf")
+
+
+def test_file_errors(plugins: list[Plugin], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load(str(tmp_path / "missing.yaml"), plugins)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("detectors: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(str(bad), plugins)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load(str(lst), plugins)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load(str(empty), plugins).settings.break_glass_ids == frozenset()
