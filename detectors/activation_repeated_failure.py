@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pimwatch.activities import (
     ACTIVATION_DENIED,
-    ACTIVATION_REQUEST_ACTIVITIES,
     ACTIVATION_EXPIRED_REQUEST,
+    ACTIVATION_REQUEST_ACTIVITIES,
     ACTIVATION_REQUESTED,
     is_pim_activation_failure,
 )
@@ -60,7 +60,9 @@ def detect(event: Event, state: State) -> Hit | None:
         outcome = f"failed: {reason}" if reason else "failed"
     threshold = state.params["threshold"]
     minutes = state.params["within_minutes"]
-    title = f"{who.label()} had {threshold} or more failed or denied role activations within {minutes} minutes"
+    title = (
+        f"{who.label()} had {threshold} or more failed or denied role activations within {minutes} minutes"
+    )
     context = {
         "roles": [event.role_name or event.role_id or "(unknown role)"],
         "outcomes": [outcome],
@@ -100,10 +102,15 @@ CASES = [
             {
                 "severity": "high",
                 "count": 4,
-                "title": "adm-trudy@contoso.com had 3 or more failed or denied role activations within 30 minutes",
+                "title": "adm-trudy@contoso.com had 3 or more failed or denied role activations "
+                "within 30 minutes",
                 "principal": {"upn": "adm-trudy@contoso.com"},
                 "context": {
-                    "outcomes": ["denied by approver.dan@contoso.com", "failed: JustificationRule", "request expired"]
+                    "outcomes": [
+                        "denied by approver.dan@contoso.com",
+                        "failed: JustificationRule",
+                        "request expired",
+                    ]
                 },
             }
         ],

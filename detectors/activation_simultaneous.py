@@ -39,13 +39,19 @@ def detect(event: Event, state: State) -> Hit | None:
     role = event.role_name or event.role_id
     if role is None:
         raise Skip("activation without a role")
-    label = f"{role} ({event.scope_name or event.scope_id})" if event.scope_type in ("group", "resource") else role
+    label = (
+        f"{role} ({event.scope_name or event.scope_id})"
+        if event.scope_type in ("group", "resource")
+        else role
+    )
     distinct = f"{(event.role_id or role).lower()}@{(event.scope_id or '').lower()}"
     threshold = state.params["threshold"]
     minutes = state.params["within_minutes"]
     title = f"{who.label()} activated {threshold} or more roles within {minutes} minutes"
     context = {"roles": [label], "justification": event.justification, "request_id": event.request_id}
-    return DETECTOR.alert(event, key=(who.id or who.upn,), title=title, context=context, principal=who, distinct=distinct)
+    return DETECTOR.alert(
+        event, key=(who.id or who.upn,), title=title, context=context, principal=who, distinct=distinct
+    )
 
 
 MALLORY = user("adm-mallory")

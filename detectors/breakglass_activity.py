@@ -36,7 +36,11 @@ def detect(event: Event, state: State) -> Hit | None:
     if by and on:
         how = f"{event.activity!r} on itself"
     elif by:
-        how = f"{event.activity!r} on {event.target.label()}" if event.target.id or event.target.upn else repr(event.activity)
+        how = (
+            f"{event.activity!r} on {event.target.label()}"
+            if event.target.id or event.target.upn
+            else repr(event.activity)
+        )
     else:
         how = f"{event.activity!r} by {event.actor.label()}"
     verb = "performed" if by else "was the target of"
@@ -54,7 +58,11 @@ def detect(event: Event, state: State) -> Hit | None:
         "correlation_id": event.correlation_id,
     }
     return DETECTOR.alert(
-        event, key=(account.id or account.upn, event.activity), title=title, context=context, principal=account
+        event,
+        key=(account.id or account.upn, event.activity),
+        title=title,
+        context=context,
+        principal=account,
     )
 
 
@@ -67,7 +75,11 @@ GA = ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10")
 CASES = [
     Case(
         "the break-glass account resets another user's password",
-        [directory("Reset password (by admin)", "2026-03-10T02:25:00Z", BG, ALICE, category="UserManagement")],
+        [
+            directory(
+                "Reset password (by admin)", "2026-03-10T02:25:00Z", BG, ALICE, category="UserManagement"
+            )
+        ],
         [
             {
                 "severity": "critical",
@@ -96,7 +108,9 @@ CASES = [
         [
             directory("Update user", "2026-03-10T09:00:00Z", BOB, BG, category="UserManagement"),
             directory("Update user", "2026-03-10T09:20:00Z", BOB, BG, category="UserManagement"),
-            directory("User registered security info", "2026-03-10T09:21:00Z", BG, BG, category="UserManagement"),
+            directory(
+                "User registered security info", "2026-03-10T09:21:00Z", BG, BG, category="UserManagement"
+            ),
         ],
         [{"count": 2, "title_has": "'Update user' by bob"}, {"count": 1, "title_has": "on itself"}],
         CONFIG,
@@ -117,7 +131,11 @@ CASES = [
     ),
     Case(
         "activity between ordinary users is quiet",
-        [directory("Reset password (by admin)", "2026-03-10T02:25:00Z", BOB, ALICE, category="UserManagement")],
+        [
+            directory(
+                "Reset password (by admin)", "2026-03-10T02:25:00Z", BOB, ALICE, category="UserManagement"
+            )
+        ],
         [],
         CONFIG,
     ),

@@ -44,7 +44,11 @@ def detect(event: Event, state: State) -> Hit | None:
     where = ", ".join(x for x in (s.ip, s.city, s.country) if x) or "unknown location"
     flags = [
         f
-        for f, on in (("single-factor", single_factor), ("password", password), ("no Conditional Access", not_covered))
+        for f, on in (
+            ("single-factor", single_factor),
+            ("password", password),
+            ("no Conditional Access", not_covered),
+        )
         if on
     ]
     title = f"Break-glass account {actor.label()} {outcome} ({how}) from {where}"
@@ -74,7 +78,7 @@ def detect(event: Event, state: State) -> Hit | None:
 
 
 BG = ("c0ffee00-0000-4000-8000-00000000b001", "bg-admin01@contoso.onmicrosoft.com", "Emergency Admin 01")
-BG_UPPER_UPN = (None, "BG-ADMIN01@CONTOSO.ONMICROSOFT.COM", "Emergency Admin 01")
+BG_UPPER_UPN = ("", "BG-ADMIN01@CONTOSO.ONMICROSOFT.COM", "Emergency Admin 01")  # no object id
 ALICE = user("alice")
 CONFIG = {"break_glass": {"accounts": [BG[0], BG[1]]}}
 
@@ -97,10 +101,15 @@ CASES = [
             {
                 "severity": "critical",
                 "count": 1,
-                "title": "Break-glass account bg-admin01@contoso.onmicrosoft.com signed in (interactive) from "
+                "title": "Break-glass account bg-admin01@contoso.onmicrosoft.com signed in (interactive) "
+                "from "
                 "185.220.101.4, Bucharest, RO — single-factor, password, no Conditional Access",
                 "principal": {"id": BG[0]},
-                "context": {"single_factor": True, "password_used": True, "not_covered_by_conditional_access": True},
+                "context": {
+                    "single_factor": True,
+                    "password_used": True,
+                    "not_covered_by_conditional_access": True,
+                },
             }
         ],
         CONFIG,
@@ -109,14 +118,19 @@ CASES = [
         "later sign-ins in the same hour fold into one alert, non-interactive and failed ones included",
         [
             signin(BG, "2026-03-10T02:17:00Z"),
-            signin(BG, "2026-03-10T02:31:00Z", category="NonInteractiveUserSignInLogs", app="Microsoft Graph"),
+            signin(
+                BG, "2026-03-10T02:31:00Z", category="NonInteractiveUserSignInLogs", app="Microsoft Graph"
+            ),
             signin(BG, "2026-03-10T02:40:00Z", error=50126, ip="203.0.113.9"),
         ],
         [
             {
                 "count": 3,
                 "title_has": "signed in (interactive)",
-                "context": {"ip_addresses": ["20.190.1.10", "203.0.113.9"], "apps": ["Azure Portal", "Microsoft Graph"]},
+                "context": {
+                    "ip_addresses": ["20.190.1.10", "203.0.113.9"],
+                    "apps": ["Azure Portal", "Microsoft Graph"],
+                },
             }
         ],
         CONFIG,
@@ -124,7 +138,10 @@ CASES = [
     Case(
         "a sign-in in the next hour is a new alert",
         [signin(BG, "2026-03-10T02:17:00Z"), signin(BG, "2026-03-10T03:05:00Z")],
-        [{"count": 1, "first_seen": "2026-03-10T02:17:00.000000Z"}, {"count": 1, "first_seen": "2026-03-10T03:05:00.000000Z"}],
+        [
+            {"count": 1, "first_seen": "2026-03-10T02:17:00.000000Z"},
+            {"count": 1, "first_seen": "2026-03-10T03:05:00.000000Z"},
+        ],
         CONFIG,
     ),
     Case(

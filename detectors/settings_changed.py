@@ -133,9 +133,12 @@ def detect(event: Event, state: State) -> Hit | None:
     weak += weak_props
     privileged = state.settings.is_privileged(event.role_name, event.role_id)
     if event.scope_type == "group":
-        what = f"{event.role_name or 'member'} role of group {event.scope_name or event.scope_id or '(unknown group)'}"
+        group = event.scope_name or event.scope_id or "(unknown group)"
+        what = f"{event.role_name or 'member'} role of group {group}"
     elif event.scope_type == "resource":
-        what = f"{event.role_name or event.role_id or '(unknown role)'} on {event.scope_name or event.scope_id}"
+        what = (
+            f"{event.role_name or event.role_id or '(unknown role)'} on {event.scope_name or event.scope_id}"
+        )
     else:
         what = event.role_name or event.role_id or "(unknown role)"
     title = f"PIM settings of {what} changed by {event.actor.label()}"
@@ -174,7 +177,8 @@ REAL_TEXT = (
 )
 WEAK_TEXT = (
     "Setting changes in this session: Maximum activation duration updated to 24:00:00. "
-    "MFA on activation requirement disabled. Approval disabled. Justification on activation requirement disabled."
+    "MFA on activation requirement disabled. Approval disabled. "
+    "Justification on activation requirement disabled."
 )
 
 
@@ -222,7 +226,12 @@ CASES = [
     Case(
         "a non-privileged role is high",
         [_setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval disabled.")],
-        [{"severity": "high", "title_has": "Reports Reader changed by adm-eve@contoso.com — weakened: Approval disabled"}],
+        [
+            {
+                "severity": "high",
+                "title_has": "Reports Reader changed by adm-eve@contoso.com — weakened: Approval disabled",
+            }
+        ],
     ),
     Case(
         "PIM for Groups: the group is named and ticket removal is a weakening",
@@ -238,7 +247,8 @@ CASES = [
         [
             {
                 "severity": "high",
-                "title": "PIM settings of Member role of group PIM-Exchange-Admins changed by adm-eve@contoso.com"
+                "title": "PIM settings of Member role of group PIM-Exchange-Admins changed by "
+                "adm-eve@contoso.com"
                 " — weakened: Ticket info requirement disabled",
                 "context": {"scope_type": "group"},
             }
@@ -260,7 +270,14 @@ CASES = [
     ),
     Case(
         "other PIM activity is quiet",
-        [pim("Add member to role completed (PIM activation)", "2026-03-10T08:00:00Z", ADMIN, principal=ADMIN)],
+        [
+            pim(
+                "Add member to role completed (PIM activation)",
+                "2026-03-10T08:00:00Z",
+                ADMIN,
+                principal=ADMIN,
+            )
+        ],
         [],
     ),
 ]

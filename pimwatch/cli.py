@@ -12,8 +12,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from typing import IO
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any
 
 import orjson
 
@@ -63,7 +63,7 @@ def _detectors(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         config = load(args.config, plugins)
     except ConfigError as exc:
         return _config_error(exc)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for p in plugins:
         cfg = config.detectors[p.meta.id]
         rows.append(
@@ -142,7 +142,8 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         sys.stderr.write("\r\033[K")
     changed = pipeline.engine.changed
     alerts = sorted(
-        (a for a in (store.get_alert(i) for i in changed) if a is not None), key=lambda a: (a.first_seen, a.id)
+        (a for a in (store.get_alert(i) for i in changed) if a is not None),
+        key=lambda a: (a.first_seen, a.id),
     )
     out = sys.stdout
     if args.format == "jsonl":
@@ -186,7 +187,7 @@ def _oneline(s: str, limit: int = 160) -> str:
 def _summary(
     pipeline: Pipeline,
     alerts: list[Alert],
-    changed: dict[str, str],
+    changed: Mapping[str, str],
     elapsed: float,
     nbytes: int,
     quarantine: Quarantine,
@@ -196,14 +197,19 @@ def _summary(
     total = st.total_records
     rate = total / elapsed if elapsed > 0 else 0.0
     err.write(
-        f"pimwatch: {total:,} records in {elapsed:.2f} s ({rate:,.0f} records/s, {nbytes / 1e6 / max(elapsed, 1e-9):,.1f} MB/s)\n"
+        f"pimwatch: {total:,} records in {elapsed:.2f} s ({rate:,.0f} records/s, "
+        f"{nbytes / 1e6 / max(elapsed, 1e-9):,.1f} MB/s)\n"
     )
     read = ", ".join(f"{c}/{s} {n:,}" for (c, s), n in sorted(st.records.items())) or "none"
     err.write(f"  read: {read}\n")
     if st.screened:
         err.write(f"  of which no enabled detector reads (counted, not normalized): {st.screened:,}\n")
     if st.skipped:
-        err.write("  skipped (other categories): " + ", ".join(f"{c} {n:,}" for c, n in sorted(st.skipped.items())) + "\n")
+        err.write(
+            "  skipped (other categories): "
+            + ", ".join(f"{c} {n:,}" for c, n in sorted(st.skipped.items()))
+            + "\n"
+        )
     if st.bad:
         reasons = ", ".join(f"{r} {n:,}" for r, n in st.bad.most_common())
         err.write(f"  bad records: {sum(st.bad.values()):,} ({reasons}), quarantined in {quarantine.path}\n")
@@ -218,7 +224,9 @@ def _summary(
         )
     if st.detector_errors:
         err.write(
-            "  detector errors (isolated): " + ", ".join(f"{d} {n:,}" for d, n in sorted(st.detector_errors.items())) + "\n"
+            "  detector errors (isolated): "
+            + ", ".join(f"{d} {n:,}" for d, n in sorted(st.detector_errors.items()))
+            + "\n"
         )
     by_sev = {s: 0 for s in reversed(Severity)}
     for a in alerts:

@@ -90,18 +90,20 @@ def build(data: Mapping[str, Any], plugins: Sequence[Plugin], source: str = "con
     try:
         raw = _File.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{_loc(err['loc'])}: {msg}")
-        raise ConfigError(source, problems) from None
+        found = []
+        for detail in exc.errors():
+            msg = "unknown key" if detail["type"] == "extra_forbidden" else detail["msg"]
+            found.append(f"{_loc(detail['loc'])}: {msg}")
+        raise ConfigError(source, found) from None
     problems: list[str] = []
     for i, account in enumerate(raw.break_glass.accounts):
         if "@" not in account and not _looks_like_guid(account.strip()):
-            problems.append(f"break_glass.accounts[{i}]: expected an object id (GUID) or a UPN, got {account!r}")
+            problems.append(
+                f"break_glass.accounts[{i}]: expected an object id (GUID) or a UPN, got {account!r}"
+            )
     known = {p.meta.id: p for p in plugins}
     out: dict[str, DetectorConfig] = {}
-    for det_id, overrides in raw.detectors.items():
+    for det_id in raw.detectors:
         if det_id not in known:
             problems.append(f"detectors.{det_id}: unknown detector id (known: {', '.join(sorted(known))})")
     for det_id, plugin in known.items():
@@ -120,7 +122,9 @@ def build(data: Mapping[str, Any], plugins: Sequence[Plugin], source: str = "con
                 try:
                     severity = Severity(str(value).lower())
                 except ValueError:
-                    problems.append(f"{path}: expected one of critical, high, medium, low, info, got {value!r}")
+                    problems.append(
+                        f"{path}: expected one of critical, high, medium, low, info, got {value!r}"
+                    )
             elif key not in meta.params:
                 allowed = ", ".join(["enabled", "severity", *sorted(meta.params)])
                 problems.append(f"{path}: unknown parameter (allowed: {allowed})")
@@ -151,7 +155,6 @@ def _check_param(name: str, default: ParamValue, value: Any) -> str | None:
         return None if value >= 0 else f"expected a number >= 0, got {value}"
     if isinstance(default, str):
         return None if isinstance(value, str) else f"expected a string, got {value!r}"
-    if isinstance(default, list):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return f"expected a list of strings, got {value!r}"
+    if isinstance(default, list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return f"expected a list of strings, got {value!r}"
     return None

@@ -27,7 +27,7 @@ from pimwatch.store import Store
 ParamValue = int | float | bool | str | list[str]
 
 
-class Skip(Exception):  # noqa: N818 - it is a signal, not an error
+class Skip(Exception):
     """Raised by a detector when the event lacks what it needs: counted, never an error."""
 
 
@@ -59,7 +59,9 @@ class Settings:
     privileged_ids: frozenset[str] = frozenset(DEFAULT_PRIVILEGED_ROLES.values())
 
     @classmethod
-    def build(cls, break_glass: Sequence[str] = (), privileged_roles: Sequence[str] | None = None) -> Settings:
+    def build(
+        cls, break_glass: Sequence[str] = (), privileged_roles: Sequence[str] | None = None
+    ) -> Settings:
         ids = frozenset(a.strip().lower() for a in break_glass if "@" not in a)
         upns = frozenset(a.strip().lower() for a in break_glass if "@" in a)
         if privileged_roles is None:

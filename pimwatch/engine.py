@@ -103,7 +103,9 @@ class Engine:
             if not self.store.add(wkey, event.id, event.time):
                 return
             bucket = bucket_of(event.time.timestamp(), active.suppress)
-            alert = self._alert(active, key, bucket, severity, hit.title, hit.context, hit.principal.as_alert())
+            alert = self._alert(
+                active, key, bucket, severity, hit.title, hit.context, hit.principal.as_alert()
+            )
             alert.events = [(when, event.id)]
             self._note(self.store.merge_alert(alert), alert.id)
             return

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 Kind = Literal["audit", "signin"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -103,7 +102,9 @@ def _initiator(value: Any, top: Mapping[str, Any]) -> Principal:
         if isinstance(user, Mapping) and user.get("displayName"):
             return Principal(name=_text(user.get("displayName")), type="User")
         app = _json_value(value.get("app"))
-        if isinstance(app, Mapping) and any(app.get(k) for k in ("displayName", "appId", "servicePrincipalId")):
+        if isinstance(app, Mapping) and any(
+            app.get(k) for k in ("displayName", "appId", "servicePrincipalId")
+        ):
             return Principal(
                 id=_text(app.get("servicePrincipalId")) or _text(app.get("appId")),
                 upn=_text(app.get("servicePrincipalName")),
@@ -399,4 +400,3 @@ def la_to_camel(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
         "resultDescription": row.get("ResultDescription"),
     }
     return props, {k: v for k, v in top.items() if v not in (None, "")}
-

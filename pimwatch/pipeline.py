@@ -73,7 +73,11 @@ class Pipeline:
                 try:
                     event = self.normalize(item)
                 except (BadRecord, ValueError, TypeError, AttributeError) as exc:
-                    self.reject(Bad(item.source, item.line, f"unusable {item.category} record: {exc}", _dump(item.raw)))
+                    self.reject(
+                        Bad(
+                            item.source, item.line, f"unusable {item.category} record: {exc}", _dump(item.raw)
+                        )
+                    )
                     continue
                 stats.records[(item.category, item.shape)] += 1
                 if self.watermark is None or event.time > self.watermark:

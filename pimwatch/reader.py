@@ -17,14 +17,17 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
 from pimwatch.normalize import la_to_camel
 
 Route = Literal["audit", "signin"]
-_SIGNIN_CATEGORIES = {"signinlogs": "SignInLogs", "noninteractiveusersigninlogs": "NonInteractiveUserSignInLogs"}
+_SIGNIN_CATEGORIES = {
+    "signinlogs": "SignInLogs",
+    "noninteractiveusersigninlogs": "NonInteractiveUserSignInLogs",
+}
 _LA_TABLES = {
     "AuditLogs": ("audit", "AuditLogs"),
     "SigninLogs": ("signin", "SignInLogs"),
@@ -77,7 +80,10 @@ class Screen:
     needles: tuple[bytes, ...]
 
 
-_SCREEN_CATEGORIES = {b"SignInLogs": "SignInLogs", b"NonInteractiveUserSignInLogs": "NonInteractiveUserSignInLogs"}
+_SCREEN_CATEGORIES = {
+    b"SignInLogs": "SignInLogs",
+    b"NonInteractiveUserSignInLogs": "NonInteractiveUserSignInLogs",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +222,7 @@ def _log_file(f: Path) -> bool:
 
 
 def _open(path: str) -> io.BufferedReader:
-    raw: IO[bytes]
+    raw: Any
     if path == "-":
         raw = sys.stdin.buffer
     else:
@@ -224,9 +230,10 @@ def _open(path: str) -> io.BufferedReader:
             raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
         except OSError as exc:
             raise InputError(f"{path}: {exc.strerror or exc}") from exc
-    buf = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, 1 << 20)  # type: ignore[arg-type]
+    buf: io.BufferedReader = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, 1 << 20)
     if buf.peek(2)[:2] == b"\x1f\x8b":
-        return io.BufferedReader(gzip.GzipFile(fileobj=buf), 1 << 20)  # type: ignore[arg-type]
+        gz: Any = gzip.GzipFile(fileobj=buf)
+        return io.BufferedReader(gz, 1 << 20)
     return buf
 
 
@@ -353,7 +360,7 @@ def _read_csv(f: io.BufferedReader, source: str, counter: list[int]) -> Iterator
     for row in reader:
         line = reader.line_num
         if None in row:
-            extra = row.pop(None)  # type: ignore[call-overload]
+            extra = row.pop(None)  # type: ignore[call-overload,unused-ignore]
             yield Bad(source, line, "CSV row has more fields than the header", _dump({**row, "": extra}))
             continue
         cleaned = {k: (v if v != "" else None) for k, v in row.items() if k}

@@ -78,14 +78,18 @@ class SqliteStore:
         self.path = path
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED")
-            self._db.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
+            self._db.execute(
+                "PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY"
+            )
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             elif row[0] != SCHEMA_VERSION:
-                raise StoreError(f"state file {path} has schema {row[0]}, this pimwatch expects {SCHEMA_VERSION}")
+                raise StoreError(
+                    f"state file {path} has schema {row[0]}, this pimwatch expects {SCHEMA_VERSION}"
+                )
             self._db.commit()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open state file {path}: {exc}") from exc
@@ -113,7 +117,8 @@ class SqliteStore:
 
     def members(self, key: str, start: datetime, end: datetime) -> list[Member]:
         rows = self._db.execute(
-            "SELECT member, at, value, payload FROM members WHERE wkey=? AND at BETWEEN ? AND ? ORDER BY at, member",
+            "SELECT member, at, value, payload FROM members"
+            " WHERE wkey=? AND at BETWEEN ? AND ? ORDER BY at, member",
             (key, start.timestamp(), end.timestamp()),
         ).fetchall()
         return [Member(m, at, v, orjson.loads(p) if p is not None else None) for m, at, v, p in rows]

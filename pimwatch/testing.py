@@ -39,7 +39,15 @@ def _initiator(actor: User | str) -> dict[str, Any]:
             }
         }
     oid, upn, name = actor
-    return {"user": {"id": oid, "displayName": name, "userPrincipalName": upn, "ipAddress": "20.190.1.10", "roles": []}}
+    return {
+        "user": {
+            "id": oid,
+            "displayName": name,
+            "userPrincipalName": upn,
+            "ipAddress": "20.190.1.10",
+            "roles": [],
+        }
+    }
 
 
 def _envelope(activity: str, at: str, props: dict[str, Any], actor: User | str) -> dict[str, Any]:
@@ -93,7 +101,13 @@ def pim(
     for k, v in (extra_details or {}).items():
         details.append({"key": k, "value": v})
     targets: list[dict[str, Any]] = [
-        {"administrativeUnits": [], "displayName": role_name, "id": template, "type": "Role", "modifiedProperties": []},
+        {
+            "administrativeUnits": [],
+            "displayName": role_name,
+            "id": template,
+            "type": "Role",
+            "modifiedProperties": [],
+        },
         {"administrativeUnits": [], "id": request_id, "type": "Request"},
     ]
     if principal is not None:
@@ -109,7 +123,9 @@ def pim(
     if group is not None:
         targets.append({"administrativeUnits": [], "displayName": group[1], "id": group[0], "type": "Group"})
     else:
-        targets.append({"administrativeUnits": [], "displayName": "Contoso", "id": TENANT, "type": "Directory"})
+        targets.append(
+            {"administrativeUnits": [], "displayName": "Contoso", "id": TENANT, "type": "Directory"}
+        )
     targets.append({"administrativeUnits": [], "id": guid("other", rid), "type": "Other"})
     props = {
         "id": rid,
@@ -144,7 +160,11 @@ def directory(
     modified: list[dict[str, Any]] = []
     if role is not None:
         side = "oldValue" if activity.startswith("Remove") else "newValue"
-        for name, value in (("Role.ObjectID", guid("roleobj", role[1])), ("Role.DisplayName", role[0]), ("Role.TemplateId", role[1])):
+        for name, value in (
+            ("Role.ObjectID", guid("roleobj", role[1])),
+            ("Role.DisplayName", role[0]),
+            ("Role.TemplateId", role[1]),
+        ):
             mp = {"displayName": name, "oldValue": None, "newValue": None}
             mp[side] = f'"{value}"'
             modified.append(mp)
@@ -218,7 +238,9 @@ def signin(
             "appId": guid("app", app),
             "appDisplayName": app,
             "ipAddress": ip,
-            "status": {"errorCode": error} if error == 0 else {"errorCode": error, "failureReason": "Invalid password"},
+            "status": {"errorCode": error}
+            if error == 0
+            else {"errorCode": error, "failureReason": "Invalid password"},
             "clientAppUsed": "Browser",
             "deviceDetail": {"deviceId": "", "operatingSystem": "Windows10", "browser": "Edge 125.0.0"},
             "location": {"city": city, "state": "", "countryOrRegion": country},

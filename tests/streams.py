@@ -22,7 +22,13 @@ def mixed_stream() -> list[dict[str, Any]]:
                 seen.setdefault(rec["properties"]["id"], rec)
     noise = [signin(user(f"user{i}"), f"2026-03-10T{i % 24:02d}:{i % 60:02d}:00Z") for i in range(40)]
     noise += [
-        directory("Update user", f"2026-03-10T{i % 24:02d}:30:00Z", user("helpdesk"), user(f"user{i}"), category="UserManagement")
+        directory(
+            "Update user",
+            f"2026-03-10T{i % 24:02d}:30:00Z",
+            user("helpdesk"),
+            user(f"user{i}"),
+            category="UserManagement",
+        )
         for i in range(10)
     ]
     return list(seen.values()) + noise

@@ -16,12 +16,24 @@ from pimwatch.detector import Plugin
     [
         ({"break_glas": {}}, "break_glas: unknown key"),
         ({"break_glass": {"acounts": []}}, "break_glass.acounts: unknown key"),
-        ({"break_glass": {"accounts": ["not-an-id"]}}, "break_glass.accounts[0]: expected an object id (GUID) or a UPN"),
+        (
+            {"break_glass": {"accounts": ["not-an-id"]}},
+            "break_glass.accounts[0]: expected an object id (GUID) or a UPN",
+        ),
         ({"break_glass": {"accounts": "a@b.c"}}, "break_glass.accounts: Input should be a valid list"),
         ({"detectors": {"nope.detector": {}}}, "detectors.nope.detector: unknown detector id"),
-        ({"detectors": {"settings.changed": {"treshold": 1}}}, "detectors.settings.changed.treshold: unknown parameter"),
-        ({"detectors": {"settings.changed": {"severity": "urgent"}}}, "detectors.settings.changed.severity: expected one of"),
-        ({"detectors": {"settings.changed": {"enabled": "yes"}}}, "detectors.settings.changed.enabled: expected true or false"),
+        (
+            {"detectors": {"settings.changed": {"treshold": 1}}},
+            "detectors.settings.changed.treshold: unknown parameter",
+        ),
+        (
+            {"detectors": {"settings.changed": {"severity": "urgent"}}},
+            "detectors.settings.changed.severity: expected one of",
+        ),
+        (
+            {"detectors": {"settings.changed": {"enabled": "yes"}}},
+            "detectors.settings.changed.enabled: expected true or false",
+        ),
         (
             {"detectors": {"activation.simultaneous": {"threshold": 0}}},
             "detectors.activation.simultaneous.threshold: expected an integer >= 1, got 0",
@@ -52,9 +64,13 @@ def test_all_problems_are_reported_at_once(plugins: list[Plugin]) -> None:
 def test_values_take_effect(plugins: list[Plugin]) -> None:
     cfg = build(
         {
-            "break_glass": {"accounts": ["C0FFEE00-0000-4000-8000-00000000B001", "BG@Contoso.onmicrosoft.com"]},
+            "break_glass": {
+                "accounts": ["C0FFEE00-0000-4000-8000-00000000B001", "BG@Contoso.onmicrosoft.com"]
+            },
             "privileged_roles": ["Reports Reader", "62e90394-69f5-4237-9190-012177145e10"],
-            "detectors": {"activation.simultaneous": {"threshold": 4, "severity": "critical", "enabled": False}},
+            "detectors": {
+                "activation.simultaneous": {"threshold": 4, "severity": "critical", "enabled": False}
+            },
         },
         plugins,
     )
@@ -68,13 +84,20 @@ def test_values_take_effect(plugins: list[Plugin]) -> None:
     s = cfg.settings
     assert s.break_glass_ids == {"c0ffee00-0000-4000-8000-00000000b001"}
     assert s.break_glass_upns == {"bg@contoso.onmicrosoft.com"}
-    assert s.is_privileged("reports reader", None) and s.is_privileged(None, "62e90394-69f5-4237-9190-012177145e10")
+    assert s.is_privileged("reports reader", None) and s.is_privileged(
+        None, "62e90394-69f5-4237-9190-012177145e10"
+    )
     assert not s.is_privileged("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1")
 
 
 def test_default_privileged_roles_cover_the_issue_list(plugins: list[Plugin]) -> None:
     s = build({}, plugins).settings
-    for name in ("Global Administrator", "Helpdesk Administrator", "Billing Administrator", "Conditional Access Administrator"):
+    for name in (
+        "Global Administrator",
+        "Helpdesk Administrator",
+        "Billing Administrator",
+        "Conditional Access Administrator",
+    ):
         assert s.is_privileged(name, None)
     assert s.is_privileged(None, "fe930be7-5e62-47db-91af-98c3a49a38b1")  # User Administrator by template id
     assert not s.is_privileged("Reports Reader", "4a5d8f65-41da-4de4-8968-e035b65339cf")

@@ -35,7 +35,9 @@ def test_baseline_has_alerts_of_every_detector() -> None:
     dupes=st.lists(st.integers(0, len(STREAM) - 1), max_size=30),
     batch=st.integers(0, 25),
 )
-def test_order_batching_and_duplicates_do_not_change_alerts(order: list[int], dupes: list[int], batch: int) -> None:
+def test_order_batching_and_duplicates_do_not_change_alerts(
+    order: list[int], dupes: list[int], batch: int
+) -> None:
     records = [STREAM[i] for i in order] + [STREAM[i] for i in dupes]
     if batch:  # wrap into Event Hub messages {"records": [...]}
         records = [{"records": records[i : i + batch]} for i in range(0, len(records), batch)]

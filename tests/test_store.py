@@ -13,7 +13,9 @@ from pimwatch.store import SqliteStore, StoreError
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
-def _alert(events: list[tuple[str, str]], title: str = "t", context: dict[str, object] | None = None) -> Alert:
+def _alert(
+    events: list[tuple[str, str]], title: str = "t", context: dict[str, object] | None = None
+) -> Alert:
     return Alert(
         id="a1",
         detector="d",
@@ -64,11 +66,20 @@ def test_get_put_and_ttl(store: SqliteStore) -> None:
 
 def test_outbox_folds_by_id(store: SqliteStore) -> None:
     assert store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e2")], "later", {"roles": ["B"]})) == "new"
-    assert store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e2")], "later", {"roles": ["B"]})) == "unchanged"
-    assert store.merge_alert(_alert([("2026-03-10T12:01:00Z", "e1")], "earlier", {"roles": ["A"]})) == "updated"
+    assert (
+        store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e2")], "later", {"roles": ["B"]})) == "unchanged"
+    )
+    assert (
+        store.merge_alert(_alert([("2026-03-10T12:01:00Z", "e1")], "earlier", {"roles": ["A"]})) == "updated"
+    )
     a = store.get_alert("a1")
     assert a is not None
-    assert (a.count, a.first_seen, a.last_seen, a.title) == (2, "2026-03-10T12:01:00Z", "2026-03-10T12:05:00Z", "earlier")
+    assert (a.count, a.first_seen, a.last_seen, a.title) == (
+        2,
+        "2026-03-10T12:01:00Z",
+        "2026-03-10T12:05:00Z",
+        "earlier",
+    )
     assert a.context["roles"] == ["A", "B"]
     assert [x.id for x in store.alerts()] == ["a1"]
 
