@@ -29,7 +29,10 @@ def test_demo_alerts(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     out, err = capsys.readouterr()
     assert code == 0
     alerts = [json.loads(x) for x in out.splitlines()]
-    got = sorted((a["detector"], a["severity"], a["principal"]["upn"] or a["principal"]["id"], a["count"]) for a in alerts)
+    got = sorted(
+        (a["detector"], a["severity"], a["principal"]["upn"] or a["principal"]["id"], a["count"])
+        for a in alerts
+    )
     assert got == [
         ("activation.repeated_failure", "high", "adm-trudy@contoso.com", 4),
         ("activation.simultaneous", "high", "adm-mallory@contoso.com", 4),
