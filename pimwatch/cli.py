@@ -204,33 +204,23 @@ def _summary(
     err.write(f"  read: {read}\n")
     if st.screened:
         err.write(f"  of which no enabled detector reads (counted, not normalized): {st.screened:,}\n")
-    if st.skipped:
-        err.write(
-            "  skipped (other categories): "
-            + ", ".join(f"{c} {n:,}" for c, n in sorted(st.skipped.items()))
-            + "\n"
-        )
+    _counts(err, "skipped (other categories)", st.skipped)
     if st.bad:
         reasons = ", ".join(f"{r} {n:,}" for r, n in st.bad.most_common())
         err.write(f"  bad records: {sum(st.bad.values()):,} ({reasons}), quarantined in {quarantine.path}\n")
     if st.unknown_activities:
         names = ", ".join(f"{a!r} {n}" for a, n in st.unknown_activities.most_common(10))
         err.write(f"  unknown PIM activities (passed through): {names}\n")
-    if st.detector_skipped:
-        err.write(
-            "  records a detector skipped (missing fields): "
-            + ", ".join(f"{d} {n:,}" for d, n in sorted(st.detector_skipped.items()))
-            + "\n"
-        )
-    if st.detector_errors:
-        err.write(
-            "  detector errors (isolated): "
-            + ", ".join(f"{d} {n:,}" for d, n in sorted(st.detector_errors.items()))
-            + "\n"
-        )
+    _counts(err, "records a detector skipped (missing fields)", st.detector_skipped)
+    _counts(err, "detector errors (isolated, see the log)", st.detector_errors)
     by_sev = {s: 0 for s in reversed(Severity)}
     for a in alerts:
         by_sev[a.severity] += 1
     sev = ", ".join(f"{n} {s.value}" for s, n in by_sev.items() if n) or "none"
     new = sum(1 for v in changed.values() if v == "new")
     err.write(f"  alerts: {sev} ({new} new, {len(changed) - new} updated)\n")
+
+
+def _counts(err: IO[str], label: str, counter: Mapping[str, int]) -> None:
+    if counter:
+        err.write(f"  {label}: " + ", ".join(f"{k} {n:,}" for k, n in sorted(counter.items())) + "\n")
