@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -56,6 +57,7 @@ BREAK_GLASS_UPNS = (  # the UPNs gen_events.py uses for break-glass sign-ins
 TARGET_REC_PER_S = 100_000
 FLAT_RSS_RATIO = 1.25  # peak RSS 1M / 200k at or below this counts as flat
 MB = 1e6  # MB/s uses decimal megabytes, like floor.py
+SUMMARY_RECORDS = re.compile(r"pimwatch: ([\d,]+) records")  # the stderr summary's first line
 ALERT_KIND_KEYS = ("rule", "detector", "kind", "alert_type", "type", "name")
 
 
@@ -153,8 +155,9 @@ class ChildRun:
     timed_out: bool = False
 
 
-def run_child(cmd: list[str], *, stdout: Path, stderr: Path, timeout: float | None = None,
-              in_repo: bool = False) -> ChildRun:
+def run_child(
+    cmd: list[str], *, stdout: Path, stderr: Path, timeout: float | None = None, in_repo: bool = False
+) -> ChildRun:
     """Run ``cmd``; reap it with ``os.wait4`` so the peak RSS is this child's alone (not RUSAGE_CHILDREN).
 
     ``in_repo``: run from the repo root with the repo on PYTHONPATH (for ``-m pimwatch``).
@@ -240,14 +243,16 @@ class PipelineResult:
     alerts: int
     alerts_by_kind: dict[str, int]
     quarantined: int  # lines written to the quarantine file (expected 0 on generated input)
+    records_reported: int | None  # record count in pimwatch's stderr summary (should equal records)
     rec_per_s_net: float | None = None  # excluding the empty-input start-up cost
     stderr_tail: str = ""
 
 
 def measure_floor(ctx: Ctx, inp: Input) -> FloorResult:
     out, err = ctx.work / f"floor-{inp.key}.out", ctx.work / f"floor-{inp.key}.err"
-    run = run_child([ctx.python, str(FLOOR), inp.floor_mode, str(inp.path)], stdout=out, stderr=err,
-                    timeout=ctx.timeout)
+    run = run_child(
+        [ctx.python, str(FLOOR), inp.floor_mode, str(inp.path)], stdout=out, stderr=err, timeout=ctx.timeout
+    )
     if run.returncode != 0:
         raise BenchError(f"floor.py {inp.floor_mode} failed (rc={run.returncode}): {tail(err)}")
     lines = out.read_text().strip().splitlines()
@@ -255,8 +260,9 @@ def measure_floor(ctx: Ctx, inp: Input) -> FloorResult:
         raise BenchError(f"floor.py {inp.floor_mode} printed nothing; stderr: {tail(err)}")
     d = json.loads(lines[-1])
     if d["records"] != inp.records:
-        raise BenchError(f"floor.py counted {d['records']} records in {inp.path.name}, "
-                         f"expected {inp.records}")
+        raise BenchError(
+            f"floor.py counted {d['records']} records in {inp.path.name}, expected {inp.records}"
+        )
     return FloorResult(
         mode=inp.floor_mode,
         records=d["records"],
@@ -271,9 +277,21 @@ def measure_floor(ctx: Ctx, inp: Input) -> FloorResult:
 
 def pipeline_cmd(python: str, config: Path, run_dir: Path, path: Path) -> list[str]:
     # --quarantine into the run dir: the default would drop a file into the cwd (the repo root)
-    return [python, "-m", "pimwatch", "replay", "--format", "jsonl", "--config", str(config),
-            "--state", str(run_dir / "state.db"), "--quarantine", str(run_dir / "quarantine.jsonl"),
-            str(path)]
+    return [
+        python,
+        "-m",
+        "pimwatch",
+        "replay",
+        "--format",
+        "jsonl",
+        "--config",
+        str(config),
+        "--state",
+        str(run_dir / "state.db"),
+        "--quarantine",
+        str(run_dir / "quarantine.jsonl"),
+        str(path),
+    ]
 
 
 def count_alerts(path: Path) -> tuple[int, dict[str, int]]:
@@ -301,6 +319,7 @@ class PipeRun:
     alerts: int
     alerts_by_kind: dict[str, int]
     quarantined: int
+    records_reported: int | None
     stderr_tail: str
 
 
@@ -320,7 +339,9 @@ def run_pipeline_once(ctx: Ctx, inp_path: Path, tag: str) -> PipeRun:
     if quarantine.exists():
         with quarantine.open("rb") as f:
             quarantined = sum(1 for _ in f)
-    return PipeRun(run, n, kinds, quarantined, tail(err, 600))
+    m = SUMMARY_RECORDS.search(tail(err, 1 << 16))
+    reported = int(m.group(1).replace(",", "")) if m else None
+    return PipeRun(run, n, kinds, quarantined, reported, tail(err, 600))
 
 
 @dataclass
@@ -355,6 +376,11 @@ def best_pipeline(inp: Input, size: int, runs: list[PipeRun], startup_s: float |
     """Best (fastest) of the repeats; peak RSS of that run plus the worst peak RSS over all repeats."""
     b = min(runs, key=lambda r: r.run.seconds)
     net = b.run.seconds - startup_s if startup_s is not None else None
+    if b.records_reported is not None and b.records_reported != inp.records:
+        log(
+            f"WARNING: {inp.label}: pimwatch reports {b.records_reported:,} records, the input has "
+            f"{inp.records:,}"
+        )
     if len({r.alerts for r in runs}) > 1:
         log(f"WARNING: alert count differs across repeats for {inp.label}: {[r.alerts for r in runs]}")
     return PipelineResult(
@@ -369,6 +395,7 @@ def best_pipeline(inp: Input, size: int, runs: list[PipeRun], startup_s: float |
         alerts=b.alerts,
         alerts_by_kind=b.alerts_by_kind,
         quarantined=b.quarantined,
+        records_reported=b.records_reported,
         rec_per_s_net=round(inp.records / net) if net and net > 0 else None,
         stderr_tail=b.stderr_tail,
     )
@@ -386,24 +413,37 @@ def fmt_f(x: float | None, nd: int = 1) -> str:
 
 
 def render_table(rows: list[Row]) -> str:
-    headers = ["input", "MB", "floor rec/s", "floor MB/s", "pipe rec/s", "pipe MB/s", "pipe/floor",
-               "pipe net rec/s", "pipe RSS MB", "floor RSS MB", "alerts"]
+    headers = [
+        "input",
+        "MB",
+        "floor rec/s",
+        "floor MB/s",
+        "pipe rec/s",
+        "pipe MB/s",
+        "pipe/floor",
+        "pipe net rec/s",
+        "pipe RSS MB",
+        "floor RSS MB",
+        "alerts",
+    ]
     body: list[list[str]] = []
     for r in rows:
         fl, pl = r.floor, r.pipeline
-        body.append([
-            r.inp.label,
-            fmt_f(r.bytes / MB, 0),
-            fmt_int(fl.rec_per_s if fl else None),
-            fmt_f(fl.mb_per_s if fl else None),
-            fmt_int(pl.rec_per_s if pl else None),
-            fmt_f(pl.mb_per_s if pl else None),
-            fmt_f(r.ratio, 2),
-            fmt_int(pl.rec_per_s_net if pl else None),
-            fmt_f(pl.maxrss_mb if pl else None),
-            fmt_f(fl.maxrss_mb if fl else None),
-            fmt_int(pl.alerts if pl else None),
-        ])
+        body.append(
+            [
+                r.inp.label,
+                fmt_f(r.bytes / MB, 0),
+                fmt_int(fl.rec_per_s if fl else None),
+                fmt_f(fl.mb_per_s if fl else None),
+                fmt_int(pl.rec_per_s if pl else None),
+                fmt_f(pl.mb_per_s if pl else None),
+                fmt_f(r.ratio, 2),
+                fmt_int(pl.rec_per_s_net if pl else None),
+                fmt_f(pl.maxrss_mb if pl else None),
+                fmt_f(fl.maxrss_mb if fl else None),
+                fmt_int(pl.alerts if pl else None),
+            ]
+        )
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
@@ -418,8 +458,11 @@ def render_table(rows: list[Row]) -> str:
 def build_summary(a: argparse.Namespace, ctx: Ctx, rows: list[Row], extra: dict[str, Any]) -> dict[str, Any]:
     s: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "host": {"cpus": os.cpu_count(), "platform": sys.platform,
-                 "loadavg_1m": round(os.getloadavg()[0], 2)},
+        "host": {
+            "cpus": os.cpu_count(),
+            "platform": sys.platform,
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+        },
         "python": ctx.python,
         "config": str(ctx.config),
         "repeat": a.repeat,
@@ -437,24 +480,54 @@ def build_summary(a: argparse.Namespace, ctx: Ctx, rows: list[Row], extra: dict[
             s["rss_ratio_big_vs_base_pipeline"] = round(big.pipeline.maxrss_mb / base.pipeline.maxrss_mb, 3)
         if base.floor and big.floor:
             s["rss_ratio_big_vs_base_floor"] = round(big.floor.maxrss_mb / base.floor.maxrss_mb, 3)
+    s["checks"] = consistency_checks(a, by_key)
     return s
+
+
+def consistency_checks(a: argparse.Namespace, by_key: dict[str, Row]) -> list[str]:
+    """Problems a fast-but-wrong pipeline would hide: records dropped, envelopes read differently."""
+    problems = []
+    for r in by_key.values():
+        pl = r.pipeline
+        if pl and pl.records_reported is not None and pl.records_reported != r.inp.records:
+            problems.append(
+                f"{r.inp.label}: pimwatch reports {pl.records_reported:,} records, "
+                f"the input has {r.inp.records:,}"
+            )
+        if pl and pl.quarantined:
+            problems.append(f"{r.inp.label}: {pl.quarantined:,} records quarantined (input is valid)")
+    lines = by_key.get(f"{human_count(a.records)}-lines")
+    env = by_key.get(f"{human_count(a.records)}-envelope")
+    if lines and env and lines.pipeline and env.pipeline and lines.pipeline.alerts != env.pipeline.alerts:
+        problems.append(
+            f"same records, different alerts: {lines.pipeline.alerts} ({lines.inp.label}) vs "
+            f"{env.pipeline.alerts} ({env.inp.label})"
+        )
+    return problems
 
 
 def verdict_lines(s: dict[str, Any]) -> list[str]:
     out = []
     if s.get("pipeline_startup_s") is not None:
-        out.append(f"pipeline start-up on an empty input: {s['pipeline_startup_s']:.3f}s "
-                   "(included in 'pipe rec/s', excluded from 'pipe net rec/s')")
+        out.append(
+            f"pipeline start-up on an empty input: {s['pipeline_startup_s']:.3f}s "
+            "(included in 'pipe rec/s', excluded from 'pipe net rec/s')"
+        )
     if "target_met" in s:
         first = s["inputs"][0]
-        out.append(f"target >= {TARGET_REC_PER_S:,} rec/s on the default mix ({first['label']}): "
-                   f"{'MET' if s['target_met'] else 'NOT MET'} ({first['pipeline']['rec_per_s']:,.0f} rec/s)")
+        out.append(
+            f"target >= {TARGET_REC_PER_S:,} rec/s on the default mix ({first['label']}): "
+            f"{'MET' if s['target_met'] else 'NOT MET'} ({first['pipeline']['rec_per_s']:,.0f} rec/s)"
+        )
     if "rss_ratio_big_vs_base_pipeline" in s:
         r = s["rss_ratio_big_vs_base_pipeline"]
-        out.append(f"peak RSS ratio, pipeline big/base: {r:.2f} "
-                   f"({'flat' if r <= FLAT_RSS_RATIO else 'NOT flat'}; ~1.0 = flat)")
+        out.append(
+            f"peak RSS ratio, pipeline big/base: {r:.2f} "
+            f"({'flat' if r <= FLAT_RSS_RATIO else 'NOT flat'}; ~1.0 = flat)"
+        )
     if "rss_ratio_big_vs_base_floor" in s:
         out.append(f"peak RSS ratio, floor big/base:    {s['rss_ratio_big_vs_base_floor']:.2f}")
+    out.extend(f"CHECK FAILED: {p}" for p in s.get("checks", []))
     if s.get("pipeline_unavailable"):
         out.append(f"pipeline NOT measured: {s['pipeline_unavailable']}")
     return out
@@ -468,30 +541,58 @@ def log(msg: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--big", action="store_true",
-                    help="also run 1M records one per line and report the peak-RSS ratio 1M / 200k")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="runs per measurement, the fastest is kept (default 1)")
-    ap.add_argument("--only", choices=("floor", "pipeline"),
-                    help="measure only the parse floor or only the pipeline")
-    ap.add_argument("--keep", action="store_true",
-                    help="keep the work dir (state DBs, alert output, stderr) and print its path")
-    ap.add_argument("--python", default=None,
-                    help="interpreter for floor.py and the pipeline (default <repo>/.venv/bin/python)")
-    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                    help="cache dir for the generated inputs (default bench/.data)")
-    ap.add_argument("--config", type=Path, default=None,
-                    help="pimwatch config to use instead of the generated break-glass config")
-    ap.add_argument("--records", type=int, default=200_000,
-                    help="records in the base inputs (default 200000)")
-    ap.add_argument("--big-records", type=int, default=1_000_000,
-                    help="records in the --big input (default 1000000)")
-    ap.add_argument("--timeout", type=float, default=3600.0,
-                    help="per-child timeout in seconds (default 3600)")
-    ap.add_argument("--json-out", type=Path, default=None,
-                    help="where to write the JSON summary (default <data-dir>/last-results.json)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument(
+        "--big",
+        action="store_true",
+        help="also run 1M records one per line and report the peak-RSS ratio 1M / 200k",
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="runs per measurement, the fastest is kept (default 1)"
+    )
+    ap.add_argument(
+        "--only", choices=("floor", "pipeline"), help="measure only the parse floor or only the pipeline"
+    )
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work dir (state DBs, alert output, stderr) and print its path",
+    )
+    ap.add_argument(
+        "--python",
+        default=None,
+        help="interpreter for floor.py and the pipeline (default <repo>/.venv/bin/python)",
+    )
+    ap.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="cache dir for the generated inputs (default bench/.data)",
+    )
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="pimwatch config to use instead of the generated break-glass config",
+    )
+    ap.add_argument(
+        "--records", type=int, default=200_000, help="records in the base inputs (default 200000)"
+    )
+    ap.add_argument(
+        "--big-records", type=int, default=1_000_000, help="records in the --big input (default 1000000)"
+    )
+    ap.add_argument(
+        "--timeout", type=float, default=3600.0, help="per-child timeout in seconds (default 3600)"
+    )
+    ap.add_argument(
+        "--json-out",
+        type=Path,
+        default=None,
+        help="where to write the JSON summary (default <data-dir>/last-results.json)",
+    )
     a = ap.parse_args(argv)
     if a.repeat < 1:
         ap.error("--repeat must be >= 1")
@@ -509,8 +610,11 @@ def resolve_python(arg: str | None) -> str:
 
 def write_config(work: Path) -> Path:
     cfg = work / "bench-config.yaml"
-    lines = ["# written by bench/run.py: the break-glass UPNs gen_events.py uses",
-             "break_glass:", "  accounts:"]
+    lines = [
+        "# written by bench/run.py: the break-glass UPNs gen_events.py uses",
+        "break_glass:",
+        "  accounts:",
+    ]
     lines += [f"    - {upn}" for upn in BREAK_GLASS_UPNS]
     cfg.write_text("\n".join(lines) + "\n")
     return cfg
@@ -535,8 +639,9 @@ def measure_startup(ctx: Ctx, repeat: int) -> float:
     return best
 
 
-def measure_all(ctx: Ctx, inputs: list[Input], sizes: dict[str, int], repeat: int,
-                parts: frozenset[str]) -> tuple[dict[str, list[FloorResult]], dict[str, list[PipeRun]]]:
+def measure_all(
+    ctx: Ctx, inputs: list[Input], sizes: dict[str, int], repeat: int, parts: frozenset[str]
+) -> tuple[dict[str, list[FloorResult]], dict[str, list[PipeRun]]]:
     do_floor, do_pipe = "floor" in parts, "pipeline" in parts
     floors: dict[str, list[FloorResult]] = {inp.key: [] for inp in inputs}
     pipes: dict[str, list[PipeRun]] = {inp.key: [] for inp in inputs}
@@ -546,16 +651,20 @@ def measure_all(ctx: Ctx, inputs: list[Input], sizes: dict[str, int], repeat: in
             if do_floor:
                 fr = measure_floor(ctx, inp)
                 floors[inp.key].append(fr)
-                log(f"[{rep + 1}/{repeat}] floor    {inp.label:>12}: {fr.rec_per_s:>10,.0f} rec/s "
-                    f"{fr.mb_per_s:>7.1f} MB/s  rss {fr.maxrss_mb:5.0f} MB  {fr.seconds:.2f}s (loop only)")
+                log(
+                    f"[{rep + 1}/{repeat}] floor    {inp.label:>12}: {fr.rec_per_s:>10,.0f} rec/s "
+                    f"{fr.mb_per_s:>7.1f} MB/s  rss {fr.maxrss_mb:5.0f} MB  {fr.seconds:.2f}s (loop only)"
+                )
             if do_pipe:
                 pr = run_pipeline_once(ctx, inp.path, inp.key)
                 pipes[inp.key].append(pr)
                 sec = pr.run.seconds
-                log(f"[{rep + 1}/{repeat}] pipeline {inp.label:>12}: {inp.records / sec:>10,.0f} rec/s "
+                log(
+                    f"[{rep + 1}/{repeat}] pipeline {inp.label:>12}: {inp.records / sec:>10,.0f} rec/s "
                     f"{sizes[inp.key] / sec / MB:>7.1f} MB/s  rss {pr.run.maxrss_mb:5.0f} MB  {sec:.2f}s"
                     f" (cpu {pr.run.cpu_s:.2f}s)"
-                    f"  alerts {pr.alerts}")
+                    f"  alerts {pr.alerts}"
+                )
     return floors, pipes
 
 
@@ -596,15 +705,20 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for inp in inputs:
             fl, pl = floors[inp.key], pipes[inp.key]
-            rows.append(Row(
-                inp=inp,
-                bytes=sizes[inp.key],
-                reused_input=reused[inp.key],
-                floor=max(fl, key=lambda f: f.rec_per_s) if fl else None,
-                pipeline=best_pipeline(inp, sizes[inp.key], pl, startup_s) if pl else None,
-            ))
-        extra = {"pipeline_startup_s": round(startup_s, 3) if startup_s is not None else None,
-                 "pipeline_unavailable": unavailable, "work_dir": str(work) if a.keep else None}
+            rows.append(
+                Row(
+                    inp=inp,
+                    bytes=sizes[inp.key],
+                    reused_input=reused[inp.key],
+                    floor=max(fl, key=lambda f: f.rec_per_s) if fl else None,
+                    pipeline=best_pipeline(inp, sizes[inp.key], pl, startup_s) if pl else None,
+                )
+            )
+        extra = {
+            "pipeline_startup_s": round(startup_s, 3) if startup_s is not None else None,
+            "pipeline_unavailable": unavailable,
+            "work_dir": str(work) if a.keep else None,
+        }
         summary = build_summary(a, ctx, rows, extra)
         print(render_table(rows))
         print()

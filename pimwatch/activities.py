@@ -101,6 +101,9 @@ ACTIVATION_REQUEST_ACTIVITIES: frozenset[str] = frozenset(
     {a for a in PIM_ACTIVITIES if "(PIM activation)" in a} | {ACTIVATION_EXPIRED_REQUEST}
 )
 
+# Misspellings seen in Microsoft's own lists (entra-events.md §3.1, quirks).
+_ALIASES = {"Add EligibleRoleAssignement to RoleDefinition": "Add EligibleRoleAssignment to RoleDefinition"}
+
 _WS = re.compile(r"\s+")
 _TIMEBOUND = re.compile(r"\(\s*time[\s-]*bound\s*\)", re.IGNORECASE)
 _CACHE: dict[str, str] = {}
@@ -115,6 +118,7 @@ def canonical(name: str) -> str:
     while s.endswith("."):
         s = s[:-1].rstrip()
     s = _TIMEBOUND.sub("(timebound)", s)
+    s = _ALIASES.get(s, s)
     if s not in PIM_ACTIVITIES:
         # Case drift (Sigma's "Disable PIM Alert"): match case-insensitively against the list.
         lowered = s.lower()

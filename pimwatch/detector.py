@@ -85,18 +85,18 @@ class Settings:
             return True
         return p.upn is not None and p.upn.lower() in self.break_glass_upns
 
-    def signin_screen(self) -> tuple[bytes, ...] | None:
-        """Lower-cased byte needles for the break-glass accounts, or None when a byte screen is unsafe.
+    def signin_screen(self) -> frozenset[bytes] | None:
+        """The break-glass ids and UPNs as lower-cased bytes, or None when a byte screen is unsafe.
 
-        Unsafe means a needle holds a character a JSON writer may escape (anything but ASCII
+        Unsafe means an identifier holds a character a JSON writer may escape (anything but ASCII
         letters, digits and ``.-_@``): then every sign-in is parsed instead.
         """
-        needles = []
-        for value in sorted(self.break_glass_ids | self.break_glass_upns):
+        accounts = set()
+        for value in self.break_glass_ids | self.break_glass_upns:
             if not value or any(not (c.isascii() and (c.isalnum() or c in ".-_@")) for c in value):
                 return None
-            needles.append(value.lower().encode())
-        return tuple(needles)
+            accounts.add(value.lower().encode())
+        return frozenset(accounts)
 
     def is_privileged(self, role_name: str | None, role_id: str | None) -> bool:
         if role_id is not None and role_id.lower() in self.privileged_ids:

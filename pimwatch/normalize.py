@@ -186,13 +186,12 @@ def audit_event(
     template = details.get("templateid") or details.get("roledefinitionoriginid")
     if template:
         role_id = template
-    if target is not NOBODY and (role_name is None or role_id is None):
-        # Core Directory role records keep the role on the principal target (entra-events.md §3.3).
-        principal_target = by_type.get(target.type or "")
-        if principal_target is not None:
-            role_name = role_name or _modified(principal_target, "Role.DisplayName")
-            tmpl = _modified(principal_target, "Role.TemplateId")
-            role_id = tmpl or role_id
+    principal_target = by_type.get(target.type or "") if target is not NOBODY else None
+    if principal_target is not None and not template:
+        # Core Directory role records keep the role on the principal target (entra-events.md §3.3);
+        # the template id there wins over the Role target's id, which is the role's object id.
+        role_name = role_name or _modified(principal_target, "Role.DisplayName")
+        role_id = _modified(principal_target, "Role.TemplateId") or role_id
 
     scope_type = scope_id = scope_name = None
     if audit_category == "GroupManagement" and "Group" in by_type:
@@ -398,5 +397,6 @@ def la_to_camel(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
         "location": row.get("Location"),
         "resultType": row.get("ResultType"),
         "resultDescription": row.get("ResultDescription"),
+        "resourceId": row.get("ResourceId"),
     }
     return props, {k: v for k, v in top.items() if v not in (None, "")}

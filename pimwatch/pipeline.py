@@ -36,8 +36,8 @@ class Pipeline:
         signin = [a.plugin.meta for a in self.engine.by_kind.get("signin", [])]
         self.break_glass_only = all(m.break_glass_only for m in signin)
         self.settings = config.settings
-        needles = config.settings.signin_screen() if self.break_glass_only else None
-        self.screen = Screen(needles) if needles is not None else None
+        accounts = config.settings.signin_screen() if self.break_glass_only else None
+        self.screen = Screen(accounts) if accounts is not None else None
         # Audit records: the activities some detector reads (None = all), and whether a record that
         # involves a break-glass account must be read whatever its activity.
         audit = [a.plugin.meta for a in self.engine.by_kind.get("audit", [])]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,14 +72,34 @@ class Screened:
 
 @dataclass(frozen=True, slots=True)
 class Screen:
-    """Byte needles of the only sign-ins any detector wants (break-glass ids and UPNs).
+    """The only sign-ins any detector wants: those of these (lower-cased) object ids and UPNs.
 
-    A line-per-record Event Hub sign-in whose bytes contain none of the needles (compared
-    lower-cased) cannot concern those accounts and is counted without being parsed. Built only from
-    needles that JSON never escapes (see :meth:`pimwatch.detector.Settings.signin_screen`).
+    A line-per-record Event Hub sign-in whose ``"userId"`` and ``"userPrincipalName"`` values,
+    read straight from the bytes and lower-cased, are none of ``accounts`` is counted without being
+    parsed. Those are exactly the fields the break-glass match reads; a quote inside a JSON string is
+    always escaped, so the key pattern cannot be forged by a value. Any doubt (no such key, an
+    escape inside the value) means the line is parsed. Built only from identifiers that JSON never
+    escapes (see :meth:`pimwatch.detector.Settings.signin_screen`).
     """
 
-    needles: tuple[bytes, ...]
+    accounts: frozenset[bytes]
+
+    def uninteresting(self, line: bytes) -> bool:
+        seen = False
+        for key in _SCREEN_KEYS:
+            start = 0
+            while (i := line.find(key, start)) >= 0:
+                seen = True
+                begin = i + len(key)
+                end = line.find(b'"', begin)
+                value = line[begin:end]
+                if end < 0 or b"\\" in value or value.lower() in self.accounts:
+                    return False
+                start = end
+        return seen
+
+
+_SCREEN_KEYS = (b'"userId":"', b'"userPrincipalName":"')
 
 
 _SCREEN_CATEGORIES = {
@@ -227,13 +249,15 @@ def _open(path: str) -> io.BufferedReader:
         raw = sys.stdin.buffer
     else:
         try:
-            raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+            raw = open(path, "rb", buffering=1 << 20)  # noqa: SIM115 - closed by the caller
         except OSError as exc:
             raise InputError(f"{path}: {exc.strerror or exc}") from exc
     buf: io.BufferedReader = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, 1 << 20)
     if buf.peek(2)[:2] == b"\x1f\x8b":
+        # GzipFile buffers by itself; not wrapped in a large buffer so that, when a later part of
+        # the file is corrupt, the lines decompressed before it are still handed out first.
         gz: Any = gzip.GzipFile(fileobj=buf)
-        return io.BufferedReader(gz, 1 << 20)
+        return gz  # type: ignore[no-any-return]
     return buf
 
 
@@ -242,27 +266,32 @@ def read_file(path: str, counter: list[int], screen: Screen | None = None) -> It
     f = _open(path)
     try:
         name = path.lower().removesuffix(".gz")
-        head = f.peek(4096)[:4096]
         try:
+            head = f.peek(4096)[:4096]  # decompresses already: inside the try
             if name.endswith(".csv") or _looks_like_csv(head):
                 yield from _read_csv(f, path, counter)
             else:
                 yield from _read_json(f, path, counter, screen)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            yield Bad(path, 0, f"unreadable input: {exc}", "")
+        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            yield Bad(path, 0, f"unreadable input (the records before this point were read): {exc}", "")
     finally:
         if path != "-":
             f.close()
 
 
 def _looks_like_csv(head: bytes) -> bool:
-    first = head.lstrip(b"\xef\xbb\xbf").split(b"\n", 1)[0].strip()
-    return bool(first) and first[:1] not in (b"{", b"[") and b"," in first and b'"' not in first[:1]
+    first = head.removeprefix(_BOM).split(b"\n", 1)[0].strip()
+    return bool(first) and first[:1] not in (b"{", b"[") and b"," in first
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _read_json(
     f: io.BufferedReader, source: str, counter: list[int], screen: Screen | None = None
 ) -> Iterator[Item]:
+    if f.peek(3)[:3] == _BOM:  # PowerShell 5.1 and Notepad write one
+        f.read(3)
     first = f.peek(1 << 16).lstrip()[:1]
     if first == b"[":
         data = f.read()
@@ -280,28 +309,23 @@ def _read_json(
     pending: list[bytes] = []
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    needles = screen.needles if screen is not None else None
+    uninteresting = screen.uninteresting if screen is not None else None
     for line in f:
         nbytes += len(line)
         line_no += 1
         if pending:
             pending.append(line)
             continue
-        if needles is not None:
+        if uninteresting is not None:
             # A bare Event Hub record: Entra writes its top-level "category" before "properties";
             # only an exact match counts, and never in an envelope or page (its first record's
             # category says nothing about the others).
-            i = line.find(b'"category":"', 0, 1024)
+            i = line.find(b'"category":"', 0, 1024) if line[:1] == b"{" else -1
             if i >= 0 and line.find(b'"records"', 0, i) < 0 and line.find(b'"value"', 0, i) < 0:
                 category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
-                if category is not None:
-                    hay = line.lower()
-                    for needle in needles:
-                        if needle in hay:
-                            break
-                    else:
-                        yield Screened(category)
-                        continue
+                if category is not None and uninteresting(line):
+                    yield Screened(category)
+                    continue
         try:
             obj = loads(line)
         except decode_error as exc:
@@ -313,9 +337,16 @@ def _read_json(
             yield Bad(source, line_no, f"malformed JSON: {exc}", _text(line.strip()))
             continue
         if type(obj) is dict and "records" not in obj and "value" not in obj:
-            yield route_record(obj, source, line_no)
-        else:
+            item = route_record(obj, source, line_no)
+            if type(item) is Bad:  # keep the line as it was read, not as re-serialized
+                item = Bad(source, line_no, item.reason, _text(line.strip()))
+            yield item
+        elif type(obj) is dict or type(obj) is list:
             yield from classify(obj, source, line_no)
+        else:
+            yield Bad(
+                source, line_no, f"expected a JSON object, got {type(obj).__name__}", _text(line.strip())
+            )
         if line_no & 1023 == 0:
             counter[0] += nbytes
             nbytes = 0
@@ -331,22 +362,53 @@ def _read_json(
         yield from classify(doc, source, start)
 
 
+_DECODER = json.JSONDecoder()
+
+
 def _salvage_lines(data: bytes, source: str, start: int = 1) -> Iterator[Item]:
-    """A broken document: read it line by line so the good records survive and each bad line is kept."""
-    for i, line in enumerate(data.splitlines(), start):
-        s = line.strip().rstrip(b",")
-        if s in (b"", b"[", b"]", b"{", b"}"):
-            continue
-        if s.startswith(b"["):
-            s = s[1:].lstrip()
-        if s.endswith(b"]") and not s.endswith(b"]]"):
-            s = s[:-1].rstrip().rstrip(b",")
-        try:
-            obj = orjson.loads(s)
-        except orjson.JSONDecodeError as exc:
-            yield Bad(source, i, f"malformed JSON: {exc}", _text(line))
-            continue
-        yield from classify(obj, source, i)
+    """A broken document: pull out every complete JSON value it still holds, keep the rest as bad.
+
+    Values are found one after another (separators ``,[]`` and whitespace skipped); an unreadable
+    stretch runs to the next line that opens an object at the same or a lower indentation, and is
+    quarantined whole. Works for JSON Lines, one-line arrays and pretty-printed arrays alike.
+    """
+    text = _text(data)
+    n = len(text)
+    pos = 0
+    line = start
+    counted = 0  # text[:counted] has been scanned for newlines into ``line``
+    while True:
+        while pos < n and text[pos] in " \t\r\n,[]":
+            pos += 1
+        if pos >= n:
+            return
+        line += text.count("\n", counted, pos)
+        counted = pos
+        if text[pos] == "{":
+            try:
+                obj, end = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                end = _next_object(text, pos)
+                yield Bad(source, line, f"malformed JSON: {exc.msg}", text[pos:end].strip())
+            else:
+                yield from classify(obj, source, line)
+        else:
+            end = _next_object(text, pos)
+            yield Bad(source, line, "malformed JSON: not a JSON object", text[pos:end].strip())
+        pos = end
+
+
+def _next_object(text: str, pos: int) -> int:
+    """Where the next line opening an object at ``pos``'s indentation (or less) starts, else the end."""
+    indent = pos - (text.rfind("\n", 0, pos) + 1)
+    i = text.find("\n", pos)
+    while i >= 0:
+        j = i + 1
+        stripped = len(text) - len(text[j:].lstrip(" \t"))
+        if stripped < len(text) and text[stripped] == "{" and stripped - j <= indent:
+            return j
+        i = text.find("\n", j)
+    return len(text)
 
 
 def _text(b: bytes) -> str:
