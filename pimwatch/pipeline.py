@@ -36,8 +36,13 @@ class Pipeline:
         signin = [a.plugin.meta for a in self.engine.by_kind.get("signin", [])]
         self.break_glass_only = all(m.break_glass_only for m in signin)
         self.settings = config.settings
-        accounts = config.settings.signin_screen() if self.break_glass_only else None
-        self.screen = Screen(accounts) if accounts is not None else None
+        s = config.settings
+        accounts = s.signin_screen()
+        self.screen = (
+            Screen(s.break_glass_ids, s.break_glass_upns, accounts or frozenset(), accounts is not None)
+            if self.break_glass_only
+            else None
+        )
         # Audit records: the activities some detector reads (None = all), and whether a record that
         # involves a break-glass account must be read whatever its activity.
         audit = [a.plugin.meta for a in self.engine.by_kind.get("audit", [])]
@@ -62,7 +67,7 @@ class Pipeline:
                 continue
             if type(item) is Routed:
                 if item.route == "signin":
-                    if self.break_glass_only and not self._wanted_signin(item):
+                    if self.screen is not None and not self.screen.wants(item.props):
                         stats.records[(item.category, item.shape)] += 1
                         stats.screened += 1
                         continue
@@ -91,14 +96,6 @@ class Pipeline:
                 stats.skipped[item.category] += 1
             elif type(item) is Bad:
                 self.reject(item)
-
-    def _wanted_signin(self, item: Routed) -> bool:
-        uid = item.props.get("userId")
-        upn = item.props.get("userPrincipalName")
-        s = self.settings
-        return (isinstance(uid, str) and uid.lower() in s.break_glass_ids) or (
-            isinstance(upn, str) and upn.lower() in s.break_glass_upns
-        )
 
     def _wanted_audit(self, item: Routed) -> bool:
         """Count unknown PIM activities; say whether any detector reads this audit record."""

@@ -74,15 +74,27 @@ class Screened:
 class Screen:
     """The only sign-ins any detector wants: those of these (lower-cased) object ids and UPNs.
 
-    A line-per-record Event Hub sign-in whose ``"userId"`` and ``"userPrincipalName"`` values,
-    read straight from the bytes and lower-cased, are none of ``accounts`` is counted without being
-    parsed. Those are exactly the fields the break-glass match reads; a quote inside a JSON string is
-    always escaped, so the key pattern cannot be forged by a value. Any doubt (no such key, an
-    escape inside the value) means the line is parsed. Built only from identifiers that JSON never
-    escapes (see :meth:`pimwatch.detector.Settings.signin_screen`).
+    ``wants(props)`` is the check on a parsed record. ``uninteresting(line)`` is the same check on
+    the bytes of a line-per-record Event Hub sign-in, so it is counted without being parsed: the
+    ``"userId"`` and ``"userPrincipalName"`` values, read straight from the bytes and lower-cased,
+    are none of ``accounts``. Those are exactly the fields the break-glass match reads; a quote
+    inside a JSON string is always escaped, so the key pattern cannot be forged by a value. Any
+    doubt (no such key, an escape inside the value) means the line is parsed. The byte check is
+    only used (``bytes_ok``) when no identifier holds a character JSON may escape (see
+    :meth:`pimwatch.detector.Settings.signin_screen`).
     """
 
+    ids: frozenset[str]
+    upns: frozenset[str]
     accounts: frozenset[bytes]
+    bytes_ok: bool
+
+    def wants(self, props: Mapping[str, Any]) -> bool:
+        uid = props.get("userId")
+        if isinstance(uid, str) and uid.lower() in self.ids:
+            return True
+        upn = props.get("userPrincipalName")
+        return isinstance(upn, str) and upn.lower() in self.upns
 
     def uninteresting(self, line: bytes) -> bool:
         seen = False
@@ -102,6 +114,7 @@ class Screen:
 _SCREEN_KEYS = (b'"userId":"', b'"userPrincipalName":"')
 
 
+_SIGNIN_EH = frozenset({"SignInLogs", "NonInteractiveUserSignInLogs"})
 _SCREEN_CATEGORIES = {
     b"SignInLogs": "SignInLogs",
     b"NonInteractiveUserSignInLogs": "NonInteractiveUserSignInLogs",
@@ -309,7 +322,8 @@ def _read_json(
     pending: list[bytes] = []
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    uninteresting = screen.uninteresting if screen is not None else None
+    uninteresting = screen.uninteresting if screen is not None and screen.bytes_ok else None
+    wants = screen.wants if screen is not None else None
     for line in f:
         nbytes += len(line)
         line_no += 1
@@ -341,6 +355,17 @@ def _read_json(
             if type(item) is Bad:  # keep the line as it was read, not as re-serialized
                 item = Bad(source, line_no, item.reason, _text(line.strip()))
             yield item
+        elif type(obj) is dict and type(records := obj.get("records")) is list:
+            # An Event Hub message: inlined (this is the production shape) with the sign-in check.
+            for rec in records:
+                if wants is not None and type(rec) is dict:
+                    category = rec.get("category")
+                    if category in _SIGNIN_EH:
+                        props = rec.get("properties")
+                        if type(props) is dict and not wants(props):
+                            yield Screened(category)
+                            continue
+                yield route_record(rec, source, line_no, in_envelope=True)
         elif type(obj) is dict or type(obj) is list:
             yield from classify(obj, source, line_no)
         else:

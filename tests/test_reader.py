@@ -838,7 +838,7 @@ def test_non_ascii_break_glass_upn_disables_the_screen_and_still_matches(
     upn = "notfall-zugang-ä@contoso.onmicrosoft.com"
     assert Settings.build([upn]).signin_screen() is None
     pipeline = pipeline_for(plugins, {"break_glass": {"accounts": [upn]}}, tmp_path)
-    assert pipeline.screen is None
+    assert pipeline.screen is not None and not pipeline.screen.bytes_ok
     bg = signin(("c0ffee00-0000-4000-8000-00000000b0aa", upn.upper(), "Notfall"), "2026-03-10T02:30:00Z")
     path = tmp_path / "signins.jsonl"
     # json.dumps escapes the "Ä" as \u00c4: the bytes hold no lower-case needle to find.
