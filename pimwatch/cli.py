@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -43,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"JSON Lines file for bad records (default: {DEFAULT_QUARANTINE} in the current folder, "
         "created only when there is a bad record)",
     )
-    rp.add_argument("--verbose", "-v", action="store_true", help="log each bad record on stderr")
+    rp.add_argument(
+        "--verbose", "-v", action="store_true", help="list every bad record on stderr (default: the first 20)"
+    )
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -97,9 +100,7 @@ def _config_error(exc: ConfigError) -> int:
 
 
 def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
-    logging.basicConfig(
-        level=logging.WARNING if args.verbose else logging.ERROR, format="pimwatch: %(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.WARNING, format="pimwatch: %(levelname)s %(message)s")
     try:
         config = load(args.config, plugins)
     except ConfigError as exc:
@@ -120,7 +121,10 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         sys.stderr.write(f"pimwatch: {exc}\n")
         return 1
     quarantine = Quarantine(args.quarantine or DEFAULT_QUARANTINE)
-    pipeline = Pipeline(plugins, config, store, quarantine)
+    pipeline = Pipeline(
+        plugins, config, store, quarantine, report=lambda msg: print(f"pimwatch: {msg}", file=sys.stderr)
+    )
+    pipeline.report_all_bad = args.verbose
     counter = [0]
     unreadable = 0
     started = time.perf_counter()
@@ -179,8 +183,13 @@ def _table(alerts: list[Alert], out: IO[str]) -> None:
         out.write(f"{a.severity.value:<9} {first:<20} {a.count:>5}  {a.detector:<28} {_oneline(a.title)}\n")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
 def _oneline(s: str, limit: int = 160) -> str:
-    s = " ".join(s.split())
+    """One terminal-safe line: audit text is attacker-controlled, so control characters (ANSI
+    escapes, bidi overrides) are shown as U+FFFD instead of being sent to the analyst's terminal."""
+    s = _CONTROL.sub("\ufffd", " ".join(s.split()))
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,15 +21,25 @@ from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch")
 COMMIT_EVERY = 5000
+REPORT_BAD = 20  # bad records listed on stderr one by one; all of them go to the quarantine file
 
 
 class Pipeline:
-    def __init__(self, plugins: Sequence[Plugin], config: Config, store: Store, quarantine: Quarantine):
+    def __init__(
+        self,
+        plugins: Sequence[Plugin],
+        config: Config,
+        store: Store,
+        quarantine: Quarantine,
+        report: Callable[[str], None] = log.warning,
+    ):
+        self.report = report
         self.stats = Stats()
         self.store = store
         self.quarantine = quarantine
         self.engine = Engine(plugins, config, store, self.stats)
         self.watermark: datetime | None = None
+        self.report_all_bad = False
         self._since_commit = 0
         # Sign-ins are ~90% of the volume. When every enabled sign-in detector only wants
         # break-glass accounts, the others are counted without being normalized (or even parsed).
@@ -117,8 +127,12 @@ class Pipeline:
 
     def reject(self, bad: Bad) -> None:
         self.stats.bad[bad.reason.split(":", 1)[0].split(" (", 1)[0]] += 1
-        log.warning("bad record at %s:%d: %s", bad.source, bad.line, bad.reason)
         self.quarantine.put(bad)
+        shown = self.quarantine.count
+        if shown <= REPORT_BAD or self.report_all_bad:
+            self.report(f"bad record at {bad.source} line {bad.line}: {bad.reason}")
+        elif shown == REPORT_BAD + 1:
+            self.report(f"more bad records: not listed here, all are in {self.quarantine.path}")
 
     def finish(self) -> None:
         if self.watermark is not None:

@@ -210,3 +210,36 @@ def test_envelopes_with_mixed_categories_give_the_same_alerts_as_bare_records(
     assert code == 0
     assert sorted(_jsonl(enveloped), key=lambda a: a["id"]) == sorted(_jsonl(bare), key=lambda a: a["id"])
     assert "AuditLogs/eventhub" in err
+
+
+def test_bad_records_are_listed_on_stderr_up_to_twenty(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(f"{{not json {i}\n" for i in range(25)))
+    q = tmp_path / "q.jsonl"
+    code, _, err = _run(capsys, "replay", "--quarantine", str(q), str(path))
+    assert code == 0
+    listed = [line for line in err.splitlines() if "bad record at" in line]
+    assert len(listed) == 20
+    assert f"bad record at {path} line 2: malformed JSON" in err
+    assert "more bad records: not listed here, all are in" in err
+    assert len(q.read_text().splitlines()) == 25
+
+
+def test_text_output_neutralizes_terminal_control_characters(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config_file: Path
+) -> None:
+    """A display name is attacker-controlled: an ANSI escape must not reach the analyst's terminal."""
+    from pimwatch.testing import signin
+
+    evil = (BREAK_GLASS[0], "bg-admin01@contoso.onmicrosoft.com", "x")
+    rec = signin(evil, "2026-03-10T02:17:00Z", city="\x1b[2J\x1b]8;;http://evil\x07Seattle\u202e")
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(orjson.dumps(rec) + b"\n")
+    code, out, _ = _run(capsys, "replay", "--config", str(config_file), str(path))
+    assert code == 0 and "breakglass.signin" in out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\ufffd[2J" in out
+    code, out, _ = _run(capsys, "replay", "--config", str(config_file), "--format", "jsonl", str(path))
+    assert "\x1b" not in out and "\\u001b[2J" in out  # JSON escapes it; the value itself is kept
