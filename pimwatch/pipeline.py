@@ -72,8 +72,8 @@ class Pipeline:
         process = self.engine.process
         for item in items:
             if type(item) is Screened:
-                stats.records[(item.category, "eventhub")] += 1
-                stats.screened += 1
+                stats.records[(item.category, "eventhub")] += item.count
+                stats.screened += item.count
                 continue
             if type(item) is Routed:
                 if item.route == "signin":

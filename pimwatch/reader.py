@@ -65,9 +65,10 @@ class Skipped:
 
 @dataclass(frozen=True, slots=True)
 class Screened:
-    """A sign-in that the byte screen showed to be of no interest: counted, never parsed."""
+    """Sign-ins that the screen showed to be of no interest: counted, never normalized."""
 
     category: str
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,16 +357,20 @@ def _read_json(
                 item = Bad(source, line_no, item.reason, _text(line.strip()))
             yield item
         elif type(obj) is dict and type(records := obj.get("records")) is list:
-            # An Event Hub message: inlined (this is the production shape) with the sign-in check.
+            # An Event Hub message: inlined (this is the production shape) with the sign-in check;
+            # the sign-ins of no interest are counted per message.
+            screened: dict[str, int] = {}
             for rec in records:
                 if wants is not None and type(rec) is dict:
                     category = rec.get("category")
                     if category in _SIGNIN_EH:
                         props = rec.get("properties")
                         if type(props) is dict and not wants(props):
-                            yield Screened(category)
+                            screened[category] = screened.get(category, 0) + 1
                             continue
                 yield route_record(rec, source, line_no, in_envelope=True)
+            for category, n in screened.items():
+                yield Screened(category, n)
         elif type(obj) is dict or type(obj) is list:
             yield from classify(obj, source, line_no)
         else:

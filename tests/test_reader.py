@@ -863,7 +863,7 @@ def test_screen_never_drops_an_envelope_whose_first_record_is_a_signin(
     pipeline = pipeline_for(plugins, {}, tmp_path)
     assert pipeline.screen is not None
     items = read(path, pipeline.screen)
-    assert [_describe(i) for i in items] == [("Screened",), R_AUDIT_EH]  # the sign-in is counted, not lost
+    assert [_describe(i) for i in items] == [R_AUDIT_EH, ("Screened",)]  # the sign-in is counted, not lost
     pipeline.feed(items)
     pipeline.finish()
     assert [a["detector"] for a in _alerts(pipeline)] == ["settings.changed"]
