@@ -28,6 +28,7 @@ DETECTOR = Detector(
         "Contact the requester: repeated refusals can be someone probing with a stolen session, or a "
         "legitimate admin blocked in an emergency. Check the reasons and the requester's sign-ins."
     ),
+    anchors=("Sentinel (single denial)", "Sigma (single denial)"),
     mitre=("T1078.004",),
     kinds=("audit",),
     activities=ACTIVATION_REQUEST_ACTIVITIES,

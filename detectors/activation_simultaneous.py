@@ -22,6 +22,7 @@ DETECTOR = Detector(
         "sign-in that preceded the activations. A burst of activations is typical of a hijacked session "
         "collecting privileges."
     ),
+    anchors=(),
     mitre=("T1078.004", "T1098.003"),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}),

@@ -19,6 +19,7 @@ DETECTOR = Detector(
         "Check the change against the emergency-access procedure. An unplanned credential, method, "
         "role or group change on an emergency account is a takeover attempt until proven otherwise."
     ),
+    anchors=("Microsoft security operations guide", "Sentinel (hunting)"),
     mitre=("T1098", "T1078.004"),
     kinds=("audit",),
     break_glass_only=True,

@@ -26,6 +26,7 @@ DETECTOR = Detector(
         "justification or ticket no longer required, longer or permanent assignments, notifications "
         "removed) that was not approved; review who activated the role since."
     ),
+    anchors=("Sentinel", "Elastic", "Sigma", "Microsoft security operations guide"),
     mitre=("T1556", "T1484"),
     kinds=("audit",),
     activities=frozenset({ROLE_SETTING_UPDATED}),

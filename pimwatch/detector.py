@@ -129,6 +129,10 @@ class Detector:
     runbook: str
     mitre: tuple[str, ...]
     kinds: tuple[Kind, ...] = ("audit",)
+    # Which anchors (detections.md) have this detection: "Microsoft PIM", "Sentinel", "Sigma", ...
+    anchors: tuple[str, ...] = ()
+    # How the detection works, in words, for docs/detectors.md (defaults to the module docstring).
+    logic: str = ""
     params: Mapping[str, ParamValue] = field(default_factory=dict)
     accumulate: tuple[str, ...] = ()
     # What the detector reads, so the pipeline can count the rest without normalizing it (most of
