@@ -56,6 +56,8 @@ class Alert:
     key: str = ""
     bucket: str = ""
     accumulate: tuple[str, ...] = ()  # list-valued context keys unioned across folded events
+    status: str = "open"  # "open" or "resolved" (a later record closed its reason)
+    resolved_at: str | None = None  # event time of the record that resolved it
 
     @property
     def anchor(self) -> tuple[str, str]:
@@ -88,6 +90,8 @@ class Alert:
             "count": self.count,
             "event_ids": [eid for _, eid in self.events],
             "context": self.context,
+            "status": self.status,
+            "resolved_at": self.resolved_at,
             "schema_version": SCHEMA_VERSION,
         }
 
@@ -115,6 +119,8 @@ class Alert:
             key=doc.get("key", ""),
             bucket=doc.get("bucket", ""),
             accumulate=tuple(doc.get("accumulate", ())),
+            status=doc.get("status", "open"),
+            resolved_at=doc.get("resolved_at"),
         )
 
 

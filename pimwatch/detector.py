@@ -16,13 +16,16 @@ import importlib
 import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pimwatch.alerts import Severity
 from pimwatch.event import Event, Kind, Principal
-from pimwatch.store import Store
+from pimwatch.store import Member, Store
+
+if TYPE_CHECKING:
+    from pimwatch.principals import Principals
 
 ParamValue = int | float | bool | str | list[str]
 
@@ -85,19 +88,6 @@ class Settings:
             return True
         return p.upn is not None and p.upn.lower() in self.break_glass_upns
 
-    def signin_screen(self) -> frozenset[bytes] | None:
-        """The break-glass ids and UPNs as lower-cased bytes, or None when a byte screen is unsafe.
-
-        Unsafe means an identifier holds a character a JSON writer may escape (anything but ASCII
-        letters, digits and ``.-_@``): then every sign-in is parsed instead.
-        """
-        accounts = set()
-        for value in self.break_glass_ids | self.break_glass_upns:
-            if not value or any(not (c.isascii() and (c.isalnum() or c in ".-_@")) for c in value):
-                return None
-            accounts.add(value.lower().encode())
-        return frozenset(accounts)
-
     def is_privileged(self, role_name: str | None, role_id: str | None) -> bool:
         if role_id is not None and role_id.lower() in self.privileged_ids:
             return True
@@ -119,6 +109,16 @@ class Hit:
     principal: Principal
     severity: Severity | None = None
     distinct: str | None = None
+    # The record the alert counts, when it is not the event at hand (a hit raised from a later
+    # record, or by ``tick``): its event time and record id.
+    record: tuple[datetime, str] | None = None
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """What ``detect`` returns when a record closes the reason of the open alerts with this key."""
+
+    key: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,9 @@ class Detector:
     # cares about records that involve a break-glass account.
     activities: frozenset[str] | None = None
     break_glass_only: bool = False
+    # A sign-in detector that needs the sign-ins of known privileged principals (pimwatch.principals)
+    # as well as those of the break-glass accounts: the others can still be skipped unparsed.
+    privileged_signins: bool = False
 
     def alert(
         self,
@@ -151,28 +154,62 @@ class Detector:
         principal: Principal | None = None,
         severity: Severity | None = None,
         distinct: str | None = None,
+        record: tuple[datetime, str] | None = None,
     ) -> Hit:
         """Build the hit for ``event``; ``principal`` defaults to the event's target, else its actor."""
         if principal is None:
             principal = event.target if (event.target.id or event.target.upn) else event.actor
         return Hit(
-            key=tuple("" if k is None else str(k).lower() for k in key),
+            key=_key(key),
             title=title,
             context=context or {},
             principal=principal,
             severity=severity,
             distinct=distinct,
+            record=record,
         )
+
+    def resolve(self, *, key: Sequence[str | None]) -> Resolve:
+        """Close the open alerts of this detector with this key (e.g. the approval finally came)."""
+        return Resolve(_key(key))
+
+
+def _key(parts: Sequence[str | None]) -> tuple[str, ...]:
+    return tuple("" if k is None else str(k).lower() for k in parts)
 
 
 class State:
-    """What a detector sees besides the event: its parameters, the settings, and scoped state."""
+    """What a detector sees besides the event: its parameters, the settings, scoped state (keys are
+    prefixed with the detector id), and the principals known to be privileged."""
 
-    def __init__(self, detector_id: str, params: Mapping[str, ParamValue], settings: Settings, store: Store):
+    def __init__(
+        self,
+        detector_id: str,
+        params: Mapping[str, ParamValue],
+        settings: Settings,
+        store: Store,
+        principals: Principals,
+    ):
         self.detector_id = detector_id
         self.params = params
         self.settings = settings
+        self.principals = principals
         self._store = store
+
+    def add(
+        self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
+    ) -> bool:
+        """Idempotent, event-time windowed membership (see :class:`pimwatch.store.Store`)."""
+        return self._store.add(f"{self.detector_id}\x1f{key}", member, at, value, payload)
+
+    def members(self, key: str, start: datetime, end: datetime) -> list[Member]:
+        return self._store.members(f"{self.detector_id}\x1f{key}", start, end)
+
+    def remove(self, key: str, member: str) -> None:
+        self._store.remove(f"{self.detector_id}\x1f{key}", member)
+
+    def claim(self, key: str) -> bool:
+        return self._store.claim(f"{self.detector_id}\x1f{key}")
 
     def get(self, key: str) -> Any | None:
         return self._store.get(f"{self.detector_id}\x1f{key}")
@@ -182,7 +219,14 @@ class State:
 
 
 class DetectFn(Protocol):
-    def __call__(self, event: Event, state: State) -> Hit | None: ...
+    def __call__(self, event: Event, state: State) -> Hit | Resolve | None: ...
+
+
+class TickFn(Protocol):
+    """Optional module-level ``tick(now, state)``: hits due by the clock (production) or the
+    watermark (replay), e.g. an approval that never came."""
+
+    def __call__(self, now: datetime, state: State) -> list[Hit | Resolve]: ...
 
 
 @dataclass(frozen=True)
@@ -209,6 +253,7 @@ class Plugin:
     detect: DetectFn
     cases: list[Case]
     module: ModuleType
+    tick: TickFn | None = None
 
 
 def discover(package: str = "detectors") -> list[Plugin]:
@@ -222,7 +267,9 @@ def discover(package: str = "detectors") -> list[Plugin]:
         meta = getattr(mod, "DETECTOR", None)
         if not isinstance(meta, Detector):
             continue
-        found.append(Plugin(meta, mod.detect, list(getattr(mod, "CASES", [])), mod))
+        found.append(
+            Plugin(meta, mod.detect, list(getattr(mod, "CASES", [])), mod, getattr(mod, "tick", None))
+        )
     ids = [p.meta.id for p in found]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

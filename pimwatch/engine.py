@@ -15,17 +15,19 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pimwatch.alerts import Alert, Severity, alert_id
 from pimwatch.config import Config, DetectorConfig
-from pimwatch.detector import Hit, Plugin, Skip, State
+from pimwatch.detector import Hit, Plugin, Resolve, Skip, State
 from pimwatch.event import Event
+from pimwatch.principals import Principals
 from pimwatch.stats import Stats
 from pimwatch.store import Member, MergeResult, Store
 from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch.engine")
+ChangeResult = MergeResult | Literal["resolved"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,10 @@ class Engine:
     def __init__(self, plugins: Sequence[Plugin], config: Config, store: Store, stats: Stats):
         self.store = store
         self.stats = stats
-        self.changed: dict[str, MergeResult] = {}
+        self.changed: dict[str, ChangeResult] = {}
         self.by_kind: dict[str, list[Active]] = defaultdict(list)
+        self.ticking: list[Active] = []
+        self.principals = Principals(store, config.settings)
         for plugin in plugins:
             cfg = config.detectors[plugin.meta.id]
             if not cfg.enabled:
@@ -64,19 +68,23 @@ class Engine:
             active = Active(
                 plugin=plugin,
                 config=cfg,
-                state=State(plugin.meta.id, params, config.settings, store),
+                state=State(plugin.meta.id, params, config.settings, store, self.principals),
                 threshold=int(params.get("threshold", 1)),  # type: ignore[arg-type]
                 within=_minutes(params, "within_minutes", 0),
                 suppress=_minutes(params, "suppress_minutes", 0),
             )
             for kind in plugin.meta.kinds:
                 self.by_kind[kind].append(active)
+            if plugin.tick is not None:
+                self.ticking.append(active)
 
     def process(self, event: Event) -> None:
+        if event.kind == "audit":
+            self.principals.learn(event)
         for active in self.by_kind.get(event.kind, ()):
             det_id = active.plugin.meta.id
             try:
-                hit = active.plugin.detect(event, active.state)
+                result = active.plugin.detect(event, active.state)
             except Skip:
                 self.stats.detector_skipped[det_id] += 1
                 continue
@@ -84,29 +92,55 @@ class Engine:
                 self.stats.detector_errors[det_id] += 1
                 log.exception("detector %s failed on record %s", det_id, event.id)
                 continue
-            if hit is not None:
-                self._apply(active, event, hit)
+            if result is not None:
+                self._outcome(active, result, (event.time, event.id))
 
-    def _note(self, result: MergeResult, aid: str) -> None:
+    def tick(self, now: datetime) -> None:
+        """Let clock-driven detectors raise what is due at ``now`` (the watermark in replay)."""
+        for active in self.ticking:
+            det_id = active.plugin.meta.id
+            try:
+                results = active.plugin.tick(now, active.state)  # type: ignore[misc]
+            except Exception:
+                self.stats.detector_errors[det_id] += 1
+                log.exception("detector %s failed on tick at %s", det_id, iso(now))
+                continue
+            for result in results:
+                if isinstance(result, Hit) and result.record is None:
+                    self.stats.detector_errors[det_id] += 1
+                    log.error("detector %s: a hit from tick must name its record", det_id)
+                    continue
+                self._outcome(active, result, (now, ""))
+
+    def _outcome(self, active: Active, result: Hit | Resolve, record: tuple[datetime, str]) -> None:
+        if isinstance(result, Resolve):
+            key = "|".join(result.key)
+            for aid in self.store.resolve_alerts(active.plugin.meta.id, key, iso(record[0])):
+                self._note("resolved", aid)
+            return
+        self._apply(active, result.record or record, result)
+
+    def _note(self, result: ChangeResult, aid: str) -> None:
         if result != "unchanged" and self.changed.get(aid) != "new":
             self.changed[aid] = result
 
-    def _apply(self, active: Active, event: Event, hit: Hit) -> None:
+    def _apply(self, active: Active, record: tuple[datetime, str], hit: Hit) -> None:
         meta = active.plugin.meta
+        at, record_id = record
         severity = hit.severity or active.config.severity
         key = "|".join(hit.key)
         if active.suppress.total_seconds() <= 0:
-            key = f"{key}|{event.id}"
+            key = f"{key}|{record_id}"
         wkey = f"{meta.id}\x1f{key}"
-        when = iso(event.time)
+        when = iso(at)
         if active.threshold <= 1:
-            if not self.store.add(wkey, event.id, event.time):
+            if not self.store.add(wkey, record_id, at):
                 return
-            bucket = bucket_of(event.time.timestamp(), active.suppress)
+            bucket = bucket_of(at.timestamp(), active.suppress)
             alert = self._alert(
                 active, key, bucket, severity, hit.title, hit.context, hit.principal.as_alert()
             )
-            alert.events = [(when, event.id)]
+            alert.events = [(when, record_id)]
             self._note(self.store.merge_alert(alert), alert.id)
             return
         payload = {
@@ -116,12 +150,12 @@ class Engine:
             "principal": hit.principal.as_alert(),
             "severity": severity.value,
         }
-        distinct = hit.distinct if hit.distinct is not None else event.id
-        if not self.store.add(wkey, event.id, event.time, distinct, payload):
+        distinct = hit.distinct if hit.distinct is not None else record_id
+        if not self.store.add(wkey, record_id, at, distinct, payload):
             return
-        ts = event.time.timestamp()
+        ts = at.timestamp()
         width = active.within.total_seconds()
-        rows = self.store.members(wkey, event.time - active.within, event.time + active.within)
+        rows = self.store.members(wkey, at - active.within, at + active.within)
         groups: dict[str, dict[str, Member]] = defaultdict(dict)
         for r in rows:
             if r.at < ts:

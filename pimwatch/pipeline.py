@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Set as AbstractSet
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pimwatch.activities import PIM_ACTIVITIES, canonical
@@ -13,14 +14,17 @@ from pimwatch.detector import Plugin, Settings
 from pimwatch.engine import Engine
 from pimwatch.event import Event
 from pimwatch.normalize import BadRecord, _json_value, audit_event, signin_event
+from pimwatch.principals import LEARN_FROM
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, _dump
 from pimwatch.stats import Stats
 from pimwatch.store import Store
-from pimwatch.timeutil import iso
+from pimwatch.timeutil import iso, parse_time
 
 log = logging.getLogger("pimwatch")
 COMMIT_EVERY = 5000
+TICK_EVERY = timedelta(minutes=1)
+WATERMARK = "pipeline:watermark"
 REPORT_BAD = 20  # bad records listed on stderr one by one; all of them go to the quarantine file
 
 
@@ -38,25 +42,32 @@ class Pipeline:
         self.store = store
         self.quarantine = quarantine
         self.engine = Engine(plugins, config, store, self.stats)
-        self.watermark: datetime | None = None
+        # The watermark (newest event time seen, kept across runs) drives the clock-driven
+        # detectors in replay: they are ticked as it advances, and once more at the end.
+        mark = store.get(WATERMARK)
+        self.watermark: datetime | None = parse_time(mark) if mark else None
+        self._ticked = self.watermark or datetime.min.replace(tzinfo=UTC)
+        self.ticking = bool(self.engine.ticking)
         self.report_all_bad = False
         self._since_commit = 0
-        # Sign-ins are ~90% of the volume. When every enabled sign-in detector only wants
-        # break-glass accounts, the others are counted without being normalized (or even parsed).
+        # Sign-ins are ~90% of the volume. When every enabled sign-in detector only wants those of
+        # break-glass accounts (and of the privileged principals learned so far), the others are
+        # counted without being normalized (or, line by line, even parsed).
         signin = [a.plugin.meta for a in self.engine.by_kind.get("signin", [])]
-        self.break_glass_only = all(m.break_glass_only for m in signin)
-        self.settings = config.settings
-        s = config.settings
-        accounts = s.signin_screen()
-        self.screen = (
-            Screen(s.break_glass_ids, s.break_glass_upns, accounts or frozenset(), accounts is not None)
-            if self.break_glass_only
-            else None
-        )
+        self.settings = s = config.settings
+        self.screen: Screen | None = None
+        if all(m.break_glass_only or m.privileged_signins for m in signin):
+            sources: list[tuple[AbstractSet[str], AbstractSet[str]]] = [
+                (s.break_glass_ids, s.break_glass_upns)
+            ]
+            if any(m.privileged_signins for m in signin):
+                sources.append((self.engine.principals.ids, self.engine.principals.upns))
+            self.screen = Screen(tuple(sources))
         # Audit records: the activities some detector reads (None = all), and whether a record that
-        # involves a break-glass account must be read whatever its activity.
+        # involves a break-glass account must be read whatever its activity. The records privileged
+        # principals are learned from are always read.
         audit = [a.plugin.meta for a in self.engine.by_kind.get("audit", [])]
-        wanted: set[str] | None = set()
+        wanted: set[str] | None = set(LEARN_FROM)
         for m in audit:
             if m.break_glass_only:
                 continue
@@ -95,9 +106,12 @@ class Pipeline:
                     )
                     continue
                 stats.records[(item.category, item.shape)] += 1
+                process(event)
                 if self.watermark is None or event.time > self.watermark:
                     self.watermark = event.time
-                process(event)
+                    if self.ticking and event.time - self._ticked >= TICK_EVERY:
+                        self._ticked = event.time
+                        self.engine.tick(event.time)
                 self._since_commit += 1
                 if self._since_commit >= COMMIT_EVERY:
                     self.store.commit()
@@ -136,10 +150,9 @@ class Pipeline:
 
     def finish(self) -> None:
         if self.watermark is not None:
-            previous = self.store.get("pipeline:watermark")
-            mark = iso(self.watermark)
-            if previous is None or mark > previous:
-                self.store.put("pipeline:watermark", mark)
+            if self.ticking:
+                self.engine.tick(self.watermark)
+            self.store.put(WATERMARK, iso(self.watermark))
         self.store.commit()
         self.quarantine.close()
 

@@ -17,6 +17,7 @@ import os
 import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -73,32 +74,34 @@ class Screened:
 
 @dataclass(frozen=True, slots=True)
 class Screen:
-    """The only sign-ins any detector wants: those of these (lower-cased) object ids and UPNs.
+    """The only sign-ins any detector wants: those of the principals in ``sources``.
 
-    ``wants(props)`` is the check on a parsed record. ``uninteresting(line)`` is the same check on
-    the bytes of a line-per-record Event Hub sign-in, so it is counted without being parsed: the
-    ``"userId"`` and ``"userPrincipalName"`` values, read straight from the bytes and lower-cased,
-    are none of ``accounts``. Those are exactly the fields the break-glass match reads; a quote
-    inside a JSON string is always escaped, so the key pattern cannot be forged by a value. Any
-    doubt (no such key, an escape inside the value) means the line is parsed. The byte check is
-    only used (``bytes_ok``) when no identifier holds a character JSON may escape (see
-    :meth:`pimwatch.detector.Settings.signin_screen`).
+    ``sources`` are pairs of (object ids, UPNs), lower-cased; they may grow while the run goes on
+    (the privileged principals pimwatch learns). ``wants(props)`` is the check on a parsed record.
+    ``uninteresting(line)`` is the same check on the bytes of a line-per-record Event Hub sign-in,
+    so that it is counted without being parsed: the ``"userId"`` and ``"userPrincipalName"`` values,
+    read straight from the bytes, are none of the known ones. Those are exactly the fields the
+    match reads; a quote inside a JSON string is always escaped, so the key pattern cannot be forged
+    by a value. Any doubt (no such key, an escape sequence inside the value) means the line is
+    parsed.
     """
 
-    ids: frozenset[str]
-    upns: frozenset[str]
-    accounts: frozenset[bytes]
-    bytes_ok: bool
+    sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
+
+    def known(self, uid: object, upn: object) -> bool:
+        for ids, upns in self.sources:
+            if (isinstance(uid, str) and uid.lower() in ids) or (
+                isinstance(upn, str) and upn.lower() in upns
+            ):
+                return True
+        return False
 
     def wants(self, props: Mapping[str, Any]) -> bool:
-        uid = props.get("userId")
-        if isinstance(uid, str) and uid.lower() in self.ids:
-            return True
-        upn = props.get("userPrincipalName")
-        return isinstance(upn, str) and upn.lower() in self.upns
+        return self.known(props.get("userId"), props.get("userPrincipalName"))
 
     def uninteresting(self, line: bytes) -> bool:
         seen = False
+        values: list[str] = []
         for key in _SCREEN_KEYS:
             start = 0
             while (i := line.find(key, start)) >= 0:
@@ -106,10 +109,11 @@ class Screen:
                 begin = i + len(key)
                 end = line.find(b'"', begin)
                 value = line[begin:end]
-                if end < 0 or b"\\" in value or value.lower() in self.accounts:
+                if end < 0 or b"\\" in value:
                     return False
+                values.append(value.decode("utf-8", "replace"))
                 start = end
-        return seen
+        return seen and not any(self.known(v, v) for v in values)
 
 
 _SCREEN_KEYS = (b'"userId":"', b'"userPrincipalName":"')
@@ -323,7 +327,7 @@ def _read_json(
     pending: list[bytes] = []
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
-    uninteresting = screen.uninteresting if screen is not None and screen.bytes_ok else None
+    uninteresting = screen.uninteresting if screen is not None else None
     wants = screen.wants if screen is not None else None
     for line in f:
         nbytes += len(line)

@@ -6,9 +6,11 @@ The contract is small on purpose, so an Azure Table store can implement it:
 * ``add`` — idempotent windowed membership: record ``member`` under ``key`` at event time ``at``
   (with a ``value`` to count distinct and an optional payload); adding the same member twice is a
   no-op and returns False; ``members`` reads a key's members in an event-time range;
+* ``remove`` — forget one window member;
 * ``claim`` — insert-if-absent, True exactly once per key;
 * ``merge_alert`` — the outbox: insert an alert, or fold it into the stored one with the same id
   (atomically: read, :func:`pimwatch.alerts.fold`, write);
+* ``resolve_alerts`` — mark the open alerts of a detector and key resolved (at an event time);
 * ``commit`` — make everything above durable.
 """
 
@@ -47,8 +49,10 @@ class Store(Protocol):
         self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
     ) -> bool: ...
     def members(self, key: str, start: datetime, end: datetime) -> list[Member]: ...
+    def remove(self, key: str, member: str) -> None: ...
     def claim(self, key: str) -> bool: ...
     def merge_alert(self, alert: Alert) -> MergeResult: ...
+    def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]: ...
     def get_alert(self, alert_id: str) -> Alert | None: ...
     def alerts(self) -> Iterator[Alert]: ...
     def commit(self) -> None: ...
@@ -65,10 +69,12 @@ CREATE TABLE IF NOT EXISTS claims (k TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT
 CREATE TABLE IF NOT EXISTS outbox (
     id TEXT PRIMARY KEY, detector TEXT NOT NULL, severity TEXT NOT NULL, first_seen TEXT NOT NULL,
     last_seen TEXT NOT NULL, count INTEGER NOT NULL, doc BLOB NOT NULL,
-    created REAL NOT NULL, updated REAL NOT NULL);
+    created REAL NOT NULL, updated REAL NOT NULL,
+    akey TEXT NOT NULL, status TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (detector, akey, status);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 class SqliteStore:
@@ -123,6 +129,9 @@ class SqliteStore:
         ).fetchall()
         return [Member(m, at, v, orjson.loads(p) if p is not None else None) for m, at, v, p in rows]
 
+    def remove(self, key: str, member: str) -> None:
+        self._db.execute("DELETE FROM members WHERE wkey=? AND member=?", (key, member))
+
     def claim(self, key: str) -> bool:
         cur = self._db.execute("INSERT OR IGNORE INTO claims VALUES (?, ?)", (key, time.time()))
         return cur.rowcount == 1
@@ -133,7 +142,7 @@ class SqliteStore:
         now = time.time()
         if existing is None:
             self._db.execute(
-                "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     alert.id,
                     alert.detector,
@@ -144,6 +153,8 @@ class SqliteStore:
                     orjson.dumps(alert.to_store()),
                     now,
                     now,
+                    alert.key,
+                    alert.status,
                 ),
             )
             return "new"
@@ -162,6 +173,21 @@ class SqliteStore:
             ),
         )
         return "updated"
+
+    def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status='open'", (detector, key)
+        ).fetchall()
+        done = []
+        for (doc,) in rows:
+            alert = Alert.from_store(orjson.loads(doc))
+            alert.status, alert.resolved_at = "resolved", at
+            self._db.execute(
+                "UPDATE outbox SET status='resolved', doc=?, updated=? WHERE id=?",
+                (orjson.dumps(alert.to_store()), time.time(), alert.id),
+            )
+            done.append(alert.id)
+        return done
 
     def get_alert(self, alert_id: str) -> Alert | None:
         row = self._db.execute("SELECT doc FROM outbox WHERE id=?", (alert_id,)).fetchone()

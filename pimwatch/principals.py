@@ -1,0 +1,64 @@
+"""Who is known to hold, or be eligible for, a privileged role — learned from the records seen.
+
+Detectors such as ``credentials.privileged_changed`` and ``activation.risky_session`` need to know
+whether a principal is privileged. Until a directory lookup exists (the Graph issue), pimwatch
+learns it from the assignment and activation records it processes: a principal that received a
+role on the privileged-role list (through PIM, or outside it) is remembered in the store. What is
+learned depends on what was seen before, so these detectors want their input in time order.
+"""
+
+from __future__ import annotations
+
+from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_REQUESTED
+from pimwatch.detector import Settings
+from pimwatch.event import Event, Principal
+from pimwatch.store import Store
+
+# Records that show a principal holding or getting a role (success only).
+LEARN_FROM: frozenset[str] = frozenset(
+    {
+        ACTIVATION_REQUESTED,
+        ACTIVATION_COMPLETED,
+        "Add member to role in PIM completed (permanent)",
+        "Add member to role in PIM completed (timebound)",
+        "Add eligible member to role in PIM completed (permanent)",
+        "Add eligible member to role in PIM completed (timebound)",
+        "Add member to role",
+        "Add eligible member to role",
+        "Add scoped member to role",
+        "Add member to role outside of PIM (permanent)",
+    }
+)
+_KEY = "principals:privileged"
+
+
+class Principals:
+    """The learned set, kept in the store and mirrored in memory (a few thousand admins at most)."""
+
+    def __init__(self, store: Store, settings: Settings):
+        self._store = store
+        self._settings = settings
+        doc = store.get(_KEY) or {}
+        self.ids: set[str] = set(doc.get("ids", ()))
+        self.upns: set[str] = set(doc.get("upns", ()))
+
+    def learn(self, event: Event) -> bool:
+        """Remember the target of a successful privileged assignment or activation; True if new."""
+        if event.activity not in LEARN_FROM or event.failed:
+            return False
+        if not self._settings.is_privileged(event.role_name, event.role_id):
+            return False
+        p = event.target if (event.target.id or event.target.upn) else event.actor
+        new = False
+        if p.id and p.id.lower() not in self.ids:
+            self.ids.add(p.id.lower())
+            new = True
+        if p.upn and p.upn.lower() not in self.upns:
+            self.upns.add(p.upn.lower())
+            new = True
+        if new:
+            self._store.put(_KEY, {"ids": sorted(self.ids), "upns": sorted(self.upns)})
+        return new
+
+    def knows(self, p: Principal) -> bool:
+        return bool((p.id and p.id.lower() in self.ids) or (p.upn and p.upn.lower() in self.upns))
