@@ -19,7 +19,11 @@ DETECTOR = Detector(
         "Confirm with the account's custodians that an emergency is declared. If not: treat as a "
         "compromise, revoke sessions, reset the credential, review the account's audit activity."
     ),
-    anchors=("Microsoft emergency-access guidance", "Microsoft security operations guide", "Sentinel (hunting)"),
+    anchors=(
+        "Microsoft emergency-access guidance",
+        "Microsoft security operations guide",
+        "Sentinel (hunting)",
+    ),
     mitre=("T1078.004",),
     kinds=("signin",),
     break_glass_only=True,
