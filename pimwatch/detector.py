@@ -119,6 +119,7 @@ class Resolve:
     """What ``detect`` returns when a record closes the reason of the open alerts with this key."""
 
     key: tuple[str, ...]
+    at: datetime | None = None  # event time of the closing record (default: the event at hand)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ class Detector:
     # A sign-in detector that needs the sign-ins of known privileged principals (pimwatch.principals)
     # as well as those of the break-glass accounts: the others can still be skipped unparsed.
     privileged_signins: bool = False
+    # True when the result depends on what was seen before (learned principals, history, a
+    # deadline): such a detector wants its input in time order, give or take its allowed lateness,
+    # and is exempt from the any-order property tests (it still must not count a duplicate twice).
+    ordered: bool = False
 
     def alert(
         self,
@@ -169,9 +174,9 @@ class Detector:
             record=record,
         )
 
-    def resolve(self, *, key: Sequence[str | None]) -> Resolve:
+    def resolve(self, *, key: Sequence[str | None], at: datetime | None = None) -> Resolve:
         """Close the open alerts of this detector with this key (e.g. the approval finally came)."""
-        return Resolve(_key(key))
+        return Resolve(_key(key), at)
 
 
 def _key(parts: Sequence[str | None]) -> tuple[str, ...]:

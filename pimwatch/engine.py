@@ -115,7 +115,7 @@ class Engine:
     def _outcome(self, active: Active, result: Hit | Resolve, record: tuple[datetime, str]) -> None:
         if isinstance(result, Resolve):
             key = "|".join(result.key)
-            for aid in self.store.resolve_alerts(active.plugin.meta.id, key, iso(record[0])):
+            for aid in self.store.resolve_alerts(active.plugin.meta.id, key, iso(result.at or record[0])):
                 self._note("resolved", aid)
             return
         self._apply(active, result.record or record, result)
