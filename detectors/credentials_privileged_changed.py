@@ -1,0 +1,169 @@
+"""Authentication methods or the password of a privileged principal were changed by an audited action.
+
+Taking over an admin rarely needs their role: resetting their password, registering a new MFA
+method or a Temporary Access Pass for them is enough (detections.md D44, D47, D48). This alerts on
+security-info changes (by anyone, the user included — an attacker with a stolen session registers
+their own method), on a Temporary Access Pass, and on password resets by someone else, when the
+target is known to hold a privileged role. "Known" is learned from the assignments and activations
+the pipeline has seen (:mod:`pimwatch.principals`); a directory lookup comes with the Graph issue.
+Emergency accounts are left to ``breakglass.activity``, which already raises a critical alert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pimwatch.activities import ACTIVATION_COMPLETED
+from pimwatch.alerts import Severity
+from pimwatch.detector import Case, Detector, Hit, State
+from pimwatch.event import Event
+from pimwatch.testing import directory, pim, user
+
+SECURITY_INFO = frozenset(
+    {
+        "Admin registered security info",
+        "Admin updated security info",
+        "Admin deleted security info",
+        "User registered security info",
+        "User changed default security info",
+        "User deleted security info",
+        "User registered all required security info",
+        "User reviewed security info",
+        "Disable Strong Authentication",
+    }
+)
+PASSWORD_RESETS = frozenset({"Reset user password", "Reset password (by admin)", "Change user password"})
+
+DETECTOR = Detector(
+    id="credentials.privileged_changed",
+    severity=Severity.HIGH,
+    summary=(
+        "Authentication methods, a Temporary Access Pass or the password of a privileged principal changed."
+    ),
+    runbook=(
+        "Confirm the change with the account owner through a channel other than their account. If "
+        "unexpected: revoke sessions, remove the new method or pass, reset the credential, and review "
+        "the account's recent sign-ins and role activations."
+    ),
+    mitre=("T1098.005", "T1556.006"),
+    anchors=("Sentinel (hunting, watchlist)", "Microsoft security operations guide"),
+    kinds=("audit",),
+    activities=SECURITY_INFO | PASSWORD_RESETS,
+    params={"suppress_minutes": 60},
+    ordered=True,
+)
+
+
+def detect(event: Event, state: State) -> Hit | None:
+    target = event.target
+    if event.failed or not (target.id or target.upn):
+        return None
+    if state.settings.is_break_glass(target) or not state.principals.knows(target):
+        return None
+    by_self = bool(
+        (event.actor.id and event.actor.id.lower() == (target.id or "").lower())
+        or (event.actor.upn and event.actor.upn.lower() == (target.upn or "").lower())
+    )
+    reason = event.result_reason or ""
+    tap = "temporary access pass" in reason.lower()
+    if event.activity in PASSWORD_RESETS:
+        if by_self:
+            return None  # a user changing their own password is routine
+        what = "password reset"
+    elif tap:
+        what = "Temporary Access Pass created"
+    else:
+        what = event.activity
+    by = "by the user" if by_self else f"by {event.actor.label()}"
+    title = f"Privileged account {target.label()}: {what} {by}"
+    context = {
+        "activity": event.activity,
+        "temporary_access_pass": tap,
+        "by_self": by_self,
+        "result_reason": reason or None,
+        "initiated_by": event.actor.as_alert() | {"ip": event.actor.ip},
+        "service": event.service,
+    }
+    return DETECTOR.alert(event, key=(target.id or target.upn, event.activity), title=title, context=context)
+
+
+ALICE = user("adm-alice")
+BOB = user("helpdesk.bob")
+CAROL = user("carol")
+UA = ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1")
+READER = ("Reports Reader", "4a5d8f65-41da-4de4-8968-e035b65339cf")
+BG = ("c0ffee00-0000-4000-8000-00000000b001", "bg-admin01@contoso.onmicrosoft.com", "Emergency Admin 01")
+
+
+def _activation(who: tuple[str, str | None, str | None], role: tuple[str, str] = UA) -> dict[str, object]:
+    return pim(ACTIVATION_COMPLETED, "2026-03-10T09:00:00Z", who, principal=who, role=role)
+
+
+def _info(
+    activity: str,
+    at: str,
+    actor: tuple[str, str | None, str | None],
+    target: tuple[str, str | None, str | None],
+    reason: str = "",
+) -> dict[str, Any]:
+    rec = directory(activity, at, actor, target, category="UserManagement")
+    rec["properties"]["loggedByService"] = "Authentication Methods"
+    rec["properties"]["resultReason"] = reason
+    return rec
+
+
+TAP = "Admin registered temporary access pass method for user"
+
+CASES = [
+    Case(
+        "a Temporary Access Pass for a known User Administrator",
+        [
+            _activation(ALICE),
+            _info("Admin registered security info", "2026-03-10T13:00:00Z", BOB, ALICE, TAP),
+        ],
+        [
+            {
+                "severity": "high",
+                "title": "Privileged account adm-alice@contoso.com: Temporary Access Pass created by "
+                "helpdesk.bob@contoso.com",
+                "principal": {"upn": "adm-alice@contoso.com"},
+                "context": {"temporary_access_pass": True, "by_self": False},
+            }
+        ],
+    ),
+    Case(
+        "a password reset by someone else",
+        [_activation(ALICE), _info("Reset user password", "2026-03-10T13:00:00Z", BOB, ALICE)],
+        [{"title": "Privileged account adm-alice@contoso.com: password reset by helpdesk.bob@contoso.com"}],
+    ),
+    Case(
+        "the admin registers a new method themselves (a stolen session can)",
+        [_activation(ALICE), _info("User registered security info", "2026-03-10T13:00:00Z", ALICE, ALICE)],
+        [{"title": "Privileged account adm-alice@contoso.com: User registered security info by the user"}],
+    ),
+    Case(
+        "ordinary users and non-privileged roles are quiet",
+        [
+            _activation(CAROL, READER),
+            _info("Admin registered security info", "2026-03-10T13:00:00Z", BOB, CAROL, TAP),
+            _info("User registered security info", "2026-03-10T13:05:00Z", user("dave"), user("dave")),
+        ],
+        [],
+    ),
+    Case(
+        "an admin changing their own password is routine",
+        [_activation(ALICE), _info("Change user password", "2026-03-10T13:00:00Z", ALICE, ALICE)],
+        [],
+    ),
+    Case(
+        "break-glass accounts are left to breakglass.activity",
+        [_activation(BG), _info("Reset user password", "2026-03-10T13:00:00Z", BOB, BG)],
+        [],
+        {"break_glass": {"accounts": [BG[0]]}},
+    ),
+    Case(
+        "a change seen before the principal was known is not flagged (learned, in time order)",
+        [_info("Reset user password", "2026-03-10T08:00:00Z", BOB, ALICE), _activation(ALICE)],
+        [],
+    ),
+]
