@@ -143,7 +143,7 @@ class Engine:
         key = "|".join(hit.key)
         if active.suppress.total_seconds() <= 0:
             key = f"{key}|{record_id}"
-        wkey = f"{meta.id}\x1f{key}"
+        wkey = f"\x1dalert\x1f{meta.id}\x1f{key}"  # apart from detectors' scoped state
         when = iso(at)
         if active.threshold <= 1:
             if not self.store.add(wkey, record_id, at):

@@ -1,0 +1,119 @@
+"""A principal activates a role it has not activated in the previous N days.
+
+Sentinel's "new role activation" hunt (detections.md D16) left-anti-joins today's activations with
+the previous 14 days. Here every ``Add member to role completed (PIM activation)`` is kept in the
+store per (principal, role and scope); an activation with none in the ``lookback_days`` before it
+alerts. A fresh install knows no history, so nothing alerts until the detector has watched for
+``learning_hours`` (default: the lookback) — otherwise every admin's first activation would page.
+History depends on what was seen before, so the detector wants its input in time order.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pimwatch.activities import ACTIVATION_COMPLETED
+from pimwatch.alerts import Severity
+from pimwatch.detector import Case, Detector, Hit, Skip, State
+from pimwatch.event import Event
+from pimwatch.testing import pim, user
+from pimwatch.timeutil import iso, parse_time
+
+DETECTOR = Detector(
+    id="activation.first_time",
+    severity=Severity.LOW,
+    summary="A principal activated a role it had not activated in the lookback period.",
+    runbook=(
+        "Check that the person's duties changed (new project, new on-call rota) and the justification; "
+        "a first activation of a high role by an account that never needed it is a takeover pattern."
+    ),
+    mitre=("T1078.004",),
+    anchors=("Sentinel (new role activation, 14 d)",),
+    kinds=("audit",),
+    activities=frozenset({ACTIVATION_COMPLETED}),
+    params={"lookback_days": 14, "learning_hours": 336, "suppress_minutes": 1440},
+    ordered=True,
+)
+
+
+def detect(event: Event, state: State) -> Hit | None:
+    if event.failed:
+        return None
+    who = event.target if (event.target.id or event.target.upn) else event.actor
+    role = event.role_id or event.role_name
+    if not (who.id or who.upn) or not role:
+        raise Skip("activation without a principal or a role")
+    since = state.get("watching-since")
+    if since is None or iso(event.time) < since:
+        state.put("watching-since", iso(event.time))
+        since = iso(event.time)
+    history = f"{(who.id or who.upn or '').lower()}|{role.lower()}|{(event.scope_id or '').lower()}"
+    lookback = timedelta(days=float(state.params["lookback_days"]))  # type: ignore[arg-type]
+    earlier = [m for m in state.members(history, event.time - lookback, event.time) if m.member != event.id]
+    state.add(history, event.id, event.time)
+    learning = timedelta(hours=float(state.params["learning_hours"]))  # type: ignore[arg-type]
+    started = parse_time(since)
+    if earlier or started is None or event.time - started < learning:
+        return None
+    days = state.params["lookback_days"]
+    label = event.role_name or event.role_id
+    if event.scope_type in ("group", "resource"):
+        label = f"{label} ({event.scope_name or event.scope_id})"
+    return DETECTOR.alert(
+        event,
+        key=(who.id or who.upn, role, event.scope_id),
+        title=f"{who.label()} activated {label} for the first time in {days} days",
+        context={"role": event.role_name, "role_id": event.role_id, "justification": event.justification},
+        principal=who,
+    )
+
+
+ALICE = user("adm-alice")
+BOB = user("adm-bob")
+UA = ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1")
+EXO = ("Exchange Administrator", "29232cdf-9323-42fd-ade2-1d097af3e4de")
+LEARN = {"detectors": {"activation.first_time": {"learning_hours": 24}}}
+
+
+def _act(who: tuple[str, str | None, str | None], at: str, role: tuple[str, str] = UA) -> dict[str, object]:
+    return pim(ACTIVATION_COMPLETED, at, who, principal=who, role=role, justification="CHG-1")
+
+
+CASES = [
+    Case(
+        "after the learning period, a role the admin never activated alerts; a known one does not",
+        [
+            _act(ALICE, "2026-03-01T09:00:00Z"),
+            _act(BOB, "2026-03-01T10:00:00Z", EXO),
+            _act(ALICE, "2026-03-05T09:00:00Z"),
+            _act(ALICE, "2026-03-05T10:00:00Z", EXO),
+        ],
+        [
+            {
+                "severity": "low",
+                "title": "adm-alice@contoso.com activated Exchange Administrator for the first time "
+                "in 14 days",
+                "principal": {"upn": "adm-alice@contoso.com"},
+                "context": {"role_id": EXO[1]},
+            }
+        ],
+        LEARN,
+    ),
+    Case(
+        "a role last activated more than the lookback ago counts as new again",
+        [_act(ALICE, "2026-03-01T09:00:00Z"), _act(ALICE, "2026-03-20T09:00:00Z")],
+        [{"first_seen": "2026-03-20T09:00:00.000000Z"}],
+        LEARN,
+    ),
+    Case(
+        "during the learning period nothing alerts (a fresh install knows no history)",
+        [_act(ALICE, "2026-03-01T09:00:00Z"), _act(ALICE, "2026-03-01T11:00:00Z", EXO)],
+        [],
+        LEARN,
+    ),
+    Case(
+        "the default learning period is the two-week lookback",
+        [_act(BOB, "2026-03-01T09:00:00Z"), _act(ALICE, "2026-03-05T09:00:00Z")],
+        [],
+    ),
+]

@@ -1,0 +1,237 @@
+"""An activation request shortly after a risky sign-in by the same principal.
+
+None of the anchors correlates sign-ins with PIM requests in real time (detections.md D21, D54,
+D55). For principals known to be privileged (:mod:`pimwatch.principals`) and break-glass accounts,
+each sign-in is checked: risk level medium or high, Conditional Access failed or not applied,
+single-factor authentication, or a country not seen for the principal in ``new_country_days``
+(only once it has a history, so a first sign-in is not "new"). Risky sign-ins are kept in the
+store; an ``Add member to role requested (PIM activation)`` by the principal within
+``within_minutes`` after one alerts. A sign-in that arrives after the request (Entra delivers late)
+is matched the other way round, with the same alert id.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pimwatch.activities import ACTIVATION_REQUESTED
+from pimwatch.alerts import Severity
+from pimwatch.detector import Case, Detector, Hit, State
+from pimwatch.event import Event, Principal
+from pimwatch.testing import pim, signin, user
+from pimwatch.timeutil import iso, parse_time
+
+DETECTOR = Detector(
+    id="activation.risky_session",
+    severity=Severity.HIGH,
+    summary="A privileged-role activation was requested shortly after a risky sign-in by the requester.",
+    runbook=(
+        "Treat the session as suspect: contact the requester out of band, deny or revoke the activation, "
+        "revoke sessions, and review the risky sign-in (IP, country, device, methods)."
+    ),
+    mitre=("T1078.004",),
+    anchors=("none in real time (Microsoft security operations guide describes it)",),
+    kinds=("signin", "audit"),
+    activities=frozenset({ACTIVATION_REQUESTED}),
+    privileged_signins=True,
+    params={
+        "within_minutes": 60,
+        "risk_levels": ["medium", "high"],
+        "flag_single_factor": True,
+        "flag_conditional_access": True,
+        "new_country_days": 30,
+        "suppress_minutes": 0,
+    },
+    accumulate=("reasons", "risky_sign_ins"),
+    ordered=True,
+)
+
+
+def _pid(p: Principal) -> str:
+    return (p.id or p.upn or "").lower()
+
+
+def detect(event: Event, state: State) -> Hit | None:
+    if event.kind == "signin":
+        return _signin(event, state)
+    if event.failed:
+        return None
+    who = event.actor if (event.actor.id or event.actor.upn) else event.target
+    if not _pid(who):
+        return None
+    request = {
+        "t": iso(event.time),
+        "record": event.id,
+        "role": event.role_name or event.role_id,
+        "request_id": event.request_id,
+        "principal": who.as_alert(),
+    }
+    state.add(f"req:{_pid(who)}", event.id, event.time, payload=request)
+    within = timedelta(minutes=float(state.params["within_minutes"]))  # type: ignore[arg-type]
+    risky = [
+        m.payload for m in state.members(f"risky:{_pid(who)}", event.time - within, event.time) if m.payload
+    ]
+    return _hit(request, risky, state) if risky else None
+
+
+def _signin(event: Event, state: State) -> Hit | None:
+    s = event.signin
+    pid = _pid(event.actor)
+    if s is None or not pid:
+        return None
+    p = state.params
+    reasons = []
+    levels = {str(x).lower() for x in p["risk_levels"]}  # type: ignore[union-attr]
+    for level in (s.risk_during, s.risk_aggregated):
+        if level and level.lower() in levels:
+            reasons.append(f"risk {level.lower()}")
+            break
+    if p["flag_conditional_access"] and s.ca_status in ("failure", "notApplied"):
+        reasons.append(f"Conditional Access {s.ca_status}")
+    if p["flag_single_factor"] and s.auth_requirement == "singleFactorAuthentication" and s.succeeded:
+        reasons.append("single-factor")
+    days = timedelta(days=float(p["new_country_days"]))  # type: ignore[arg-type]
+    if s.country:
+        seen_before = state.members(f"seen:{pid}", event.time - days, event.time)
+        here_before = state.members(f"country:{pid}|{s.country.lower()}", event.time - days, event.time)
+        if any(m.member != event.id for m in seen_before) and not any(
+            m.member != event.id for m in here_before
+        ):
+            reasons.append(f"new country {s.country}")
+        state.add(f"seen:{pid}", event.id, event.time)
+        state.add(f"country:{pid}|{s.country.lower()}", event.id, event.time)
+    if not reasons:
+        return None
+    fact = {
+        "t": iso(event.time),
+        "id": event.id,
+        "reasons": reasons,
+        "ip": s.ip,
+        "country": s.country,
+        "app": s.app,
+    }
+    state.add(f"risky:{pid}", event.id, event.time, payload=fact)
+    within = timedelta(minutes=float(p["within_minutes"]))  # type: ignore[arg-type]
+    later = [m.payload for m in state.members(f"req:{pid}", event.time, event.time + within) if m.payload]
+    if not later:
+        return None
+    return _hit(min(later, key=lambda r: (r["t"], r["record"])), [fact], state)
+
+
+def _hit(request: dict[str, Any], risky: list[dict[str, Any]], state: State) -> Hit:
+    who = Principal(**request["principal"])
+    when = parse_time(request["t"])
+    assert when is not None
+    reasons = sorted({r for fact in risky for r in fact["reasons"]})
+    minutes = state.params["within_minutes"]
+    return Hit(
+        key=(_pid(who),),
+        title=f"{who.label()} requested activation of {request['role'] or '(unknown role)'} within "
+        f"{minutes} minutes of a risky sign-in",
+        context={
+            "role": request["role"],
+            "request_id": request["request_id"],
+            "reasons": reasons,
+            "risky_sign_ins": [
+                {k: fact[k] for k in ("t", "id", "ip", "country", "app")}
+                for fact in sorted(risky, key=lambda f: f["t"])
+            ],
+        },
+        principal=who,
+        record=(when, request["record"]),
+    )
+
+
+ALICE = user("adm-alice")
+UA = ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1")
+GA = ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10")
+
+
+def _known() -> dict[str, object]:
+    """An earlier activation: Alice is a known privileged principal from then on."""
+    return pim(
+        "Add member to role completed (PIM activation)",
+        "2026-03-09T09:00:00Z",
+        ALICE,
+        principal=ALICE,
+        role=UA,
+    )
+
+
+def _request(at: str) -> dict[str, object]:
+    return pim(ACTIVATION_REQUESTED, at, ALICE, principal=ALICE, role=GA, justification="urgent")
+
+
+CASES = [
+    Case(
+        "a high-risk sign-in 20 minutes before the request",
+        [
+            _known(),
+            signin(
+                ALICE, "2026-03-10T14:00:00Z", risk="high", ip="203.0.113.50", country="NL", city="Amsterdam"
+            ),
+            _request("2026-03-10T14:20:00Z"),
+        ],
+        [
+            {
+                "severity": "high",
+                "title": "adm-alice@contoso.com requested activation of Global Administrator within "
+                "60 minutes of a risky sign-in",
+                "first_seen": "2026-03-10T14:20:00.000000Z",
+                "principal": {"upn": "adm-alice@contoso.com"},
+                "context": {"reasons": ["risk high"], "role": "Global Administrator"},
+            }
+        ],
+    ),
+    Case(
+        "the risky sign-in arrives after the request (late delivery): same alert",
+        [
+            _known(),
+            _request("2026-03-10T14:20:00Z"),
+            signin(
+                ALICE, "2026-03-10T14:00:00Z", risk="high", ip="203.0.113.50", country="NL", city="Amsterdam"
+            ),
+        ],
+        [{"first_seen": "2026-03-10T14:20:00.000000Z", "context": {"reasons": ["risk high"]}}],
+    ),
+    Case(
+        "single-factor without Conditional Access, and a country never seen for her",
+        [
+            _known(),
+            signin(ALICE, "2026-03-10T08:00:00Z", country="US"),
+            signin(
+                ALICE,
+                "2026-03-10T13:50:00Z",
+                requirement="singleFactorAuthentication",
+                methods=("Password",),
+                ca="notApplied",
+                country="BR",
+                city="Sao Paulo",
+            ),
+            _request("2026-03-10T14:20:00Z"),
+        ],
+        [
+            {
+                "context": {
+                    "reasons": ["Conditional Access notApplied", "new country BR", "single-factor"],
+                }
+            }
+        ],
+    ),
+    Case(
+        "normal MFA sign-ins from home, or a risky one more than an hour before: quiet",
+        [
+            _known(),
+            signin(ALICE, "2026-03-10T12:00:00Z", risk="high"),
+            signin(ALICE, "2026-03-10T14:00:00Z"),
+            _request("2026-03-10T14:20:00Z"),
+        ],
+        [],
+    ),
+    Case(
+        "a principal not known to be privileged: its sign-ins are not tracked",
+        [signin(ALICE, "2026-03-10T14:00:00Z", risk="high"), _request("2026-03-10T14:20:00Z")],
+        [],
+    ),
+]
