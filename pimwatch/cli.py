@@ -20,6 +20,7 @@ import orjson
 
 from pimwatch import __version__
 from pimwatch.alerts import Alert, Severity
+from pimwatch.catalogue import render_markdown
 from pimwatch.config import ConfigError, load
 from pimwatch.detector import Plugin, discover
 from pimwatch.pipeline import Pipeline
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "--verbose", "-v", action="store_true", help="list every bad record on stderr (default: the first 20)"
     )
     dp = sub.add_parser("detectors", help="list the detector catalogue")
-    dp.add_argument("--format", choices=("text", "json"), default="text")
+    dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
     return ap
 
@@ -76,6 +77,7 @@ def _detectors(args: argparse.Namespace, plugins: list[Plugin]) -> int:
                 "enabled": cfg.enabled,
                 "summary": p.meta.summary,
                 "mitre": list(p.meta.mitre),
+                "anchors": list(p.meta.anchors),
                 "inputs": list(p.meta.kinds),
                 "parameters": dict(cfg.params),
                 "defaults": dict(p.meta.params),
@@ -84,6 +86,9 @@ def _detectors(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         )
     if args.format == "json":
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    if args.format == "markdown":
+        sys.stdout.write(render_markdown(plugins))
         return 0
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in r["parameters"].items()) or "-"
