@@ -8,6 +8,7 @@ are counted by the pipeline so the first real new name is noticed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 ACTIVATION_REQUESTED = "Add member to role requested (PIM activation)"
 ACTIVATION_APPROVAL_REQUESTED = "Add member to role approval requested (PIM activation)"
@@ -107,6 +108,7 @@ _ALIASES = {"Add EligibleRoleAssignement to RoleDefinition": "Add EligibleRoleAs
 _WS = re.compile(r"\s+")
 _TIMEBOUND = re.compile(r"\(\s*time[\s-]*bound\s*\)", re.IGNORECASE)
 _CACHE: dict[str, str] = {}
+_KNOWN: dict[str, str] = {n.lower(): n for n in PIM_ACTIVITIES}
 
 
 def canonical(name: str) -> str:
@@ -119,16 +121,18 @@ def canonical(name: str) -> str:
         s = s[:-1].rstrip()
     s = _TIMEBOUND.sub("(timebound)", s)
     s = _ALIASES.get(s, s)
-    if s not in PIM_ACTIVITIES:
-        # Case drift (Sigma's "Disable PIM Alert"): match case-insensitively against the list.
-        lowered = s.lower()
-        for known in PIM_ACTIVITIES:
-            if known.lower() == lowered:
-                s = known
-                break
+    # Case drift (Sigma's "Disable PIM Alert"): the known spelling of the name, if there is one.
+    s = _KNOWN.get(s.lower(), s)
     if len(_CACHE) < 4096:
         _CACHE[name] = s
     return s
+
+
+def register(names: Iterable[str]) -> None:
+    """Make more activity names known (the detectors' own), so their case drift folds too."""
+    for n in names:
+        _KNOWN.setdefault(n.lower(), n)
+    _CACHE.clear()
 
 
 def is_pim_activation_failure(event_activity: str, failed: bool) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from pimwatch.activities import register
 from pimwatch.alerts import Alert, Severity, alert_id
 from pimwatch.config import Config, DetectorConfig
 from pimwatch.detector import Hit, Plugin, Resolve, Skip, State
@@ -82,6 +83,7 @@ class Engine:
                     if plugin.meta.activities is None:
                         self.any_activity.append(active)
                     else:
+                        register(plugin.meta.activities)
                         for name in plugin.meta.activities:
                             self.by_activity[name].append(active)
             if plugin.tick is not None:
