@@ -22,6 +22,7 @@ engine logs and counts as a detector error for every activation until the config
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -29,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pimwatch.activities import ACTIVATION_COMPLETED
 from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
+from pimwatch.detector import Case, Detector, Hit, ParamValue, Skip, State
 from pimwatch.event import Event
 from pimwatch.testing import directory, guid, pim, user
 from pimwatch.timeutil import iso
@@ -106,13 +107,25 @@ def calendar(timezone: str, start: int, end: int, workdays: tuple[str, ...]) -> 
 
 
 def _calendar(state: State) -> Calendar:
-    p = state.params
+    return _calendar_of(state.params)
+
+
+def _calendar_of(p: Mapping[str, ParamValue]) -> Calendar:
     tz, start, end, workdays = p["timezone"], p["start_hour"], p["end_hour"], p["workdays"]
     if not isinstance(tz, str) or not isinstance(start, int) or not isinstance(end, int):
         raise ValueError(f"{_PARAM}: timezone must be a string and start_hour, end_hour integers")
     if not isinstance(workdays, list):
         raise ValueError(f"{_PARAM}.workdays: expected a list of day names")
     return calendar(tz, start, end, tuple(workdays))
+
+
+def validate(params: Mapping[str, ParamValue]) -> list[str]:
+    """Config-time check of the calendar parameters (the type check cannot judge a zone name)."""
+    try:
+        _calendar_of(params)
+    except ValueError as exc:
+        return [str(exc).removeprefix(f"{_PARAM}.").removeprefix(f"{_PARAM}: ")]
+    return []
 
 
 def _listed(values: object, *candidates: str | None) -> bool:

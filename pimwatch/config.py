@@ -134,6 +134,8 @@ def build(data: Mapping[str, Any], plugins: Sequence[Plugin], source: str = "con
                     problems.append(f"{path}: {err}")
                 else:
                     params[key] = value
+        if plugin.validate is not None and not any(p.startswith(f"detectors.{det_id}.") for p in problems):
+            problems += [f"detectors.{det_id}.{problem}" for problem in plugin.validate(params)]
         out[det_id] = DetectorConfig(enabled, severity, params)
     if problems:
         raise ConfigError(source, problems)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import ModuleType
@@ -259,6 +259,9 @@ class Plugin:
     cases: list[Case]
     module: ModuleType
     tick: TickFn | None = None
+    # Optional module-level ``validate(params) -> list[str]``: problems ("param: what was expected")
+    # with values the type check cannot judge (a time zone name, an hour range); config errors.
+    validate: Callable[[Mapping[str, ParamValue]], list[str]] | None = None
 
 
 def discover(package: str = "detectors") -> list[Plugin]:
@@ -272,9 +275,9 @@ def discover(package: str = "detectors") -> list[Plugin]:
         meta = getattr(mod, "DETECTOR", None)
         if not isinstance(meta, Detector):
             continue
-        found.append(
-            Plugin(meta, mod.detect, list(getattr(mod, "CASES", [])), mod, getattr(mod, "tick", None))
-        )
+        cases = list(getattr(mod, "CASES", []))
+        tick, validate = getattr(mod, "tick", None), getattr(mod, "validate", None)
+        found.append(Plugin(meta, mod.detect, cases, mod, tick, validate))
     ids = [p.meta.id for p in found]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

@@ -117,3 +117,14 @@ def test_file_errors(plugins: list[Plugin], tmp_path: Path) -> None:
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     assert load(str(empty), plugins).settings.break_glass_ids == frozenset()
+
+
+def test_a_detector_can_validate_values_the_type_check_cannot_judge(plugins: list[Plugin]) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build({"detectors": {"activation.off_hours": {"timezone": "Mars/Olympus", "start_hour": 7}}}, plugins)
+    assert exc.value.problems == [
+        "detectors.activation.off_hours.timezone: unknown time zone 'Mars/Olympus' (expected an IANA name "
+        "such as 'UTC' or 'Europe/Berlin')"
+    ]
+    ok = build({"detectors": {"activation.off_hours": {"timezone": "Europe/Berlin"}}}, plugins)
+    assert ok.detectors["activation.off_hours"].params["timezone"] == "Europe/Berlin"
