@@ -13,13 +13,16 @@ Two records say so, and both are read:
   servicePrincipalId (and ``Azure AD PIM``) instead of the names, and a look-alike named ``MS-PIM``
   alerts.
   Tools that legitimately write role membership (partner/GDAP, Lighthouse, provisioning) go in
-  ``allow_initiators``. Every such record is its own alert (keyed on the record id).
+  ``allow_initiators``.
 * **PIM's reconciliation record** ``Add member to role outside of PIM (permanent)`` (service PIM):
   a PIM alert record, hours after the fact, re-emitted about every 2 h for the same standing
-  assignment with a new request id. Repeats fold into one alert per principal, role and scope per
-  UTC day (``suppress_minutes: 1440``); ``context.request_ids`` collects the request ids folded in.
-  It names no granter, and catches assignments whose directory write was never seen (made before
-  the pipeline ran, or logged elsewhere).
+  assignment with a new request id. It names no granter, and catches assignments whose directory
+  write was never seen (made before the pipeline ran, or logged elsewhere).
+
+Both are keyed on the principal, the role and the kind of grant (active, eligible, administrative-unit
+scoped): the grant, PIM's later reports of it and any repeat fold into one alert per UTC day
+(``suppress_minutes: 1440``), titled from the earliest record — the grant, which names the granter.
+``context.request_ids`` collects the PIM request ids folded in.
 
 PIM's ``Add member to role in PIM completed ...`` records are assignments *through* PIM and are never
 read here. Every role counts (``privileged_only: false``); ``context.privileged_role`` says whether
@@ -32,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from detectors.assignment_privileged import (
+    AU_SCOPED,
     DIRECTORY_ADDS,
     OUTSIDE_PIM_ALERT,
     PIM_INITIATORS,
@@ -113,7 +117,7 @@ def _pim_record(event: Event, state: State) -> Hit | None:
     }
     return DETECTOR.alert(
         event,
-        key=("pim-record", who.id or who.upn, event.role_id or event.role_name, event.scope_id),
+        key=(who.id or who.upn, event.role_id or event.role_name, "active"),
         title=title,
         context=context,
         principal=who,
@@ -137,8 +141,17 @@ def detect(event: Event, state: State) -> Hit | None:
         f"(Core Directory '{event.activity}')"
     )
     context = {"source": "Core Directory"} | a.context(privileged) | {"request_ids": []}
+    # The same key as PIM's own record for this standing assignment: the grant and PIM's later
+    # reports of it fold into one alert per principal, role and kind per UTC day, titled from the
+    # grant. Scoped (administrative-unit) and eligible grants are other assignments, other keys.
+    who = a.principal
+    kind = {AU_SCOPED: "au", RMAU_SCOPED: "rmau"}.get(event.activity, "eligible" if a.eligible else "active")
     return DETECTOR.alert(
-        event, key=("directory", event.id), title=title, context=context, principal=a.principal
+        event,
+        key=(who.id or who.upn, event.role_id or event.role_name, kind),
+        title=title,
+        context=context,
+        principal=who,
     )
 
 
@@ -169,6 +182,21 @@ def _outside(at: str, *, principal: tuple[str, str | None, str | None] | None = 
 
 
 CASES = [
+    Case(
+        "the grant and PIM's later reports of the same standing assignment are one alert",
+        [
+            directory("Add member to role", "2026-03-10T09:00:00Z", MALLORY, BOB, role=UA),
+            _outside("2026-03-10T11:00:00Z", principal=BOB),
+            _outside("2026-03-10T13:00:00Z", principal=BOB),
+        ],
+        [
+            {
+                "count": 3,
+                "title": "adm-mallory@contoso.com assigned User Administrator to bob.smith@contoso.com "
+                "outside PIM (Core Directory 'Add member to role')",
+            }
+        ],
+    ),
     Case(
         "a user grants Global Administrator directly (Core Directory)",
         [directory("Add member to role", "2026-03-10T09:00:00Z", MALLORY, BOB, role=GA)],
