@@ -12,7 +12,7 @@ is matched the other way round, with the same alert id.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pimwatch.activities import ACTIVATION_REQUESTED
@@ -91,16 +91,8 @@ def _signin(event: Event, state: State) -> Hit | None:
         reasons.append(f"Conditional Access {s.ca_status}")
     if p["flag_single_factor"] and s.auth_requirement == "singleFactorAuthentication" and s.succeeded:
         reasons.append("single-factor")
-    days = timedelta(days=float(p["new_country_days"]))  # type: ignore[arg-type]
-    if s.country:
-        seen_before = state.members(f"seen:{pid}", event.time - days, event.time)
-        here_before = state.members(f"country:{pid}|{s.country.lower()}", event.time - days, event.time)
-        if any(m.member != event.id for m in seen_before) and not any(
-            m.member != event.id for m in here_before
-        ):
-            reasons.append(f"new country {s.country}")
-        state.add(f"seen:{pid}", event.id, event.time)
-        state.add(f"country:{pid}|{s.country.lower()}", event.id, event.time)
+    if s.country and _new_country(state, pid, s.country.upper(), event.time):
+        reasons.append(f"new country {s.country.upper()}")
     if not reasons:
         return None
     fact = {
@@ -117,6 +109,22 @@ def _signin(event: Event, state: State) -> Hit | None:
     if not later:
         return None
     return _hit(min(later, key=lambda r: (r["t"], r["record"])), [fact], state)
+
+
+def _new_country(state: State, pid: str, country: str, when: datetime) -> bool:
+    """Whether ``country`` is new for the principal: it has a sign-in history in the last
+    ``new_country_days`` and this country is not in it. One key/value document per principal
+    (country → last sign-in), written only when it moves by more than an hour."""
+    days = timedelta(days=float(state.params["new_country_days"]))  # type: ignore[arg-type]
+    seen: dict[str, str] = state.get(f"countries:{pid}") or {}
+    since = iso(when - days)
+    recent = {c: t for c, t in seen.items() if t >= since}
+    new = bool(recent) and country not in recent
+    last = seen.get(country)
+    if last is None or last < iso(when - timedelta(hours=1)):
+        recent[country] = max(iso(when), last or "")
+        state.put(f"countries:{pid}", recent)
+    return new
 
 
 def _hit(request: dict[str, Any], risky: list[dict[str, Any]], state: State) -> Hit:

@@ -79,20 +79,20 @@ class Screen:
     ``sources`` are pairs of (object ids, UPNs), lower-cased; they may grow while the run goes on
     (the privileged principals pimwatch learns). ``wants(props)`` is the check on a parsed record.
     ``uninteresting(line)`` is the same check on the bytes of a line-per-record Event Hub sign-in,
-    so that it is counted without being parsed: the ``"userId"`` and ``"userPrincipalName"`` values,
-    read straight from the bytes, are none of the known ones. Those are exactly the fields the
-    match reads; a quote inside a JSON string is always escaped, so the key pattern cannot be forged
-    by a value. Any doubt (no such key, an escape sequence inside the value) means the line is
-    parsed.
+    so that it is counted without being parsed: the ``properties``-level ``"userId"`` and
+    ``"userPrincipalName"`` values, read straight from the bytes, are none of the known ones. Those
+    are exactly the fields the match reads; a quote inside a JSON string is always escaped, so the
+    key pattern cannot be forged by a value. Any doubt (no such key, a nested object before it, an
+    escape sequence inside the value) means the line is parsed.
     """
 
     sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
 
     def known(self, uid: object, upn: object) -> bool:
         for ids, upns in self.sources:
-            if (isinstance(uid, str) and uid.lower() in ids) or (
-                isinstance(upn, str) and upn.lower() in upns
-            ):
+            if isinstance(uid, str) and uid.lower() in ids:
+                return True
+            if isinstance(upn, str) and upn.lower() in upns:
                 return True
         return False
 
@@ -100,20 +100,27 @@ class Screen:
         return self.known(props.get("userId"), props.get("userPrincipalName"))
 
     def uninteresting(self, line: bytes) -> bool:
-        seen = False
-        values: list[str] = []
+        # The values must be properties-level keys: after '"properties":{' with no '{' in between
+        # (so not inside a nested object). Anything else — a missing key, an escape sequence in
+        # the value, another layout — and the line is parsed instead.
+        props = line.find(b'"properties":{')
+        if props < 0:
+            return False
+        start = props + 14
         for key in _SCREEN_KEYS:
-            start = 0
-            while (i := line.find(key, start)) >= 0:
-                seen = True
-                begin = i + len(key)
-                end = line.find(b'"', begin)
-                value = line[begin:end]
-                if end < 0 or b"\\" in value:
+            i = line.find(key, start)
+            if i < 0 or line.find(b"{", start, i) >= 0:
+                return False
+            begin = i + len(key)
+            end = line.find(b'"', begin)
+            value = line[begin:end]
+            if end < 0 or b"\\" in value:
+                return False
+            v = value.decode("utf-8", "replace").lower()
+            for ids, upns in self.sources:
+                if v in ids or v in upns:
                     return False
-                values.append(value.decode("utf-8", "replace"))
-                start = end
-        return seen and not any(self.known(v, v) for v in values)
+        return True
 
 
 _SCREEN_KEYS = (b'"userId":"', b'"userPrincipalName":"')

@@ -909,3 +909,18 @@ def test_screen_keeps_a_break_glass_signin_by_object_id_in_any_case(
     pipeline.finish()
     (alert,) = _alerts(pipeline)
     assert alert["principal"]["id"] == oid.upper()
+
+
+def test_screen_reads_only_properties_level_user_fields(plugins: list[Plugin], tmp_path: Path) -> None:
+    """A nested object holding another userId before the real one (a layout Entra does not use
+    today) must not hide a break-glass sign-in: the screen then parses the line."""
+    bg = ("c0ffee00-0000-4000-8000-00000000b001", "bg-admin01@contoso.onmicrosoft.com", "BG")
+    rec = signin(bg, "2026-03-10T02:30:00Z")
+    props = rec.pop("properties")
+    rec["properties"] = {"signInIdentity": {"userId": "11111111-0000-4000-8000-000000000000"}, **props}
+    line = json.dumps(rec, separators=(",", ":")).encode()
+    pipeline = pipeline_for(plugins, {"break_glass": {"accounts": [bg[0]]}}, tmp_path)
+    assert pipeline.screen is not None
+    assert not pipeline.screen.uninteresting(line)
+    ordinary = json.dumps(ORDINARY[0], separators=(",", ":")).encode()
+    assert pipeline.screen.uninteresting(ordinary)
