@@ -13,7 +13,8 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import orjson
@@ -150,18 +151,12 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     if progress:
         sys.stderr.write("\r\033[K")
     changed = pipeline.engine.changed
-    alerts = sorted(
-        (a for a in (store.get_alert(i) for i in changed) if a is not None),
-        key=lambda a: (a.first_seen, a.id),
-    )
+    # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
+    alerts = (a for a in store.alerts() if a.id in changed)
     out = sys.stdout
-    if args.format == "jsonl":
-        for a in alerts:
-            out.write(orjson.dumps(a.to_dict()).decode() + "\n")
-    else:
-        _table(alerts, out)
+    by_severity = _jsonl(alerts, out) if args.format == "jsonl" else _table(alerts, out)
     out.flush()
-    _summary(pipeline, alerts, changed, elapsed, counter[0], quarantine, sys.stderr)
+    _summary(pipeline, by_severity, changed, elapsed, counter[0], quarantine, sys.stderr)
     store.close()
     if tmpdir is not None:
         tmpdir.cleanup()
@@ -178,14 +173,25 @@ def _progress(items: Iterator[Item], counter: list[int], started: float) -> Iter
         yield item
 
 
-def _table(alerts: list[Alert], out: IO[str]) -> None:
-    if not alerts:
-        out.write("No alerts.\n")
-        return
-    out.write(f"{'SEVERITY':<9} {'FIRST SEEN (UTC)':<20} {'COUNT':>5}  {'DETECTOR':<28} TITLE\n")
+def _jsonl(alerts: Iterable[Alert], out: IO[str]) -> Counter[Severity]:
+    by_severity: Counter[Severity] = Counter()
     for a in alerts:
+        by_severity[a.severity] += 1
+        out.write(orjson.dumps(a.to_dict()).decode() + "\n")
+    return by_severity
+
+
+def _table(alerts: Iterable[Alert], out: IO[str]) -> Counter[Severity]:
+    by_severity: Counter[Severity] = Counter()
+    for a in alerts:
+        if not by_severity:
+            out.write(f"{'SEVERITY':<9} {'FIRST SEEN (UTC)':<20} {'COUNT':>5}  {'DETECTOR':<28} TITLE\n")
+        by_severity[a.severity] += 1
         first = a.first_seen[:19].replace("T", " ")
         out.write(f"{a.severity.value:<9} {first:<20} {a.count:>5}  {a.detector:<28} {_oneline(a.title)}\n")
+    if not by_severity:
+        out.write("No alerts.\n")
+    return by_severity
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -200,7 +206,7 @@ def _oneline(s: str, limit: int = 160) -> str:
 
 def _summary(
     pipeline: Pipeline,
-    alerts: list[Alert],
+    by_severity: Counter[Severity],
     changed: Mapping[str, str],
     elapsed: float,
     nbytes: int,
@@ -227,12 +233,10 @@ def _summary(
         err.write(f"  unknown PIM activities (passed through): {names}\n")
     _counts(err, "records a detector skipped (missing fields)", st.detector_skipped)
     _counts(err, "detector errors (isolated, see the log)", st.detector_errors)
-    by_sev = {s: 0 for s in reversed(Severity)}
-    for a in alerts:
-        by_sev[a.severity] += 1
-    sev = ", ".join(f"{n} {s.value}" for s, n in by_sev.items() if n) or "none"
+    sev = ", ".join(f"{by_severity[s]} {s.value}" for s in reversed(Severity) if by_severity[s]) or "none"
     new = sum(1 for v in changed.values() if v == "new")
-    err.write(f"  alerts: {sev} ({new} new, {len(changed) - new} updated)\n")
+    resolved = sum(1 for v in changed.values() if v == "resolved")
+    err.write(f"  alerts: {sev} ({new} new, {len(changed) - new - resolved} updated, {resolved} resolved)\n")
 
 
 def _counts(err: IO[str], label: str, counter: Mapping[str, int]) -> None:

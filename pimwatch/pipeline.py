@@ -162,17 +162,14 @@ def mentions(props: Mapping[str, Any], settings: Settings) -> bool:
     ids, upns = settings.break_glass_ids, settings.break_glass_upns
     if not ids and not upns:
         return False
-    candidates: list[Any] = []
     initiated = _json_value(props.get("initiatedBy"))
-    if isinstance(initiated, Mapping):
-        user = _json_value(initiated.get("user"))
-        if isinstance(user, Mapping):
-            candidates.append(user)
+    user = _json_value(initiated.get("user")) if isinstance(initiated, Mapping) else None
     targets = _json_value(props.get("targetResources"))
-    if isinstance(targets, list):
-        candidates.extend(t for t in targets if isinstance(t, Mapping))
-    for c in candidates:
-        oid, upn = c.get("id"), c.get("userPrincipalName")
-        if (isinstance(oid, str) and oid.lower() in ids) or (isinstance(upn, str) and upn.lower() in upns):
-            return True
+    for c in (user, *(targets if isinstance(targets, list) else ())):
+        if isinstance(c, Mapping):
+            oid, upn = c.get("id"), c.get("userPrincipalName")
+            if (isinstance(oid, str) and oid.lower() in ids) or (
+                isinstance(upn, str) and upn.lower() in upns
+            ):
+                return True
     return False

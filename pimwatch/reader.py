@@ -107,11 +107,11 @@ class Screen:
         if props < 0:
             return False
         start = props + 14
-        for key in _SCREEN_KEYS:
-            i = line.find(key, start)
-            if i < 0 or line.find(b"{", start, i) >= 0:
-                return False
-            begin = i + len(key)
+        uid = line.find(b'"userId":"', start)
+        upn = line.find(b'"userPrincipalName":"', start)
+        if uid < 0 or upn < 0 or line.find(b"{", start, max(uid, upn)) >= 0:
+            return False
+        for begin in (uid + 10, upn + 21):
             end = line.find(b'"', begin)
             value = line[begin:end]
             if end < 0 or b"\\" in value:
@@ -121,9 +121,6 @@ class Screen:
                 if v in ids or v in upns:
                     return False
         return True
-
-
-_SCREEN_KEYS = (b'"userId":"', b'"userPrincipalName":"')
 
 
 _SIGNIN_EH = frozenset({"SignInLogs", "NonInteractiveUserSignInLogs"})
@@ -335,6 +332,7 @@ def _read_json(
     loads = orjson.loads
     decode_error = orjson.JSONDecodeError
     uninteresting = screen.uninteresting if screen is not None else None
+    screened: dict[str, int] = {}
     wants = screen.wants if screen is not None else None
     for line in f:
         nbytes += len(line)
@@ -344,13 +342,15 @@ def _read_json(
             continue
         if uninteresting is not None:
             # A bare Event Hub record: Entra writes its top-level "category" before "properties";
-            # only an exact match counts, and never in an envelope or page (its first record's
-            # category says nothing about the others).
+            # only an exact match counts, and never in an envelope (its first record's category
+            # says nothing about the others). Graph and Log Analytics sign-ins carry no "category".
             i = line.find(b'"category":"', 0, 1024) if line[:1] == b"{" else -1
-            if i >= 0 and line.find(b'"records"', 0, i) < 0 and line.find(b'"value"', 0, i) < 0:
+            if i >= 0 and line.find(b'"records"', 0, i) < 0:
                 category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
                 if category is not None and uninteresting(line):
-                    yield Screened(category)
+                    screened[category] = screened.get(category, 0) + 1  # counted in batches
+                    if line_no & 4095 == 0:
+                        yield from _flush(screened)
                     continue
         try:
             obj = loads(line)
@@ -369,8 +369,7 @@ def _read_json(
             yield item
         elif type(obj) is dict and type(records := obj.get("records")) is list:
             # An Event Hub message: inlined (this is the production shape) with the sign-in check;
-            # the sign-ins of no interest are counted per message.
-            screened: dict[str, int] = {}
+            # the sign-ins of no interest are counted with the file's others, in batches.
             for rec in records:
                 if wants is not None and type(rec) is dict:
                     category = rec.get("category")
@@ -380,8 +379,6 @@ def _read_json(
                             screened[category] = screened.get(category, 0) + 1
                             continue
                 yield route_record(rec, source, line_no, in_envelope=True)
-            for category, n in screened.items():
-                yield Screened(category, n)
         elif type(obj) is dict or type(obj) is list:
             yield from classify(obj, source, line_no)
         else:
@@ -392,6 +389,7 @@ def _read_json(
             counter[0] += nbytes
             nbytes = 0
     counter[0] += nbytes
+    yield from _flush(screened)
     if pending:
         start = line_no - len(pending) + 1
         data = b"".join(pending)
@@ -401,6 +399,12 @@ def _read_json(
             yield from _salvage_lines(data, source, start)
             return
         yield from classify(doc, source, start)
+
+
+def _flush(screened: dict[str, int]) -> Iterator[Screened]:
+    for category, n in screened.items():
+        yield Screened(category, n)
+    screened.clear()
 
 
 _DECODER = json.JSONDecoder()

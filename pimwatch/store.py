@@ -75,6 +75,7 @@ CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (detector, akey, status);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
 SCHEMA_VERSION = "2"
+KV_CACHE_SIZE = 50_000
 
 
 class SqliteStore:
@@ -82,6 +83,7 @@ class SqliteStore:
 
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
+        self._kv_cache: dict[str, tuple[bytes | None, float | None]] = {}
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED")
             self._db.execute(
@@ -102,14 +104,28 @@ class SqliteStore:
 
     # key/value -----------------------------------------------------------------------------
     def get(self, key: str) -> Any | None:
-        row = self._db.execute("SELECT v, expires FROM kv WHERE k=?", (key,)).fetchone()
-        if row is None or (row[1] is not None and row[1] < time.time()):
+        # A read-through cache of the serialized values: this process is the only writer of the
+        # file, and a fresh copy is decoded on every get so callers may change what they got.
+        hit = self._kv_cache.get(key)
+        if hit is None:
+            row = self._db.execute("SELECT v, expires FROM kv WHERE k=?", (key,)).fetchone()
+            hit = (row[0], row[1]) if row is not None else (None, None)
+            self._cache_kv(key, hit)
+        blob, expires = hit
+        if blob is None or (expires is not None and expires < time.time()):
             return None
-        return orjson.loads(row[0])
+        return orjson.loads(blob)
 
     def put(self, key: str, value: Any, *, ttl: timedelta | None = None) -> None:
         expires = time.time() + ttl.total_seconds() if ttl is not None else None
-        self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, orjson.dumps(value), expires))
+        blob = orjson.dumps(value)
+        self._db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, blob, expires))
+        self._cache_kv(key, (blob, expires))
+
+    def _cache_kv(self, key: str, entry: tuple[bytes | None, float | None]) -> None:
+        if len(self._kv_cache) >= KV_CACHE_SIZE:
+            self._kv_cache.clear()  # bounded memory; the next reads refill it
+        self._kv_cache[key] = entry
 
     # windows -------------------------------------------------------------------------------
     def add(
@@ -138,27 +154,28 @@ class SqliteStore:
 
     # outbox --------------------------------------------------------------------------------
     def merge_alert(self, alert: Alert) -> MergeResult:
-        existing = self.get_alert(alert.id)
         now = time.time()
-        if existing is None:
-            self._db.execute(
-                "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    alert.id,
-                    alert.detector,
-                    alert.severity.value,
-                    alert.first_seen,
-                    alert.last_seen,
-                    alert.count,
-                    orjson.dumps(alert.to_store()),
-                    now,
-                    now,
-                    alert.key,
-                    alert.status,
-                ),
-            )
+        # Insert-if-absent first: a new alert costs one statement; an existing one is folded.
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                alert.id,
+                alert.detector,
+                alert.severity.value,
+                alert.first_seen,
+                alert.last_seen,
+                alert.count,
+                orjson.dumps(alert.to_store()),
+                now,
+                now,
+                alert.key,
+                alert.status,
+            ),
+        )
+        if cur.rowcount == 1:
             return "new"
-        if not fold(existing, alert):
+        existing = self.get_alert(alert.id)
+        if existing is None or not fold(existing, alert):
             return "unchanged"
         self._db.execute(
             "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=? WHERE id=?",
@@ -201,6 +218,7 @@ class SqliteStore:
         """Forget window members older than ``before`` (event time) and expired keys."""
         cur = self._db.execute("DELETE FROM members WHERE at < ?", (before.timestamp(),))
         self._db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires < ?", (time.time(),))
+        self._kv_cache.clear()
         return cur.rowcount
 
     def commit(self) -> None:

@@ -84,7 +84,7 @@ def test_replay_into_the_same_state_adds_nothing(
     code, second, err = _run(capsys, *args)
     assert code == 0
     assert second == ""
-    assert "alerts: none (0 new, 0 updated)" in err
+    assert "alerts: none (0 new, 0 updated, 0 resolved)" in err
 
 
 def test_replay_in_two_halves_into_one_state_equals_one_run(

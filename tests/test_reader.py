@@ -812,7 +812,7 @@ def test_screen_keeps_a_break_glass_signin_whose_upn_is_upper_cased(
     pipeline = pipeline_for(plugins, {"break_glass": {"accounts": [BG_UPN]}}, tmp_path)
     assert pipeline.screen is not None
     items = read(path, pipeline.screen)
-    assert [type(i) for i in items] == [Screened, Screened, Routed, Screened]
+    assert _kinds(items) == ([Routed], 3)
     pipeline.feed(items)
     pipeline.finish()
     assert pipeline.stats.screened == 3
@@ -845,7 +845,7 @@ def test_a_break_glass_upn_escaped_in_the_bytes_is_still_matched(
     path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in [*ORDINARY, bg]))
     assert b"\\u00c4" in path.read_bytes()
     items = read(path, pipeline.screen)
-    assert [type(i) for i in items] == [Screened] * len(ORDINARY) + [Routed]
+    assert _kinds(items) == ([Routed], len(ORDINARY))
     pipeline.feed(items)
     pipeline.finish()
     (alert,) = _alerts(pipeline)
@@ -862,7 +862,8 @@ def test_screen_never_drops_an_envelope_whose_first_record_is_a_signin(
     pipeline = pipeline_for(plugins, {}, tmp_path)
     assert pipeline.screen is not None
     items = read(path, pipeline.screen)
-    assert [_describe(i) for i in items] == [R_AUDIT_EH, ("Screened",)]  # the sign-in is counted, not lost
+    assert [_describe(i) for i in items if not isinstance(i, Screened)] == [R_AUDIT_EH]
+    assert _kinds(items)[1] == 1  # the sign-in is counted, not lost
     pipeline.feed(items)
     pipeline.finish()
     assert [a["detector"] for a in _alerts(pipeline)] == ["settings.changed"]
@@ -888,7 +889,7 @@ def test_screen_parses_a_signin_whose_upn_bytes_hold_an_escape(plugins: list[Plu
     path.write_bytes(jsonl(ORDINARY) + line + b"\n")
     pipeline = pipeline_for(plugins, {"break_glass": {"accounts": [BG_UPN]}}, tmp_path)
     items = read(path, pipeline.screen)
-    assert [type(i) for i in items] == [Screened, Screened, Screened, Routed]
+    assert _kinds(items) == ([Routed], 3)
     pipeline.feed(items)
     pipeline.finish()
     (alert,) = _alerts(pipeline)
@@ -904,7 +905,7 @@ def test_screen_keeps_a_break_glass_signin_by_object_id_in_any_case(
     path.write_bytes(jsonl([ORDINARY[0], signin(bg, "2026-03-10T02:30:00Z")]))
     pipeline = pipeline_for(plugins, {"break_glass": {"accounts": [oid]}}, tmp_path)
     items = read(path, pipeline.screen)
-    assert [type(i) for i in items] == [Screened, Routed]
+    assert _kinds(items) == ([Routed], 1)
     pipeline.feed(items)
     pipeline.finish()
     (alert,) = _alerts(pipeline)
@@ -924,3 +925,11 @@ def test_screen_reads_only_properties_level_user_fields(plugins: list[Plugin], t
     assert not pipeline.screen.uninteresting(line)
     ordinary = json.dumps(ORDINARY[0], separators=(",", ":")).encode()
     assert pipeline.screen.uninteresting(ordinary)
+
+
+def _kinds(items: list[Item]) -> tuple[list[type], int]:
+    """The types of the items that are not screened, in order, and how many records were screened
+    (screened sign-ins are counted in batches, so their place in the sequence means nothing)."""
+    return [type(i) for i in items if not isinstance(i, Screened)], sum(
+        i.count for i in items if isinstance(i, Screened)
+    )
