@@ -75,7 +75,7 @@ CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (detector, akey, status);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 """
 SCHEMA_VERSION = "2"
-KV_CACHE_SIZE = 50_000
+KV_CACHE_SIZE = 4096
 
 
 class SqliteStore:
