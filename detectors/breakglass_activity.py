@@ -1,7 +1,9 @@
 """Any audit record initiated by, or targeting, an emergency ("break-glass") account.
 
 A password reset, an authentication-method change, a role or group change on an emergency account,
-or anything it does, is rare and high-stakes (detections.md D44, D45).
+or anything it does, is rare and high-stakes (detections.md D44, D45). One alert per account per
+hour: every record in that hour (the several records one PIM action writes included) folds into it,
+and ``context.activities`` lists what was done.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ DETECTOR = Detector(
     kinds=("audit",),
     break_glass_only=True,
     params={"suppress_minutes": 60},
+    accumulate=("activities",),
 )
 
 
@@ -49,6 +52,7 @@ def detect(event: Event, state: State) -> Hit | None:
     title = f"Break-glass account {account.label()} {verb} {how}{result}"
     context = {
         "activity": event.activity,
+        "activities": [event.activity],
         "role": event.role_name,
         "service": event.service,
         "audit_category": event.audit_category,
@@ -60,7 +64,7 @@ def detect(event: Event, state: State) -> Hit | None:
     }
     return DETECTOR.alert(
         event,
-        key=(account.id or account.upn, event.activity),
+        key=(account.id or account.upn,),
         title=title,
         context=context,
         principal=account,
@@ -105,15 +109,45 @@ CASES = [
         CONFIG,
     ),
     Case(
-        "repeats of the same action within the hour fold; a different action is its own alert",
+        "everything about the account within the hour folds into one alert listing the activities",
         [
             directory("Update user", "2026-03-10T09:00:00Z", BOB, BG, category="UserManagement"),
             directory("Update user", "2026-03-10T09:20:00Z", BOB, BG, category="UserManagement"),
             directory(
                 "User registered security info", "2026-03-10T09:21:00Z", BG, BG, category="UserManagement"
             ),
+            directory("Update user", "2026-03-10T10:05:00Z", BOB, BG, category="UserManagement"),
         ],
-        [{"count": 2, "title_has": "'Update user' by bob"}, {"count": 1, "title_has": "on itself"}],
+        [
+            {
+                "count": 3,
+                "title_has": "'Update user' by bob",
+                "context": {"activities": ["Update user", "User registered security info"]},
+            },
+            {"count": 1, "first_seen": "2026-03-10T10:05:00.000000Z"},
+        ],
+        CONFIG,
+    ),
+    Case(
+        "one PIM action on the account (requested, completed, the MS-PIM directory write) is one alert",
+        [
+            pim(
+                "Add member to role in PIM requested (permanent)",
+                "2026-03-10T11:00:00Z",
+                BOB,
+                principal=BG,
+                role=GA,
+            ),
+            directory("Add member to role", "2026-03-10T11:00:30Z", "MS-PIM", BG, role=GA),
+            pim(
+                "Add member to role in PIM completed (permanent)",
+                "2026-03-10T11:00:31Z",
+                BOB,
+                principal=BG,
+                role=GA,
+            ),
+        ],
+        [{"count": 3, "title_has": "'Add member to role in PIM requested (permanent)' by bob"}],
         CONFIG,
     ),
     Case(

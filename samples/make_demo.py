@@ -5,7 +5,7 @@ messages, one per line, each ``{"records": [...]}`` with 50-100 diagnostic-setti
 Entra diagnostic setting delivers AuditLogs, SignInLogs, NonInteractiveUserSignInLogs and friends to
 Event Hub. The output is byte-for-byte reproducible (fixed seed, fixed base date, gzip mtime 0).
 
-What is in the day (Contoso, ~300 users, 21 PIM admins, two break-glass accounts):
+What is in the day (Contoso, ~300 users, 31 PIM admins, two break-glass accounts):
 
 * ~7,000 user sign-ins (interactive ``SignInLogs`` and the more numerous ``NonInteractiveUserSignInLogs``)
   with a diurnal curve, ~6 % interactive failures (50126, 50074, 53003, 500121, ...), a few
@@ -15,8 +15,15 @@ What is in the day (Contoso, ~300 users, 21 PIM admins, two break-glass accounts
 * PIM activation life cycles (requested, approval requested / approved, completed plus the Core
   Directory ``Add member to role`` by MS-PIM, expiry plus the Core Directory removal ~6 s earlier,
   early deactivation, an ``ActiveDurationTooShort`` failure, single denials, ``RoleAssignmentExists``
-  retries, two settings changes that only strengthen policy);
-* four planted incidents (below), and the documented drift: lowercase ``level`` = "Informational",
+  retries, two settings changes that only strengthen policy); every background activation completes
+  inside business hours (07:00-19:00 UTC);
+* admin work around the role assignments: eligible and active assignments through PIM (``requested`` then
+  ``completed``, active ones with their MS-PIM Core Directory write), direct Core Directory role writes
+  by admins, PIM's own alert records (``Add member to role outside of PIM (permanent)``, ``Triggered`` /
+  ``Resolve`` / ``Disable`` / ``Enable PIM alert``), Conditional Access policy updates (whole policy
+  before and after in ``modifiedProperties``), a root elevation to User Access Administrator and
+  Temporary Access Passes;
+* twenty planted incidents (below), and the documented drift: lowercase ``level`` = "Informational",
   ``durationMs`` "0", a record without ``tenantId``, a trailing dot on a Core Directory activity name,
   a lowercase ``justification`` key, ``Level`` "4" as a string, a non-ISO ``time`` on a skipped
   category, a few minutes of lateness and a handful of exact duplicates (same ``properties.id``).
@@ -29,8 +36,18 @@ Role, Request, User, Directory, Other and the ``additionalDetails`` keys), 04 (a
 PIM" ``Remove member from role (PIM activation expired)`` ~6 s later, PIM id layout) and 11
 (``Update role setting in PIM`` resultReason sentences, ``ActiveDurationTooShort``, MFA/approval
 flags). The ``MicrosoftGraphActivityLogs`` shape follows a real record pinned in a public test
-(rknightion/graph2otel). No key comes from the fabricated examples listed in SOURCES.md. Illustrative,
-not captured: the failure text of a policy-refused activation request and the denial comments.
+(rknightion/graph2otel). ``Update conditional access policy`` follows a real Event Hub record in a public
+test script (service Conditional Access, category Policy, id ``IPCGraph_...``, the whole policy as JSON in
+the ``ConditionalAccessPolicy`` modified property); the root elevation follows the Entra record documented
+by Stratus Red Team (category AzureRBACRoleManagementElevateAccess, service "Azure RBAC (Elevated
+Access)"); the Temporary Access Pass follows Microsoft's security operations guide (Admin registered
+security info, Authentication Methods, UserManagement, resultReason "Admin registered temporary access
+pass method for user"); ``Add member to role outside of PIM (permanent)`` follows sample 11
+(RoleElevatedOutsidePimAlert, a new RoleAssignmentRequestId and StartTime at every scan). No key comes
+from the fabricated examples listed in SOURCES.md. Illustrative, not captured: the failure text of a
+policy-refused activation request, the denial comments, the target layout of PIM alert records (the
+alert named on the first target, as the community pass-through rule reads it), the targets of the
+elevation record and the ``Method`` detail of security-info records.
 ``Role.WellKnownObjectName`` values verified in public sources: TenantAdmins, UserAccountAdmins,
 SecurityAdmins, PrivilegedRoleAdmins, HelpdeskAdmins, ExchangeServiceAdmins; the others are best guesses.
 All IP addresses are from the documentation ranges (RFC 5737 / RFC 3849).
@@ -81,11 +98,49 @@ d. Weakening settings changes by adm-sybil@contoso.com
              -> settings.changed high
              PIM_1b308224-41b2-4b79-9752-1ceedd74c63e_61359cd4-cf3c-4a18-baae-d489b68a72ff_134176454696015504
 
-Near misses that must NOT alert: bg-admin02 (no activity at all); adm-grace activates 2 roles in 8 min
+e.-t. Incidents for the assignment, activation-pattern, approval, PIM-alert, Conditional Access and
+   credential detectors: their times are the ``INCIDENT_E_*`` .. ``INCIDENT_T_*`` constants below and their
+   ids come from ``planted()`` (fixed GUIDs), so they too are independent of the noise.
+   e  10:22 adm-chuck adds Privileged Role Administrator to his everyday account outside PIM, and at
+      10:31 disables the PIM alert "Roles are being assigned outside of Privileged Identity Management"
+      -> assignment.outside_pim, assignment.permanent, assignment.privileged, pim.alert_tampering (high)
+   f  06:01, 08:03, 10:05 PIM's scan re-reports svc-mailflow's standing Exchange Administrator
+      -> assignment.outside_pim high (one alert, count 3)
+   g  11:05 adm-peggy makes adm-xavier a permanent Global Administrator
+      -> assignment.permanent high, assignment.privileged high
+   h  11:40 adm-xavier elevates to User Access Administrator at the Azure root -> elevation.root_access
+   i  12:14 adm-xavier puts CA003 (admin MFA) in report-only -> conditional_access.weakened high
+   j  12:07 and 14:09 PIM: "There are too many global administrators" -> pim.builtin_alert (PIM's low)
+   k  14:19 adm-faythe makes a Fabrikam guest eligible for Application Administrator
+      -> assignment.privileged high
+   l  15:36-16:09 adm-wendy makes 5 people eligible for Helpdesk Administrator
+      -> assignment.bulk high (+ assignment.privileged high for each)
+   m  17:06 adm-uma makes herself an active Intune Administrator -> assignment.self high
+   n  12:02, 13:10, 14:26 adm-yasmin activates Exchange Administrator -> activation.too_frequent medium
+   o  23:10 adm-quentin activates SharePoint Administrator -> activation.off_hours medium
+   p  17:08 adm-lena's high-risk sign-in, 17:28 her Security Administrator request
+      -> activation.risky_session high
+   q  15:02 adm-nora's Global Administrator request approved only at 15:52, 17:41 adm-hugo's never
+      -> approval.overdue medium (nora's resolved, hugo's open)
+   r  16:42 adm-victor approves his own Global Administrator request -> approval.self_approved critical
+   s  14:31 adm-peggy issues a Temporary Access Pass to adm-judy -> credentials.privileged_changed high
+   t  18:21 adm-niaj activates Intune Administrator for the first time -> activation.first_time low
+   Single denials (adm-oscar, adm-rupert, adm-trudy's two) -> activation.denied low each; bg-admin02's
+   re-created permanent Global Administrator assignment (11:09) -> breakglass.activity critical (3:
+   requested, completed, MS-PIM write) and assignment.privileged high, not assignment.permanent.
+
+Near misses that must NOT alert: adm-grace activates 2 roles in 8 min
 (one of them delivered twice, so only a tool without de-duplication counts 3); adm-ivan activates 3 roles
 over 2 h 10 min; adm-judy gets 3 ``RoleAssignmentExists`` failures in 11 min; adm-oscar and adm-rupert get
 one denial each; adm-heidi (Helpdesk) resets passwords during office hours; two settings changes by
-adm-walter only strengthen policy.
+adm-walter only strengthen policy; the MS-PIM Core Directory writes of every activation and PIM
+assignment; adm-peggy's ``Enable PIM alert`` and ``Resolve PIM alert``; a failed ``Add eligible member
+to role in PIM requested (timebound)`` and a Reports Reader eligibility (not privileged); adm-faythe's 3
+eligible User Administrators (bulk threshold 5); adm-carol's 2 SharePoint activations (threshold 3);
+adm-lena's morning sign-in and activation; approvals within 15 minutes; adm-olivia's report-only switch
+of a user-group-only policy (CA004) and rename of a report-only pilot policy (CA010); adm-heidi's
+Temporary Access Pass for an ordinary user and the users' self-service security-info registrations;
+adm-quentin's morning SharePoint activation (so 23:10 is not a first activation).
 """
 
 from __future__ import annotations
@@ -538,6 +593,70 @@ INCIDENT_D = (
 )
 
 
+def planted(label: str) -> tuple[str, str]:
+    """(correlationId, second GUID) of a planted record: fixed, independent of the background noise."""
+    return fixed_guid(f"planted:{label}:corr"), fixed_guid(f"planted:{label}:other")
+
+
+# Incidents e-t (issue 3): the event time of each planted record. Their ids come from planted().
+OUTSIDE_PIM_ALERT = "Roles are being assigned outside of Privileged Identity Management"
+OUTSIDE_PIM_DEFINITION = "RolesAssignedOutsidePimAlert"
+TOO_MANY_GA_ALERT = "There are too many global administrators"
+TOO_MANY_GA_DEFINITION = "TooManyGlobalAdminsAssignedToTenantAlert"
+ELEVATE_ACCESS = "User has elevated their access to User Access Administrator for their Azure Resources"
+TAP_REASON = "Admin registered temporary access pass method for user"
+# e. adm-chuck grants Privileged Role Administrator to his everyday account outside PIM, then
+#    disables the PIM alert that would report it
+INCIDENT_E_ADD: Clock = (10, 22, 14.6120447)
+INCIDENT_E_DISABLE: Clock = (10, 31, 40.2093318)
+# f. PIM's scan re-reports a legacy standing Exchange Administrator assignment (svc-mailflow) 3 times
+INCIDENT_F_SCANS: tuple[Clock, ...] = ((6, 1, 37.5501203), (8, 3, 52.1180735), (10, 5, 11.9034116))
+# g. adm-peggy makes adm-xavier a permanent (active) Global Administrator
+INCIDENT_G_PERMANENT: Clock = (11, 5, 2.7719046)
+INCIDENT_G_BREAK_GLASS: Clock = (11, 9, 44.0795170)  # look-alike: the same for bg-admin02
+# h. adm-xavier elevates his access to User Access Administrator at the Azure root
+INCIDENT_H_ELEVATE: Clock = (11, 40, 17.3381520)
+# i. adm-xavier puts the admin MFA policy (CA003) in report-only mode
+INCIDENT_I_CA: Clock = (12, 14, 55.0842771)
+# j. PIM: "There are too many global administrators", triggered at two scans
+INCIDENT_J_TRIGGERED: tuple[Clock, ...] = ((12, 7, 31.4410982), (14, 9, 40.7736615))
+# k. adm-faythe makes a Fabrikam guest eligible for Application Administrator
+INCIDENT_K_GUEST: Clock = (14, 19, 5.2214470)
+# l. adm-wendy makes 5 service-desk staff eligible for Helpdesk Administrator in 34 minutes
+INCIDENT_L_BULK: tuple[Clock, ...] = (
+    (15, 36, 12.4410087),
+    (15, 43, 40.1107362),
+    (15, 51, 5.8874190),
+    (15, 58, 27.3302514),
+    (16, 9, 50.6681733),
+)
+# m. adm-uma assigns herself Intune Administrator (active, time-bound)
+INCIDENT_M_SELF: Clock = (17, 6, 52.9017734)
+# n. adm-yasmin activates Exchange Administrator 3 times in 2 h 24 min, 30 minutes each
+INCIDENT_N_ACTIVATIONS: tuple[tuple[Clock, Clock], ...] = (
+    ((12, 1, 44.1205517), (12, 2, 20.3390014)),
+    ((13, 10, 3.5519328), (13, 10, 41.0672295)),
+    ((14, 25, 31.8006127), (14, 26, 9.2294770)),
+)
+# o. adm-quentin activates SharePoint Administrator at night
+INCIDENT_O_OFF_HOURS: tuple[Clock, Clock] = ((23, 9, 48.0311265), (23, 10, 26.5528003))
+# p. adm-lena: a high-risk sign-in, then a Security Administrator activation request 20 min later
+#    Her morning activation is the first one of the day: activation.first_time starts learning there.
+INCIDENT_P_MORNING: tuple[Clock, Clock] = ((7, 1, 30.6472190), (7, 2, 5.9120385))
+INCIDENT_P_RISKY_SIGNIN: tuple[str, Clock] = ("6f0d2c8e-93b1-4a57-8e2c-51d4b7a90c13", (17, 8, 21.6604410))
+INCIDENT_P_REQUEST: Clock = (17, 28, 40.3117905)
+# q. adm-nora's Global Administrator request waits 50 min for approval; adm-hugo's never gets one
+INCIDENT_Q_LATE: tuple[Clock, float] = ((15, 2, 30.5519046), 3011.0)  # (request, approver's delay in s)
+INCIDENT_Q_UNDECIDED: Clock = (17, 41, 12.0886301)
+# r. adm-victor approves his own Global Administrator request
+INCIDENT_R_SELF_APPROVED: tuple[Clock, float] = ((16, 40, 5.7718245), 166.4)
+# s. adm-peggy issues a Temporary Access Pass to adm-judy (User Administrator since 12:40)
+INCIDENT_S_TAP: Clock = (14, 31, 26.1903377)
+# t. adm-niaj activates the Intune Administrator directory role for the first time (after the demo
+#    config's 11-hour learning period of activation.first_time, which starts at 07:02:05)
+INCIDENT_T_FIRST_TIME: tuple[Clock, Clock] = ((18, 21, 9.4417730), (18, 21, 47.8093362))
+
+
 # --- time helpers ---------------------------------------------------------------------------------
 def at(h: int, m: int, s: float = 0.0) -> int:
     """Ticks since BASE for a wall-clock time on the demo day."""
@@ -641,6 +760,18 @@ ADMINS = (
     ("trudy", "Kane", 1, ("Global Administrator", "Privileged Role Administrator", "Security Administrator")),
     ("victor", "Osei", 0, ("Privileged Role Administrator", "Global Administrator")),
     ("walter", "Brooks", 3, ("Privileged Role Administrator",)),
+    # Admins of the incidents and look-alikes added for the assignment, approval and credential
+    # detectors (incidents e-t); the background PIM traffic leaves them alone.
+    ("chuck", "Wagner", 1, ("Privileged Role Administrator",)),
+    ("faythe", "Olsen", 3, ("Privileged Role Administrator",)),
+    ("wendy", "Castillo", 0, ("Privileged Role Administrator",)),
+    ("uma", "Perera", 4, ("Privileged Role Administrator",)),
+    ("xavier", "Duval", 7, ()),
+    ("yasmin", "Haddad", 3, ("Exchange Administrator",)),
+    ("quentin", "Roux", 7, ("SharePoint Administrator", "Exchange Administrator")),
+    ("lena", "Vogel", 5, ("User Administrator", "Security Administrator")),
+    ("nora", "Lindgren", 4, ("Global Administrator",)),
+    ("hugo", "Marchetti", 2, ("Security Administrator",)),
 )
 APPROVERS = ("peggy", "victor", "walter")
 
@@ -652,6 +783,9 @@ class Demo:
         self.role_objects = {name: self.uuid() for name in ROLES}  # tenant-specific directory role objects
         self.people: list[Person] = []
         self.admins: dict[str, Person] = {}
+        # Users who get a privileged role in the demo day: the background leaves their credentials
+        # alone (a method change of a privileged principal is credentials.privileged_changed's business).
+        self.quiet: set[str] = set()
         self._make_people()
 
     # --- small helpers -----------------------------------------------------------------------------
@@ -789,7 +923,11 @@ class Demo:
         ip: str | None = None,
         break_glass: bool = False,
         admin: bool = False,
+        risk: tuple[str, list[str]] | None = None,
+        mfa_method: str | None = None,
     ) -> Record:
+        """One user sign-in (sample 05). ``risk`` = (riskLevelDuringSignIn, riskEventTypes_v2) of an
+        Identity Protection detection; ``mfa_method`` overrides the second factor of an admin sign-in."""
         r = self.rng
         sid = sid or self.signin_id()
         corr = self.uuid()
@@ -840,7 +978,7 @@ class Demo:
                     )
                 ]
             else:
-                mfa_method = (
+                mfa_method = mfa_method or (
                     "Passkey (Microsoft Authenticator)"
                     if admin
                     else r.choice(
@@ -870,6 +1008,8 @@ class Demo:
                 ]
         else:
             requirement = r.choice(("singleFactorAuthentication", "multiFactorAuthentication"))
+            if admin:  # an admin's refresh token carries the MFA claim of its phishing-resistant sign-in
+                requirement = "multiFactorAuthentication"
             ca_status = "failure" if code == 53003 else "success"
             policies = self._ca(user, "blocked" if code == 53003 else "success", admin)
             steps = [
@@ -880,6 +1020,9 @@ class Demo:
                     "Primary authentication",
                 )
             ]
+        if risk is None and break_glass and interactive:
+            risk = ("medium", ["unfamiliarFeatures"])
+        risk_level, risk_events = risk or ("none", [])
         status: Record = {"errorCode": code}
         if not ok:
             status.update(
@@ -932,11 +1075,11 @@ class Demo:
             else [],
             "processingTimeInMilliseconds": r.randrange(40, 900 if interactive else 180),
             "riskDetail": "none",
-            "riskLevelAggregated": "medium" if break_glass and interactive else "none",
-            "riskLevelDuringSignIn": "medium" if break_glass and interactive else "none",
-            "riskState": "atRisk" if break_glass and interactive else "none",
+            "riskLevelAggregated": risk_level,
+            "riskLevelDuringSignIn": risk_level,
+            "riskState": "atRisk" if risk_level != "none" else "none",
             "riskEventTypes": [],
-            "riskEventTypes_v2": ["unfamiliarFeatures"] if break_glass and interactive else [],
+            "riskEventTypes_v2": risk_events,
             "resourceDisplayName": app[2],
             "resourceId": app[3],
             "resourceTenantId": TENANT_ID,
@@ -1231,7 +1374,7 @@ class Demo:
 
     def background_audit(self) -> None:
         r = self.rng
-        users = self.people[:300]
+        users = [u for u in self.people[:300] if u.id not in self.quiet]
         helpdesk = self.admins["heidi"]
         substrate = {
             "app": {
@@ -1242,7 +1385,7 @@ class Demo:
             }
         }
         groups = [
-            (self.uuid(), n)
+            (fixed_guid(f"group:{n}"), n)
             for n in (
                 "All Staff",
                 "Sales EMEA",
@@ -1559,8 +1702,13 @@ class Demo:
         activity: str | None = None,
         group: tuple[str, str] | None = None,
         late_s: float = 0.0,
+        initiator: Person | None = None,
+        corr: str | None = None,
+        pid: str | None = None,
     ) -> Record:
-        """The directory write that PIM performs, initiated by app MS-PIM (samples 01 and 10)."""
+        """The directory write that PIM performs, initiated by app MS-PIM (samples 01 and 10).
+
+        With ``initiator``, the same write made directly by an admin (outside PIM, sample 01)."""
         new, old = ("newValue", "oldValue") if add else ("oldValue", "newValue")
         user = adm.target()
         if group:
@@ -1608,10 +1756,14 @@ class Demo:
             activity,
             category,
             "Assign" if add else "Unassign",
-            {"app": dict(MS_PIM_APP)},
+            initiator.initiator() if initiator else {"app": dict(MS_PIM_APP)},
             targets,
+            corr=corr,
+            pid=pid,
             newer=True,
         )
+        if initiator is not None:
+            return self.audit(t, props, initiator.name, initiator.ip, late_s)
         return self.audit(t, props, "MS-PIM", None, late_s)
 
     def activation(
@@ -1631,11 +1783,21 @@ class Demo:
         late_s: float = 0.0,
         mirror_activity: str | None = None,
         justification_key: str = "Justification",
+        approve_after_s: float | None = None,
+        requested_ids: tuple[str, str] | None = None,
+        pending_ids: tuple[str, str] | None = None,
+        approved_ids: tuple[str, str] | None = None,
+        undecided: bool = False,
     ) -> tuple[Record, int, int]:
         """One full activation: request [-> approval] -> completed + Core Directory mirror -> end.
 
         ``end`` is "expire" (MS-PIM removal then "Azure AD PIM" expiry ~6 s later), "deactivate"
         (the user deactivates early) or "keep". Returns the completed record, its time and the end time.
+        ``approve_after_s`` fixes the approver's delay (default 2.5-15 min) and then the approval
+        request follows the request by a fixed 1.4 s; ``requested_ids``, ``pending_ids`` and
+        ``approved_ids`` fix the (correlationId, second GUID) of the requested, approval-requested and
+        approved records; ``undecided`` stops after the approval request (nobody acts on it): then the
+        approval-requested record and its time are returned.
         """
         r = self.rng
         role = MEMBER_ROLE if group else ROLES[role_name]
@@ -1675,11 +1837,13 @@ class Demo:
             ),
             category=category,
             group=group,
+            corr=requested_ids[0] if requested_ids else None,
+            other=requested_ids[1] if requested_ids else None,
         )
         t = t_request
         if approver is not None:
-            t += self.jitter(0.8, 2.5)
-            self.pim_record(
+            t += round(1.4187 * TICKS) if approve_after_s is not None else self.jitter(0.8, 2.5)
+            pending = self.pim_record(
                 t,
                 "Add member to role approval requested (PIM activation)",
                 role,
@@ -1691,8 +1855,12 @@ class Demo:
                 self.activation_details(role, start, hours, justification, adm, request_id),
                 category=category,
                 group=group,
+                corr=pending_ids[0] if pending_ids else None,
+                other=pending_ids[1] if pending_ids else None,
             )
-            t += self.jitter(150, 900)
+            if undecided:
+                return pending, t, t
+            t += round(approve_after_s * TICKS) if approve_after_s is not None else self.jitter(150, 900)
             self.pim_record(
                 t,
                 "Add member to role request approved (PIM activation)",
@@ -1705,6 +1873,8 @@ class Demo:
                 self.activation_details(role, start, hours, justification, approver, request_id),
                 category=category,
                 group=group,
+                corr=approved_ids[0] if approved_ids else None,
+                other=approved_ids[1] if approved_ids else None,
             )
         t_done = t_completed if t_completed is not None else t + self.jitter(30, 45)
         self.core_directory_role(
@@ -1999,17 +2169,21 @@ class Demo:
         return self.audit(t, props, actor.name, actor.ip)
 
     def background_pim(self) -> None:
-        """Ordinary PIM traffic of admins not involved in an incident (<= 2 activations, >= 75 min apart)."""
+        """Ordinary PIM traffic of admins not involved in an incident (<= 2 activations, >= 75 min apart).
+
+        Every request is made between 07:15 and 17:30 UTC, so that it completes (approval included)
+        inside the business hours of the demo config (07:00-19:00 UTC)."""
         r = self.rng
         a = self.admins
         approvers = [a[n] for n in APPROVERS]
         busy = {"grace", "ivan", "judy", "mallory", "trudy", "sybil", "oscar", "rupert"}
+        busy |= {"carol", "olivia", "peggy", "victor", "niaj"} | {short for short, *_ in ADMINS[21:]}
         first_deactivate = True
         for short, adm in a.items():
             if short in busy:
                 continue
             n = 1 if short in APPROVERS else r.choice((1, 2, 2))
-            t = at(6, 30) + self.jitter(0, 5 * 3600)
+            t = at(7, 15) + self.jitter(0, 4.5 * 3600)
             for k in range(n):
                 role_name = r.choice(adm.eligible)
                 approver = (
@@ -2031,7 +2205,7 @@ class Demo:
                 if short == "dave" and k == 0:  # tries to deactivate after 3 minutes: refused
                     self.removal_too_short(t_done + self.jitter(150, 210), adm, ROLES[role_name])
                 t = max(t_end, t_done + at(1, 15)) + self.jitter(600, 4 * 3600)
-                if t > at(21, 0):
+                if t > at(17, 30):
                     break
         # PIM for Groups: niaj becomes Member of the Tier-0 server admins group for an hour
         niaj = a["niaj"]
@@ -2309,9 +2483,9 @@ class Demo:
         """adm-sybil activates Privileged Role Administrator, then weakens GA and Tier-0 group settings."""
         a = self.admins
         sybil = a["sybil"]
-        self.admin_signin(sybil, self.t(19, 27, 30.1))
+        self.admin_signin(sybil, self.t(17, 37, 30.1))
         self.activation(
-            sybil, "Privileged Role Administrator", self.t(19, 30, 4.4), hours=1, approver=a["walter"]
+            sybil, "Privileged Role Administrator", self.t(17, 40, 4.4), hours=3, approver=a["walter"]
         )
         out = []
         for category, when, corr, other, reason in INCIDENT_D:
@@ -2335,6 +2509,701 @@ class Demo:
                     )
                 )
         return out
+
+    # --- issue 3: records for the assignment, approval, PIM-alert, CA and credential detectors --------
+    def assignment_details(
+        self,
+        role: Role,
+        start: int,
+        end: int | None,
+        justification: str,
+        actor: Person,
+        request_id: str,
+    ) -> list[Record]:
+        """additionalDetails of an admin's PIM assignment request (samples 02 and 03)."""
+        d: list[Record] = [
+            {"key": "RoleDefinitionOriginId", "value": role.template_id},
+            {"key": "RoleDefinitionOriginType", "value": "BuiltInRole"},
+            {"key": "TemplateId", "value": role.template_id},
+            {"key": "StartTime", "value": iso(start)},
+        ]
+        if end is not None:
+            d.append({"key": "ExpirationTime", "value": iso(end)})
+        d += [
+            {"key": "Justification", "value": justification},
+            {"key": "oid", "value": actor.id},
+            {"key": "tid", "value": TENANT_ID},
+            {"key": "wids", "value": f"{PRA_TEMPLATE},{DEFAULT_USER_WID}"},
+            {"key": "ipaddr", "value": actor.ip},
+            {"key": "RequestId", "value": request_id},
+        ]
+        return d
+
+    def pim_assignment(
+        self,
+        t: int,
+        actor: Person,
+        subject: Person,
+        role_name: str,
+        justification: str,
+        *,
+        eligible: bool,
+        hours: float | None,
+        ids: tuple[str, str] | None = None,
+        failure: str = "",
+    ) -> Record:
+        """An admin assigns a role through PIM: ``requested`` a few seconds before ``completed`` (samples
+        02/03); an active assignment also gets its Core Directory write by MS-PIM. ``hours`` None =
+        permanent. With ``failure``, only the request is logged, with result failure, at ``t``."""
+        role = ROLES[role_name]
+        span = "permanent" if hours is None else "timebound"
+        noun = "eligible member" if eligible else "member"
+        request_id = self.uuid()
+        end = None if hours is None else t + round(hours * 3600 * TICKS)
+        details = self.assignment_details(role, t, end, justification, actor, request_id)
+        requested = f"Add {noun} to role in PIM requested ({span})"
+        if failure:
+            return self.pim_record(
+                t, requested, role, actor, subject, request_id, "Update", failure, details, result="failure"
+            )
+        self.pim_record(
+            t - self.jitter(6, 15),
+            requested,
+            role,
+            actor,
+            subject,
+            request_id,
+            "Update",
+            justification,
+            details,
+        )
+        if not eligible:
+            self.core_directory_role(t - self.jitter(1, 3), subject, role, add=True)
+        return self.pim_record(
+            t,
+            f"Add {noun} to role in PIM completed ({span})",
+            role,
+            actor,
+            subject,
+            request_id,
+            "Update",
+            justification,
+            details,
+            corr=ids[0] if ids else None,
+            other=ids[1] if ids else None,
+        )
+
+    def outside_pim_record(self, t: int, subject: Person, role: Role, ids: tuple[str, str]) -> Record:
+        """PIM's per-assignment alert record for a role held outside PIM (entra-events.md §3.3, sample
+        11): AuditType RoleElevatedOutsidePimAlert, a new RoleAssignmentRequestId and a StartTime equal
+        to its own time at every scan, no Core Directory record alongside."""
+        rid = self.uuid()
+        details = [
+            {"key": "RoleDefinitionOriginId", "value": role.template_id},
+            {"key": "RoleDefinitionOriginType", "value": "BuiltInRole"},
+            {"key": "TemplateId", "value": role.template_id},
+            {"key": "StartTime", "value": iso(t)},
+            {"key": "AuditType", "value": "RoleElevatedOutsidePimAlert"},
+            {"key": "RoleAssignmentRequestId", "value": rid},
+        ]
+        return self.pim_record(
+            t,
+            "Add member to role outside of PIM (permanent)",
+            role,
+            None,
+            subject,
+            rid,
+            "Create",
+            "",
+            details,
+            corr=ids[0],
+            other=ids[1],
+        )
+
+    def pim_alert_record(
+        self,
+        t: int,
+        activity: str,
+        actor: Person | None,
+        alert: str,
+        definition: str,
+        ids: tuple[str, str] | None = None,
+    ) -> Record:
+        """A PIM alert record (Triggered / Resolve / Disable / Enable PIM alert): the alert is the first
+        target, named as the community pass-through rule reads it (targetResources[0].displayName)."""
+        corr, other = ids or (self.uuid(), self.uuid())
+        targets = [
+            {
+                "id": f"DirectoryRole_{TENANT_ID}_{definition}",
+                "displayName": alert,
+                "type": "Role",
+                "modifiedProperties": [],
+                "administrativeUnits": [],
+            },
+            {
+                "id": TENANT_ID,
+                "displayName": TENANT_NAME,
+                "type": "Directory",
+                "modifiedProperties": [],
+                "administrativeUnits": [],
+            },
+        ]
+        details: list[Record] = []
+        if actor is not None:
+            details = [
+                {"key": "oid", "value": actor.id},
+                {"key": "tid", "value": TENANT_ID},
+                {"key": "wids", "value": f"{ROLES['Global Administrator'].template_id},{DEFAULT_USER_WID}"},
+                {"key": "ipaddr", "value": actor.ip},
+            ]
+        props = {
+            "id": pim_id(corr, other, t),
+            "category": "RoleManagement",
+            "correlationId": corr,
+            "result": "success",
+            "resultReason": "",
+            "activityDisplayName": activity,
+            "activityDateTime": iso(t, zulu=False),
+            "loggedByService": "PIM",
+            "operationType": "Update",
+            "userAgent": None,
+            "initiatedBy": actor.initiator() if actor else {"user": dict(PIM_SYSTEM_USER)},
+            "targetResources": targets,
+            "additionalDetails": details,
+        }
+        return self.audit(t, props, actor.name if actor else "Azure AD PIM", actor.ip if actor else None)
+
+    @staticmethod
+    def ca_policy(
+        policy_id: str,
+        name: str,
+        state: str,
+        *,
+        roles: Sequence[str] = (),
+        groups: Sequence[str] = (),
+        grant: Record,
+        modified: str,
+        apps: Sequence[str] = ("All",),
+    ) -> Record:
+        """A conditionalAccessPolicy as Entra writes it into modifiedProperties (Graph v1.0 layout)."""
+        return {
+            "id": policy_id,
+            "displayName": name,
+            "createdDateTime": "2024-11-04T10:12:31.5520148+00:00",
+            "modifiedDateTime": modified,
+            "state": state,
+            "conditions": {
+                "applications": {
+                    "includeApplications": list(apps),
+                    "excludeApplications": [],
+                    "includeUserActions": [],
+                    "includeAuthenticationContextClassReferences": [],
+                    "applicationFilter": None,
+                },
+                "users": {
+                    "includeUsers": [],
+                    "excludeUsers": [BG_ADMIN01, BG_ADMIN02],
+                    "includeGroups": list(groups),
+                    "excludeGroups": [],
+                    "includeRoles": list(roles),
+                    "excludeRoles": [],
+                },
+                "locations": None,
+                "userRiskLevels": [],
+                "signInRiskLevels": [],
+                "clientAppTypes": ["all"],
+                "servicePrincipalRiskLevels": [],
+            },
+            "grantControls": grant,
+            "sessionControls": None,
+        }
+
+    def ca_policy_update(
+        self, t: int, actor: Person, old: Record, new: Record, corr: str, pid: str | None = None
+    ) -> Record:
+        """``Update conditional access policy`` (service Conditional Access, category Policy): the whole
+        policy before and after as JSON in the ``ConditionalAccessPolicy`` modified property."""
+        r = self.rng
+        tag = "".join(r.choice("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789") for _ in range(5))
+        target = {
+            "id": new["id"],
+            "displayName": new["displayName"],
+            "type": "Policy",
+            "modifiedProperties": [
+                {
+                    "displayName": "ConditionalAccessPolicy",
+                    "oldValue": json.dumps(old, separators=(",", ":")),
+                    "newValue": json.dumps(new, separators=(",", ":")),
+                }
+            ],
+            "administrativeUnits": [],
+        }
+        props = self.directory_props(
+            t,
+            "Update conditional access policy",
+            "Policy",
+            "Update",
+            actor.initiator(),
+            [target],
+            [{"key": "Category", "value": "Conditional Access"}],
+            corr=corr,
+            pid=pid or f"IPCGraph_{corr}_{tag}_{r.randrange(10**7, 10**8)}",
+            service="Conditional Access",
+        )
+        return self.audit(t, props, actor.name, actor.ip)
+
+    def tap_registered(
+        self, t: int, actor: Person, subject: Person, corr: str | None = None, pid: str | None = None
+    ) -> Record:
+        """An admin creates a Temporary Access Pass for a user (Authentication Methods, UserManagement)."""
+        props = self.directory_props(
+            t,
+            "Admin registered security info",
+            "UserManagement",
+            "Add",
+            actor.initiator(),
+            [subject.target()],
+            [{"key": "Method", "value": "Temporary Access Pass"}],
+            corr=corr,
+            pid=pid,
+            service="Authentication Methods",
+        )
+        props["resultReason"] = TAP_REASON
+        return self.audit(t, props, actor.name, actor.ip)
+
+    def make_person(self, label: str, upn: str, name: str, place: int = 3) -> Person:
+        return Person(
+            fixed_guid(f"user:{label}"), upn, name, PLACES[place], f"198.51.100.{10 + place * 3}", 0, ""
+        )
+
+    def incidents_e_to_m_assignments(self) -> None:
+        """Role assignments outside PIM and through it, PIM's alert records, root elevation, CA change."""
+        a = self.admins
+        chuck, peggy, victor, walter = a["chuck"], a["peggy"], a["victor"], a["walter"]
+        xavier, faythe, wendy, uma, olivia = a["xavier"], a["faythe"], a["wendy"], a["uma"], a["olivia"]
+        pra = ROLES["Privileged Role Administrator"]
+        svc = self.make_person("svc-mailflow", f"svc-mailflow@{DOMAIN}", "Mail Flow Service")
+        bg02 = Person(
+            BG_ADMIN02, "bg-admin02@contoso.onmicrosoft.com", "Emergency Access 02", PLACES[3], "", 0, ""
+        )
+        # f. PIM's ~2-hourly scan reports the legacy standing assignment until adm-peggy removes it.
+        for k, when in enumerate(INCIDENT_F_SCANS):
+            self.outside_pim_record(hms(when), svc, ROLES["Exchange Administrator"], planted(f"f{k}"))
+        # adm-peggy (Global Administrator for 8 h from ~09:30) cleans up during the day.
+        self.admin_signin(peggy, self.t(9, 14, 3.3))
+        self.activation(peggy, "Global Administrator", self.t(9, 17, 40.2), hours=8, approver=victor)
+        self.core_directory_role(
+            self.t(10, 48, 20.5), svc, ROLES["Exchange Administrator"], add=False, initiator=peggy
+        )
+        # e. adm-chuck: PRA activation (approved), the direct grant, then the alert is switched off.
+        self.admin_signin(chuck, self.t(9, 52, 30.8))
+        self.activation(chuck, "Privileged Role Administrator", self.t(9, 55, 2.6), hours=2, approver=victor)
+        everyday = chuck.admin_of
+        assert everyday is not None
+        corr, _ = planted("e-add")
+        self.core_directory_role(
+            hms(INCIDENT_E_ADD),
+            everyday,
+            pra,
+            add=True,
+            initiator=chuck,
+            corr=corr,
+            pid=f"Directory_{corr}_CHK7Q_538120447",
+        )
+        self.pim_alert_record(
+            hms(INCIDENT_E_DISABLE),
+            "Disable PIM alert",
+            chuck,
+            OUTSIDE_PIM_ALERT,
+            OUTSIDE_PIM_DEFINITION,
+            planted("e-disable"),
+        )
+        # ... adm-peggy removes the grant and switches the alert back on (look-alike: Enable PIM alert).
+        self.core_directory_role(self.t(15, 12, 8.1), everyday, pra, add=False, initiator=peggy)
+        self.pim_alert_record(
+            self.t(15, 20, 45.9), "Enable PIM alert", peggy, OUTSIDE_PIM_ALERT, OUTSIDE_PIM_DEFINITION
+        )
+        # g. permanent Global Administrator for adm-xavier; the same for bg-admin02 (look-alike: break-glass
+        #    accounts are permanent Global Administrators by design).
+        self.pim_assignment(
+            hms(INCIDENT_G_PERMANENT),
+            peggy,
+            xavier,
+            "Global Administrator",
+            "Tenant migration project, temporary",
+            eligible=False,
+            hours=None,
+            ids=planted("g-permanent"),
+        )
+        self.pim_assignment(
+            hms(INCIDENT_G_BREAK_GLASS),
+            peggy,
+            bg02,
+            "Global Administrator",
+            "Quarterly break-glass review: re-create the permanent assignment",
+            eligible=False,
+            hours=None,
+            ids=planted("g-break-glass"),
+        )
+        # j. PIM's next scans notice the extra Global Administrator; adm-peggy resolves it in between.
+        self.pim_alert_record(
+            hms(INCIDENT_J_TRIGGERED[0]),
+            "Triggered PIM alert",
+            None,
+            TOO_MANY_GA_ALERT,
+            TOO_MANY_GA_DEFINITION,
+            planted("j0"),
+        )
+        self.pim_alert_record(
+            self.t(13, 2, 18.6), "Resolve PIM alert", peggy, TOO_MANY_GA_ALERT, TOO_MANY_GA_DEFINITION
+        )
+        self.pim_alert_record(
+            hms(INCIDENT_J_TRIGGERED[1]),
+            "Triggered PIM alert",
+            None,
+            TOO_MANY_GA_ALERT,
+            TOO_MANY_GA_DEFINITION,
+            planted("j1"),
+        )
+        # h. adm-xavier elevates to User Access Administrator at the Azure root ...
+        self.admin_signin(xavier, self.t(11, 31, 50.2))
+        t = hms(INCIDENT_H_ELEVATE)
+        corr, _ = planted("h-elevate")
+        props = self.directory_props(
+            t,
+            ELEVATE_ACCESS,
+            "AzureRBACRoleManagementElevateAccess",
+            "Assign",
+            xavier.initiator(),
+            [xavier.target()],
+            [],
+            corr=corr,
+            pid=fixed_guid("planted:h-elevate:id"),
+            service="Azure RBAC (Elevated Access)",
+        )
+        self.audit(t, props, xavier.name, xavier.ip)
+        # i. ... and puts CA003 (phishing-resistant MFA for admin roles) in report-only mode.
+        admin_roles = [ROLES[n].template_id for n in ROLES if n != "Reports Reader"]
+        strength = {
+            "operator": "OR",
+            "builtInControls": [],
+            "customAuthenticationFactors": [],
+            "termsOfUse": [],
+            "authenticationStrength": {
+                "id": "00000000-0000-0000-0000-000000000004",
+                "displayName": "Phishing-resistant MFA",
+            },
+        }
+        ca3_id, ca3_name = CA_POLICIES[2][0], CA_POLICIES[2][1]
+        old = self.ca_policy(
+            ca3_id,
+            ca3_name,
+            "enabled",
+            roles=admin_roles,
+            grant=strength,
+            modified="2025-10-21T14:03:12.1043377+00:00",
+        )
+        new = dict(
+            old,
+            state="enabledForReportingButNotEnforced",
+            modifiedDateTime=iso(hms(INCIDENT_I_CA), zulu=False),
+        )
+        corr = planted("i-ca")[0]
+        self.ca_policy_update(hms(INCIDENT_I_CA), xavier, old, new, corr, f"IPCGraph_{corr}_K3M8R_73310596")
+        # Look-alikes: adm-olivia (Security Administrator) edits a policy that targets a user group only,
+        # and renames a pilot policy.
+        self.admin_signin(olivia, self.t(9, 26, 11.4))
+        self.activation(olivia, "Security Administrator", self.t(9, 29, 35.0), hours=4, approver=walter)
+        mfa = {
+            "operator": "OR",
+            "builtInControls": ["compliantDevice"],
+            "customAuthenticationFactors": [],
+            "termsOfUse": [],
+        }
+        e5 = fixed_guid("group:M365 E5 Licensed")
+        ca4_id, ca4_name = CA_POLICIES[3][0], CA_POLICIES[3][1]
+        t = self.t(9, 52, 41.7)
+        old = self.ca_policy(
+            ca4_id,
+            ca4_name,
+            "enabled",
+            groups=[e5],
+            grant=mfa,
+            modified="2025-12-02T08:44:09.6630918+00:00",
+            apps=["Office365"],
+        )
+        new = dict(old, state="enabledForReportingButNotEnforced", modifiedDateTime=iso(t, zulu=False))
+        self.ca_policy_update(t, olivia, old, new, self.uuid())
+        pilot_id = fixed_guid("ca:CA010")
+        block = {
+            "operator": "OR",
+            "builtInControls": ["block"],
+            "customAuthenticationFactors": [],
+            "termsOfUse": [],
+        }
+        t = self.t(10, 10, 3.2)
+        old = self.ca_policy(
+            pilot_id,
+            "CA010: Block legacy clients (pilot)",
+            "enabledForReportingButNotEnforced",
+            roles=admin_roles,
+            grant=block,
+            modified="2026-02-17T16:20:55.0918812+00:00",
+        )
+        new = dict(
+            old,
+            displayName="CA010: Block legacy authentication for admins (pilot)",
+            modifiedDateTime=iso(t, zulu=False),
+        )
+        self.ca_policy_update(t, olivia, old, new, self.uuid())
+        # k. adm-faythe (PRA from ~13:30): a Reports Reader eligibility for a new starter (not privileged),
+        #    a refused Security Administrator request (too long), then a guest made eligible for
+        #    Application Administrator.
+        self.admin_signin(faythe, self.t(13, 20, 40.9))
+        self.activation(
+            faythe, "Privileged Role Administrator", self.t(13, 23, 9.3), hours=4, approver=walter
+        )
+        starter, analyst = self.people[140], self.people[141]
+        self.quiet |= {self.people[k].id for k in (120, 121, 122, 123, 124, 150, 151, 152)}
+        self.pim_assignment(
+            self.t(13, 52, 10.4),
+            faythe,
+            starter,
+            "Reports Reader",
+            "New starter, reporting team",
+            eligible=True,
+            hours=180 * 24,
+        )
+        self.pim_assignment(
+            self.t(14, 3, 33.8),
+            faythe,
+            analyst,
+            "Security Administrator",
+            "SOC rotation",
+            eligible=True,
+            hours=365 * 24,
+            failure="RoleAssignmentRequestPolicyValidationFailed: The following policy rules failed: "
+            '["ExpirationRule"]',
+        )
+        guest = self.make_person(
+            "guest:nadia.khan",
+            "nadia.khan_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+            "Nadia Khan (Fabrikam)",
+        )
+        self.pim_assignment(
+            hms(INCIDENT_K_GUEST),
+            faythe,
+            guest,
+            "Application Administrator",
+            "Fabrikam SSO integration, ticket CHG204511",
+            eligible=True,
+            hours=30 * 24,
+            ids=planted("k-guest"),
+        )
+        # Look-alike for l: adm-faythe makes 3 people eligible for User Administrator within 24 minutes.
+        for k, t_done in enumerate((self.t(16, 20, 2.5), self.t(16, 31, 48.0), self.t(16, 44, 13.9))):
+            self.pim_assignment(
+                t_done,
+                faythe,
+                self.people[150 + k],
+                "User Administrator",
+                "Regional IT support",
+                eligible=True,
+                hours=90 * 24,
+            )
+        # l. adm-wendy (PRA) makes 5 service-desk staff eligible for Helpdesk Administrator.
+        self.admin_signin(wendy, self.t(15, 22, 5.1))
+        self.activation(
+            wendy, "Privileged Role Administrator", self.t(15, 24, 50.6), hours=2, approver=victor
+        )
+        for k, when in enumerate(INCIDENT_L_BULK):
+            self.pim_assignment(
+                hms(when),
+                wendy,
+                self.people[120 + k],
+                "Helpdesk Administrator",
+                "Service desk onboarding, CHG204733",
+                eligible=True,
+                hours=365 * 24,
+                ids=planted(f"l{k}"),
+            )
+        # m. adm-uma (PRA) makes herself an active Intune Administrator for 8 hours.
+        self.admin_signin(uma, self.t(16, 38, 12.0))
+        self.activation(uma, "Privileged Role Administrator", self.t(16, 41, 0.7), hours=1, approver=walter)
+        self.pim_assignment(
+            hms(INCIDENT_M_SELF),
+            uma,
+            uma,
+            "Intune Administrator",
+            "Autopilot profile fix",
+            eligible=False,
+            hours=8,
+            ids=planted("m-self"),
+        )
+
+    def incidents_n_to_s_activations(self) -> None:
+        """Activation patterns, approvals and a Temporary Access Pass."""
+        a = self.admins
+        victor, walter, peggy = a["victor"], a["walter"], a["peggy"]
+        # n. adm-yasmin: Exchange Administrator 3 times in 2 h 24 min, 30 minutes each time.
+        yasmin = a["yasmin"]
+        for k, (requested, completed) in enumerate(INCIDENT_N_ACTIVATIONS):
+            corr, other = planted(f"n{k}")
+            self.admin_signin(yasmin, hms(requested) - self.jitter(100, 200))
+            self.activation(
+                yasmin,
+                "Exchange Administrator",
+                hms(requested),
+                hours=0.5,
+                t_completed=hms(completed),
+                corr=corr,
+                other=other,
+                justification="Mail flow rule changes, CHG204620",
+            )
+        # Look-alike: adm-carol activates SharePoint Administrator twice, 2 h 20 min apart.
+        carol = a["carol"]
+        for when in (self.t(9, 10, 44.2), self.t(11, 31, 2.9)):
+            self.admin_signin(carol, when - self.jitter(90, 200))
+            self.activation(carol, "SharePoint Administrator", when, hours=1)
+        # o. adm-quentin activates SharePoint Administrator at 23:10 (he already did at 08:14: not a
+        #    first activation).
+        quentin = a["quentin"]
+        when = self.t(8, 14, 2.2)
+        self.admin_signin(quentin, when - self.jitter(100, 200))
+        self.activation(quentin, "SharePoint Administrator", when, hours=1)
+        (requested, completed) = INCIDENT_O_OFF_HOURS
+        corr, other = planted("o-night")
+        self.admin_signin(quentin, hms(requested) - self.jitter(150, 260))
+        self.activation(
+            quentin,
+            "SharePoint Administrator",
+            hms(requested),
+            hours=1,
+            t_completed=hms(completed),
+            corr=corr,
+            other=other,
+            justification="Site collection restore",
+        )
+        # p. adm-lena: a normal morning activation; in the afternoon two MFA denials, then a high-risk
+        #    sign-in (MFA approved) and, 20 minutes later, a Security Administrator request.
+        lena = a["lena"]
+        (requested, completed) = INCIDENT_P_MORNING
+        self.admin_signin(lena, hms(requested) - self.jitter(120, 200))
+        corr, other = planted("p-morning")
+        self.activation(
+            lena,
+            "User Administrator",
+            hms(requested),
+            hours=2,
+            t_completed=hms(completed),
+            corr=corr,
+            other=other,
+            justification="Starter accounts for the Berlin office",
+        )
+        risky_ip, (sid, risky_at) = "203.0.113.66", INCIDENT_P_RISKY_SIGNIN
+        for k in range(2):
+            tf = hms(risky_at) - at(0, 5 - 2 * k) - self.jitter(0, 20)
+            self.emit(
+                self.signin(
+                    lena,
+                    tf,
+                    interactive=True,
+                    app=AZURE_PORTAL,
+                    admin=True,
+                    ip=risky_ip,
+                    code=500121,
+                    reason="Authentication failed during strong authentication request.",
+                    mfa_method="Mobile app notification",
+                ),
+                tf,
+            )
+        t = hms(risky_at)
+        self.emit(
+            self.signin(
+                lena,
+                t,
+                interactive=True,
+                app=AZURE_PORTAL,
+                admin=True,
+                ip=risky_ip,
+                sid=sid,
+                risk=("high", ["maliciousIPAddress", "unfamiliarFeatures"]),
+                mfa_method="Mobile app notification",
+            ),
+            t,
+        )
+        self.activation(
+            lena,
+            "Security Administrator",
+            hms(INCIDENT_P_REQUEST),
+            hours=2,
+            approver=walter,
+            justification="Review alert SEC-4471",
+            requested_ids=planted("p-risky"),
+        )
+        # q. adm-nora's Global Administrator request: approved only after 50 minutes ...
+        nora = a["nora"]
+        (requested, delay) = INCIDENT_Q_LATE
+        self.admin_signin(nora, hms(requested) - self.jitter(120, 240))
+        self.activation(
+            nora,
+            "Global Administrator",
+            hms(requested),
+            hours=2,
+            approver=victor,
+            approve_after_s=delay,
+            pending_ids=planted("q-late-pending"),
+            approved_ids=planted("q-late-approved"),
+            justification="Licensing true-up with Microsoft, CHG204650",
+        )
+        # ... and adm-hugo's Security Administrator request: nobody decides before midnight.
+        hugo = a["hugo"]
+        self.admin_signin(hugo, hms(INCIDENT_Q_UNDECIDED) - self.jitter(120, 240))
+        self.activation(
+            hugo,
+            "Security Administrator",
+            hms(INCIDENT_Q_UNDECIDED),
+            hours=4,
+            approver=walter,
+            undecided=True,
+            approve_after_s=0,
+            pending_ids=planted("q-undecided"),
+            justification="Defender incident 8812 follow-up",
+        )
+        # r. adm-victor approves his own Global Administrator request.
+        (requested, delay) = INCIDENT_R_SELF_APPROVED
+        self.admin_signin(victor, hms(requested) - self.jitter(120, 240))
+        self.activation(
+            victor,
+            "Global Administrator",
+            hms(requested),
+            hours=1,
+            approver=victor,
+            approve_after_s=delay,
+            approved_ids=planted("r-self-approved"),
+            justification="Emergency fix for federation settings",
+        )
+        # t. adm-niaj activates the Intune Administrator directory role for the first time (so far only the
+        #    Member role of PIM-Tier0-Server-Admins, in background_pim).
+        niaj = a["niaj"]
+        (requested, completed) = INCIDENT_T_FIRST_TIME
+        self.admin_signin(niaj, hms(requested) - self.jitter(120, 200))
+        corr, other = planted("t-first")
+        self.activation(
+            niaj,
+            "Intune Administrator",
+            hms(requested),
+            hours=1,
+            t_completed=hms(completed),
+            corr=corr,
+            other=other,
+            justification="Autopilot deployment profile for the London office",
+        )
+        # s. adm-peggy issues a Temporary Access Pass to adm-judy (User Administrator since 12:40).
+        corr = planted("s-tap")[0]
+        self.tap_registered(hms(INCIDENT_S_TAP), peggy, a["judy"], corr, f"Directory_{corr}_TAP4W_601783377")
+        # Look-alike: adm-heidi (Helpdesk) issues one to a new starter (an ordinary user).
+        self.tap_registered(self.t(10, 15, 40.3), a["heidi"], self.people[140])
 
     # --- drift, duplicates, output -----------------------------------------------------------------
     def duplicate(self, record: Record, after_s: float) -> None:
@@ -2376,6 +3245,8 @@ class Demo:
         self.incident_b_burst()
         self.incident_c_denials()
         self.incident_d_settings()
+        self.incidents_e_to_m_assignments()
+        self.incidents_n_to_s_activations()
         self.near_misses()
         self.background_pim()
         self.background_signins()
