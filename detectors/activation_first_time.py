@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pimwatch.activities import ACTIVATION_COMPLETED
+from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END
 from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
+from pimwatch.detector import Case, Detector, Hit, Resolve, Skip, State
 from pimwatch.event import Event
+from pimwatch.lifecycle import activation_key, ended, with_end
 from pimwatch.testing import pim, user
 from pimwatch.timeutil import iso, parse_time
 
@@ -30,13 +31,15 @@ DETECTOR = Detector(
     mitre=("T1078.004",),
     anchors=("Sentinel (new role activation, 14 d)",),
     kinds=("audit",),
-    activities=frozenset({ACTIVATION_COMPLETED}),
+    activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
     params={"lookback_days": 14, "learning_hours": 336, "suppress_minutes": 1440},
     ordered=True,
 )
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
+    if event.activity in ACTIVATION_END:
+        return ended(event, state, DETECTOR)  # the role is no longer active: resolved
     if event.failed:
         return None
     who = event.target if (event.target.id or event.target.upn) else event.actor
@@ -59,13 +62,14 @@ def detect(event: Event, state: State) -> Hit | None:
     label = event.role_name or event.role_id
     if event.scope_type in ("group", "resource"):
         label = f"{label} ({event.scope_name or event.scope_id})"
-    return DETECTOR.alert(
+    hit = DETECTOR.alert(
         event,
-        key=(who.id or who.upn, role, event.scope_id),
+        key=activation_key(event),
         title=f"{who.label()} activated {label} for the first time in {days} days",
         context={"role": event.role_name, "role_id": event.role_id, "justification": event.justification},
         principal=who,
     )
+    return with_end(hit, event, state, DETECTOR)
 
 
 ALICE = user("adm-alice")
@@ -97,6 +101,22 @@ CASES = [
                 "context": {"role_id": EXO[1]},
             }
         ],
+        LEARN,
+    ),
+    Case(
+        "resolved when the activation is deactivated early",
+        [
+            _act(ALICE, "2026-03-01T09:00:00Z"),
+            _act(ALICE, "2026-03-05T10:00:00Z", EXO),
+            pim(
+                "Remove member from role completed (PIM deactivate)",
+                "2026-03-05T10:30:00Z",
+                ALICE,
+                principal=ALICE,
+                role=EXO,
+            ),
+        ],
+        [{"status": "resolved", "resolved_at": "2026-03-05T10:30:00.000000Z"}],
         LEARN,
     ),
     Case(

@@ -28,11 +28,12 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pimwatch.activities import ACTIVATION_COMPLETED
+from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END
 from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, ParamValue, Skip, State
+from pimwatch.detector import Case, Detector, Hit, ParamValue, Resolve, Skip, State
 from pimwatch.event import Event
-from pimwatch.testing import directory, guid, pim, user
+from pimwatch.lifecycle import activation_key, ended, with_end
+from pimwatch.testing import PIM_SYSTEM, directory, guid, pim, user
 from pimwatch.timeutil import iso
 
 DETECTOR = Detector(
@@ -47,7 +48,7 @@ DETECTOR = Detector(
     anchors=("Sentinel (hunting)", "Microsoft security operations guide", "Sigma (deprecated)"),
     mitre=("T1078.004",),
     kinds=("audit",),
-    activities=frozenset({ACTIVATION_COMPLETED}),
+    activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
     params={
         "suppress_minutes": 0,
         "timezone": "UTC",
@@ -135,7 +136,9 @@ def _listed(values: object, *candidates: str | None) -> bool:
     return any(c is not None and c.lower() in wanted for c in candidates)
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
+    if event.activity in ACTIVATION_END:
+        return ended(event, state, DETECTOR)  # the role is no longer active: resolved
     if event.activity != ACTIVATION_COMPLETED or event.result not in (None, "success"):
         return None
     cal = _calendar(state)
@@ -172,13 +175,8 @@ def detect(event: Event, state: State) -> Hit | None:
         "request_id": event.request_id,
         "initiated_by": event.actor.as_alert() | {"ip": event.actor.ip},
     }
-    return DETECTOR.alert(
-        event,
-        key=(who.id or who.upn, event.role_id or role, event.scope_id),
-        title=title,
-        context=context,
-        principal=who,
-    )
+    hit = DETECTOR.alert(event, key=activation_key(event), title=title, context=context, principal=who)
+    return with_end(hit, event, state, DETECTOR)
 
 
 def _when(local: datetime) -> str:
@@ -219,7 +217,19 @@ def _mirror(
     return directory("Add member to role", at, "MS-PIM", who, role=role)
 
 
+def _end(who: tuple[str, str | None, str | None], at: str, role: tuple[str, str] = GA) -> dict[str, object]:
+    return pim("Remove member from role (PIM activation expired)", at, PIM_SYSTEM, principal=who, role=role)
+
+
 CASES = [
+    Case(
+        "the alert is resolved when the activation expires",
+        [
+            _act(NINA, "2026-03-10T23:10:00Z"),
+            _end(NINA, "2026-03-11T01:10:00Z"),
+        ],
+        [{"status": "resolved", "resolved_at": "2026-03-11T01:10:00.000000Z", "count": 1}],
+    ),
     Case(
         "a weekday activation at 23:40 UTC, with its MS-PIM mirror and a duplicate: one alert",
         [

@@ -97,6 +97,11 @@ PIM_ACTIVITIES: frozenset[str] = frozenset(
     }
 )
 
+# The end of an activation: it expired, or the principal deactivated early (§3.1).
+ACTIVATION_END: frozenset[str] = frozenset(
+    {ACTIVATION_ENDED, "Remove member from role completed (PIM deactivate)"}
+)
+
 # Every activity a failed or refused activation request can be logged under (§3.2).
 ACTIVATION_REQUEST_ACTIVITIES: frozenset[str] = frozenset(
     {a for a in PIM_ACTIVITIES if "(PIM activation)" in a} | {ACTIVATION_EXPIRED_REQUEST}

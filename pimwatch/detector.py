@@ -224,7 +224,9 @@ class State:
 
 
 class DetectFn(Protocol):
-    def __call__(self, event: Event, state: State) -> Hit | Resolve | None: ...
+    """``detect(event, state)``: a hit, a resolution, both (a list), or None."""
+
+    def __call__(self, event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None: ...
 
 
 class TickFn(Protocol):

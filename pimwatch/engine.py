@@ -106,8 +106,10 @@ class Engine:
                 self.stats.detector_errors[det_id] += 1
                 log.exception("detector %s failed on record %s", det_id, event.id)
                 continue
-            if result is not None:
-                self._outcome(active, result, (event.time, event.id))
+            if result is None:
+                continue
+            for one in result if isinstance(result, (list, tuple)) else (result,):
+                self._outcome(active, one, (event.time, event.id))
 
     def tick(self, now: datetime) -> None:
         """Let clock-driven detectors raise what is due at ``now`` (the watermark in replay)."""

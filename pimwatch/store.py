@@ -192,8 +192,13 @@ class SqliteStore:
         return "updated"
 
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
+        # The key itself, or the key plus the record id the engine appends when suppress_minutes
+        # is 0; and only alerts that began before the closing record.
+        like = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "|%"
         rows = self._db.execute(
-            "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status='open'", (detector, key)
+            "SELECT doc FROM outbox WHERE detector=? AND status='open' AND first_seen <= ?"
+            " AND (akey=? OR (akey LIKE ? ESCAPE '\\' AND instr(substr(akey, ?), '|') = 0))",
+            (detector, at, key, like, len(key) + 2),
         ).fetchall()
         done = []
         for (doc,) in rows:

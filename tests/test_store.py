@@ -98,3 +98,26 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
 def test_unopenable_state_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot open state file"):
         SqliteStore(str(tmp_path / "no" / "such" / "dir" / "s.db"))
+
+
+def test_resolve_matches_the_key_or_the_key_and_one_record_id_and_only_earlier_alerts(
+    store: SqliteStore,
+) -> None:
+    def put(aid: str, key: str, first: str) -> None:
+        a = _alert([(first, aid)])
+        a.id, a.key = aid, key
+        store.merge_alert(a)
+
+    put("exact", "p|r", "2026-03-10T10:00:00Z")
+    put("per-record", "p|r|PIM_Record_1", "2026-03-10T10:00:00Z")
+    put("longer-key", "p|r|x|PIM_Record_2", "2026-03-10T10:00:00Z")
+    put("other", "p|rr", "2026-03-10T10:00:00Z")
+    put("later", "p|r|PIM_Record_3", "2026-03-10T13:00:00Z")
+    put("like-chars", "p_r", "2026-03-10T10:00:00Z")
+    assert sorted(store.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z")) == ["exact", "per-record"]
+    assert store.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == []  # already resolved
+    resolved = store.get_alert("exact")
+    assert resolved is not None and (resolved.status, resolved.resolved_at) == (
+        "resolved",
+        "2026-03-10T12:00:00Z",
+    )

@@ -1,0 +1,47 @@
+"""The end of an activation closes the alerts raised by its start.
+
+An alert about an activation (off hours, first time) stops being actionable when the role is no
+longer active: ``Remove member from role (PIM activation expired)`` or ``... completed (PIM
+deactivate)``. A detector that wants this keys its alerts with :func:`activation_key`, declares
+:data:`pimwatch.activities.ACTIVATION_END` among its activities, and lets :func:`ended` and
+:func:`with_end` produce the resolutions — in either arrival order: an end that arrives first is
+remembered, and the alert is then created already resolved.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from pimwatch.activities import ACTIVATION_END
+from pimwatch.detector import Detector, Hit, Resolve, State
+from pimwatch.event import Event
+
+LONGEST_ACTIVATION = timedelta(hours=24)  # PIM's maximum activation duration
+
+
+def activation_key(event: Event) -> tuple[str | None, ...]:
+    """(principal, role template id or name, scope): the same for an activation and its end."""
+    who = event.target if (event.target.id or event.target.upn) else event.actor
+    return (who.id or who.upn, event.role_id or event.role_name, event.scope_id)
+
+
+def _memo(key: tuple[str | None, ...]) -> str:
+    return "ended:" + "|".join((k or "").lower() for k in key)
+
+
+def ended(event: Event, state: State, detector: Detector) -> Resolve | None:
+    """For an end-of-activation record: remember it and resolve the open alerts of its activation."""
+    if event.activity not in ACTIVATION_END or event.failed:
+        return None
+    key = activation_key(event)
+    state.add(_memo(key), event.id, event.time)
+    return detector.resolve(key=key, at=event.time)
+
+
+def with_end(hit: Hit, event: Event, state: State, detector: Detector) -> Hit | list[Hit | Resolve]:
+    """The hit for an activation, plus its resolution when its end has already been seen."""
+    key = activation_key(event)
+    ends = state.members(_memo(key), event.time, event.time + LONGEST_ACTIVATION)
+    if not ends:
+        return hit
+    return [hit, detector.resolve(key=key, at=datetime.fromtimestamp(ends[0].at, UTC))]
