@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.assignment_privileged import (
+from detectors._assignments import (
     DIRECTORY_ADDS,
     DIRECTORY_REMOVES,
     PIM_ASSIGNED,

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.assignment_privileged import (
+from detectors._assignments import (
     AU_SCOPED,
     DIRECTORY_ADDS,
     OUTSIDE_PIM_ALERT,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.assignment_privileged import (
+from detectors._assignments import (
     DIRECTORY_ADDS,
     PIM_ASSIGNED,
     PIM_INITIATORS,

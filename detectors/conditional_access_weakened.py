@@ -38,10 +38,10 @@ from typing import Any
 
 import orjson
 
-from detectors.pim_alert_tampering import targets
 from pimwatch.alerts import Severity
 from pimwatch.detector import DEFAULT_PRIVILEGED_ROLES, Case, Detector, Hit, Settings, Skip, State
 from pimwatch.event import Event
+from pimwatch.normalize import targets
 from pimwatch.testing import directory, guid, user
 
 UPDATE = "Update conditional access policy"

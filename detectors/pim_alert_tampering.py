@@ -22,15 +22,13 @@ pass-through rule reads ``targetResources[0].displayName``); :func:`named_target
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
-
-import orjson
 
 from pimwatch.alerts import Severity
 from pimwatch.detector import Case, Detector, Hit, Skip, State
 from pimwatch.event import Event
-from pimwatch.testing import TENANT, guid, pim, user
+from pimwatch.normalize import named_target
+from pimwatch.testing import guid, pim, pim_alert, user
 
 DISABLE = "Disable PIM alert"
 DEACTIVATE = "Deactivate PIM alert"
@@ -64,35 +62,6 @@ DETECTOR = Detector(
     activities=ACTIVITIES,
     params={"suppress_minutes": 0},
 )
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value
-    return value
-
-
-def targets(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """``targetResources`` of a record in any shape (Event Hub, Graph, Log Analytics)."""
-    props = raw.get("properties")
-    if not isinstance(props, Mapping):
-        props = raw
-    found = _json(props.get("targetResources", props.get("TargetResources")))
-    return [t for t in found if isinstance(t, Mapping)] if isinstance(found, list) else []
-
-
-def named_target(raw: Mapping[str, Any], types: Sequence[str] = ("Other", "Role")) -> tuple[str, str] | None:
-    """(displayName, id) of the first target of the first of ``types`` that has a display name."""
-    found = targets(raw)
-    for ttype in types:
-        for t in found:
-            name = t.get("displayName")
-            if t.get("type") == ttype and isinstance(name, str) and name.strip():
-                return name.strip(), str(t.get("id") or "")
-    return None
 
 
 def _what(event: Event) -> tuple[str, str | None]:
@@ -166,37 +135,6 @@ OUTSIDE = "Roles are being assigned outside of Privileged Identity Management"
 TOO_MANY_GA = "There are too many global administrators"
 
 
-def alert_record(
-    activity: str,
-    at: str,
-    actor: Any,
-    alert: str,
-    *,
-    definition: str,
-    on: str = "Role",
-    result: str = "success",
-    reason: str = "",
-    category: str = "RoleManagement",
-) -> dict[str, Any]:
-    """A PIM alert record: the alert as the first target (``on`` = its type), then the tenant."""
-    rec = pim(activity, at, actor, result=result, reason=reason, category=category)
-    props = rec["properties"]
-    props["targetResources"] = [
-        {
-            "administrativeUnits": [],
-            "displayName": alert,
-            "id": f"DirectoryRole_{TENANT}_{definition}",
-            "type": on,
-            "modifiedProperties": [],
-        },
-        {"administrativeUnits": [], "displayName": "Contoso", "id": TENANT, "type": "Directory"},
-    ]
-    props["additionalDetails"] = [
-        d for d in props["additionalDetails"] if not d["key"].startswith(("RoleDefinition", "TemplateId"))
-    ]
-    return rec
-
-
 def _subscription_offboarded(at: str) -> dict[str, Any]:
     rec = pim(RESOURCE_OFFBOARDED, at, EVE, category="ResourceManagement")
     sub = guid("subscription", "prod")
@@ -216,11 +154,7 @@ def _subscription_offboarded(at: str) -> dict[str, Any]:
 CASES = [
     Case(
         "disabling the outside-PIM alert (alert name on the Role target)",
-        [
-            alert_record(
-                DISABLE, "2026-03-11T09:00:00Z", EVE, OUTSIDE, definition="RolesAssignedOutsidePimAlert"
-            )
-        ],
+        [pim_alert(DISABLE, "2026-03-11T09:00:00Z", EVE, OUTSIDE, definition="RolesAssignedOutsidePimAlert")],
         [
             {
                 "severity": "high",
@@ -234,7 +168,7 @@ CASES = [
     Case(
         "Sigma's 'Disable PIM Alert' casing and an alert name on an Other target are the same detection",
         [
-            alert_record(
+            pim_alert(
                 "Disable PIM Alert",
                 "2026-03-11T09:05:00Z",
                 EVE,
@@ -253,10 +187,10 @@ CASES = [
     Case(
         "deactivation and a settings change are each their own alert (suppress 0)",
         [
-            alert_record(
+            pim_alert(
                 DEACTIVATE, "2026-03-11T10:00:00Z", EVE, OUTSIDE, definition="RolesAssignedOutsidePimAlert"
             ),
-            alert_record(
+            pim_alert(
                 UPDATE_SETTING,
                 "2026-03-11T10:01:00Z",
                 EVE,
@@ -272,7 +206,7 @@ CASES = [
     Case(
         "a failed attempt to disable an alert still alerts (Microsoft: success and failure)",
         [
-            alert_record(
+            pim_alert(
                 DISABLE,
                 "2026-03-11T11:00:00Z",
                 user("adm-mallory"),
@@ -312,32 +246,28 @@ CASES = [
     ),
     Case(
         "the same record delivered twice is one alert",
-        [
-            alert_record(
-                DISABLE, "2026-03-11T14:00:00Z", EVE, OUTSIDE, definition="RolesAssignedOutsidePimAlert"
-            )
-        ]
+        [pim_alert(DISABLE, "2026-03-11T14:00:00Z", EVE, OUTSIDE, definition="RolesAssignedOutsidePimAlert")]
         * 2,
         [{"count": 1}],
     ),
     Case(
         "enabling, resolving and refreshing PIM alerts is not tampering",
         [
-            alert_record(
+            pim_alert(
                 "Enable PIM alert",
                 "2026-03-11T15:00:00Z",
                 EVE,
                 OUTSIDE,
                 definition="RolesAssignedOutsidePimAlert",
             ),
-            alert_record(
+            pim_alert(
                 "Resolve PIM alert",
                 "2026-03-11T15:01:00Z",
                 EVE,
                 OUTSIDE,
                 definition="RolesAssignedOutsidePimAlert",
             ),
-            alert_record(
+            pim_alert(
                 "Refresh PIM alert",
                 "2026-03-11T15:02:00Z",
                 EVE,

@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.pim_alert_tampering import alert_record, named_target
 from pimwatch.alerts import Severity
 from pimwatch.detector import Case, Detector, Hit, Skip, State
 from pimwatch.event import Event
-from pimwatch.testing import PIM_SYSTEM, pim, user
+from pimwatch.normalize import named_target
+from pimwatch.testing import PIM_SYSTEM, pim, pim_alert, user
 
 TRIGGERED = "Triggered PIM alert"
 
@@ -127,7 +127,7 @@ TOO_MANY_GA = "There are too many global administrators"
 
 
 def _triggered(at: str, alert: str, definition: str, **kw: Any) -> dict[str, Any]:
-    return alert_record(TRIGGERED, at, PIM_SYSTEM, alert, definition=definition, **kw)
+    return pim_alert(TRIGGERED, at, PIM_SYSTEM, alert, definition=definition, **kw)
 
 
 CASES = [
@@ -184,14 +184,14 @@ CASES = [
     Case(
         "resolving or refreshing an alert, and PIM's re-emitted outside-PIM record, are not passed through",
         [
-            alert_record(
+            pim_alert(
                 "Resolve PIM alert",
                 "2026-03-12T09:00:00Z",
                 user("adm-eve"),
                 OUTSIDE,
                 definition="RolesAssignedOutsidePimAlert",
             ),
-            alert_record(
+            pim_alert(
                 "Refresh PIM alert",
                 "2026-03-12T09:01:00Z",
                 user("adm-eve"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -116,6 +116,26 @@ def _initiator(value: Any, top: Mapping[str, Any]) -> Principal:
     if identity:
         return Principal(name=identity, ip=ip_top)
     return NOBODY
+
+
+def targets(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``targetResources`` of a raw record in any shape (Event Hub, Graph, Log Analytics)."""
+    props = raw.get("properties")
+    if not isinstance(props, Mapping):
+        props = raw
+    found = _json_value(props.get("targetResources", props.get("TargetResources")))
+    return [t for t in found if isinstance(t, Mapping)] if isinstance(found, list) else []
+
+
+def named_target(raw: Mapping[str, Any], types: Sequence[str] = ("Other", "Role")) -> tuple[str, str] | None:
+    """(displayName, id) of the first target of the first of ``types`` that has a display name."""
+    found = targets(raw)
+    for ttype in types:
+        for t in found:
+            name = t.get("displayName")
+            if t.get("type") == ttype and isinstance(name, str) and name.strip():
+                return name.strip(), str(t.get("id") or "")
+    return None
 
 
 def _modified(target: Mapping[str, Any], name: str) -> str | None:

@@ -259,3 +259,34 @@ def signin(
             "riskState": "none",
         },
     }
+
+
+def pim_alert(
+    activity: str,
+    at: str,
+    actor: Any,
+    alert: str,
+    *,
+    definition: str,
+    on: str = "Role",
+    result: str = "success",
+    reason: str = "",
+    category: str = "RoleManagement",
+) -> dict[str, Any]:
+    """A PIM alert record: the alert as the first target (``on`` = its type), then the tenant."""
+    rec = pim(activity, at, actor, result=result, reason=reason, category=category)
+    props = rec["properties"]
+    props["targetResources"] = [
+        {
+            "administrativeUnits": [],
+            "displayName": alert,
+            "id": f"DirectoryRole_{TENANT}_{definition}",
+            "type": on,
+            "modifiedProperties": [],
+        },
+        {"administrativeUnits": [], "displayName": "Contoso", "id": TENANT, "type": "Directory"},
+    ]
+    props["additionalDetails"] = [
+        d for d in props["additionalDetails"] if not d["key"].startswith(("RoleDefinition", "TemplateId"))
+    ]
+    return rec
