@@ -188,7 +188,8 @@ def _table(alerts: Iterable[Alert], out: IO[str]) -> Counter[Severity]:
             out.write(f"{'SEVERITY':<9} {'FIRST SEEN (UTC)':<20} {'COUNT':>5}  {'DETECTOR':<28} TITLE\n")
         by_severity[a.severity] += 1
         first = a.first_seen[:19].replace("T", " ")
-        out.write(f"{a.severity.value:<9} {first:<20} {a.count:>5}  {a.detector:<28} {_oneline(a.title)}\n")
+        title = ("[resolved] " if a.status == "resolved" else "") + a.title
+        out.write(f"{a.severity.value:<9} {first:<20} {a.count:>5}  {a.detector:<28} {_oneline(title)}\n")
     if not by_severity:
         out.write("No alerts.\n")
     return by_severity
