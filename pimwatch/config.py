@@ -14,15 +14,21 @@ detectors:
 
 from __future__ import annotations
 
+import importlib
+import os
+import pkgutil
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pimwatch.alerts import Severity
+from pimwatch.delivery import LoadedSink, Policy, sink_module
 from pimwatch.detector import ParamValue, Plugin, Settings, _looks_like_guid
 
 
@@ -45,6 +51,8 @@ class _File(BaseModel):
     break_glass: _BreakGlass = _BreakGlass()
     privileged_roles: list[str] | None = None
     detectors: dict[str, dict[str, Any] | None] = {}
+    sinks: dict[str, dict[str, Any]] = {}
+    delivery: Policy = Policy()
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,8 @@ class DetectorConfig:
 class Config:
     settings: Settings
     detectors: Mapping[str, DetectorConfig]
+    sinks: Mapping[str, LoadedSink] = field(default_factory=dict)
+    delivery: Policy = field(default_factory=Policy)
 
 
 def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
@@ -86,7 +96,12 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def build(data: Mapping[str, Any], plugins: Sequence[Plugin], source: str = "config") -> Config:
+def build(
+    data: Mapping[str, Any],
+    plugins: Sequence[Plugin],
+    source: str = "config",
+    env: Mapping[str, str] | None = None,
+) -> Config:
     try:
         raw = _File.model_validate(data)
     except ValidationError as exc:
@@ -137,10 +152,65 @@ def build(data: Mapping[str, Any], plugins: Sequence[Plugin], source: str = "con
         if plugin.validate is not None and not any(p.startswith(f"detectors.{det_id}.") for p in problems):
             problems += [f"detectors.{det_id}.{problem}" for problem in plugin.validate(params)]
         out[det_id] = DetectorConfig(enabled, severity, params)
+    sinks = _sinks(raw.sinks, problems, env if env is not None else os.environ)
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
-    return Config(settings, out)
+    return Config(settings, out, sinks, raw.delivery)
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    """``${NAME}`` from the environment, in every string of a sink's config. The value is never
+    echoed in an error: only the key path and the variable's name."""
+    if isinstance(value, str):
+
+        def one(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                problems.append(f"{path}: environment variable {name} is not set")
+                return ""
+            return env[name]
+
+        return _ENV.sub(one, value)
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}", env, problems) for k, v in value.items()}
+    return value
+
+
+def _sinks(raw: Mapping[str, Any], problems: list[str], env: Mapping[str, str]) -> dict[str, LoadedSink]:
+    out: dict[str, LoadedSink] = {}
+    for name, spec in raw.items():
+        path = f"sinks.{name}"
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+            problems.append(f"{path}.type: expected the sink type (the name of a module in sinks/)")
+            continue
+        module = sink_module(spec["type"])
+        if module is None:
+            known = ", ".join(sorted(m.name for m in pkgutil.iter_modules(sinks_package().__path__)))
+            problems.append(f"{path}.type: unknown sink type {spec['type']!r} (known: {known})")
+            continue
+        before = len(problems)
+        values = _interpolate(spec, path, env, problems)
+        if len(problems) > before:
+            continue
+        try:
+            cfg = module.Config.model_validate(values)
+        except ValidationError as exc:
+            for detail in exc.errors():
+                msg = "unknown key" if detail["type"] == "extra_forbidden" else detail["msg"]
+                problems.append(f"{path}.{_loc(detail['loc'])}: {msg}")
+            continue
+        out[name] = LoadedSink(name, cfg, module)
+    return out
+
+
+def sinks_package() -> ModuleType:
+    return importlib.import_module("sinks")
 
 
 def _check_param(name: str, default: ParamValue, value: Any) -> str | None:

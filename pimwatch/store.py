@@ -42,6 +42,21 @@ class Member:
     payload: dict[str, Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One alert's delivery to one sink: ``kind`` is "trigger" (new) or "resolve"."""
+
+    alert_id: str
+    sink: str
+    kind: str
+    status: str  # "pending", "sent", "dead"
+    attempts: int
+    next_at: float
+    first_at: float
+    last_error: str
+    answer: str
+
+
 class Store(Protocol):
     def get(self, key: str) -> Any | None: ...
     def put(self, key: str, value: Any, *, ttl: timedelta | None = None) -> None: ...
@@ -55,6 +70,15 @@ class Store(Protocol):
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]: ...
     def get_alert(self, alert_id: str) -> Alert | None: ...
     def alerts(self) -> Iterator[Alert]: ...
+    def enqueue(self, alert_id: str, sink: str, kind: str, now: float) -> bool: ...
+    def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]: ...
+    def mark_sent(self, alert_id: str, sink: str, kind: str, answer: str, now: float) -> None: ...
+    def mark_failed(
+        self, alert_id: str, sink: str, kind: str, *, dead: bool, next_at: float, error: str, now: float
+    ) -> None: ...
+    def deliveries(self, status: str | None = None) -> list[Delivery]: ...
+    def requeue(self, status: str = "dead", sink: str | None = None, now: float = 0.0) -> int: ...
+    def purge(self, status: str, before: float) -> int: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
 
@@ -73,8 +97,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     akey TEXT NOT NULL, status TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (detector, akey, status);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deliveries (
+    alert_id TEXT NOT NULL, sink TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
+    attempts INTEGER NOT NULL, next_at REAL NOT NULL, first_at REAL NOT NULL, updated REAL NOT NULL,
+    last_error TEXT NOT NULL, answer TEXT NOT NULL,
+    PRIMARY KEY (alert_id, sink, kind)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, status, next_at);
 """
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 KV_CACHE_SIZE = 4096
 
 
@@ -219,6 +249,61 @@ class SqliteStore:
         for (doc,) in self._db.execute("SELECT doc FROM outbox ORDER BY first_seen, id"):
             yield Alert.from_store(orjson.loads(doc))
 
+    # deliveries (per alert, per sink: the outbox's delivery state) -----------------------------
+    def enqueue(self, alert_id: str, sink: str, kind: str, now: float) -> bool:
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, '', '')",
+            (alert_id, sink, kind, now, now, now),
+        )
+        return cur.rowcount == 1
+
+    def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]:
+        rows = self._db.execute(
+            "SELECT * FROM deliveries WHERE sink=? AND status='pending' AND next_at <= ?"
+            " ORDER BY first_at, alert_id LIMIT ?",
+            (sink, now, limit),
+        ).fetchall()
+        return [_delivery(r) for r in rows]
+
+    def mark_sent(self, alert_id: str, sink: str, kind: str, answer: str, now: float) -> None:
+        self._db.execute(
+            "UPDATE deliveries SET status='sent', attempts=attempts+1, updated=?, answer=?, last_error=''"
+            " WHERE alert_id=? AND sink=? AND kind=?",
+            (now, answer[:500], alert_id, sink, kind),
+        )
+
+    def mark_failed(
+        self, alert_id: str, sink: str, kind: str, *, dead: bool, next_at: float, error: str, now: float
+    ) -> None:
+        self._db.execute(
+            "UPDATE deliveries SET status=?, attempts=attempts+1, next_at=?, updated=?, last_error=?"
+            " WHERE alert_id=? AND sink=? AND kind=?",
+            ("dead" if dead else "pending", next_at, now, error[:500], alert_id, sink, kind),
+        )
+
+    def deliveries(self, status: str | None = None) -> list[Delivery]:
+        if status is None:
+            rows = self._db.execute("SELECT * FROM deliveries ORDER BY first_at, alert_id, sink").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM deliveries WHERE status=? ORDER BY first_at, alert_id, sink", (status,)
+            ).fetchall()
+        return [_delivery(r) for r in rows]
+
+    def requeue(self, status: str = "dead", sink: str | None = None, now: float = 0.0) -> int:
+        """Dead letters (or another status) back to pending, due at ``now``, attempts reset."""
+        query = "UPDATE deliveries SET status='pending', attempts=0, next_at=?, updated=? WHERE status=?"
+        args: tuple[Any, ...] = (now, now, status)
+        if sink is not None:
+            query += " AND sink=?"
+            args += (sink,)
+        return self._db.execute(query, args).rowcount
+
+    def purge(self, status: str, before: float) -> int:
+        return self._db.execute(
+            "DELETE FROM deliveries WHERE status=? AND updated < ?", (status, before)
+        ).rowcount
+
     def prune(self, before: datetime) -> int:
         """Forget window members older than ``before`` (event time) and expired keys."""
         cur = self._db.execute("DELETE FROM members WHERE at < ?", (before.timestamp(),))
@@ -235,3 +320,8 @@ class SqliteStore:
     def close(self) -> None:
         self._db.commit()
         self._db.close()
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    alert_id, sink, kind, status, attempts, next_at, first_at, _updated, last_error, answer = row
+    return Delivery(alert_id, sink, kind, status, attempts, next_at, first_at, last_error, answer)

@@ -1,0 +1,217 @@
+"""Alert delivery, written once for every sink: routing, per-sink delivery state, retry, dead letters.
+
+Each alert the pipeline creates (or resolves) is enqueued for every sink whose routing accepts it;
+the queue is the ``deliveries`` table of the store, per (alert, sink), so a sink that fails is
+retried alone and a sink that worked is never sent the alert again. A delivery run sends what is
+due: a failure worth retrying (429, 5xx, network) is retried in the run with exponential backoff
+and jitter, honouring ``Retry-After``, within a deadline well under the Functions timeout; what is
+still undelivered stays pending for the next run (the timer, ``pimwatch deliver``) until it reaches
+``max_attempts`` or ``max_age_hours`` and becomes a dead letter. A permanent error (other 4xx) is a
+dead letter at once. Dead letters are kept, listed and re-sendable (``pimwatch outbox``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from pimwatch.alerts import Alert
+from pimwatch.sink import Http, PermanentError, SinkConfig, TransientError
+from pimwatch.store import Delivery, Store
+
+log = logging.getLogger("pimwatch.delivery")
+
+
+class Policy(BaseModel):
+    """``delivery:`` in the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    max_attempts: int = 12
+    max_age_hours: float = 24.0
+    base_delay_seconds: float = 1.0
+    max_delay_seconds: float = 300.0
+    run_deadline_seconds: float = 60.0  # per sink per run; the Functions timeout is 5-10 min
+    retries_in_run: int = 2
+
+
+@dataclass(frozen=True)
+class LoadedSink:
+    name: str
+    config: SinkConfig
+    module: ModuleType
+
+    @property
+    def batch(self) -> bool:
+        return bool(getattr(self.module, "BATCH", False))
+
+    @property
+    def resolves(self) -> bool:
+        return bool(getattr(self.module, "RESOLVES", False))
+
+    def render(self, alerts: Sequence[Alert]) -> Any:
+        return self.module.render(alerts, self.config)
+
+    def send(self, rendered: Any, http: Http) -> str:
+        return str(self.module.send(rendered, self.config, http))
+
+
+def sink_module(sink_type: str) -> ModuleType | None:
+    """``sinks.<type>``, or None when there is no such sink."""
+    if not sink_type.isidentifier() or sink_type.startswith("_"):
+        return None
+    try:
+        return importlib.import_module(f"sinks.{sink_type}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"sinks.{sink_type}":
+            return None
+        raise
+
+
+@dataclass
+class Outcome:
+    """What one delivery run did, per sink: sent, retried later, dead, and the last answer or error."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, str] = field(default_factory=dict)
+
+    def count(self, bucket: dict[str, int], sink: str, n: int = 1) -> None:
+        bucket[sink] = bucket.get(sink, 0) + n
+
+
+class Deliverer:
+    def __init__(
+        self,
+        sinks: Mapping[str, LoadedSink],
+        store: Store,
+        policy: Policy,
+        http: Http | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ):
+        self.sinks = sinks
+        self.store = store
+        self.policy = policy
+        self.http = http or Http()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+    def enqueue(self, alert: Alert, change: str) -> int:
+        """Queue a new (``change == "new"``) or resolved alert for every sink that routes it."""
+        kind = "resolve" if change == "resolved" else "trigger"
+        if change not in ("new", "resolved"):
+            return 0
+        queued = 0
+        now = self.clock()
+        for name, sink in self.sinks.items():
+            if kind == "resolve" and not sink.resolves:
+                continue
+            if sink.config.routes(alert):
+                queued += self.store.enqueue(alert.id, name, kind, now)
+        return queued
+
+    def backoff(self, attempts: int, hint: float | None) -> float:
+        """Exponential with full jitter, capped; a Retry-After hint wins when it is longer."""
+        p = self.policy
+        delay = min(p.max_delay_seconds, p.base_delay_seconds * (2 ** max(0, attempts - 1)))
+        delay = self.rng.uniform(delay / 2, delay)
+        return max(delay, hint or 0.0)
+
+    def run(self, only: str | None = None) -> Outcome:
+        outcome = Outcome()
+        for name, sink in self.sinks.items():
+            if only is None or name == only:
+                self._run_sink(name, sink, outcome)
+        self.store.commit()
+        return outcome
+
+    def _run_sink(self, name: str, sink: LoadedSink, outcome: Outcome) -> None:
+        started = self.clock()
+        due = self.store.due(name, started)
+        if not due:
+            return
+        units = [due] if sink.batch else [[d] for d in due]
+        for unit in units:
+            alerts = [a for a in (self.store.get_alert(d.alert_id) for d in unit) if a is not None]
+            if not alerts:
+                continue
+            self._attempt(name, sink, unit, alerts, started, outcome)
+
+    def _attempt(
+        self,
+        name: str,
+        sink: LoadedSink,
+        unit: list[Delivery],
+        alerts: list[Alert],
+        started: float,
+        outcome: Outcome,
+    ) -> None:
+        p = self.policy
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                answer = sink.send(sink.render(alerts), self.http)
+            except PermanentError as exc:
+                self._fail(name, unit, str(exc), dead=True, outcome=outcome)
+                return
+            except TransientError as exc:
+                attempts = unit[0].attempts + tries
+                wait = self.backoff(attempts, exc.retry_after)
+                now = self.clock()
+                if tries <= p.retries_in_run and now + wait - started <= p.run_deadline_seconds:
+                    log.info("%s: %s; retrying in %.1f s", name, exc, wait)
+                    self.sleep(wait)
+                    continue
+                too_old = now - unit[0].first_at > p.max_age_hours * 3600
+                dead = attempts >= p.max_attempts or too_old
+                self._fail(name, unit, str(exc), dead=dead, outcome=outcome, next_at=now + wait)
+                return
+            except Exception as exc:  # a bug in a sink: kept for retry, logged, never lost
+                log.exception("%s: unexpected error", name)
+                self._fail(
+                    name,
+                    unit,
+                    f"{name}: {type(exc).__name__}",
+                    dead=False,
+                    outcome=outcome,
+                    next_at=self.clock() + self.backoff(unit[0].attempts + 1, None),
+                )
+                return
+            now = self.clock()
+            for d in unit:
+                self.store.mark_sent(d.alert_id, name, d.kind, answer, now)
+            outcome.count(outcome.sent, name, len(unit))
+            outcome.answers[name] = answer
+            return
+
+    def _fail(
+        self,
+        name: str,
+        unit: list[Delivery],
+        error: str,
+        *,
+        dead: bool,
+        outcome: Outcome,
+        next_at: float = 0.0,
+    ) -> None:
+        now = self.clock()
+        for d in unit:
+            self.store.mark_failed(d.alert_id, name, d.kind, dead=dead, next_at=next_at, error=error, now=now)
+        outcome.count(outcome.dead if dead else outcome.pending, name, len(unit))
+        outcome.answers[name] = error
+        (log.error if dead else log.warning)(
+            "%s: %s (%s)", name, error, "dead letter" if dead else "will retry"
+        )

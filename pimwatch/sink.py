@@ -1,0 +1,130 @@
+"""What a sink module declares and what it may use: config base, errors, the one HTTP helper.
+
+A sink module under ``sinks/`` (its file name is the ``type`` in the config) exports:
+
+* ``Config`` — a subclass of :class:`SinkConfig` with the sink's own fields; secrets are
+  :class:`pydantic.SecretStr` and come from the environment (``${ENV}`` in the YAML);
+* ``render(alerts, config) -> Any`` — PURE: the payload(s) for these alerts, golden-tested;
+* ``send(rendered, config, http) -> str`` — delivers what ``render`` made, returns a short
+  description of the answer (e.g. "202 Accepted"), raises :class:`TransientError` (retry later)
+  or :class:`PermanentError` (dead letter);
+* optionally ``BATCH = True`` — ``render`` receives every due alert of a delivery run at once (a SIEM
+  batch, an e-mail digest); otherwise it receives one alert at a time;
+* optionally ``RESOLVES = True`` — the sink is also given alerts that became resolved (PagerDuty's
+  ``resolve``); ``alert.status`` tells which.
+
+Retry, backoff, routing, delivery state, logging and metrics are not the sink's business: they live
+in :mod:`pimwatch.delivery`, written once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from pimwatch.alerts import Alert, Severity
+
+TRUNCATED = " …[truncated]"
+
+
+class SinkError(Exception):
+    """A delivery failed. The message never holds a URL, a token or a payload."""
+
+
+class TransientError(SinkError):
+    """Worth retrying: 429, 5xx, timeouts, connection errors. ``retry_after`` in seconds if told."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(SinkError):
+    """Not worth retrying (other 4xx, a payload the target rejects): the alert becomes a dead letter."""
+
+
+class SinkConfig(BaseModel):
+    """Routing fields every sink has; each sink's ``Config`` adds its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str
+    min_severity: Severity = Severity.INFO
+    detectors: list[str] = ["*"]  # fnmatch globs on detector ids
+    exclude: list[str] = []
+    timeout_seconds: float = 10.0
+
+    def routes(self, alert: Alert) -> bool:
+        if alert.severity.rank < self.min_severity.rank:
+            return False
+        if not any(fnmatch.fnmatchcase(alert.detector, g) for g in self.detectors):
+            return False
+        return not any(fnmatch.fnmatchcase(alert.detector, g) for g in self.exclude)
+
+
+def truncate(text: str | None, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with a visible marker (never silently)."""
+    if text is None:
+        return ""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - len(TRUNCATED))] + TRUNCATED
+
+
+def retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class Http:
+    """The one HTTP client of all sinks: explicit timeouts, status classification, redaction.
+
+    2xx is success; 429, 5xx and transport errors are :class:`TransientError` (with Retry-After);
+    other statuses are :class:`PermanentError`. Error messages name the sink and the status, never
+    the URL (it often holds a key: Teams Workflows signatures, Splunk tokens in headers).
+    """
+
+    def __init__(self, client: httpx.Client | None = None):
+        self.client = client or httpx.Client(follow_redirects=False)
+
+    def post(
+        self,
+        sink: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> httpx.Response:
+        try:
+            response = self.client.post(url, json=json, content=content, headers=headers, timeout=timeout)
+        except httpx.TimeoutException:
+            raise TransientError(f"{sink}: timed out after {timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"{sink}: connection failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        reason = f"{sink}: HTTP {status} {response.reason_phrase}".rstrip()
+        if status == 429 or status >= 500:
+            raise TransientError(reason, retry_after(response.headers.get("Retry-After")))
+        raise PermanentError(reason)
+
+    def close(self) -> None:
+        self.client.close()

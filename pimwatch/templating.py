@@ -1,0 +1,47 @@
+"""One sandboxed Jinja2 environment for every sink template: strict undefined, HTML autoescaped.
+
+Templates are ``<sink>.<part>.<format>.j2`` under ``sinks/templates``; a deployment can override any
+of them from its own folder (``templates`` in the config, searched first). Audit fields are
+attacker-controlled text: the sandbox stops a template from reaching into Python, ``.html.j2``
+templates autoescape (the default ``select_autoescape`` would not: it matches ``.html``, not
+``.html.j2``), and filters give per-target escaping and truncation with a visible marker.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from pimwatch.sink import truncate
+
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "sinks" / "templates"
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def md_escape(text: object) -> str:
+    """Markdown-inert text (Teams TextBlocks render a markdown subset): no links, no mentions."""
+    return _MD_SPECIAL.sub(r"\\\1", "" if text is None else str(text))
+
+
+@lru_cache(maxsize=8)
+def environment(override_dir: str | None = None) -> SandboxedEnvironment:
+    folders = [override_dir] if override_dir else []
+    env = SandboxedEnvironment(
+        loader=FileSystemLoader([*folders, str(DEFAULT_DIR)]),
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["md_escape"] = md_escape
+    env.filters["truncate_marked"] = lambda s, n: truncate("" if s is None else str(s), int(n))
+    return env
+
+
+def render(name: str, override_dir: str | None = None, **context: Any) -> str:
+    return environment(override_dir).get_template(name).render(**context)

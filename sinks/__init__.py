@@ -1,0 +1,1 @@
+"""Sink modules, one per file, found by their config ``type`` (the module name); no registry."""
