@@ -22,11 +22,15 @@ import orjson
 from pimwatch import __version__
 from pimwatch.alerts import Alert, Severity
 from pimwatch.catalogue import render_markdown
+from pimwatch.cli_delivery import add_parsers, report
+from pimwatch.cli_delivery import run as run_delivery
 from pimwatch.config import ConfigError, load
+from pimwatch.delivery import Deliverer
 from pimwatch.detector import Plugin, discover
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import InputError, Item, expand, read_file
+from pimwatch.sink import Http
 from pimwatch.store import SqliteStore, StoreError
 
 DEFAULT_QUARANTINE = "pimwatch-quarantine.jsonl"
@@ -49,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--verbose", "-v", action="store_true", help="list every bad record on stderr (default: the first 20)"
     )
+    rp.add_argument(
+        "--send",
+        action="store_true",
+        help="deliver the new and resolved alerts to the configured sinks (default: a dry run; they "
+        "stay queued in the state for 'pimwatch deliver')",
+    )
+    add_parsers(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -60,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = discover()
     if args.command == "detectors":
         return _detectors(args, plugins)
+    if args.command != "replay":
+        return run_delivery(args, plugins)
     return _replay(args, plugins)
 
 
@@ -151,12 +164,25 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     if progress:
         sys.stderr.write("\r\033[K")
     changed = pipeline.engine.changed
+    http = Http()
+    deliverer = Deliverer(config.sinks, store, config.delivery, http)
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
-    alerts = (a for a in store.alerts() if a.id in changed)
+    # Each new or resolved alert is queued for the sinks that route it (sent now with --send, or
+    # later by 'pimwatch deliver').
+    alerts = (a for a in store.alerts() if a.id in changed and deliverer.enqueue(a, changed[a.id]) >= 0)
     out = sys.stdout
     by_severity = _jsonl(alerts, out) if args.format == "jsonl" else _table(alerts, out)
     out.flush()
+    store.commit()
     _summary(pipeline, by_severity, changed, elapsed, counter[0], quarantine, sys.stderr)
+    if config.sinks:
+        if args.send:
+            report(deliverer.run(), store, sys.stderr)
+        else:
+            sys.stderr.write(
+                "  delivery: dry run (alerts queued for 'pimwatch deliver'; --send to deliver now)\n"
+            )
+    http.close()
     store.close()
     if tmpdir is not None:
         tmpdir.cleanup()

@@ -1,0 +1,185 @@
+"""The delivery commands: ``deliver``, ``outbox list|retry|purge``, ``test-alert``, ``render``.
+
+Exit codes: 0 done (for ``deliver``: nothing failed in this run), 1 a state file or a sink could not
+be used, 2 usage or config error, 4 ``deliver`` left deliveries pending or dead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import orjson
+
+from pimwatch.alerts import Alert, Severity, alert_id
+from pimwatch.config import Config, ConfigError, load
+from pimwatch.delivery import Deliverer, LoadedSink, Outcome
+from pimwatch.detector import Plugin
+from pimwatch.harness import run_records
+from pimwatch.sink import Http, SinkError
+from pimwatch.store import SqliteStore, StoreError
+from pimwatch.timeutil import iso
+
+
+def add_parsers(sub: Any) -> None:
+    dl = sub.add_parser("deliver", help="send what the outbox still owes the sinks (retries included)")
+    dl.add_argument("--config", required=True, help="YAML config file (its sinks)")
+    dl.add_argument("--state", required=True, help="SQLite state file")
+    dl.add_argument("--sink", help="only this sink")
+    ob = sub.add_parser("outbox", help="list, re-send or purge deliveries")
+    ob.add_argument("action", choices=("list", "retry", "purge"))
+    ob.add_argument("--state", required=True, help="SQLite state file")
+    ob.add_argument("--status", choices=("pending", "sent", "dead"), help="list: only these; purge: which")
+    ob.add_argument("--sink", help="retry: only this sink's dead letters")
+    ob.add_argument("--older-than-days", type=float, default=30.0, help="purge: age (default 30)")
+    ta = sub.add_parser("test-alert", help="send a synthetic alert to a sink and show what it answered")
+    ta.add_argument("--config", required=True)
+    ta.add_argument("--sink", required=True)
+    ta.add_argument("--severity", choices=[s.value for s in Severity], default="info")
+    rn = sub.add_parser("render", help="print a sink's payload for a detector's first case (templates)")
+    rn.add_argument("--config", required=True)
+    rn.add_argument("--sink", required=True)
+    rn.add_argument("--detector", required=True)
+
+
+def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
+    if args.command == "outbox":
+        return _outbox(args)
+    try:
+        config = load(args.config, plugins)
+    except ConfigError as exc:
+        sys.stderr.write(f"pimwatch: config error in {exc.source}:\n")
+        for problem in exc.problems:
+            sys.stderr.write(f"  {problem}\n")
+        return 2
+    if args.command == "deliver":
+        return _deliver(args, config)
+    sink = config.sinks.get(args.sink)
+    if sink is None:
+        known = ", ".join(sorted(config.sinks)) or "none configured"
+        sys.stderr.write(f"pimwatch: no sink named {args.sink!r} in {args.config} (sinks: {known})\n")
+        return 2
+    if args.command == "test-alert":
+        return _test_alert(sink, Severity(args.severity))
+    return _render(args, sink, plugins, config)
+
+
+def report(outcome: Outcome, store: SqliteStore, err: IO[str]) -> None:
+    """The delivery part of a run's summary; dead letters are always counted, never hidden."""
+    for name in sorted(set(outcome.sent) | set(outcome.pending) | set(outcome.dead)):
+        err.write(
+            f"  sink {name}: {outcome.sent.get(name, 0)} sent, {outcome.pending.get(name, 0)} to retry, "
+            f"{outcome.dead.get(name, 0)} dead — {outcome.answers.get(name, '')}\n"
+        )
+    dead = len(store.deliveries("dead"))
+    pending = len(store.deliveries("pending"))
+    err.write(f"  outbox: {pending} pending, {dead} dead letters (pimwatch outbox list --status dead)\n")
+
+
+def _deliver(args: argparse.Namespace, config: Config) -> int:
+    try:
+        store = SqliteStore(args.state)
+    except StoreError as exc:
+        sys.stderr.write(f"pimwatch: {exc}\n")
+        return 1
+    http = Http()
+    try:
+        outcome = Deliverer(config.sinks, store, config.delivery, http).run(only=args.sink)
+    finally:
+        http.close()
+    report(outcome, store, sys.stderr)
+    store.close()
+    return 4 if outcome.pending or outcome.dead else 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    try:
+        store = SqliteStore(args.state)
+    except StoreError as exc:
+        sys.stderr.write(f"pimwatch: {exc}\n")
+        return 1
+    try:
+        if args.action == "retry":
+            n = store.requeue("dead", args.sink, now=time.time())
+            sys.stdout.write(f"{n} dead letter(s) queued again; run pimwatch deliver to send them\n")
+        elif args.action == "purge":
+            status = args.status or "sent"
+            n = store.purge(status, time.time() - args.older_than_days * 86400)
+            sys.stdout.write(f"{n} {status} deliveries older than {args.older_than_days:g} days purged\n")
+        else:
+            rows = store.deliveries(args.status)
+            if not rows:
+                sys.stdout.write("No deliveries.\n")
+            for d in rows:
+                alert = store.get_alert(d.alert_id)
+                title = alert.title if alert else "(alert no longer in the outbox)"
+                sys.stdout.write(
+                    f"{d.status:<8} {d.sink:<14} {d.kind:<8} attempts={d.attempts:<3} {d.alert_id}  "
+                    f"{' '.join(title.split())[:100]}"
+                    + (f"\n         last error: {d.last_error}" if d.last_error else "")
+                    + "\n"
+                )
+    finally:
+        store.close()
+    return 0
+
+
+def synthetic_alert(severity: Severity) -> Alert:
+    now = iso(datetime.now(UTC))
+    return Alert(
+        id=alert_id("pimwatch.test", now, ""),
+        detector="pimwatch.test",
+        severity=severity,
+        title="pimwatch test alert: if you can read this, delivery to this sink works",
+        summary="A synthetic alert sent by 'pimwatch test-alert'.",
+        runbook="Nothing to do.",
+        mitre=[],
+        principal={"id": None, "upn": None, "name": "pimwatch"},
+        context={"test": True},
+        events=[(now, "pimwatch-test")],
+    )
+
+
+def _test_alert(sink: LoadedSink, severity: Severity) -> int:
+    alert = synthetic_alert(severity)
+    if not sink.config.routes(alert):
+        sys.stdout.write(f"{sink.name}: routing drops a {severity.value} alert (min_severity, detectors)\n")
+    http = Http()
+    try:
+        answer = sink.send(sink.render([alert]), http)
+    except SinkError as exc:
+        sys.stdout.write(f"{sink.name}: FAILED: {exc}\n")
+        return 1
+    finally:
+        http.close()
+    sys.stdout.write(f"{sink.name}: {answer}\n")
+    return 0
+
+
+def _render(args: argparse.Namespace, sink: LoadedSink, plugins: list[Plugin], config: Config) -> int:
+    plugin = next((p for p in plugins if p.meta.id == args.detector), None)
+    if plugin is None:
+        sys.stderr.write(f"pimwatch: unknown detector {args.detector!r}\n")
+        return 2
+    case = next((c for c in plugin.cases if c.expect), None)
+    if case is None:
+        sys.stderr.write(f"pimwatch: {args.detector} has no positive case to render\n")
+        return 1
+    alerts, _ = run_records(case.records, plugins, _case_config(case.config))
+    mine = [a for a in alerts if a.detector == args.detector][:1]
+    rendered = sink.render(mine)
+    if isinstance(rendered, bytes):
+        sys.stdout.write(rendered.decode("utf-8", "replace"))
+    elif isinstance(rendered, str):
+        sys.stdout.write(rendered)
+    else:
+        sys.stdout.write(orjson.dumps(rendered, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    return 0
+
+
+def _case_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(config)
