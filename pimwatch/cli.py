@@ -166,6 +166,8 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     changed = pipeline.engine.changed
     http = Http()
     deliverer = Deliverer(config.sinks, store, config.delivery, http)
+    for warning in deliverer.warnings():
+        sys.stderr.write(f"pimwatch: warning: {warning}\n")
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
     # Each new or resolved alert is queued for the sinks that route it (sent now with --send, or
     # later by 'pimwatch deliver').

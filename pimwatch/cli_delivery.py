@@ -87,8 +87,11 @@ def _deliver(args: argparse.Namespace, config: Config) -> int:
         sys.stderr.write(f"pimwatch: {exc}\n")
         return 1
     http = Http()
+    deliverer = Deliverer(config.sinks, store, config.delivery, http)
+    for warning in deliverer.warnings():
+        sys.stderr.write(f"pimwatch: warning: {warning}\n")
     try:
-        outcome = Deliverer(config.sinks, store, config.delivery, http).run(only=args.sink)
+        outcome = deliverer.run(only=args.sink)
     finally:
         http.close()
     report(outcome, store, sys.stderr)

@@ -17,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -129,6 +129,16 @@ class Deliverer:
         delay = self.rng.uniform(delay / 2, delay)
         return max(delay, hint or 0.0)
 
+    def warnings(self) -> list[str]:
+        """Start-up warnings of the sinks (e.g. Opsgenie's API shutdown date)."""
+        out = []
+        for name, sink in self.sinks.items():
+            warn = getattr(sink.module, "startup_warning", None)
+            message = warn(sink.config) if callable(warn) else None
+            if message:
+                out.append(f"sink {name}: {message}")
+        return out
+
     def run(self, only: str | None = None) -> Outcome:
         outcome = Outcome()
         for name, sink in self.sinks.items():
@@ -144,7 +154,16 @@ class Deliverer:
             return
         units = [due] if sink.batch else [[d] for d in due]
         for unit in units:
-            alerts = [a for a in (self.store.get_alert(d.alert_id) for d in unit) if a is not None]
+            alerts = []
+            for d in unit:
+                alert = self.store.get_alert(d.alert_id)
+                if alert is None:
+                    continue
+                # A trigger still owed goes out as a trigger even if the alert has resolved since
+                # (its resolve delivery follows): the page is never skipped.
+                if d.kind == "trigger" and alert.status != "open":
+                    alert = replace(alert, status="open", resolved_at=None)
+                alerts.append(alert)
             if not alerts:
                 continue
             self._attempt(name, sink, unit, alerts, started, outcome)

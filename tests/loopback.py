@@ -73,7 +73,7 @@ class Server:
 @contextmanager
 def serve(*answers: Answer) -> Iterator[Server]:
     server = Server(list(answers) or None)
-    thread = threading.Thread(target=server.httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server

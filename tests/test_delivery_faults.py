@@ -1,0 +1,110 @@
+"""Fault scenarios end to end: `pimwatch replay --send` / `deliver` against a real HTTP server on
+loopback standing in for PagerDuty's Events API v2, next to a healthy `file` sink."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pimwatch.cli import main
+from tests.loopback import Answer, serve
+from tests.streams import BREAK_GLASS, mixed_stream
+
+KEY = "R0UT1NGKEY-secret-value-123"
+
+
+def _setup(tmp_path: Path, pd_url: str) -> tuple[Path, Path, str, Path]:
+    stream = tmp_path / "s.jsonl"
+    stream.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in mixed_stream()))
+    archive = tmp_path / "alerts.jsonl"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "break_glass:\n  accounts:\n"
+        + "".join(f"    - {a}\n" for a in BREAK_GLASS)
+        + "delivery: {retries_in_run: 1, base_delay_seconds: 0.01, max_delay_seconds: 0.05}\n"
+        + "sinks:\n"
+        + f"  oncall: {{type: pagerduty, min_severity: high, routing_key: '${{PD_KEY}}', url: '{pd_url}',"
+        + " timeout_seconds: 1}\n"
+        + f"  archive: {{type: file, path: '{archive}'}}\n"
+    )
+    return stream, cfg, str(tmp_path / "state.db"), archive
+
+
+def _paged(requests: list) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(r.body) for r in requests]
+
+
+def test_a_sink_down_for_the_whole_run_gets_everything_exactly_once_when_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PD_KEY", KEY)
+    with serve(Answer(500)) as pd:
+        stream, cfg, state, archive = _setup(tmp_path, pd.url + "/v2/enqueue")
+        assert (
+            main(
+                ["replay", "--config", str(cfg), "--state", state, "--send", "--format", "jsonl", str(stream)]
+            )
+            == 0
+        )
+        alerts = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        high = {a["id"] for a in alerts if a["severity"] in ("high", "critical")}
+        archived = archive.read_text().splitlines()
+        assert len(archived) == len(alerts)  # the healthy sink got everything at once
+        assert len(pd.requests) == 2 * len(high)  # one try and one retry each, all failed
+        pd.script(Answer(202, b'{"status":"success"}'))
+        pd.requests.clear()
+        time.sleep(0.1)  # the retries' backoff (at most max_delay_seconds) has passed
+        assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
+        assert main(["deliver", "--config", str(cfg), "--state", state]) == 0  # nothing left to send
+        events = _paged(pd.requests)
+        assert sorted(e["dedup_key"] for e in events) == sorted(high)  # exactly once each
+        assert all(e["event_action"] == "trigger" for e in events)
+    assert archive.read_text().splitlines() == archived  # the healthy sink untouched
+    everything = capsys.readouterr()
+    assert KEY not in everything.out + everything.err
+    assert KEY.encode() not in Path(state).read_bytes()
+
+
+def test_an_answer_lost_mid_delivery_is_retried_with_the_same_dedup_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PagerDuty received the event but the connection died before its answer (as if pimwatch were
+    killed there): the retry carries the same dedup_key, so PagerDuty keeps one incident."""
+    monkeypatch.setenv("PD_KEY", KEY)
+    with serve(Answer(drop=True)) as pd:
+        stream, cfg, state, _ = _setup(tmp_path, pd.url + "/v2/enqueue")
+        main(["replay", "--config", str(cfg), "--state", state, "--send", str(stream)])
+        first = [e["dedup_key"] for e in _paged(pd.requests)]
+        pd.script(Answer(202, b'{"status":"success"}'))
+        pd.requests.clear()
+        time.sleep(0.1)
+        assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
+        second = [e["dedup_key"] for e in _paged(pd.requests)]
+    assert set(second) == set(first) and len(second) == len(set(first))
+    capsys.readouterr()
+
+
+def test_a_permanent_4xx_is_a_dead_letter_listed_and_resendable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PD_KEY", KEY)
+    with serve(Answer(400, b'{"status":"invalid event","message":"Event object is invalid"}')) as pd:
+        stream, cfg, state, _ = _setup(tmp_path, pd.url + "/v2/enqueue")
+        main(["replay", "--config", str(cfg), "--state", state, "--send", str(stream)])
+        sent_once = len(pd.requests)
+        assert "dead letters" in capsys.readouterr().err
+        assert main(["deliver", "--config", str(cfg), "--state", state]) == 0  # dead: not retried
+        assert len(pd.requests) == sent_once
+        main(["outbox", "list", "--state", state, "--status", "dead"])
+        listing = capsys.readouterr().out
+        assert listing.count("dead     oncall") == sent_once
+        assert "last error: pagerduty: HTTP 400" in listing or "last error: oncall: HTTP 400" in listing
+        assert KEY not in listing
+        pd.script(Answer(202, b'{"status":"success"}'))
+        assert main(["outbox", "retry", "--state", state, "--sink", "oncall"]) == 0
+        assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
+        assert len(pd.requests) == 2 * sent_once
