@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
     plugins = discover()
     if args.command == "detectors":
         return _detectors(args, plugins)
