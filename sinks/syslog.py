@@ -1,0 +1,395 @@
+"""CEF over syslog (RFC 5424) via UDP, TCP or TLS: the "CEF via AMA" path into Sentinel, or any SIEM.
+
+One message per alert, all alerts of a delivery run over one connection (sinks.md A3)::
+
+    <162>1 2026-03-10T02:17:00.000Z collector01 pimwatch - - - CEF:0|pimwatch|pimwatch|0.1.0|
+    breakglass.signin|Break-glass account … signed in|10|rt=1773109020000 start=… cnt=1 msg=…
+
+(one line; wrapped here). Syslog header: ``PRI`` = ``facility`` × 8 + syslog severity (critical → 2
+crit, high → 3 err, medium → 4 warning, low → 5 notice, info → 6 info), ``TIMESTAMP`` = the alert's
+``last_seen`` (so the message is a pure function of the alert), ``HOSTNAME`` from the config,
+``APP-NAME`` pimwatch, no PROCID / MSGID / STRUCTURED-DATA. The MSG is UTF-8 without a BOM (a BOM
+before ``CEF:`` would hide the CEF prefix from AMA / rsyslog parsers).
+
+CEF: ``CEF:0|pimwatch|pimwatch|<version>|<detector id>|<title>|<severity>|<extension>`` with CEF
+severity critical 10, high 8, medium 5, low 3, info 1. Header fields escape ``\\`` and ``|``; they
+cannot hold line breaks, which become spaces. Extension values escape ``\\``, ``=``, LF (``\\n``) and
+CR (``\\r``); other control characters (and U+0085/U+2028/U+2029) become spaces, so a message is
+always one line and LF framing is as safe as octet counting. Extension keys (ArcSight names, mapped by
+Sentinel into ``CommonSecurityLog``): ``rt`` / ``start`` / ``end`` (ms epoch of last / first / last
+seen), ``cnt`` (count), ``msg`` (title), ``reason`` (summary), ``duser`` / ``duid`` (the principal the
+alert is about: UPN or name / object id), ``suser`` (the actor, when the context names one),
+``cs1`` alertId, ``cs2`` detector, ``cs3`` context (compact JSON, bounded), ``cs4`` mitre, ``cs5``
+runbook, ``cs6`` status (with their ``csNLabel``).
+
+Size: every message is at most ``max_bytes`` (default 2048 for UDP — the size RFC 5424 / 5426 say
+receivers SHOULD accept — and 8192 for TCP/TLS; configurable). Fields start at their CEF lengths
+(name 512; msg, reason, users, mitre 1023; context ``context_chars``; runbook 4000) and, while the
+message is still too long, the longest fields are cut further — down to a common level, so short
+fields (ids, UPNs) stay whole — always with the visible truncation marker.
+
+Transports: UDP — one datagram per message, fire and forget (a refused port may surface as an error on
+a later datagram, nothing more); TCP and TLS (RFC 5425) — octet-counting framing (RFC 6587,
+``<len> <msg>``) or, with ``framing: lf``, one message per line. TLS verifies the server against
+``ca_file`` (a private CA) or the system store, and the host name (``server_name`` overrides it);
+``verify: false`` turns verification off (lab use only). Errors: connection refused / reset, DNS,
+timeouts and TLS handshake failures are transient; a certificate that fails verification, or a
+``ca_file`` that cannot be loaded, is permanent. This sink does not use :class:`Http`. Syslog has no
+acknowledgement: a retry resends the whole batch, so a message may arrive twice — dedupe on ``cs1``
+(the alert id, ``DeviceCustomString1`` in ``CommonSecurityLog``).
+
+Sentinel: point the AMA data collection rule at the facility used here (default ``local4``) and keep
+that facility for CEF only, so the messages are not ingested twice (as ``Syslog`` and as CEF).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from pimwatch import __version__
+from pimwatch.alerts import Alert, Severity
+from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkConfig, TransientError, truncate
+
+BATCH = True
+
+APP_NAME = "pimwatch"
+VENDOR = "pimwatch"
+PRODUCT = "pimwatch"
+UDP_MAX_BYTES = 2048  # RFC 5424 §6.1 / RFC 5426 §3.2: receivers SHOULD accept 2048 octets
+STREAM_MAX_BYTES = 8192
+UDP_CEILING = 65507  # the largest UDP payload over IPv4
+DEFAULT_PORTS = {"udp": 514, "tcp": 514, "tls": 6514}
+
+CEF_SEVERITY = {
+    Severity.CRITICAL: 10,
+    Severity.HIGH: 8,
+    Severity.MEDIUM: 5,
+    Severity.LOW: 3,
+    Severity.INFO: 1,
+}
+SYSLOG_SEVERITY = {  # RFC 5424 §6.2.1
+    Severity.CRITICAL: 2,
+    Severity.HIGH: 3,
+    Severity.MEDIUM: 4,
+    Severity.LOW: 5,
+    Severity.INFO: 6,
+}
+FACILITIES = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7,
+    "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13, "console": 14,
+    "solaris-cron": 15, **{f"local{i}": 16 + i for i in range(8)},
+}  # fmt: skip
+
+_HOSTNAME = re.compile(r"^[!-~]{1,255}$")  # RFC 5424 HOSTNAME: PRINTUSASCII, no spaces
+# Controls other than CR / LF (escaped in extensions), DEL, C1, NEL and the Unicode line separators.
+_CONTROLS = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+_BREAKS = re.compile(r"[\r\n]")
+_EXT_SPECIAL = re.compile(r"[\\=\n\r]")
+_EXT_ESCAPES = {"\\": "\\\\", "=": "\\=", "\n": "\\n", "\r": "\\r"}
+
+
+def _local_hostname() -> str:
+    name = re.sub(r"[^!-~]", "-", socket.gethostname())[:255]
+    return name or "-"
+
+
+class Config(SinkConfig):
+    host: str
+    transport: Literal["udp", "tcp", "tls"] = "tcp"
+    port: int | None = Field(default=None, ge=1, le=65535)  # default 514 (udp, tcp) or 6514 (tls)
+    framing: Literal["octet-counting", "lf"] = "octet-counting"  # tcp / tls
+    verify: bool = True  # tls: verify the certificate and the host name
+    ca_file: str | None = None  # tls: PEM bundle of the CA(s) to trust instead of the system store
+    server_name: str | None = None  # tls: the name to verify (and send as SNI) when not ``host``
+    facility: int | str = "local4"
+    hostname: str = Field(default_factory=_local_hostname)  # the RFC 5424 HOSTNAME field
+    max_bytes: int | None = Field(default=None, ge=1024)  # per message; default 2048 (udp) / 8192 (tcp, tls)
+    context_chars: int = Field(default=4000, ge=64, le=65536)  # cs3 (context JSON) before size fitting
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value):
+            raise ValueError("expected a host name or address")
+        return value
+
+    @field_validator("facility")
+    @classmethod
+    def _facility(cls, value: int | str) -> int:
+        if isinstance(value, int) and 0 <= value <= 23:
+            return value
+        if isinstance(value, str) and value.lower() in FACILITIES:
+            return FACILITIES[value.lower()]
+        raise ValueError("expected a facility 0-23 or a name (local0-local7, auth, authpriv, user, ...)")
+
+    @field_validator("hostname")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        if not _HOSTNAME.match(value):
+            raise ValueError("expected 1-255 printable ASCII characters without spaces")
+        return value
+
+    @field_validator("ca_file", "server_name")
+    @classmethod
+    def _tls_only(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("transport") != "tls":
+            raise ValueError("only applies to transport: tls")
+        return value
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _udp_ceiling(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("transport") == "udp" and value > UDP_CEILING:
+            raise ValueError(f"a UDP datagram holds at most {UDP_CEILING} bytes")
+        return value
+
+    @property
+    def port_number(self) -> int:
+        return self.port if self.port is not None else DEFAULT_PORTS[self.transport]
+
+    @property
+    def message_limit(self) -> int:
+        if self.max_bytes is not None:
+            return self.max_bytes
+        return UDP_MAX_BYTES if self.transport == "udp" else STREAM_MAX_BYTES
+
+    @property
+    def facility_code(self) -> int:
+        return self.facility if isinstance(self.facility, int) else FACILITIES[self.facility]
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def clean(text: str) -> str:
+    """No lone surrogates (they cannot be encoded) and no control characters but CR / LF."""
+    return _CONTROLS.sub(" ", text.encode("utf-8", "replace").decode("utf-8"))
+
+
+def escape_header(text: str) -> str:
+    """A CEF header field: ``\\`` and ``|`` escaped, line breaks (not allowed there) as spaces."""
+    return _BREAKS.sub(" ", clean(text)).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def escape_value(text: str) -> str:
+    """A CEF extension value: ``\\``, ``=``, LF and CR escaped (``|`` needs none)."""
+    return _EXT_SPECIAL.sub(lambda m: _EXT_ESCAPES[m.group()], clean(text))
+
+
+def parse_time(iso: str) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(iso)
+    except (TypeError, ValueError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def epoch_ms(iso: str) -> str:
+    when = parse_time(iso)
+    return "" if when is None else str(round(when.timestamp() * 1000))
+
+
+def syslog_timestamp(iso: str) -> str:
+    when = parse_time(iso)
+    if when is None:
+        return "-"
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond // 1000:03d}Z"
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class _Field:
+    """A variable text field: the original, the character limit it is cut to, its escaping."""
+
+    def __init__(self, text: str, limit: int, header: bool = False):
+        self.text = clean(text)
+        self.limit = limit
+        self.header = header
+
+    @property
+    def value(self) -> str:
+        return truncate(self.text, self.limit)
+
+    @property
+    def cost(self) -> int:
+        """Bytes on the wire, escaped."""
+        value = self.value
+        return len((escape_header(value) if self.header else escape_value(value)).encode("utf-8"))
+
+
+def water_level(costs: Sequence[int], budget: int) -> int:
+    """The largest per-field size ``C`` with ``sum(min(cost, C)) <= budget``: short fields stay whole,
+    the long ones share what is left equally."""
+    remaining, ordered = budget, sorted(costs)
+    for i, cost in enumerate(ordered):
+        share = max(0, remaining) // (len(ordered) - i)
+        if cost > share:
+            return share
+        remaining -= cost
+    return ordered[-1] if ordered else 0
+
+
+def fit(build: Callable[[], bytes], fields: Sequence[_Field], limit: int) -> bytes:
+    """Cut the longest fields (to a common level, with the marker) until the message fits ``limit``."""
+    data = build()
+    while len(data) > limit:
+        costs = [f.cost for f in fields]
+        level = water_level(costs, limit - (len(data) - sum(costs)))
+        changed = False
+        for f, cost in zip(fields, costs, strict=True):
+            chars = len(f.value)
+            if cost > level and chars > len(TRUNCATED):
+                f.limit = max(len(TRUNCATED), min(chars - 1, chars * level // cost))
+                changed = True
+        if not changed:
+            break  # nothing left to cut (a tiny limit, a huge host name): sent as it is
+        data = build()
+    return data
+
+
+def _actor(context: dict[str, Any]) -> str:
+    actor = context.get("actor")
+    if isinstance(actor, dict):
+        return str(actor.get("upn") or actor.get("name") or "")
+    return ""
+
+
+def message(alert: Alert, config: Config) -> bytes:
+    """The RFC 5424 message (without transport framing) for one alert, at most ``message_limit`` bytes."""
+    pri = config.facility_code * 8 + SYSLOG_SEVERITY[alert.severity]
+    prefix = f"<{pri}>1 {syslog_timestamp(alert.last_seen)} {config.hostname} {APP_NAME} - - - "
+    principal = alert.principal or {}
+    name = _Field(alert.title or alert.detector, 512, header=True)
+    # (key, fixed value or a shrinkable field); empty values are left out
+    ext: list[tuple[str, str | _Field]] = [
+        ("rt", epoch_ms(alert.last_seen)),
+        ("start", epoch_ms(alert.first_seen)),
+        ("end", epoch_ms(alert.last_seen)),
+        ("cnt", str(alert.count)),
+        ("msg", _Field(alert.title, 1023)),
+        ("reason", _Field(alert.summary, 1023)),
+        ("duser", _Field(principal.get("upn") or principal.get("name") or "", 1023)),
+        ("duid", _Field(principal.get("id") or "", 1023)),
+        ("suser", _Field(_actor(alert.context), 1023)),
+        ("cs1Label", "alertId"),
+        ("cs1", alert.id),
+        ("cs2Label", "detector"),
+        ("cs2", alert.detector),
+        ("cs3Label", "context"),
+        ("cs3", _Field(compact_json(alert.context), config.context_chars)),
+        ("cs4Label", "mitre"),
+        ("cs4", _Field(",".join(alert.mitre), 1023)),
+        ("cs5Label", "runbook"),
+        ("cs5", _Field(alert.runbook, 4000)),
+        ("cs6Label", "status"),
+        ("cs6", truncate(alert.status + (f" at {alert.resolved_at}" if alert.resolved_at else ""), 128)),
+    ]
+    shrinkable = [name, *(v for _, v in ext if isinstance(v, _Field))]
+
+    def build() -> bytes:
+        header = "|".join(
+            [
+                "CEF:0",
+                escape_header(VENDOR),
+                escape_header(PRODUCT),
+                escape_header(__version__),
+                escape_header(truncate(alert.detector, 1023)),
+                escape_header(name.value),
+                str(CEF_SEVERITY[alert.severity]),
+            ]
+        )
+        parts = []
+        for key, v in ext:
+            text = v.value if isinstance(v, _Field) else v
+            if text:
+                parts.append(f"{key}={escape_value(text)}")
+        return (prefix + header + "|" + " ".join(parts)).encode("utf-8")
+
+    return fit(build, shrinkable, config.message_limit)
+
+
+def render(alerts: Sequence[Alert], config: Config) -> list[bytes]:
+    """One RFC 5424 / CEF message per alert, unframed (``send`` adds the transport framing)."""
+    return [message(alert, config) for alert in alerts]
+
+
+# --- sending ----------------------------------------------------------------------------------------
+
+
+def frame(msg: bytes, config: Config) -> bytes:
+    if config.framing == "lf":
+        return msg + b"\n"
+    return str(len(msg)).encode("ascii") + b" " + msg  # RFC 6587 §3.4.1 octet counting
+
+
+def tls_context(config: Config) -> ssl.SSLContext:
+    if config.verify:
+        try:
+            ctx = ssl.create_default_context(cafile=config.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise PermanentError(f"syslog: cannot load ca_file ({type(exc).__name__})") from None
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _send_udp(rendered: list[bytes], config: Config) -> None:
+    infos = socket.getaddrinfo(config.host, config.port_number, type=socket.SOCK_DGRAM)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.settimeout(config.timeout_seconds)
+        sock.connect(address)
+        for msg in rendered:
+            sock.send(msg)
+
+
+def _send_stream(rendered: list[bytes], config: Config) -> None:
+    ctx = tls_context(config) if config.transport == "tls" else None
+    raw = socket.create_connection((config.host, config.port_number), timeout=config.timeout_seconds)
+    try:
+        sock: socket.socket = raw
+        if ctx is not None:
+            sock = ctx.wrap_socket(raw, server_hostname=config.server_name or config.host)
+        sock.sendall(b"".join(frame(m, config) for m in rendered))
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        sock.close()
+    finally:
+        raw.close()
+
+
+def send(rendered: list[bytes], config: Config, http: Http) -> str:
+    """Deliver the messages over one connection (``http`` is not used)."""
+    if not rendered:
+        return "nothing to send"
+    try:
+        if config.transport == "udp":
+            _send_udp(rendered, config)
+        else:
+            _send_stream(rendered, config)
+    except ssl.SSLCertVerificationError as exc:
+        reason = truncate(clean(str(exc.verify_message or exc.reason or "")), 120)
+        raise PermanentError(f"syslog: TLS certificate verification failed ({reason})") from None
+    except ssl.SSLError as exc:
+        reason = truncate(clean(str(exc.reason or type(exc).__name__)), 120)
+        raise TransientError(f"syslog: TLS handshake failed ({reason})") from None
+    except TimeoutError:
+        raise TransientError(f"syslog: timed out after {config.timeout_seconds:g} s") from None
+    except OSError as exc:
+        raise TransientError(f"syslog: connection failed ({type(exc).__name__})") from None
+    count = len(rendered)
+    return f"{count} message{'s' if count != 1 else ''} sent ({config.transport})"
