@@ -183,7 +183,12 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
             report(deliverer.run(), store, sys.stderr)
         else:
             sys.stderr.write(
-                "  delivery: dry run (alerts queued for 'pimwatch deliver'; --send to deliver now)\n"
+                "  delivery: dry run (--send delivers; "
+                + (
+                    "alerts queued in the state for 'pimwatch deliver')\n"
+                    if args.state
+                    else "no --state, nothing kept)\n"
+                )
             )
     http.close()
     store.close()
