@@ -19,7 +19,7 @@ from typing import IO, Any
 
 import orjson
 
-from pimwatch import __version__
+from pimwatch import __version__, templating
 from pimwatch.alerts import Alert, Severity
 from pimwatch.catalogue import render_markdown
 from pimwatch.cli_delivery import add_parsers, report
@@ -125,6 +125,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         config = load(args.config, plugins)
     except ConfigError as exc:
         return _config_error(exc)
+    templating.configure(config.templates)
     try:
         files = expand(args.paths)
     except InputError as exc:

@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import orjson
 
+from pimwatch import templating
 from pimwatch.alerts import Alert, Severity, alert_id
 from pimwatch.config import Config, ConfigError, load
 from pimwatch.delivery import Deliverer, LoadedSink, Outcome
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         for problem in exc.problems:
             sys.stderr.write(f"  {problem}\n")
         return 2
+    templating.configure(config.templates)
     if args.command == "deliver":
         return _deliver(args, config)
     sink = config.sinks.get(args.sink)

@@ -53,6 +53,7 @@ class _File(BaseModel):
     detectors: dict[str, dict[str, Any] | None] = {}
     sinks: dict[str, dict[str, Any]] = {}
     delivery: Policy = Policy()
+    templates: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Config:
     detectors: Mapping[str, DetectorConfig]
     sinks: Mapping[str, LoadedSink] = field(default_factory=dict)
     delivery: Policy = field(default_factory=Policy)
+    templates: str | None = None
 
 
 def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
@@ -153,10 +155,12 @@ def build(
             problems += [f"detectors.{det_id}.{problem}" for problem in plugin.validate(params)]
         out[det_id] = DetectorConfig(enabled, severity, params)
     sinks = _sinks(raw.sinks, problems, env if env is not None else os.environ)
+    if raw.templates is not None and not os.path.isdir(raw.templates):
+        problems.append(f"templates: expected a folder of template overrides, {raw.templates!r} is not one")
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
-    return Config(settings, out, sinks, raw.delivery)
+    return Config(settings, out, sinks, raw.delivery, raw.templates)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -119,8 +119,16 @@ class Deliverer:
             if kind == "resolve" and not sink.resolves:
                 continue
             if sink.config.routes(alert):
-                queued += self.store.enqueue(alert.id, name, kind, now)
+                queued += self.store.enqueue(alert.id, name, kind, now, self._due(sink.config, alert, now))
         return queued
+
+    @staticmethod
+    def _due(config: SinkConfig, alert: Alert, now: float) -> float:
+        """Now, or the end of the current digest interval for alerts the sink collects in a digest."""
+        size = config.digest_minutes * 60
+        if size <= 0 or alert.severity.rank > config.digest_severity.rank:
+            return now
+        return (now // size + 1) * size
 
     def backoff(self, attempts: int, hint: float | None) -> float:
         """Exponential with full jitter, capped; a Retry-After hint wins when it is longer."""

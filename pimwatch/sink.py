@@ -58,6 +58,10 @@ class SinkConfig(BaseModel):
     detectors: list[str] = ["*"]  # fnmatch globs on detector ids
     exclude: list[str] = []
     timeout_seconds: float = 10.0
+    # A digest: alerts of ``digest_severity`` or lower wait for the end of the current interval of
+    # ``digest_minutes`` and go out together (one message with a BATCH sink such as email). 0 = off.
+    digest_minutes: int = 0
+    digest_severity: Severity = Severity.LOW
 
     def routes(self, alert: Alert) -> bool:
         if alert.severity.rank < self.min_severity.rank:

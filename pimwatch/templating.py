@@ -43,5 +43,14 @@ def environment(override_dir: str | None = None) -> SandboxedEnvironment:
     return env
 
 
+_OVERRIDE: list[str] = []  # the deployment's template folder, set once at start (configure)
+
+
+def configure(override_dir: str | None) -> None:
+    """Search ``override_dir`` before the bundled templates (``templates:`` in the config)."""
+    _OVERRIDE[:] = [override_dir] if override_dir else []
+
+
 def render(name: str, override_dir: str | None = None, **context: Any) -> str:
-    return environment(override_dir).get_template(name).render(**context)
+    folder = override_dir or (_OVERRIDE[0] if _OVERRIDE else None)
+    return environment(folder).get_template(name).render(**context)

@@ -232,3 +232,42 @@ def test_test_alert_and_render_commands(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["render", "--config", str(cfg), "--sink", "screen", "--detector", "breakglass.signin"]) == 0
     assert "[CRITICAL] breakglass.signin" in capsys.readouterr().out
     assert main(["render", "--config", str(cfg), "--sink", "nope", "--detector", "breakglass.signin"]) == 2
+
+
+def test_a_digest_holds_low_alerts_until_the_end_of_the_interval_and_sends_them_together() -> None:
+    store, clock = SqliteStore(), [3600.0 * 100 + 10]
+    flaky = Flaky([])
+    flaky.BATCH = True  # type: ignore[misc]
+    cfg = file_sink.Config(type="file", digest_minutes=60)
+    d = Deliverer(
+        {"digest": LoadedSink("digest", cfg, flaky)},  # type: ignore[arg-type]
+        store,
+        Policy(),
+        clock=lambda: clock[0],
+        sleep=lambda s: None,
+    )
+    for aid, sev in (("low1", Severity.LOW), ("info1", Severity.INFO), ("high1", Severity.HIGH)):
+        store.merge_alert(_alert(sev, aid=aid))
+        d.enqueue(store.get_alert(aid), "new")  # type: ignore[arg-type]
+    d.run()
+    assert flaky.sent == [["high1"]]  # above the digest severity: at once
+    clock[0] = 3600.0 * 101  # the hour is over
+    d.run()
+    assert flaky.sent == [["high1"], ["info1", "low1"]] or flaky.sent == [["high1"], ["low1", "info1"]]
+
+
+def test_a_deployment_can_override_a_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pimwatch import templating
+
+    (tmp_path / "teams.title.txt.j2").write_text("OVERRIDDEN {{ '{{' }}")
+    cfg = _config(tmp_path, f"templates: '{tmp_path}'\nsinks:\n  screen: {{type: console}}\n")
+    try:
+        assert (
+            main(["render", "--config", str(cfg), "--sink", "screen", "--detector", "breakglass.signin"]) == 0
+        )
+        assert templating.render("teams.title.txt.j2").startswith("OVERRIDDEN {{")
+    finally:
+        templating.configure(None)
+    bad = _config(tmp_path, "templates: /no/such/folder\n")
+    assert main(["render", "--config", str(bad), "--sink", "screen", "--detector", "x"]) == 2
+    assert "templates: expected a folder of template overrides" in capsys.readouterr().err
