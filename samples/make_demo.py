@@ -126,8 +126,9 @@ e.-t. Incidents for the assignment, activation-pattern, approval, PIM-alert, Con
    s  14:31 adm-peggy issues a Temporary Access Pass to adm-judy -> credentials.privileged_changed high
    t  18:21 adm-niaj activates Intune Administrator for the first time -> activation.first_time low
    Single denials (adm-oscar, adm-rupert, adm-trudy's two) -> activation.denied low each; bg-admin02's
-   re-created permanent Global Administrator assignment (11:09) -> breakglass.activity critical (3:
-   requested, completed, MS-PIM write) and assignment.privileged high, not assignment.permanent.
+   re-created permanent Global Administrator assignment (11:09) -> breakglass.activity critical (one
+   alert, count 3: requested, completed, MS-PIM write) and assignment.privileged high, not
+   assignment.permanent.
 
 Near misses that must NOT alert: adm-grace activates 2 roles in 8 min
 (one of them delivered twice, so only a tool without de-duplication counts 3); adm-ivan activates 3 roles

@@ -148,6 +148,9 @@ def test_demo_alert_details(demo: tuple[int, list[dict[str, Any]], str, Path]) -
     nora = _one(alerts, "approval.overdue", "adm-nora")
     hugo = _one(alerts, "approval.overdue", "adm-hugo")
     assert (nora["status"], hugo["status"]) == ("resolved", "open")
+    # an activation alert closes when the activation ends (adm-niaj's at 19:21, adm-quentin's tomorrow)
+    assert _one(alerts, "activation.first_time", "adm-niaj")["status"] == "resolved"
+    assert _one(alerts, "activation.off_hours", "adm-quentin")["status"] == "open"
     assert nora["resolved_at"].startswith("2026-03-10T15:52:")
     # PIM's outside-PIM record, re-emitted at 3 scans, is one alert; the direct write another.
     scans = _one(alerts, "assignment.outside_pim", "svc-mailflow")
