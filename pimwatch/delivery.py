@@ -220,6 +220,7 @@ class Deliverer:
             now = self.clock()
             for d in unit:
                 self.store.mark_sent(d.alert_id, name, d.kind, answer, now)
+            self.store.commit()  # durable at once: a crash after this never sends it again
             outcome.count(outcome.sent, name, len(unit))
             outcome.answers[name] = answer
             return
@@ -237,6 +238,7 @@ class Deliverer:
         now = self.clock()
         for d in unit:
             self.store.mark_failed(d.alert_id, name, d.kind, dead=dead, next_at=next_at, error=error, now=now)
+        self.store.commit()
         outcome.count(outcome.dead if dead else outcome.pending, name, len(unit))
         outcome.answers[name] = error
         (log.error if dead else log.warning)(

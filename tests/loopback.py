@@ -52,12 +52,15 @@ class Server:
                     self.close_connection = True
                     self.connection.close()
                     return
-                self.send_response(answer.status)
-                for k, v in answer.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                try:
+                    self.send_response(answer.status)
+                    for k, v in answer.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timed out, or was killed): nothing to answer
 
             def log_message(self, format: str, *args: object) -> None:
                 return

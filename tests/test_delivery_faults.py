@@ -112,3 +112,42 @@ def test_a_permanent_4xx_is_a_dead_letter_listed_and_resendable(
         assert main(["outbox", "retry", "--state", state, "--sink", "oncall"]) == 0
         assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
         assert len(pd.requests) == 2 * sent_once
+
+
+def test_a_process_killed_mid_delivery_loses_nothing_when_restarted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pimwatch replay --send` is killed (SIGKILL) while PagerDuty is answering slowly; `pimwatch
+    deliver` afterwards sends every alert, and whatever went out twice carries the same dedup_key."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("PD_KEY", KEY)
+    with serve(Answer(202, b'{"status":"success"}', delay=0.4)) as pd:
+        stream, cfg, state, _ = _setup(tmp_path, pd.url + "/v2/enqueue")
+        exe = Path(sys.executable).parent / "pimwatch"
+        proc = subprocess.Popen(
+            [str(exe), "replay", "--config", str(cfg), "--state", state, "--send", str(stream)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PD_KEY": KEY},
+        )
+        deadline = time.time() + 20
+        while len(pd.requests) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        before = [e["dedup_key"] for e in _paged(pd.requests)]
+        pd.script(Answer(202, b'{"status":"success"}'))
+        assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
+        after = [e["dedup_key"] for e in _paged(pd.requests)][len(before) :]
+    from pimwatch.store import SqliteStore
+
+    owed = {a.id for a in SqliteStore(state).alerts() if a.severity.value in ("high", "critical")}
+    assert len(before) >= 2
+    assert set(before) | set(after) == owed  # nothing lost
+    assert len(after) == len(set(after))
+    assert set(after).isdisjoint(set(before[:-1]))  # only the one in flight may go out again
+    capsys.readouterr()
