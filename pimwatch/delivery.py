@@ -18,16 +18,19 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from pimwatch.alerts import Alert
+from pimwatch.alerts import Alert, Severity, alert_id
 from pimwatch.sink import Http, PermanentError, SinkConfig, TransientError
 from pimwatch.store import Delivery, Store
+from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch.delivery")
+DEAD_LETTERS = "delivery.dead_letters"
 
 
 class Policy(BaseModel):
@@ -40,6 +43,7 @@ class Policy(BaseModel):
     max_delay_seconds: float = 300.0
     run_deadline_seconds: float = 60.0  # per sink per run; the Functions timeout is 5-10 min
     retries_in_run: int = 2
+    alert_on_dead_letters: bool = True  # a "delivery.dead_letters" alert through the other sinks
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,39 @@ class Deliverer:
         for name, sink in self.sinks.items():
             if only is None or name == only:
                 self._run_sink(name, sink, outcome)
+        if self.policy.alert_on_dead_letters and outcome.dead:
+            # Dead letters alert in their own right, through the sinks that still work.
+            for name, n in sorted(outcome.dead.items()):
+                alert = self._dead_letter_alert(name, n)
+                if self.store.merge_alert(alert) != "unchanged":
+                    for other, sink in self.sinks.items():
+                        if other != name and sink.config.routes(alert):
+                            self.store.enqueue(alert.id, other, "trigger", self.clock())
+            for other, sink in self.sinks.items():
+                if other not in outcome.dead and (only is None or other == only):
+                    self._run_sink(other, sink, outcome)
         self.store.commit()
         return outcome
+
+    def _dead_letter_alert(self, sink: str, count: int) -> Alert:
+        now = self.clock()
+        day = datetime.fromtimestamp(now // 86400 * 86400, UTC)
+        when = iso(datetime.fromtimestamp(now, UTC))
+        return Alert(
+            id=alert_id(DEAD_LETTERS, sink, iso(day)),
+            detector=DEAD_LETTERS,
+            severity=Severity.HIGH,
+            title=f"Alerts could not be delivered to sink {sink!r}: dead letters",
+            summary="A sink refused or kept failing deliveries; the alerts are kept as dead letters.",
+            runbook=(
+                "Fix the sink (key, URL, permissions, payload), then 'pimwatch outbox list --status dead' "
+                "and 'pimwatch outbox retry' to re-send them."
+            ),
+            mitre=[],
+            principal={"id": None, "upn": None, "name": sink},
+            context={"sink": sink, "dead_letters_in_run": count},
+            events=[(when, f"{sink}:{now:.6f}")],
+        )
 
     def _run_sink(self, name: str, sink: LoadedSink, outcome: Outcome) -> None:
         started = self.clock()

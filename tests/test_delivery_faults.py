@@ -97,10 +97,14 @@ def test_a_permanent_4xx_is_a_dead_letter_listed_and_resendable(
 ) -> None:
     monkeypatch.setenv("PD_KEY", KEY)
     with serve(Answer(400, b'{"status":"invalid event","message":"Event object is invalid"}')) as pd:
-        stream, cfg, state, _ = _setup(tmp_path, pd.url + "/v2/enqueue")
+        stream, cfg, state, archive = _setup(tmp_path, pd.url + "/v2/enqueue")
         main(["replay", "--config", str(cfg), "--state", state, "--send", str(stream)])
         sent_once = len(pd.requests)
         assert "dead letters" in capsys.readouterr().err
+        # the dead letters alert in their own right, through the sink that works
+        meta = [json.loads(x) for x in archive.read_text().splitlines() if "delivery.dead_letters" in x]
+        assert len(meta) == 1 and meta[0]["context"] == {"sink": "oncall", "dead_letters_in_run": sent_once}
+        assert meta[0]["severity"] == "high" and "'oncall'" in meta[0]["title"]
         assert main(["deliver", "--config", str(cfg), "--state", state]) == 0  # dead: not retried
         assert len(pd.requests) == sent_once
         main(["outbox", "list", "--state", state, "--status", "dead"])
