@@ -23,10 +23,12 @@ import fnmatch
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import httpx
 
 from pimwatch.alerts import Alert, Severity
 
@@ -104,7 +106,16 @@ class Http:
     """
 
     def __init__(self, client: httpx.Client | None = None):
-        self.client = client or httpx.Client(follow_redirects=False)
+        self._client = client
+
+    @property
+    def client(self) -> httpx.Client:
+        # httpx is imported on first use: a replay without HTTP sinks does not pay for it.
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(follow_redirects=False)
+        return self._client
 
     def post(
         self,
@@ -116,6 +127,8 @@ class Http:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
     ) -> httpx.Response:
+        import httpx
+
         try:
             response = self.client.post(url, json=json, content=content, headers=headers, timeout=timeout)
         except httpx.TimeoutException:
@@ -131,4 +144,5 @@ class Http:
         raise PermanentError(reason)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()

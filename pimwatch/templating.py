@@ -12,12 +12,12 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from pimwatch.sink import truncate
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "sinks" / "templates"
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
@@ -30,6 +30,9 @@ def md_escape(text: object) -> str:
 
 @lru_cache(maxsize=8)
 def environment(override_dir: str | None = None) -> SandboxedEnvironment:
+    from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape  # only when a sink renders
+    from jinja2.sandbox import SandboxedEnvironment
+
     folders = [override_dir] if override_dir else []
     env = SandboxedEnvironment(
         loader=FileSystemLoader([*folders, str(DEFAULT_DIR)]),
