@@ -150,8 +150,8 @@ class Engine:
         wkey = f"\x1dalert\x1f{meta.id}\x1f{key}"  # apart from detectors' scoped state
         when = iso(at)
         if active.threshold <= 1:
-            if not self.store.add(wkey, record_id, at):
-                return
+            # No window: the alert itself keeps its records' ids, so folding it is the dedup (a
+            # record delivered twice leaves it unchanged) and no window member is needed.
             bucket = bucket_of(at.timestamp(), active.suppress)
             alert = self._alert(
                 active, key, bucket, severity, hit.title, hit.context, hit.principal.as_alert()

@@ -224,11 +224,14 @@ class SqliteStore:
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
         # The key itself, or the key plus the record id the engine appends when suppress_minutes
         # is 0; and only alerts that began before the closing record.
-        like = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "|%"
+        # Two index range lookups on (detector, akey): the exact key, and keys in [key|, key}) —
+        # '}' follows '|' in byte order — with no further '|' after the record id.
         rows = self._db.execute(
-            "SELECT doc FROM outbox WHERE detector=? AND status='open' AND first_seen <= ?"
-            " AND (akey=? OR (akey LIKE ? ESCAPE '\\' AND instr(substr(akey, ?), '|') = 0))",
-            (detector, at, key, like, len(key) + 2),
+            "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status='open' AND first_seen <= ?"
+            " UNION ALL"
+            " SELECT doc FROM outbox WHERE detector=? AND akey >= ? AND akey < ? AND status='open'"
+            " AND first_seen <= ? AND instr(substr(akey, ?), '|') = 0",
+            (detector, key, at, detector, key + "|", key + "}", at, len(key) + 2),
         ).fetchall()
         done = []
         for (doc,) in rows:

@@ -74,4 +74,6 @@ def _slow_parse(s: str) -> datetime | None:
 
 def iso(dt: datetime) -> str:
     """ISO 8601 UTC with ``Z`` and microseconds, the one time format pimwatch writes."""
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
