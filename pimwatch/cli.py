@@ -173,7 +173,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
     # Each new or resolved alert is queued for the sinks that route it (sent now with --send, or
     # later by 'pimwatch deliver').
-    alerts = (a for a in store.alerts() if a.id in changed and deliverer.enqueue(a, changed[a.id]) >= 0)
+    alerts = _queued(store.alerts(), changed, deliverer)
     out = sys.stdout
     by_severity = _jsonl(alerts, out) if args.format == "jsonl" else _table(alerts, out)
     out.flush()
@@ -196,6 +196,14 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     if tmpdir is not None:
         tmpdir.cleanup()
     return 1 if unreadable else 0
+
+
+def _queued(alerts: Iterable[Alert], changed: Mapping[str, str], deliverer: Deliverer) -> Iterator[Alert]:
+    """The alerts of this run, each queued for the sinks that route it on the way out."""
+    for a in alerts:
+        if a.id in changed:
+            deliverer.enqueue(a, changed[a.id])
+            yield a
 
 
 def _progress(items: Iterator[Item], counter: list[int], started: float) -> Iterator[Item]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -174,7 +173,7 @@ def _render(args: argparse.Namespace, sink: LoadedSink, plugins: list[Plugin], c
     if case is None:
         sys.stderr.write(f"pimwatch: {args.detector} has no positive case to render\n")
         return 1
-    alerts, _ = run_records(case.records, plugins, _case_config(case.config))
+    alerts, _ = run_records(case.records, plugins, case.config)
     mine = [a for a in alerts if a.detector == args.detector][:1]
     rendered = sink.render(mine)
     if isinstance(rendered, bytes):
@@ -184,7 +183,3 @@ def _render(args: argparse.Namespace, sink: LoadedSink, plugins: list[Plugin], c
     else:
         sys.stdout.write(orjson.dumps(rendered, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
     return 0
-
-
-def _case_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(config)
