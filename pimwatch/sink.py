@@ -20,10 +20,12 @@ in :mod:`pimwatch.delivery`, written once.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -71,6 +73,32 @@ class SinkConfig(BaseModel):
         if not any(fnmatch.fnmatchcase(alert.detector, g) for g in self.detectors):
             return False
         return not any(fnmatch.fnmatchcase(alert.detector, g) for g in self.exclude)
+
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
+
+
+def check_url(value: str, *, no_query: bool = False) -> None:
+    """https, or http to a loopback address (tests), so a key never travels in clear; the URL itself
+    is never echoed in the error. ``no_query``: also refuse a query string or fragment."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if not host:
+        raise ValueError("expected an absolute https:// URL")
+    if no_query and (parts.query or parts.fragment):
+        raise ValueError("expected no query string or fragment (the token goes in a header)")
+    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
+        return
+    raise ValueError("expected an https:// URL (http only to a loopback address)")
+
+
+def one_line(text: str | None) -> str:
+    """Control, line-separator and bidi characters as spaces: attacker text cannot forge lines."""
+    return _CONTROLS.sub(" ", text or "").strip()
 
 
 def truncate(text: str | None, limit: int) -> str:

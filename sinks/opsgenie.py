@@ -35,7 +35,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import SecretStr, ValidationInfo, field_validator
 
 from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import TRUNCATED, Http, SinkConfig, truncate
+from pimwatch.sink import TRUNCATED, Http, SinkConfig, check_url, one_line, truncate
 
 RESOLVES = True
 
@@ -66,8 +66,6 @@ PRIORITY = {
     Severity.INFO: "P5",
 }
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 _TAG = re.compile(r"^[^\s,]{1,50}$")
 
 
@@ -148,24 +146,6 @@ def startup_warning(config: Config, today: date | None = None) -> str | None:
 
 def _within(host: str, domain: str) -> bool:
     return host == domain or host.endswith("." + domain)
-
-
-def check_url(value: str) -> None:
-    """https, or http to a loopback address (tests); the URL itself is never echoed."""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        raise ValueError("not a valid URL") from None
-    if not host:
-        raise ValueError("expected an absolute https:// URL")
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
-        return
-    raise ValueError("expected an https:// URL (http only to a loopback address)")
-
-
-def one_line(text: str | None) -> str:
-    return _CONTROLS.sub(" ", text or "").strip()
 
 
 def escaped(text: str | None, limit: int) -> str:

@@ -17,15 +17,13 @@ and 5xx → transient (Retry-After honoured by the deliverer); all classified by
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator
 
 from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import TRUNCATED, Http, SinkConfig, truncate
+from pimwatch.sink import TRUNCATED, Http, SinkConfig, check_url, one_line, truncate
 
 RESOLVES = True
 
@@ -49,10 +47,8 @@ SEVERITY = {
     Severity.INFO: "info",
 }
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # C0/C1 controls, line/paragraph separators and bidi overrides: one-line fields stay one line and
 # cannot be made to read backwards in a page, an SMS or a push notification.
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 
 
 class Config(SinkConfig):
@@ -85,24 +81,6 @@ class Config(SinkConfig):
         if len(value) > 255:
             raise ValueError("at most 255 characters")
         return value
-
-
-def check_url(value: str) -> None:
-    """https, or http to a loopback address (tests); the URL itself is never echoed."""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        raise ValueError("not a valid URL") from None
-    if not host:
-        raise ValueError("expected an absolute https:// URL")
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
-        return
-    raise ValueError("expected an https:// URL (http only to a loopback address)")
-
-
-def one_line(text: str | None) -> str:
-    return _CONTROLS.sub(" ", text or "").strip()
 
 
 def render(alerts: Sequence[Alert], config: Config) -> dict[str, Any]:
