@@ -1,0 +1,70 @@
+"""Azure Functions entry (Python v2 programming model): triggers only, each a few lines into
+:mod:`pimwatch.runtime`. Settings, host.json values and the retry policy: ``docs/functions.md``.
+
+Only ``azure.functions`` and ``pimwatch.runtime`` are imported here; the runtime (config, detectors,
+sinks, state) is built on the first invocation (:func:`pimwatch.runtime.get_runtime`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from pimwatch.runtime import get_runtime
+
+app = func.FunctionApp()
+log = logging.getLogger("pimwatch.functions")
+
+
+# Raising is reserved for a failure of the state store (everything about the input is quarantined,
+# every sink failure stays in the outbox). The host does not checkpoint until the retry policy is
+# done with the batch, so the policy never gives up (-1): the partition stalls until the store is
+# back instead of skipping a batch that was never recorded. Backoff 10 s doubling up to 5 min.
+@app.function_name("entra_events")
+@app.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",
+    minimum_interval="00:00:10",
+    maximum_interval="00:05:00",
+)
+@app.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%PIMWATCH_EVENTHUB_NAME%",
+    connection="PIMWATCH_EVENTHUB",
+    consumer_group="%PIMWATCH_CONSUMER_GROUP%",
+    cardinality=func.Cardinality.MANY,
+    data_type=func.DataType.BINARY,
+)
+def entra_events(events: list[func.EventHubEvent]) -> None:
+    partition = _partition(events)
+    sources = [f"eventhub:{partition}/{e.sequence_number}" for e in events]
+    report = get_runtime().handle([e.get_body() for e in events], sources)
+    log.info("pimwatch batch: %s", json.dumps(report.to_dict()))
+
+
+@app.function_name("tick")
+@app.timer_trigger(arg_name="timer", schedule="0 */1 * * * *", run_on_startup=False, use_monitor=False)
+def tick(timer: func.TimerRequest) -> None:
+    report = get_runtime().tick(datetime.now(UTC))
+    log.info("pimwatch tick: %s", json.dumps(report.to_dict()))
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    try:
+        body, status = get_runtime().health(), 200
+    except Exception as exc:  # the store (or the settings) unusable: say so, without details
+        log.exception("health check failed")
+        body, status = {"status": "unavailable", "error": type(exc).__name__}, 503
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+
+
+def _partition(events: list[func.EventHubEvent]) -> str:
+    """The partition id from the batch's shared metadata (``PartitionContext``), when the host gives it."""
+    metadata = events[0].metadata if events else None
+    context = metadata.get("PartitionContext") if metadata else None
+    return str(context.get("PartitionId", "?")) if isinstance(context, dict) else "?"
