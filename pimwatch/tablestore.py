@@ -1,0 +1,637 @@
+"""The state store on Azure Table Storage: the same :class:`pimwatch.store.Store` contract as SQLite,
+shared safely by several processes and instances (every write is durable when the call returns).
+
+Layout — seven tables, ``<prefix><concern>`` (alphanumeric): ``kv``, ``members``, ``claims``,
+``outbox``, ``outboxkeys``, ``deliveries``, ``meta``.
+
+========== ======================= ========================= ==========================================
+table      PartitionKey            RowKey                    properties
+========== ======================= ========================= ==========================================
+kv         key                     ``v``                     ``value_*`` (JSON), ``expires`` (epoch s)
+members    window key              member                    ``member``, ``at``, ``value``, ``payload_*``
+claims     key                     ``c``                     ``at``
+outbox     alert id                ``a``                     ``detector``, ``akey``, ``status``,
+                                                             ``first_seen``, ``count``, ``doc_*`` …
+outboxkeys detector ``~`` key      alert id                  ``id``: what ``resolve_alerts`` looks up
+deliveries sink                    alert id ``~`` kind       as :class:`pimwatch.store.Delivery`
+meta       name                    ``v``                     ``v``
+========== ======================= ========================= ==========================================
+
+**Keys** are encoded with :func:`table_key`: ``k`` followed by the string with ``/ \\ # ? ' % ~ !``
+and control characters (C0, DEL, C1) escaped as ``!`` and two hex digits (``a/b`` → ``ka!2Fb``;
+``!``, not ``%``, so a key never depends on how a client or proxy URL-decodes it) — readable in Storage
+Explorer, injective, never empty, never containing ``~`` (the separator of composite row keys). A
+key whose encoding is longer than 400 characters keeps its first 300 and ends with ``!!`` and the
+hex SHA-256 of the whole key (Azure's limit is 1 KiB; ``!!`` never occurs in a short encoding).
+
+**Idempotency** is insert-if-absent (``create_entity``; 409 ``ResourceExistsError`` means "already
+there"): ``add``, ``claim``, ``enqueue`` and a new alert in ``merge_alert``.
+
+**Read-modify-write** (folding an alert, resolving, delivery state) reads the entity with its ETag
+and writes it back with ``match_condition=IfNotModified``; a 412 (``ResourceModifiedError``: another
+writer got there first) re-reads and retries, up to :data:`MAX_RETRIES` times with a short jittered
+backoff, then raises :class:`StoreError`. No update is ever lost.
+
+**Large values** (the outbox document grows with an alert's events): JSON bytes are stored as
+binary properties ``<name>_0 … <name>_<n-1>`` of at most 64 000 bytes each (Azure's limit is 64 KiB
+per property) with ``<name>_n`` = n, zlib-compressed (``<name>_z``) when longer than one chunk; at
+most 14 chunks (896 000 bytes, under the 1 MiB entity limit; about 19 000 events with GUID record
+ids). Larger refuses with :class:`StoreError` — which the runtime treats as a store failure.
+
+**Resolving** must not scan the outbox: before an alert is written, ``outboxkeys`` gets a row under
+its (detector, key) and one under (detector, key without its last ``|segment``) — the two keys whose
+``resolve_alerts`` must find it (write-once upserts, so a crash in between leaves at most a row
+pointing at nothing, which is skipped). ``resolve_alerts`` reads that one partition, then each alert
+by its key, and resolves it under its ETag; rows of resolved alerts are deleted (a resolved alert
+stays resolved).
+
+**Entity-group transactions** batch the clean-up deletes (``purge``, ``prune``: up to 100 entities of
+one partition per round trip). The hot path is point operations, because the contract answers per
+call and one conflicting insert would fail a whole transaction: ``add``/``claim``/``enqueue`` one
+round trip; ``merge_alert`` of a new alert 1 + 1–2 index upserts (skipped for ids this process has
+already indexed), of a known one 3 (insert conflict, read, conditional replace) + 2 per 412.
+
+Failures of the service itself (network, 5xx after the SDK's retries, auth) raise
+:class:`StoreError`, so the runtime stalls the partition instead of losing the batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import random
+import re
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import orjson
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
+
+from pimwatch.alerts import Alert, fold
+from pimwatch.store import Delivery, Member, MergeResult, Store, StoreError
+
+SCHEMA_VERSION = "1"
+TABLES = ("kv", "members", "claims", "outbox", "outboxkeys", "deliveries", "meta")
+INDEX_CACHE_SIZE = 65_536
+MAX_RETRIES = 50  # ETag conflicts on one entity before giving up
+CHUNK_BYTES = 64_000
+MAX_CHUNKS = 14
+BATCH_LIMIT = 100  # operations per entity-group transaction
+_KEY_LIMIT = 400
+_UNSAFE = frozenset("%/\\#?'~!")
+_PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def table_key(s: str) -> str:
+    """An Azure Table PartitionKey/RowKey for any string (see the module docstring)."""
+    out = "k" + "".join(
+        f"!{ord(c):02X}" if c in _UNSAFE or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F else c for c in s
+    )
+    if len(out) > _KEY_LIMIT:
+        out = out[:300] + "!!" + hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()
+    return out
+
+
+def _index_key(detector: str, key: str) -> str:
+    return table_key(detector) + "~" + table_key(key)
+
+
+def _index_keys(detector: str, akey: str) -> list[str]:
+    """The ``outboxkeys`` partitions of an alert: its key, and its key less the last ``|segment``."""
+    keys = [_index_key(detector, akey)]
+    if "|" in akey:
+        keys.append(_index_key(detector, akey[: akey.rindex("|")]))
+    return keys
+
+
+def _guard(method: Callable[P, R]) -> Callable[P, R]:
+    """Azure errors not handled inside a method are failures of the store: :class:`StoreError`."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except StoreError:
+            raise
+        except AzureError as exc:
+            raise StoreError(f"table store: {method.__name__} failed: {exc}") from exc
+
+    return wrapper
+
+
+def _pack(entity: dict[str, Any], name: str, blob: bytes) -> None:
+    """``blob`` as binary properties ``<name>_0..``; zlib-compressed (``<name>_z``) beyond one chunk."""
+    if len(blob) > CHUNK_BYTES:
+        blob = zlib.compress(blob, 6)
+        entity[f"{name}_z"] = True
+    n = max(1, -(-len(blob) // CHUNK_BYTES))
+    if n > MAX_CHUNKS:
+        raise StoreError(
+            f"table store: {name} is {len(blob)} bytes compressed, over the {MAX_CHUNKS * CHUNK_BYTES}"
+            " bytes an Azure Table entity can hold"
+        )
+    entity[f"{name}_n"] = n
+    for i in range(n):
+        entity[f"{name}_{i}"] = blob[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES]
+
+
+def _unpack(entity: TableEntity, name: str) -> bytes | None:
+    n = entity.get(f"{name}_n")
+    if n is None:
+        return None
+    blob = b"".join(bytes(entity[f"{name}_{i}"]) for i in range(int(n)))
+    return zlib.decompress(blob) if entity.get(f"{name}_z") else blob
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+
+
+def _etag(entity: TableEntity) -> str:
+    return str(entity.metadata["etag"])
+
+
+class TableStore:
+    """State in Azure Table Storage (or Azurite). Safe for many processes and instances at once."""
+
+    def __init__(
+        self,
+        connection_string: str,
+        prefix: str = "pimwatch",
+        *,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        """``client_options`` go to the SDK client (e.g. ``retry_total``, ``connection_timeout``)."""
+        if not _PREFIX_RE.fullmatch(prefix):
+            raise StoreError(f"table prefix {prefix!r} must be a letter then up to 52 letters or digits")
+        self.prefix = prefix
+        self._indexed: set[str] = set()  # alert ids this process has written to outboxkeys
+        try:
+            self._service = service = TableServiceClient.from_connection_string(
+                connection_string, **(client_options or {})
+            )
+            self._t: dict[str, TableClient] = {
+                name: service.create_table_if_not_exists(prefix + name) for name in TABLES
+            }
+            self._check_schema()
+        except (AzureError, ValueError) as exc:
+            raise StoreError(f"cannot open the table store (prefix {prefix}): {exc}") from exc
+
+    def _check_schema(self) -> None:
+        meta = self._t["meta"]
+        try:
+            meta.create_entity({"PartitionKey": "schema", "RowKey": "v", "v": SCHEMA_VERSION})
+        except ResourceExistsError:
+            found = meta.get_entity("schema", "v")["v"]
+            if found != SCHEMA_VERSION:
+                raise StoreError(
+                    f"tables {self.prefix}* have schema {found}, this pimwatch expects {SCHEMA_VERSION}"
+                ) from None
+
+    # key/value -----------------------------------------------------------------------------
+    @_guard
+    def get(self, key: str) -> Any | None:
+        try:
+            entity = self._t["kv"].get_entity(table_key(key), "v")
+        except ResourceNotFoundError:
+            return None
+        expires = entity.get("expires")
+        blob = _unpack(entity, "value")
+        if blob is None or (expires is not None and float(expires) < time.time()):
+            return None
+        return orjson.loads(blob)
+
+    @_guard
+    def put(self, key: str, value: Any, *, ttl: timedelta | None = None) -> None:
+        entity: dict[str, Any] = {"PartitionKey": table_key(key), "RowKey": "v", "key": key}
+        if ttl is not None:
+            entity["expires"] = time.time() + ttl.total_seconds()
+        _pack(entity, "value", orjson.dumps(value))
+        self._t["kv"].upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    # windows -------------------------------------------------------------------------------
+    @_guard
+    def add(
+        self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
+    ) -> bool:
+        entity: dict[str, Any] = {
+            "PartitionKey": table_key(key),
+            "RowKey": table_key(member),
+            "member": member,
+            "at": float(at.timestamp()),
+            "value": value,
+        }
+        if payload is not None:
+            _pack(entity, "payload", orjson.dumps(payload))
+        try:
+            self._t["members"].create_entity(entity)
+        except ResourceExistsError:
+            return False
+        return True
+
+    @_guard
+    def members(self, key: str, start: datetime, end: datetime) -> list[Member]:
+        rows = self._t["members"].query_entities(
+            "PartitionKey eq @pk and at ge @start and at le @end",
+            parameters={
+                "pk": table_key(key),
+                "start": float(start.timestamp()),
+                "end": float(end.timestamp()),
+            },
+        )
+        out = []
+        for e in rows:
+            blob = _unpack(e, "payload")
+            out.append(
+                Member(
+                    e["member"], float(e["at"]), e["value"], orjson.loads(blob) if blob is not None else None
+                )
+            )
+        out.sort(key=lambda m: (m.at, m.member))
+        return out
+
+    @_guard
+    def remove(self, key: str, member: str) -> None:
+        self._t["members"].delete_entity(table_key(key), table_key(member))
+
+    @_guard
+    def claim(self, key: str) -> bool:
+        try:
+            self._t["claims"].create_entity(
+                {"PartitionKey": table_key(key), "RowKey": "c", "at": time.time()}
+            )
+        except ResourceExistsError:
+            return False
+        return True
+
+    # outbox --------------------------------------------------------------------------------
+    @staticmethod
+    def _alert_entity(alert: Alert, created: float, updated: float) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": table_key(alert.id),
+            "RowKey": "a",
+            "id": alert.id,
+            "detector": alert.detector,
+            "severity": alert.severity.value,
+            "first_seen": alert.first_seen,
+            "last_seen": alert.last_seen,
+            "count": alert.count,
+            "akey": alert.key,
+            "status": alert.status,
+            "created": created,
+            "updated": updated,
+        }
+        _pack(entity, "doc", orjson.dumps(alert.to_store()))
+        return entity
+
+    @staticmethod
+    def _alert_of(entity: TableEntity) -> Alert:
+        blob = _unpack(entity, "doc")
+        if blob is None:
+            raise StoreError(f"table store: outbox entity {entity.get('id')!r} has no document")
+        return Alert.from_store(orjson.loads(blob))
+
+    @_guard
+    def merge_alert(self, alert: Alert) -> MergeResult:
+        table = self._t["outbox"]
+        pk = table_key(alert.id)
+        if alert.id not in self._indexed:  # before the alert itself: resolve_alerts must find it
+            for ipk in _index_keys(alert.detector, alert.key):
+                self._t["outboxkeys"].upsert_entity(
+                    {"PartitionKey": ipk, "RowKey": pk, "id": alert.id}, mode=UpdateMode.REPLACE
+                )
+            if len(self._indexed) >= INDEX_CACHE_SIZE:
+                self._indexed.clear()
+            self._indexed.add(alert.id)
+        for attempt in range(MAX_RETRIES):
+            now = time.time()
+            try:
+                table.create_entity(self._alert_entity(alert, now, now))
+                return "new"
+            except ResourceExistsError:
+                pass
+            try:
+                stored = table.get_entity(pk, "a")
+            except ResourceNotFoundError:
+                continue  # deleted in between: insert again
+            existing = self._alert_of(stored)
+            if not fold(existing, alert):
+                return "unchanged"
+            entity = self._alert_entity(existing, float(stored.get("created", now)), now)
+            try:
+                table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=_etag(stored),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return "updated"
+            except (ResourceModifiedError, ResourceNotFoundError):
+                _backoff(attempt)  # another writer folded first: read its result and fold again
+        raise StoreError(f"table store: alert {alert.id} still conflicting after {MAX_RETRIES} attempts")
+
+    @_guard
+    def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
+        # The key itself, or the key plus one record id ("key|record", no further '|'), open and
+        # begun no later than ``at``: exactly the alerts indexed under (detector, key).
+        index = self._t["outboxkeys"]
+        pk = _index_key(detector, key)
+        rows = index.query_entities("PartitionKey eq @pk", parameters={"pk": pk}, select=["RowKey", "id"])
+        done = []
+        for aid in sorted({str(r["id"]) for r in rows}):
+            try:
+                row = self._t["outbox"].get_entity(table_key(aid), "a")
+            except ResourceNotFoundError:
+                continue  # indexed, then never written (a crash in between): nothing to resolve
+            akey = str(row["akey"])
+            if not (akey == key or (akey.startswith(key + "|") and "|" not in akey[len(key) + 1 :])):
+                continue
+            outcome = self._resolve_one(row, detector, at)
+            if outcome == "resolved":
+                done.append(aid)
+            if outcome != "skip":  # resolved for good: no resolve needs to find it again
+                for ipk in _index_keys(detector, akey):
+                    index.delete_entity(ipk, table_key(aid))
+        return done
+
+    def _resolve_one(self, row: TableEntity, detector: str, at: str) -> Literal["resolved", "final", "skip"]:
+        """Resolve one alert under its ETag: "resolved" now, "final" (already resolved or gone: its
+        index rows can go), or "skip" (another detector, or begun after ``at``: still open)."""
+        table = self._t["outbox"]
+        for attempt in range(MAX_RETRIES):
+            if row.get("status") != "open":
+                return "final"
+            if row.get("detector") != detector or str(row["first_seen"]) > at:
+                return "skip"
+            alert = self._alert_of(row)
+            alert.status, alert.resolved_at = "resolved", at
+            entity = self._alert_entity(alert, float(row.get("created", 0.0)), time.time())
+            try:
+                table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=_etag(row),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return "resolved"
+            except ResourceModifiedError:
+                _backoff(attempt)  # folded or resolved meanwhile: read it again and decide again
+            except ResourceNotFoundError:
+                return "final"
+            try:
+                row = table.get_entity(row["PartitionKey"], row["RowKey"])
+            except ResourceNotFoundError:
+                return "final"
+        raise StoreError(
+            f"table store: resolving {row.get('id')} still conflicting after {MAX_RETRIES} attempts"
+        )
+
+    @_guard
+    def get_alert(self, alert_id: str) -> Alert | None:
+        try:
+            entity = self._t["outbox"].get_entity(table_key(alert_id), "a")
+        except ResourceNotFoundError:
+            return None
+        return self._alert_of(entity)
+
+    def alerts(self) -> Iterator[Alert]:
+        return iter(self._all_alerts())
+
+    @_guard
+    def _all_alerts(self) -> list[Alert]:
+        rows = sorted(self._t["outbox"].list_entities(), key=lambda e: (str(e["first_seen"]), str(e["id"])))
+        return [self._alert_of(e) for e in rows]
+
+    # deliveries ----------------------------------------------------------------------------
+    @staticmethod
+    def _delivery_keys(alert_id: str, sink: str, kind: str) -> tuple[str, str]:
+        return table_key(sink), table_key(alert_id) + "~" + table_key(kind)
+
+    @staticmethod
+    def _delivery(e: TableEntity) -> Delivery:
+        return Delivery(
+            alert_id=e["alert_id"],
+            sink=e["sink"],
+            kind=e["kind"],
+            status=e["status"],
+            attempts=int(e["attempts"]),
+            next_at=float(e["next_at"]),
+            first_at=float(e["first_at"]),
+            last_error=e["last_error"],
+            answer=e["answer"],
+        )
+
+    @_guard
+    def enqueue(self, alert_id: str, sink: str, kind: str, now: float, due: float | None = None) -> bool:
+        pk, rk = self._delivery_keys(alert_id, sink, kind)
+        entity = {
+            "PartitionKey": pk,
+            "RowKey": rk,
+            "alert_id": alert_id,
+            "sink": sink,
+            "kind": kind,
+            "status": "pending",
+            "attempts": 0,
+            "next_at": float(now if due is None else due),
+            "first_at": float(now),
+            "updated": float(now),
+            "last_error": "",
+            "answer": "",
+        }
+        try:
+            self._t["deliveries"].create_entity(entity)
+        except ResourceExistsError:
+            return False
+        return True
+
+    @_guard
+    def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]:
+        rows = self._t["deliveries"].query_entities(
+            "PartitionKey eq @pk and status eq @pending and next_at le @now",
+            parameters={"pk": table_key(sink), "pending": "pending", "now": float(now)},
+        )
+        found = sorted((self._delivery(e) for e in rows), key=lambda d: (d.first_at, d.alert_id, d.kind))
+        return found[:limit]
+
+    def _modify(
+        self,
+        table: TableClient,
+        pk: str,
+        rk: str,
+        change: Callable[[TableEntity], dict[str, Any] | None],
+        current: TableEntity | None = None,
+    ) -> bool:
+        """Read, ``change`` (None: leave it), merge back under the ETag; retry on a conflict."""
+        for attempt in range(MAX_RETRIES):
+            if current is None:
+                try:
+                    current = table.get_entity(pk, rk)
+                except ResourceNotFoundError:
+                    return False
+            patch = change(current)
+            if patch is None:
+                return False
+            try:
+                table.update_entity(
+                    {"PartitionKey": pk, "RowKey": rk, **patch},
+                    mode=UpdateMode.MERGE,
+                    etag=_etag(current),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                return True
+            except ResourceNotFoundError:
+                return False
+            except ResourceModifiedError:
+                current = None
+                _backoff(attempt)
+        raise StoreError(
+            f"table store: {table.table_name} {pk}/{rk} still conflicting after {MAX_RETRIES} tries"
+        )
+
+    @_guard
+    def mark_sent(self, alert_id: str, sink: str, kind: str, answer: str, now: float) -> None:
+        pk, rk = self._delivery_keys(alert_id, sink, kind)
+        self._modify(
+            self._t["deliveries"],
+            pk,
+            rk,
+            lambda e: {
+                "status": "sent",
+                "attempts": int(e["attempts"]) + 1,
+                "updated": float(now),
+                "answer": answer[:500],
+                "last_error": "",
+            },
+        )
+
+    @_guard
+    def mark_failed(
+        self, alert_id: str, sink: str, kind: str, *, dead: bool, next_at: float, error: str, now: float
+    ) -> None:
+        pk, rk = self._delivery_keys(alert_id, sink, kind)
+        self._modify(
+            self._t["deliveries"],
+            pk,
+            rk,
+            lambda e: {
+                "status": "dead" if dead else "pending",
+                "attempts": int(e["attempts"]) + 1,
+                "next_at": float(next_at),
+                "updated": float(now),
+                "last_error": error[:500],
+            },
+        )
+
+    @_guard
+    def deliveries(self, status: str | None = None) -> list[Delivery]:
+        table = self._t["deliveries"]
+        rows: Iterable[TableEntity] = (
+            table.list_entities()
+            if status is None
+            else table.query_entities("status eq @s", parameters={"s": status})
+        )
+        return sorted(
+            (self._delivery(e) for e in rows), key=lambda d: (d.first_at, d.alert_id, d.sink, d.kind)
+        )
+
+    @_guard
+    def requeue(self, status: str = "dead", sink: str | None = None, now: float = 0.0) -> int:
+        """Dead letters (or another status) back to pending, due at ``now``, attempts reset."""
+        table = self._t["deliveries"]
+        query, params = "status eq @s", {"s": status}
+        if sink is not None:
+            query += " and PartitionKey eq @pk"
+            params["pk"] = table_key(sink)
+
+        def change(e: TableEntity) -> dict[str, Any] | None:
+            if e["status"] != status:
+                return None
+            return {"status": "pending", "attempts": 0, "next_at": float(now), "updated": float(now)}
+
+        rows = list(table.query_entities(query, parameters=params))
+        return sum(self._modify(table, e["PartitionKey"], e["RowKey"], change, e) for e in rows)
+
+    @_guard
+    def purge(self, status: str, before: float) -> int:
+        rows = self._t["deliveries"].query_entities(
+            "status eq @s and updated lt @b", parameters={"s": status, "b": float(before)}
+        )
+        return self._delete_all(self._t["deliveries"], list(rows))
+
+    @_guard
+    def prune(self, before: datetime) -> int:
+        """Forget window members older than ``before`` (event time) and expired keys (TTL clean-up)."""
+        members = self._t["members"].query_entities(
+            "at lt @b", parameters={"b": float(before.timestamp())}, select=["PartitionKey", "RowKey"]
+        )
+        gone = self._delete_all(self._t["members"], list(members))
+        expired = self._t["kv"].query_entities(
+            "expires lt @now", parameters={"now": time.time()}, select=["PartitionKey", "RowKey"]
+        )
+        self._delete_all(self._t["kv"], list(expired), conditional=False)
+        return gone
+
+    def _delete_all(self, table: TableClient, rows: list[TableEntity], conditional: bool = True) -> int:
+        """Delete ``rows`` as they were read (ETag-conditional unless told otherwise), in entity-group
+        transactions of up to 100 per partition; a transaction that conflicts falls back to one delete
+        at a time, skipping the entities changed since they were read. Returns how many went."""
+        by_partition: dict[str, list[TableEntity]] = defaultdict(list)
+        for e in rows:
+            by_partition[e["PartitionKey"]].append(e)
+        done = 0
+        for group in by_partition.values():
+            for i in range(0, len(group), BATCH_LIMIT):
+                chunk = group[i : i + BATCH_LIMIT]
+                ops: list[Any] = [
+                    ("delete", e, {"etag": _etag(e), "match_condition": MatchConditions.IfNotModified})
+                    if conditional
+                    else ("delete", e)
+                    for e in chunk
+                ]
+                try:
+                    table.submit_transaction(ops)
+                    done += len(chunk)
+                    continue
+                except TableTransactionError:
+                    pass
+                for e in chunk:
+                    try:
+                        if conditional:
+                            table.delete_entity(
+                                e["PartitionKey"],
+                                e["RowKey"],
+                                etag=_etag(e),
+                                match_condition=MatchConditions.IfNotModified,
+                            )
+                        else:
+                            table.delete_entity(e["PartitionKey"], e["RowKey"])
+                        done += 1
+                    except (ResourceModifiedError, ResourceNotFoundError):
+                        pass
+        return done
+
+    def commit(self) -> None:
+        """Nothing to do: every write above is durable when its call returns."""
+
+    def close(self) -> None:
+        for table in self._t.values():
+            table.close()
+        self._service.close()
+
+
+def _conforms(store: TableStore) -> Store:
+    return store  # mypy checks here that TableStore implements the Store protocol

@@ -1,0 +1,432 @@
+"""The Store contract, run against SQLite and the Azure Table store (on Azurite), plus the Table store's
+own cases: awkward keys, large documents, several processes writing the same keys at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ResourceModifiedError
+
+from pimwatch.alerts import Alert, Severity
+from pimwatch.store import SqliteStore, StoreError
+from pimwatch.tablestore import TableStore, table_key
+from tests.azurite import azurite_tables  # noqa: F401  (the session fixture, used by name)
+
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+AnyStore = SqliteStore | TableStore
+ODD_KEYS = [
+    "a/b",
+    "a\\b",
+    "a#b",
+    "a?b",
+    "it's",
+    "tab\there",
+    "nl\n",
+    "\x7f\x85",
+    "%2F",
+    "~!",
+    "",
+    "ü€😀",
+    "x" * 2000,
+]
+
+
+def _alert(
+    events: list[tuple[str, str]], title: str = "t", context: dict[str, object] | None = None, aid: str = "a1"
+) -> Alert:
+    return Alert(
+        id=aid,
+        detector="d",
+        severity=Severity.HIGH,
+        title=title,
+        summary="s",
+        runbook="r",
+        mitre=[],
+        principal={"id": None, "upn": None, "name": None},
+        context=context or {},
+        events=events,
+        accumulate=("roles",),
+    )
+
+
+def _prefix() -> str:
+    return "t" + uuid.uuid4().hex[:16]
+
+
+@pytest.fixture(params=["sqlite", "table"])
+def store(request: pytest.FixtureRequest) -> Iterator[AnyStore]:
+    s: AnyStore
+    if request.param == "sqlite":
+        s = SqliteStore(":memory:")
+    else:
+        s = TableStore(request.getfixturevalue("azurite_tables"), prefix=_prefix())
+    yield s
+    s.close()
+
+
+# the contract (both stores) ---------------------------------------------------------------------
+def test_add_is_idempotent_per_member(store: AnyStore) -> None:
+    assert store.add("k", "m1", T0, "x")
+    assert not store.add("k", "m1", T0 + timedelta(minutes=5), "y")
+    assert store.add("k", "m2", T0 + timedelta(minutes=1), "x")
+    got = store.members("k", T0, T0 + timedelta(minutes=10))
+    assert [(m.member, m.value, m.at) for m in got] == [
+        ("m1", "x", T0.timestamp()),
+        ("m2", "x", T0.timestamp() + 60),
+    ]
+
+
+def test_members_reads_an_event_time_range_in_order(store: AnyStore) -> None:
+    for i in (4, 0, 3, 1, 2):
+        store.add("k", f"m{i}", T0 + timedelta(minutes=10 * i), payload={"i": i})
+    store.add("k", "a-same-time", T0 + timedelta(minutes=20))
+    got = store.members("k", T0 + timedelta(minutes=10), T0 + timedelta(minutes=30))
+    assert [(m.member, m.payload) for m in got] == [
+        ("m1", {"i": 1}),
+        ("a-same-time", None),
+        ("m2", {"i": 2}),
+        ("m3", {"i": 3}),
+    ]
+    assert store.members("other", T0, T0 + timedelta(days=1)) == []
+    store.remove("k", "m2")
+    store.remove("k", "never-added")
+    assert [m.member for m in store.members("k", T0, T0 + timedelta(days=1))] == [
+        "m0",
+        "m1",
+        "a-same-time",
+        "m3",
+        "m4",
+    ]
+
+
+def test_awkward_keys_and_members_are_distinct_and_round_trip(store: AnyStore) -> None:
+    for i, k in enumerate(ODD_KEYS):
+        assert store.add(k, k, T0 + timedelta(seconds=i), k)
+        assert not store.add(k, k, T0, k)
+        assert store.claim(k) and not store.claim(k)
+        store.put(k, {"k": k})
+    for i, k in enumerate(ODD_KEYS):
+        got = store.members(k, T0, T0 + timedelta(hours=1))
+        assert [(m.member, m.value, m.at) for m in got] == [(k, k, T0.timestamp() + i)]
+        assert store.get(k) == {"k": k}
+
+
+def test_claim_is_true_once(store: AnyStore) -> None:
+    assert store.claim("x") and not store.claim("x")
+    assert store.claim("y")
+
+
+def test_get_put_and_ttl(store: AnyStore) -> None:
+    assert store.get("k") is None
+    store.put("k", {"a": [1, 2]})
+    assert store.get("k") == {"a": [1, 2]}
+    store.put("k", "replaced", ttl=timedelta(hours=1))
+    assert store.get("k") == "replaced"
+    store.put("gone", 1, ttl=timedelta(seconds=-1))
+    assert store.get("gone") is None
+    big = {"ids": [f"record-{i:06d}-" + "x" * 40 for i in range(3000)]}  # ~150 KB: several chunks
+    store.put("big", big)
+    assert store.get("big") == big
+
+
+def test_outbox_folds_by_id(store: AnyStore) -> None:
+    assert store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e2")], "later", {"roles": ["B"]})) == "new"
+    assert (
+        store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e2")], "later", {"roles": ["B"]})) == "unchanged"
+    )
+    assert (
+        store.merge_alert(_alert([("2026-03-10T12:01:00Z", "e1")], "earlier", {"roles": ["A"]})) == "updated"
+    )
+    a = store.get_alert("a1")
+    assert a is not None
+    assert (a.count, a.first_seen, a.last_seen, a.title) == (
+        2,
+        "2026-03-10T12:01:00Z",
+        "2026-03-10T12:05:00Z",
+        "earlier",
+    )
+    assert a.context["roles"] == ["A", "B"]
+    assert [x.id for x in store.alerts()] == ["a1"]
+    assert store.get_alert("nope") is None
+
+
+def test_alerts_are_ordered_by_first_seen_then_id(store: AnyStore) -> None:
+    store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e")], aid="b"))
+    store.merge_alert(_alert([("2026-03-10T12:01:00Z", "e")], aid="c"))
+    store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e")], aid="a"))
+    assert [x.id for x in store.alerts()] == ["c", "a", "b"]
+
+
+def test_a_large_alert_is_stored_whole(store: AnyStore) -> None:
+    # ~4000 events: the outbox document is far beyond one 64 KiB table property.
+    events = [
+        (f"2026-03-10T12:{i // 100 % 60:02d}:{i % 60:02d}Z", f"record-{i:05d}-{'y' * 30}")
+        for i in range(4000)
+    ]
+    assert store.merge_alert(_alert(events[:2000])) == "new"
+    assert store.merge_alert(_alert(events[2000:])) == "updated"
+    a = store.get_alert("a1")
+    assert a is not None and a.count == 4000 and sorted(a.events) == sorted(events)
+
+
+def test_resolve_matches_the_key_or_the_key_and_one_record_id_and_only_earlier_alerts(
+    store: AnyStore,
+) -> None:
+    def put(aid: str, key: str, first: str, detector: str = "d") -> None:
+        a = _alert([(first, aid)])
+        a.id, a.key, a.detector = aid, key, detector
+        store.merge_alert(a)
+
+    put("exact", "p|r", "2026-03-10T10:00:00Z")
+    put("per-record", "p|r|PIM_Record_1", "2026-03-10T10:00:00Z")
+    put("longer-key", "p|r|x|PIM_Record_2", "2026-03-10T10:00:00Z")
+    put("other", "p|rr", "2026-03-10T10:00:00Z")
+    put("later", "p|r|PIM_Record_3", "2026-03-10T13:00:00Z")
+    put("like-chars", "p_r", "2026-03-10T10:00:00Z")
+    put("other-detector", "p|r", "2026-03-10T10:00:00Z", detector="e")
+    assert sorted(store.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z")) == ["exact", "per-record"]
+    assert store.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == []  # already resolved
+    resolved = store.get_alert("exact")
+    assert resolved is not None and (resolved.status, resolved.resolved_at) == (
+        "resolved",
+        "2026-03-10T12:00:00Z",
+    )
+    still = store.get_alert("other-detector")
+    assert still is not None and still.status == "open"
+    # Folding into a resolved alert keeps it resolved (as SQLite does).
+    a = _alert([("2026-03-10T09:00:00Z", "more")])
+    a.id, a.key = "exact", "p|r"
+    assert store.merge_alert(a) == "updated"
+    again = store.get_alert("exact")
+    assert again is not None and again.status == "resolved" and again.count == 2
+
+
+def test_deliveries_lifecycle(store: AnyStore) -> None:
+    assert store.enqueue("a2", "pd", "trigger", now=20.0)
+    assert store.enqueue("a1", "pd", "trigger", now=10.0)
+    assert not store.enqueue("a1", "pd", "trigger", now=99.0)
+    assert store.enqueue("a1", "pd", "resolve", now=30.0, due=500.0)
+    assert store.enqueue("a1", "mail/x#1", "trigger", now=10.0)
+    assert [(d.alert_id, d.kind) for d in store.due("pd", now=100.0)] == [
+        ("a1", "trigger"),
+        ("a2", "trigger"),
+    ]
+    assert [d.alert_id for d in store.due("pd", now=100.0, limit=1)] == ["a1"]
+    assert [(d.alert_id, d.sink) for d in store.due("mail/x#1", now=100.0)] == [("a1", "mail/x#1")]
+
+    store.mark_failed("a1", "pd", "trigger", dead=False, next_at=200.0, error="HTTP 500", now=100.0)
+    store.mark_sent("a2", "pd", "trigger", "202 " + "z" * 600, now=101.0)
+    store.mark_failed("a1", "mail/x#1", "trigger", dead=True, next_at=0.0, error="E" * 600, now=102.0)
+    store.mark_sent("never", "pd", "trigger", "x", now=1.0)  # unknown: nothing happens
+    assert store.due("pd", now=150.0) == []
+    [retry] = store.due("pd", now=200.0)
+    assert (retry.alert_id, retry.attempts, retry.last_error, retry.next_at) == ("a1", 1, "HTTP 500", 200.0)
+    [sent] = store.deliveries("sent")
+    assert (sent.alert_id, sent.attempts, len(sent.answer), sent.status) == ("a2", 1, 500, "sent")
+    [dead] = store.deliveries("dead")
+    assert (dead.sink, dead.attempts, len(dead.last_error)) == ("mail/x#1", 1, 500)
+    assert [(d.first_at, d.alert_id, d.sink) for d in store.deliveries()][:2] == [
+        (10.0, "a1", "mail/x#1"),
+        (10.0, "a1", "pd"),
+    ]
+    assert len(store.deliveries()) == 4
+
+    assert store.requeue("dead", sink="pd", now=300.0) == 0
+    assert store.requeue("dead", now=300.0) == 1
+    [back] = store.due("mail/x#1", now=300.0)
+    assert (back.status, back.attempts, back.next_at) == ("pending", 0, 300.0)
+    assert store.deliveries("dead") == []
+
+    assert store.purge("sent", before=101.0) == 0
+    assert store.purge("sent", before=102.0) == 1
+    assert store.deliveries("sent") == []
+    store.commit()
+
+
+def test_prune_forgets_old_members_and_expired_keys(store: AnyStore) -> None:
+    for i in range(5):
+        store.add(f"k{i % 2}", f"m{i}", T0 + timedelta(hours=i))
+    store.put("old", 1, ttl=timedelta(seconds=-1))
+    store.put("kept", 2)
+    assert store.prune(T0 + timedelta(hours=2)) == 2
+    assert [m.member for m in store.members("k0", T0, T0 + timedelta(days=1))] == ["m2", "m4"]
+    assert [m.member for m in store.members("k1", T0, T0 + timedelta(days=1))] == ["m3"]
+    assert store.get("kept") == 2
+
+
+# the Table store only -------------------------------------------------------------------------
+def test_table_state_is_shared_and_survives_reopening(azurite_tables: str) -> None:  # noqa: F811
+    prefix = _prefix()
+    s = TableStore(azurite_tables, prefix=prefix)
+    s.add("k", "m", T0)
+    s.merge_alert(_alert([("2026-03-10T12:00:00Z", "e")]))
+    s.close()
+    again = TableStore(azurite_tables, prefix=prefix)
+    assert not again.add("k", "m", T0)
+    assert again.get_alert("a1") is not None
+    other = TableStore(azurite_tables, prefix=_prefix())
+    assert other.add("k", "m", T0) and other.get_alert("a1") is None
+
+
+def test_resolve_reads_the_key_index_not_the_outbox(azurite_tables: str) -> None:  # noqa: F811
+    s = TableStore(azurite_tables, prefix=_prefix())
+    for aid, key, first in [
+        ("open-1", "p|r|PIM_1", "2026-03-10T10:00:00Z"),
+        ("later", "p|r", "2026-03-10T13:00:00Z"),
+        ("elsewhere", "q|r", "2026-03-10T10:00:00Z"),
+    ]:
+        a = _alert([(first, aid)], aid=aid)
+        a.key = key
+        s.merge_alert(a)
+    # An index row whose alert was never written (a crash between the two writes) is skipped.
+    s._t["outboxkeys"].upsert_entity(
+        {"PartitionKey": table_key("d") + "~" + table_key("p|r"), "RowKey": table_key("ghost"), "id": "ghost"}
+    )
+    scans: list[str] = []
+    outbox = s._t["outbox"]
+    outbox.query_entities = lambda *a, **k: scans.append("scan")  # type: ignore[method-assign,assignment]
+    outbox.list_entities = lambda *a, **k: scans.append("scan")  # type: ignore[method-assign,assignment]
+    assert s.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == ["open-1"]
+    assert scans == []
+    left = sorted(e["id"] for e in s._t["outboxkeys"].list_entities())
+    assert left == ["elsewhere", "elsewhere", "ghost", "later", "later"]  # resolved: its rows are gone
+
+
+def test_table_keys_are_safe_and_injective() -> None:
+    keys = [*ODD_KEYS, "x" * 2001, "x" * 299 + "!!", "%", "%25", "!", "!21", "k", "kk"]
+    encoded = [table_key(k) for k in keys]
+    assert len(set(encoded)) == len(keys)
+    for e in encoded:
+        assert e and len(e) <= 400 + 65
+        assert not any(c in e for c in "/\\#?'%~") and all(
+            ord(c) >= 0x20 and not 0x7F <= ord(c) <= 0x9F for c in e
+        )
+
+
+def test_too_large_an_alert_is_refused_clearly(azurite_tables: str) -> None:  # noqa: F811
+    s = TableStore(azurite_tables, prefix=_prefix())
+    rnd = random.Random(7)  # incompressible record ids: ~1.2 MB even with zlib
+    events = [(f"2026-03-10T12:00:{i % 60:02d}Z", rnd.randbytes(48).hex()) for i in range(12_000)]
+    with pytest.raises(StoreError, match="over the 896000 bytes"):
+        s.merge_alert(_alert(events))
+
+
+def test_bad_prefix_and_unreachable_service_are_store_errors() -> None:
+    with pytest.raises(StoreError, match="prefix"):
+        TableStore("UseDevelopmentStorage=true", prefix="has-dash")
+    from tests.azurite import _free_port, connection_string
+
+    with pytest.raises(StoreError, match="cannot open the table store"):
+        TableStore(connection_string(_free_port()), client_options={"retry_total": 0})
+
+
+def test_a_concurrent_fold_is_retried_not_lost(azurite_tables: str) -> None:  # noqa: F811
+    # B folds an event in between A's read and A's write: A's ETag-conditional write gets a 412,
+    # A reads again and folds again, and the alert ends up with every event.
+    prefix = _prefix()
+    a, b = TableStore(azurite_tables, prefix=prefix), TableStore(azurite_tables, prefix=prefix)
+    assert a.merge_alert(_alert([("2026-03-10T12:00:00Z", "e0")])) == "new"
+    outbox = a._t["outbox"]
+    real_get = outbox.get_entity
+    interleaved: list[str] = []
+
+    def get_then_race(*args: Any, **kwargs: Any) -> Any:
+        got = real_get(*args, **kwargs)
+        if not interleaved:
+            interleaved.append(b.merge_alert(_alert([("2026-03-10T12:02:00Z", "eB")])))
+        return got
+
+    outbox.get_entity = get_then_race  # type: ignore[method-assign]
+    real_update = outbox.update_entity
+    conflicts: list[str] = []
+
+    def update(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real_update(*args, **kwargs)
+        except ResourceModifiedError:
+            conflicts.append("412")
+            raise
+
+    outbox.update_entity = update  # type: ignore[method-assign]
+    assert a.merge_alert(_alert([("2026-03-10T12:01:00Z", "eA")])) == "updated"
+    assert interleaved == ["updated"] and conflicts == ["412"]
+    final = b.get_alert("a1")
+    assert final is not None and [eid for _, eid in final.events] == ["e0", "eA", "eB"]
+
+
+# several processes at once --------------------------------------------------------------------
+WORKERS = 4
+WINDOWS = 3
+MEMBERS = 25
+CLAIMS = 40
+ALERTS = 5
+
+
+def _worker(conn: str, prefix: str, idx: int, barrier: Any, out: Any) -> None:
+    store = TableStore(conn, prefix=prefix)
+    rnd = random.Random(idx)
+    adds = [(w, m) for w in range(WINDOWS) for m in range(MEMBERS)]
+    claims = list(range(CLAIMS))
+    alerts = list(range(ALERTS))
+    rnd.shuffle(adds)
+    rnd.shuffle(claims)
+    rnd.shuffle(alerts)
+    barrier.wait()
+    added = [(w, m) for w, m in adds if store.add(f"w{w}", f"m{m}", T0 + timedelta(seconds=m), str(idx))]
+    claimed = [c for c in claims if store.claim(f"claim|{c}")]
+    barrier.wait()  # all fold into the same alerts at the same moment
+    merged = []
+    for a in alerts:
+        event = (f"2026-03-10T12:{idx:02d}:00Z", f"e{idx}")
+        merged.append(
+            (a, store.merge_alert(_alert([event], f"t{idx}", {"roles": [f"R{idx}"]}, aid=f"al{a}")))
+        )
+    out.put((idx, added, claimed, merged))
+    store.close()
+
+
+def test_several_processes_count_claim_and_fold_exactly_once(azurite_tables: str) -> None:  # noqa: F811
+    prefix = _prefix()
+    TableStore(azurite_tables, prefix=prefix).close()  # the tables exist before the race
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(WORKERS)
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(azurite_tables, prefix, i, barrier, out)) for i in range(WORKERS)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        results = [out.get(timeout=60) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    assert all(p.exitcode == 0 for p in procs)
+
+    added = Counter(x for _, a, _, _ in results for x in a)
+    assert added == Counter({(w, m): 1 for w in range(WINDOWS) for m in range(MEMBERS)})
+    claimed = Counter(c for _, _, c, _ in results for c in c)
+    assert claimed == Counter({c: 1 for c in range(CLAIMS)})
+    outcomes = Counter((a, r) for _, _, _, m in results for a, r in m)
+    for a in range(ALERTS):
+        assert outcomes[(a, "new")] == 1 and outcomes[(a, "updated")] == WORKERS - 1
+
+    store = TableStore(azurite_tables, prefix=prefix)
+    for w in range(WINDOWS):
+        got = store.members(f"w{w}", T0, T0 + timedelta(hours=1))
+        assert [m.member for m in got] == [f"m{m}" for m in range(MEMBERS)]
+    for a in range(ALERTS):
+        alert = store.get_alert(f"al{a}")
+        assert alert is not None
+        assert sorted(eid for _, eid in alert.events) == [f"e{i}" for i in range(WORKERS)]
+        assert (alert.title, alert.first_seen) == ("t0", "2026-03-10T12:00:00Z")  # earliest event wins
+        assert alert.context["roles"] == [f"R{i}" for i in range(WORKERS)]
