@@ -146,6 +146,19 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         plugins, config, store, quarantine, report=lambda msg: print(f"pimwatch: {msg}", file=sys.stderr)
     )
     pipeline.report_all_bad = args.verbose
+    http = Http()
+    deliverer = Deliverer(config.sinks, store, config.delivery, http)
+    for warning in deliverer.warnings():
+        sys.stderr.write(f"pimwatch: warning: {warning}\n")
+    if config.sinks:
+        # Queued for the sinks as the alert is written, in the same transaction: a crash between the
+        # two cannot leave an alert that no sink will ever get.
+        def queue(aid: str, change: str) -> None:
+            alert = store.get_alert(aid)
+            if alert is not None:
+                deliverer.enqueue(alert, change)
+
+        pipeline.engine.on_change = queue
     counter = [0]
     unreadable = 0
     started = time.perf_counter()
@@ -166,14 +179,8 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     if progress:
         sys.stderr.write("\r\033[K")
     changed = pipeline.engine.changed
-    http = Http()
-    deliverer = Deliverer(config.sinks, store, config.delivery, http)
-    for warning in deliverer.warnings():
-        sys.stderr.write(f"pimwatch: warning: {warning}\n")
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
-    # Each new or resolved alert is queued for the sinks that route it (sent now with --send, or
-    # later by 'pimwatch deliver').
-    alerts = _queued(store.alerts(), changed, deliverer)
+    alerts = (a for a in store.alerts() if a.id in changed)
     out = sys.stdout
     by_severity = _jsonl(alerts, out) if args.format == "jsonl" else _table(alerts, out)
     out.flush()
@@ -196,14 +203,6 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     if tmpdir is not None:
         tmpdir.cleanup()
     return 1 if unreadable else 0
-
-
-def _queued(alerts: Iterable[Alert], changed: Mapping[str, str], deliverer: Deliverer) -> Iterator[Alert]:
-    """The alerts of this run, each queued for the sinks that route it on the way out."""
-    for a in alerts:
-        if a.id in changed:
-            deliverer.enqueue(a, changed[a.id])
-            yield a
 
 
 def _progress(items: Iterator[Item], counter: list[int], started: float) -> Iterator[Item]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -58,6 +58,9 @@ class Engine:
         self.store = store
         self.stats = stats
         self.changed: dict[str, ChangeResult] = {}
+        # Called with (alert id, "new" | "resolved") in the same store transaction as the alert
+        # write: the CLI queues the alert for its sinks there, so a crash cannot separate the two.
+        self.on_change: Callable[[str, ChangeResult], None] | None = None
         self.by_kind: dict[str, list[Active]] = defaultdict(list)
         self.ticking: list[Active] = []
         # Audit detectors see only the activities they declare (None: every activity).
@@ -139,6 +142,8 @@ class Engine:
     def _note(self, result: ChangeResult, aid: str) -> None:
         if result != "unchanged" and self.changed.get(aid) != "new":
             self.changed[aid] = result
+        if self.on_change is not None and result in ("new", "resolved"):
+            self.on_change(aid, result)
 
     def _apply(self, active: Active, record: tuple[datetime, str], hit: Hit) -> None:
         meta = active.plugin.meta
