@@ -1,7 +1,8 @@
 """Azurite (the Azure Storage emulator, from npm) for the tests: installed once, started per session.
 
-``azurite_tables`` is a session fixture that yields a connection string to an Azurite table service
-on loopback. Azurite is installed with npm into ``$AZURITE_HOME`` (default
+``azurite_storage`` is a session fixture that yields a connection string to an Azurite table *and*
+blob service on loopback (``azurite_tables`` is the same fixture under its older name). Azurite is
+installed with npm into ``$AZURITE_HOME`` (default
 ``~/.cache/pimwatch-azurite``, outside the repository) the first time it is needed; the tests that
 use it are skipped, with the reason, when npm is missing or the install fails (they fail instead
 when ``PIMWATCH_REQUIRE_AZURITE`` is set, as CI should). The server is
@@ -104,7 +105,7 @@ def _unavailable(reason: str) -> NoReturn:
 
 def _binary(home: Path) -> Path | None:
     bin_dir = home / "node_modules" / ".bin"
-    for name in ("azurite-table", "azurite"):
+    for name in ("azurite",):
         path = bin_dir / name
         if path.exists():
             return path
@@ -124,11 +125,14 @@ def _accepts(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def connection_string(port: int) -> str:
-    return (
+def connection_string(table_port: int, blob_port: int | None = None) -> str:
+    text = (
         f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-        f"TableEndpoint=http://127.0.0.1:{port}/{DEV_ACCOUNT};"
+        f"TableEndpoint=http://127.0.0.1:{table_port}/{DEV_ACCOUNT};"
     )
+    if blob_port is not None:
+        text += f"BlobEndpoint=http://127.0.0.1:{blob_port}/{DEV_ACCOUNT};"
+    return text
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -146,8 +150,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def running_azurite() -> Iterator[str]:
     binary = find_or_install()
-    port = _free_port()
-    table_only = binary.name == "azurite-table"
+    port, blob_port = _free_port(), _free_port()
     with tempfile.TemporaryDirectory(prefix="pimwatch-azurite-") as location:
         args = [
             str(binary),
@@ -159,27 +162,33 @@ def running_azurite() -> Iterator[str]:
         # --location is refused together with --inMemoryPersistence (3.37): the temporary folder is
         # only the working directory (Azurite writes nothing there in memory mode).
         args += ["--tableHost", "127.0.0.1", "--tablePort", str(port)]
-        if not table_only:  # the all-in-one binary: keep blob and queue off the default ports too
-            args += ["--blobPort", str(_free_port()), "--queuePort", str(_free_port())]
+        args += ["--blobHost", "127.0.0.1", "--blobPort", str(blob_port)]
+        args += ["--queueHost", "127.0.0.1", "--queuePort", str(_free_port())]
         log = Path(location) / "azurite.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=location)
         try:
             deadline = time.monotonic() + START_TIMEOUT
-            while not _accepts(port):
+            while not (_accepts(port) and _accepts(blob_port)):
                 if proc.poll() is not None:
                     text = log.read_text(errors="replace")[-2000:]
                     pytest.fail(f"Azurite exited with {proc.returncode} before listening: {text}")
                 if time.monotonic() > deadline:
-                    pytest.fail(f"Azurite did not listen on 127.0.0.1:{port} within {START_TIMEOUT} s")
+                    pytest.fail(f"Azurite not listening on 127.0.0.1:{port}/{blob_port} in {START_TIMEOUT} s")
                 time.sleep(0.05)
-            yield connection_string(port)
+            yield connection_string(port, blob_port)
         finally:
             stop(proc)
 
 
 @pytest.fixture(scope="session")
-def azurite_tables() -> Iterator[str]:
-    """A connection string to a fresh Azurite table service on loopback, for the whole session."""
+def azurite_storage() -> Iterator[str]:
+    """A connection string to a fresh Azurite (tables and blobs) on loopback, for the whole session."""
     with running_azurite() as conn:
         yield conn
+
+
+@pytest.fixture(scope="session")
+def azurite_tables(azurite_storage: str) -> str:
+    """The same Azurite, under the name the Table store tests use."""
+    return azurite_storage

@@ -17,7 +17,6 @@ from azure.core.exceptions import ResourceModifiedError
 from pimwatch.alerts import Alert, Severity
 from pimwatch.store import SqliteStore, StoreError
 from pimwatch.tablestore import TableStore, table_key
-from tests.azurite import azurite_tables  # noqa: F401  (the session fixture, used by name)
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 AnyStore = SqliteStore | TableStore
@@ -262,7 +261,7 @@ def test_prune_forgets_old_members_and_expired_keys(store: AnyStore) -> None:
 
 
 # the Table store only -------------------------------------------------------------------------
-def test_table_state_is_shared_and_survives_reopening(azurite_tables: str) -> None:  # noqa: F811
+def test_table_state_is_shared_and_survives_reopening(azurite_tables: str) -> None:
     prefix = _prefix()
     s = TableStore(azurite_tables, prefix=prefix)
     s.add("k", "m", T0)
@@ -275,7 +274,7 @@ def test_table_state_is_shared_and_survives_reopening(azurite_tables: str) -> No
     assert other.add("k", "m", T0) and other.get_alert("a1") is None
 
 
-def test_resolve_reads_the_key_index_not_the_outbox(azurite_tables: str) -> None:  # noqa: F811
+def test_resolve_reads_the_key_index_not_the_outbox(azurite_tables: str) -> None:
     s = TableStore(azurite_tables, prefix=_prefix())
     for aid, key, first in [
         ("open-1", "p|r|PIM_1", "2026-03-10T10:00:00Z"),
@@ -310,7 +309,7 @@ def test_table_keys_are_safe_and_injective() -> None:
         )
 
 
-def test_too_large_an_alert_is_refused_clearly(azurite_tables: str) -> None:  # noqa: F811
+def test_too_large_an_alert_is_refused_clearly(azurite_tables: str) -> None:
     s = TableStore(azurite_tables, prefix=_prefix())
     rnd = random.Random(7)  # incompressible record ids: ~1.2 MB even with zlib
     events = [(f"2026-03-10T12:00:{i % 60:02d}Z", rnd.randbytes(48).hex()) for i in range(12_000)]
@@ -327,7 +326,7 @@ def test_bad_prefix_and_unreachable_service_are_store_errors() -> None:
         TableStore(connection_string(_free_port()), client_options={"retry_total": 0})
 
 
-def test_a_concurrent_fold_is_retried_not_lost(azurite_tables: str) -> None:  # noqa: F811
+def test_a_concurrent_fold_is_retried_not_lost(azurite_tables: str) -> None:
     # B folds an event in between A's read and A's write: A's ETag-conditional write gets a 412,
     # A reads again and folds again, and the alert ends up with every event.
     prefix = _prefix()
@@ -392,7 +391,7 @@ def _worker(conn: str, prefix: str, idx: int, barrier: Any, out: Any) -> None:
     store.close()
 
 
-def test_several_processes_count_claim_and_fold_exactly_once(azurite_tables: str) -> None:  # noqa: F811
+def test_several_processes_count_claim_and_fold_exactly_once(azurite_tables: str) -> None:
     prefix = _prefix()
     TableStore(azurite_tables, prefix=prefix).close()  # the tables exist before the race
     ctx = multiprocessing.get_context("spawn")
