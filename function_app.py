@@ -1,8 +1,8 @@
 """Azure Functions entry (Python v2 programming model): triggers only, each a few lines into
 :mod:`pimwatch.runtime`. Settings, host.json values and the retry policy: ``docs/functions.md``.
 
-Only ``azure.functions`` and ``pimwatch.runtime`` are imported here; the runtime (config, detectors,
-sinks, state) is built on the first invocation (:func:`pimwatch.runtime.get_runtime`).
+Only ``azure.functions``, ``pimwatch.runtime`` and ``pimwatch.alerts`` are imported here; the runtime
+(config, detectors, sinks, state) is built on the first invocation (:func:`pimwatch.runtime.get_runtime`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
+from pimwatch.alerts import Severity
 from pimwatch.runtime import get_runtime
 
 app = func.FunctionApp()
+SEVERITIES = tuple(s.value for s in Severity)
 log = logging.getLogger("pimwatch.functions")
 
 
@@ -60,6 +62,32 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     except Exception as exc:  # the store (or the settings) unusable: say so, without details
         log.exception("health check failed")
         body, status = {"status": "unavailable", "error": type(exc).__name__}, 503
+    return _json(body, status)
+
+
+@app.function_name("test_alert")
+@app.route(route="test-alert", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def test_alert(req: func.HttpRequest) -> func.HttpResponse:
+    """A synthetic alert to every sink, or to ``{"sink": "<name>"}``: each sink's answer or error."""
+    try:
+        ask = req.get_json() if req.get_body() else {}
+    except ValueError:
+        return _json({"error": 'expected a JSON body: {"sink": "<name>", "severity": "info"}'}, 400)
+    sink, severity = (ask.get("sink"), ask.get("severity", "info")) if isinstance(ask, dict) else (0, 0)
+    if not (sink is None or isinstance(sink, str)) or severity not in SEVERITIES:
+        return _json({"error": f"sink must be a sink name, severity one of {', '.join(SEVERITIES)}"}, 400)
+    try:
+        answers = get_runtime().test_alert(sink, Severity(severity))
+    except KeyError:
+        return _json({"error": f"no sink named {sink!r} in the config"}, 404)
+    except Exception as exc:
+        log.exception("test alert failed")
+        return _json({"status": "unavailable", "error": type(exc).__name__}, 503)
+    failed = any(a.startswith("FAILED") for a in answers.values())
+    return _json({"sinks": answers}, 502 if failed else 200)
+
+
+def _json(body: object, status: int) -> func.HttpResponse:
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pimwatch import SCHEMA_VERSION
+from pimwatch.timeutil import iso
 
 
 class Severity(StrEnum):
@@ -122,6 +124,23 @@ class Alert:
             status=doc.get("status", "open"),
             resolved_at=doc.get("resolved_at"),
         )
+
+
+def synthetic_alert(severity: Severity, now: datetime | None = None) -> Alert:
+    """The test alert of ``pimwatch test-alert`` and the HTTP trigger: proves a sink is reachable."""
+    when = iso(now or datetime.now(UTC))
+    return Alert(
+        id=alert_id("pimwatch.test", when, ""),
+        detector="pimwatch.test",
+        severity=severity,
+        title="pimwatch test alert: if you can read this, delivery to this sink works",
+        summary="A synthetic alert sent by 'pimwatch test-alert' or the app's test-alert endpoint.",
+        runbook="Nothing to do.",
+        mitre=[],
+        principal={"id": None, "upn": None, "name": "pimwatch"},
+        context={"test": True},
+        events=[(when, "pimwatch-test")],
+    )
 
 
 def fold(existing: Alert, incoming: Alert) -> bool:

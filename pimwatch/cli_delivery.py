@@ -9,20 +9,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
 
 from pimwatch import templating
-from pimwatch.alerts import Alert, Severity, alert_id
+from pimwatch.alerts import Severity, synthetic_alert
 from pimwatch.config import Config, ConfigError, load
 from pimwatch.delivery import Deliverer, LoadedSink, Outcome
 from pimwatch.detector import Plugin
 from pimwatch.harness import run_records
 from pimwatch.sink import Http, SinkError
 from pimwatch.store import SqliteStore, StoreError
-from pimwatch.timeutil import iso
 
 
 def add_parsers(sub: Any) -> None:
@@ -130,22 +128,6 @@ def _outbox(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
-
-
-def synthetic_alert(severity: Severity) -> Alert:
-    now = iso(datetime.now(UTC))
-    return Alert(
-        id=alert_id("pimwatch.test", now, ""),
-        detector="pimwatch.test",
-        severity=severity,
-        title="pimwatch test alert: if you can read this, delivery to this sink works",
-        summary="A synthetic alert sent by 'pimwatch test-alert'.",
-        runbook="Nothing to do.",
-        mitre=[],
-        principal={"id": None, "upn": None, "name": "pimwatch"},
-        context={"test": True},
-        events=[(now, "pimwatch-test")],
-    )
 
 
 def _test_alert(sink: LoadedSink, severity: Severity) -> int:

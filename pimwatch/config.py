@@ -9,6 +9,10 @@ detectors:
     enabled: true|false
     severity: critical|high|medium|low|info
     <parameter>: <value of the parameter's type>
+sinks: {<name>: {type: <sink>, ...}}                   # docs/sinks.md
+delivery: {max_attempts: 12, ...}                      # docs/sinks.md
+pipeline:
+  silent_minutes: 30      # the deployed app: no records for this long raises pipeline.silent (0: off)
 ```
 """
 
@@ -25,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, NonNegativeFloat, ValidationError
 
 from pimwatch.alerts import Severity
 from pimwatch.delivery import LoadedSink, Policy, sink_module
@@ -46,6 +50,15 @@ class _BreakGlass(BaseModel):
     accounts: list[str] = []
 
 
+class PipelinePolicy(BaseModel):
+    """``pipeline:`` in the config (the deployed app; ``replay`` ignores it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No records for this long raises ``pipeline.silent`` (0: off). Entra delivers every few minutes
+    # in a busy tenant; 30 minutes of nothing is a broken pipeline, not a quiet tenant.
+    silent_minutes: NonNegativeFloat = 30.0
+
+
 class _File(BaseModel):
     model_config = ConfigDict(extra="forbid")
     break_glass: _BreakGlass = _BreakGlass()
@@ -53,6 +66,7 @@ class _File(BaseModel):
     detectors: dict[str, dict[str, Any] | None] = {}
     sinks: dict[str, dict[str, Any]] = {}
     delivery: Policy = Policy()
+    pipeline: PipelinePolicy = PipelinePolicy()
     templates: str | None = None
 
 
@@ -70,6 +84,7 @@ class Config:
     sinks: Mapping[str, LoadedSink] = field(default_factory=dict)
     delivery: Policy = field(default_factory=Policy)
     templates: str | None = None
+    pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
 
 
 def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
@@ -160,7 +175,7 @@ def build(
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
-    return Config(settings, out, sinks, raw.delivery, raw.templates)
+    return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

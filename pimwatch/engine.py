@@ -172,8 +172,9 @@ class Engine:
             "severity": severity.value,
         }
         distinct = hit.distinct if hit.distinct is not None else record_id
-        if not self.store.add(wkey, record_id, at, distinct, payload):
-            return
+        # A record seen before is evaluated again all the same (folding makes that a no-op): a
+        # store whose writes are not one transaction may have kept the member and lost the alert.
+        self.store.add(wkey, record_id, at, distinct, payload)
         ts = at.timestamp()
         width = active.within.total_seconds()
         rows = self.store.members(wkey, at - active.within, at + active.within)

@@ -3,8 +3,11 @@
 One :class:`Runtime` per worker process, built lazily from the environment by :func:`get_runtime`:
 
 * ``PIMWATCH_CONFIG`` — the YAML config (unset: the defaults, which watch no break-glass account);
-* ``PIMWATCH_STATE`` — the SQLite state file (the Azure Table store is a later slice);
-* ``PIMWATCH_QUARANTINE_DIR`` — where bad input is kept whole, one JSON Lines file per worker
+* ``PIMWATCH_STORAGE`` (or its identity-based ``PIMWATCH_STORAGE__*`` forms) — Azure Storage: the state
+  in Azure Tables, shared by every instance, and the quarantine in Blob Storage
+  (:mod:`pimwatch.storage`);
+* otherwise ``PIMWATCH_STATE`` — a SQLite state file (``func start``, one instance) and
+  ``PIMWATCH_QUARANTINE_DIR`` — where bad input is kept whole, one JSON Lines file per worker
   process (default: ``quarantine/`` beside the state file).
 
 Three entry points, each a few lines in the host:
@@ -15,14 +18,22 @@ Three entry points, each a few lines in the host:
   batch's state *and* the delivery rows of its new/resolved alerts; then the alerts are delivered. A
   sink failure never raises (the alerts stay pending in the outbox for the timer). A failure of the
   state store raises :class:`pimwatch.store.StoreError` — see :meth:`Runtime.handle` for why.
-* :meth:`Runtime.tick` — the timer: clock-driven detectors, then the outbox is drained.
+* :meth:`Runtime.tick` — the timer: clock-driven detectors, the ``pipeline.silent`` heartbeat
+  (:mod:`pimwatch.heartbeat`), then the outbox is drained.
 * :meth:`Runtime.health` — the watermark (newest event time seen), outbox depth, dead letters,
   quarantined records.
+* :meth:`Runtime.test_alert` — a synthetic alert straight to the sinks (the HTTP trigger).
 
 All work runs on one thread owned by the runtime: the Functions Python worker may run the Event Hub
 and timer invocations concurrently on its thread pool, and a SQLite connection belongs to the thread
 that opened it; one thread also serializes the pipeline's in-memory state (windows' principals,
 watermark) without a lock in the pipeline.
+
+**An alert is never separated from its queueing.** With SQLite the batch's state and the delivery
+rows of its new and resolved alerts are one transaction. With Azure Tables every write is durable on
+its own, so the store keeps with each alert whether its deliveries were queued
+(:meth:`pimwatch.store.Store.mark_queued`): an instance that dies in between leaves the alert "new"
+for the retried batch, which queues it (idempotently per sink).
 """
 
 from __future__ import annotations
@@ -35,21 +46,24 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
 
-from pimwatch import templating
+from pimwatch import heartbeat, templating
+from pimwatch.alerts import Severity, synthetic_alert
 from pimwatch.config import Config, load
 from pimwatch.delivery import Deliverer, Outcome
 from pimwatch.detector import Plugin, discover
+from pimwatch.engine import ChangeResult
 from pimwatch.pipeline import WATERMARK, Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, classify
-from pimwatch.sink import Http
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.sink import Http, SinkError
+from pimwatch.storage import AzureStorage, SettingsError, azure_storage, open_tables
+from pimwatch.store import SqliteStore, Store, StoreError
 from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch.runtime")
@@ -61,6 +75,9 @@ T = TypeVar("T")
 
 class SetupError(RuntimeError):
     """A required app setting is missing: raised (never skipped), so no batch is consumed without state."""
+
+
+ARRIVAL_EVERY = timedelta(seconds=60)  # how often an instance records that records are arriving
 
 
 @dataclass
@@ -110,10 +127,11 @@ class _BatchStore(SqliteStore):
 class _Session:
     """What a store failure invalidates: the connection and every in-memory mirror of the state."""
 
-    store: _BatchStore
+    store: Store
     pipeline: Pipeline
     deliverer: Deliverer  # the timer's: the configured in-run retries
     hot: Deliverer  # the Event Hub path's: one attempt, retries are the timer's job
+    changes: list[tuple[str, ChangeResult]] = field(default_factory=list)  # new/resolved, in order
 
 
 class Runtime:
@@ -121,34 +139,57 @@ class Runtime:
         self,
         config: Config,
         plugins: Sequence[Plugin],
-        state_path: str,
-        quarantine_dir: str,
+        open_store: Callable[[], Store],
+        quarantine: Quarantine,
         *,
         http: Http | None = None,
+        quarantined: Callable[[], int] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """``open_store`` builds the state store (again after a failure); ``quarantined`` counts the
+        records in the quarantine across all workers (for ``health``)."""
         self.config = config
         self.plugins = list(plugins)
-        self.state_path = state_path
-        self.quarantine_dir = quarantine_dir
+        self.open_store = open_store
+        self.quarantine = quarantine
+        self.quarantined = quarantined or (lambda: self.quarantine.count)
         self.http = http or Http()
-        name = f"quarantine-{_safe(socket.gethostname())}-{os.getpid()}.jsonl"
-        self.quarantine = Quarantine(os.path.join(quarantine_dir, name))
+        self.clock = clock
         self._session: _Session | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pimwatch-runtime")
         self._warned = False
+        self._arrival_noted: datetime | None = None
         templating.configure(config.templates)
 
     @classmethod
     def from_env(cls) -> Runtime:
-        state = os.environ.get(ENV_STATE)
-        if not state:
-            raise SetupError(f"app setting {ENV_STATE} (the state file) is not set")
+        """From the app settings (:mod:`pimwatch.storage`): Azure Storage when ``PIMWATCH_STORAGE*``
+        is set, else a SQLite file in ``PIMWATCH_STATE``; neither is a :class:`SetupError`."""
+        try:
+            storage = azure_storage()
+        except SettingsError as exc:
+            raise SetupError(str(exc)) from None
         plugins = discover()
         config = load(os.environ.get(ENV_CONFIG) or None, plugins)
-        quarantine = os.environ.get(ENV_QUARANTINE) or os.path.join(
+        if storage is not None:
+            return cls(config, plugins, lambda: open_tables(storage), _blob_quarantine(storage))
+        state = os.environ.get(ENV_STATE)
+        if not state:
+            raise SetupError(
+                "no state store: set app setting PIMWATCH_STORAGE (or PIMWATCH_STORAGE__accountName) for "
+                f"Azure Storage, or {ENV_STATE} for a local SQLite file"
+            )
+        folder = os.environ.get(ENV_QUARANTINE) or os.path.join(
             os.path.dirname(os.path.abspath(state)), "quarantine"
         )
-        return cls(config, plugins, state, quarantine)
+        name = f"quarantine-{_safe(socket.gethostname())}-{os.getpid()}.jsonl"
+        return cls(
+            config,
+            plugins,
+            lambda: _BatchStore(state),
+            Quarantine(os.path.join(folder, name)),
+            quarantined=lambda: _count_lines(folder),
+        )
 
     # --- the entry points ------------------------------------------------------------------------
     def handle(self, bodies: Sequence[bytes], sources: Sequence[str] | None = None) -> Report:
@@ -179,6 +220,11 @@ class Runtime:
     def health(self) -> dict[str, Any]:
         """Watermark (newest event time seen, committed), outbox pending and dead, quarantined records."""
         return self._call(self._health)
+
+    def test_alert(self, sink: str | None = None, severity: Severity = Severity.INFO) -> dict[str, str]:
+        """Send a synthetic alert to one sink (or every sink) now, bypassing routing and the outbox:
+        sink name → its answer, or ``FAILED: <error>`` (errors name the sink, never a secret)."""
+        return self._call(lambda s: self._test_alert(sink, severity))
 
     def close(self) -> None:
         def shut(s: _Session | None) -> None:
@@ -211,16 +257,19 @@ class Runtime:
             raise
 
     def _open(self) -> _Session:
-        store = _BatchStore(self.state_path)  # StoreError when it cannot be opened
+        store = self.open_store()  # StoreError when it cannot be opened
         pipeline = Pipeline(self.plugins, self.config, store, self.quarantine, report=log.warning)
         policy = self.config.delivery
         hot = policy.model_copy(update={"retries_in_run": 0})
-        self._session = _Session(
+        session = _Session(
             store,
             pipeline,
             Deliverer(self.config.sinks, store, policy, self.http),
             Deliverer(self.config.sinks, store, hot, self.http),
         )
+        # Every new and resolved alert, in order (a batch may raise and resolve the same alert).
+        pipeline.engine.on_change = lambda aid, change: session.changes.append((aid, change))
+        self._session = session
         if not self._warned:
             self._warned = True
             for warning in self._session.deliverer.warnings():
@@ -229,17 +278,22 @@ class Runtime:
 
     def _discard(self, session: _Session) -> None:
         self._session = None
+        self._arrival_noted = None
         try:
-            session.store.abandon()
-        except sqlite3.Error:
-            log.warning("could not roll back the state store cleanly", exc_info=True)
+            if isinstance(session.store, _BatchStore):
+                session.store.abandon()
+            else:
+                session.store.close()  # each write was durable: nothing to roll back
+        except Exception:
+            log.warning("could not close the state store cleanly", exc_info=True)
         session.pipeline.engine.changed.clear()
+        session.changes.clear()
 
     def _handle(self, s: _Session, bodies: Sequence[bytes], sources: Sequence[str] | None) -> Report:
         report = Report(messages=len(bodies))
         stats, pipeline = s.pipeline.stats, s.pipeline
         read_before, bad_before = stats.total_records, self.quarantine.count
-        s.store.held = True
+        _hold(s.store, True)
         try:
             for i, body in enumerate(bodies):
                 source = sources[i] if sources is not None and i < len(sources) else "eventhub"
@@ -261,20 +315,32 @@ class Runtime:
                 if pipeline.ticking:
                     pipeline.engine.tick(pipeline.watermark)
                 s.store.put(WATERMARK, iso(pipeline.watermark))
+            if bodies:
+                self._note_arrival(s)
             self._enqueue(s, report)
         finally:
-            s.store.held = False
+            _hold(s.store, False)
         s.store.commit()  # the batch's state and its delivery rows, at once
-        self.quarantine.close()  # flushed: the host checkpoints once this returns
+        self.quarantine.close()  # flushed (raises if it cannot be): the host checkpoints after this
         report.records = stats.total_records - read_before
         report.quarantined = self.quarantine.count - bad_before
         report.watermark = iso(pipeline.watermark) if pipeline.watermark else None
         self._deliver(s.hot, report)
         return report
 
+    def _note_arrival(self, s: _Session) -> None:
+        """Records are arriving: once a minute per instance, for the ``pipeline.silent`` heartbeat."""
+        now = self.clock()
+        if self._arrival_noted is None or now - self._arrival_noted >= ARRIVAL_EVERY:
+            heartbeat.arrived(s.store, now)
+            self._arrival_noted = now
+
     def _tick(self, s: _Session, now: datetime) -> Report:
         report = Report()
         s.pipeline.engine.tick(now)
+        after = timedelta(minutes=self.config.pipeline.silent_minutes)
+        for aid, change in heartbeat.check(s.store, now, after):
+            s.changes.append((aid, change))
         self._enqueue(s, report)
         s.store.commit()
         self._deliver(s.deliverer, report)
@@ -283,25 +349,49 @@ class Runtime:
         return report
 
     def _health(self, s: _Session) -> dict[str, Any]:
+        arrival = heartbeat.last_arrival(s.store)
         return {
             "last_record": s.store.get(WATERMARK),
+            "last_arrival": iso(arrival) if arrival else None,
             "outbox_pending": len(s.store.deliveries("pending")),
             "dead_letters": len(s.store.deliveries("dead")),
-            "quarantined": _count_lines(self.quarantine_dir),
+            "quarantined": self.quarantined(),
             "sinks": sorted(self.config.sinks),
         }
 
+    def _test_alert(self, only: str | None, severity: Severity) -> dict[str, str]:
+        sinks = self.config.sinks
+        if only is not None and only not in sinks:
+            raise KeyError(only)
+        alert = synthetic_alert(severity, self.clock())
+        answers = {}
+        for name, sink in sinks.items():
+            if only is None or name == only:
+                try:
+                    answers[name] = sink.send(sink.render([alert]), self.http)
+                except SinkError as exc:
+                    answers[name] = f"FAILED: {exc}"
+        return answers
+
     @staticmethod
     def _enqueue(s: _Session, report: Report) -> None:
-        """Queue this call's new and resolved alerts for the sinks that route them (as ``replay``)."""
+        """Queue this call's new and resolved alerts for the sinks that route them (as ``replay``),
+        then tell the store they are queued (:meth:`pimwatch.store.Store.mark_queued`)."""
         changed = s.pipeline.engine.changed
-        for aid, change in changed.items():
+        for change in changed.values():
             report.alerts[change] = report.alerts.get(change, 0) + 1
-            if change in ("new", "resolved"):
-                alert = s.store.get_alert(aid)
-                if alert is not None:
-                    report.queued += s.deliverer.enqueue(alert, change)
         changed.clear()
+        done: set[tuple[str, str]] = set()
+        for aid, change in s.changes:
+            kind = "resolve" if change == "resolved" else "trigger"
+            if (aid, kind) in done:
+                continue
+            done.add((aid, kind))
+            alert = s.store.get_alert(aid)
+            if alert is not None:
+                report.queued += s.deliverer.enqueue(alert, change)
+            s.store.mark_queued(aid, kind)
+        s.changes.clear()
 
     @staticmethod
     def _deliver(deliverer: Deliverer, report: Report) -> None:
@@ -310,6 +400,19 @@ class Runtime:
             return
         outcome: Outcome = deliverer.run()
         report.sent, report.pending, report.dead = outcome.sent, outcome.pending, outcome.dead
+
+
+def _hold(store: Store, held: bool) -> None:
+    """SQLite: hold the pipeline's intermediate commits while a batch is fed (one transaction)."""
+    if isinstance(store, _BatchStore):
+        store.held = held
+
+
+def _blob_quarantine(storage: AzureStorage) -> Quarantine:
+    """Bad input kept whole in the quarantine container, one append blob per worker process."""
+    from pimwatch.archive import BlobArchive
+
+    return Quarantine(archive=BlobArchive.for_storage(storage, storage.quarantine_container))
 
 
 def _text(body: bytes) -> str:

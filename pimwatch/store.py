@@ -11,7 +11,16 @@ The contract is small on purpose, so an Azure Table store can implement it:
 * ``merge_alert`` — the outbox: insert an alert, or fold it into the stored one with the same id
   (atomically: read, :func:`pimwatch.alerts.fold`, write);
 * ``resolve_alerts`` — mark the open alerts of a detector and key resolved (at an event time);
+* ``mark_queued`` — the caller has queued the alert's deliveries (see below);
 * ``commit`` — make everything above durable.
+
+**Queueing an alert for its sinks is never lost between two writes.** SQLite is transactional: the
+alert and its delivery rows are committed together, and ``mark_queued`` has nothing to do. A store
+whose writes are durable one call at a time (Azure Tables) cannot do that, so it keeps, with each
+alert, whether its trigger (and its resolve) have been queued: until ``mark_queued``, ``merge_alert``
+keeps answering "new" for it and ``resolve_alerts`` keeps returning it once resolved. A process that
+dies between the alert write and the queueing leaves the alert "new": the retried batch (or any later
+record of the alert) queues it then, and queueing is idempotent per (alert, sink, kind).
 """
 
 from __future__ import annotations
@@ -68,6 +77,7 @@ class Store(Protocol):
     def claim(self, key: str) -> bool: ...
     def merge_alert(self, alert: Alert) -> MergeResult: ...
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]: ...
+    def mark_queued(self, alert_id: str, kind: str) -> None: ...
     def get_alert(self, alert_id: str) -> Alert | None: ...
     def alerts(self) -> Iterator[Alert]: ...
     def enqueue(self, alert_id: str, sink: str, kind: str, now: float, due: float | None = None) -> bool: ...
@@ -244,6 +254,9 @@ class SqliteStore:
             done.append(alert.id)
         return done
 
+    def mark_queued(self, alert_id: str, kind: str) -> None:
+        """Nothing to do: the delivery rows are committed in the same transaction as the alert."""
+
     def get_alert(self, alert_id: str) -> Alert | None:
         row = self._db.execute("SELECT doc FROM outbox WHERE id=?", (alert_id,)).fetchone()
         return Alert.from_store(orjson.loads(row[0])) if row else None
@@ -263,7 +276,7 @@ class SqliteStore:
     def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]:
         rows = self._db.execute(
             "SELECT * FROM deliveries WHERE sink=? AND status='pending' AND next_at <= ?"
-            " ORDER BY first_at, alert_id LIMIT ?",
+            " ORDER BY first_at, alert_id, kind = 'resolve' LIMIT ?",  # an alert's trigger first
             (sink, now, limit),
         ).fetchall()
         return [_delivery(r) for r in rows]

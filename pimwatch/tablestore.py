@@ -42,8 +42,13 @@ ids). Larger refuses with :class:`StoreError` — which the runtime treats as a 
 its (detector, key) and one under (detector, key without its last ``|segment``) — the two keys whose
 ``resolve_alerts`` must find it (write-once upserts, so a crash in between leaves at most a row
 pointing at nothing, which is skipped). ``resolve_alerts`` reads that one partition, then each alert
-by its key, and resolves it under its ETag; rows of resolved alerts are deleted (a resolved alert
-stays resolved).
+by its key, and resolves it under its ETag; the index rows of a resolved alert are deleted once its
+resolve is queued (a resolved alert stays resolved).
+
+**Queueing is never lost** (the Store contract): an alert carries ``tq`` and ``rq``, whether its
+trigger and resolve deliveries have been queued. ``merge_alert`` answers "new" while ``tq`` is false
+and ``resolve_alerts`` returns a resolved alert while ``rq`` is false, until ``mark_queued`` sets
+them: a process that dies between writing an alert and queueing it leaves the work to the retry.
 
 **Entity-group transactions** batch the clean-up deletes (``purge``, ``prune``: up to 100 entities of
 one partition per round trip). The hot path is point operations, because the contract answers per
@@ -170,26 +175,39 @@ class TableStore:
 
     def __init__(
         self,
-        connection_string: str,
+        connection_string: str | None = None,
         prefix: str = "pimwatch",
         *,
+        endpoint: str | None = None,
+        credential: Any = None,
         client_options: dict[str, Any] | None = None,
     ) -> None:
-        """``client_options`` go to the SDK client (e.g. ``retry_total``, ``connection_timeout``)."""
+        """A connection string (Azurite, a key-based account), or a table service ``endpoint``
+        (``https://<account>.table.core.windows.net``) with an azure-identity ``credential``.
+        ``client_options`` go to the SDK client (e.g. ``retry_total``, ``connection_timeout``)."""
         if not _PREFIX_RE.fullmatch(prefix):
             raise StoreError(f"table prefix {prefix!r} must be a letter then up to 52 letters or digits")
         self.prefix = prefix
+        self.round_trips = 0  # HTTP requests answered (the benchmark's cost measure)
         self._indexed: set[str] = set()  # alert ids this process has written to outboxkeys
+        options: dict[str, Any] = {"raw_response_hook": self._count, **(client_options or {})}
         try:
-            self._service = service = TableServiceClient.from_connection_string(
-                connection_string, **(client_options or {})
-            )
+            if connection_string is not None:
+                self._service = TableServiceClient.from_connection_string(connection_string, **options)
+            elif endpoint is not None:
+                self._service = TableServiceClient(endpoint=endpoint, credential=credential, **options)
+            else:
+                raise StoreError("table store: neither a connection string nor an endpoint was given")
             self._t: dict[str, TableClient] = {
-                name: service.create_table_if_not_exists(prefix + name) for name in TABLES
+                name: self._service.create_table_if_not_exists(prefix + name) for name in TABLES
             }
             self._check_schema()
         except (AzureError, ValueError) as exc:
-            raise StoreError(f"cannot open the table store (prefix {prefix}): {exc}") from exc
+            where = endpoint or "the connection string's account"
+            raise StoreError(f"cannot open the table store ({where}, prefix {prefix}): {exc}") from exc
+
+    def _count(self, response: Any) -> None:
+        self.round_trips += 1
 
     def _check_schema(self) -> None:
         meta = self._t["meta"]
@@ -280,7 +298,10 @@ class TableStore:
 
     # outbox --------------------------------------------------------------------------------
     @staticmethod
-    def _alert_entity(alert: Alert, created: float, updated: float) -> dict[str, Any]:
+    def _alert_entity(
+        alert: Alert, created: float, updated: float, *, tq: bool = False, rq: bool = False
+    ) -> dict[str, Any]:
+        """``tq``/``rq``: the trigger/resolve deliveries have been queued (``mark_queued``)."""
         entity: dict[str, Any] = {
             "PartitionKey": table_key(alert.id),
             "RowKey": "a",
@@ -294,6 +315,8 @@ class TableStore:
             "status": alert.status,
             "created": created,
             "updated": updated,
+            "tq": tq,
+            "rq": rq,
         }
         _pack(entity, "doc", orjson.dumps(alert.to_store()))
         return entity
@@ -329,9 +352,13 @@ class TableStore:
             except ResourceNotFoundError:
                 continue  # deleted in between: insert again
             existing = self._alert_of(stored)
+            # Not queued yet (the writer died before queueing it): still "new" for whoever sees it.
+            queued = stored.get("tq") is not False
             if not fold(existing, alert):
-                return "unchanged"
-            entity = self._alert_entity(existing, float(stored.get("created", now)), now)
+                return "unchanged" if queued else "new"
+            entity = self._alert_entity(
+                existing, float(stored.get("created", now)), now, tq=queued, rq=bool(stored.get("rq"))
+            )
             try:
                 table.update_entity(
                     entity,
@@ -339,7 +366,7 @@ class TableStore:
                     etag=_etag(stored),
                     match_condition=MatchConditions.IfNotModified,
                 )
-                return "updated"
+                return "updated" if queued else "new"
             except (ResourceModifiedError, ResourceNotFoundError):
                 _backoff(attempt)  # another writer folded first: read its result and fold again
         raise StoreError(f"table store: alert {alert.id} still conflicting after {MAX_RETRIES} attempts")
@@ -362,24 +389,29 @@ class TableStore:
                 continue
             outcome = self._resolve_one(row, detector, at)
             if outcome == "resolved":
-                done.append(aid)
-            if outcome != "skip":  # resolved for good: no resolve needs to find it again
-                for ipk in _index_keys(detector, akey):
-                    index.delete_entity(ipk, table_key(aid))
+                done.append(aid)  # its index rows go when its resolve is queued (mark_queued)
+            elif outcome == "final":  # resolved and queued for good: no resolve needs to find it again
+                self._unindex(detector, akey, aid)
         return done
 
+    def _unindex(self, detector: str, akey: str, aid: str) -> None:
+        for ipk in _index_keys(detector, akey):
+            self._t["outboxkeys"].delete_entity(ipk, table_key(aid))  # a missing row is no error
+
     def _resolve_one(self, row: TableEntity, detector: str, at: str) -> Literal["resolved", "final", "skip"]:
-        """Resolve one alert under its ETag: "resolved" now, "final" (already resolved or gone: its
-        index rows can go), or "skip" (another detector, or begun after ``at``: still open)."""
+        """Resolve one alert under its ETag: "resolved" (now, or earlier without its resolve queued
+        yet), "final" (resolved and queued, or gone: its index rows can go), or "skip" (another
+        detector, or begun after ``at``: still open)."""
         table = self._t["outbox"]
         for attempt in range(MAX_RETRIES):
             if row.get("status") != "open":
-                return "final"
+                return "resolved" if row.get("status") == "resolved" and row.get("rq") is False else "final"
             if row.get("detector") != detector or str(row["first_seen"]) > at:
                 return "skip"
             alert = self._alert_of(row)
             alert.status, alert.resolved_at = "resolved", at
-            entity = self._alert_entity(alert, float(row.get("created", 0.0)), time.time())
+            tq = row.get("tq") is not False
+            entity = self._alert_entity(alert, float(row.get("created", 0.0)), time.time(), tq=tq, rq=False)
             try:
                 table.update_entity(
                     entity,
@@ -399,6 +431,20 @@ class TableStore:
         raise StoreError(
             f"table store: resolving {row.get('id')} still conflicting after {MAX_RETRIES} attempts"
         )
+
+    @_guard
+    def mark_queued(self, alert_id: str, kind: str) -> None:
+        """Record that the alert's ``kind`` ("trigger" or "resolve") deliveries are queued."""
+        flag = "rq" if kind == "resolve" else "tq"
+        found: dict[str, Any] = {}
+
+        def change(e: TableEntity) -> dict[str, Any] | None:
+            found.update(detector=e["detector"], akey=e["akey"])
+            return None if e.get(flag) is True else {flag: True}
+
+        self._modify(self._t["outbox"], table_key(alert_id), "a", change)
+        if kind == "resolve" and found:
+            self._unindex(str(found["detector"]), str(found["akey"]), alert_id)
 
     @_guard
     def get_alert(self, alert_id: str) -> Alert | None:
@@ -464,7 +510,9 @@ class TableStore:
             "PartitionKey eq @pk and status eq @pending and next_at le @now",
             parameters={"pk": table_key(sink), "pending": "pending", "now": float(now)},
         )
-        found = sorted((self._delivery(e) for e in rows), key=lambda d: (d.first_at, d.alert_id, d.kind))
+        found = sorted(  # an alert's trigger before its resolve
+            (self._delivery(e) for e in rows), key=lambda d: (d.first_at, d.alert_id, d.kind == "resolve")
+        )
         return found[:limit]
 
     def _modify(

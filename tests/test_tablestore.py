@@ -137,6 +137,7 @@ def test_get_put_and_ttl(store: AnyStore) -> None:
 
 def test_outbox_folds_by_id(store: AnyStore) -> None:
     assert store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e2")], "later", {"roles": ["B"]})) == "new"
+    store.mark_queued("a1", "trigger")
     assert (
         store.merge_alert(_alert([("2026-03-10T12:05:00Z", "e2")], "later", {"roles": ["B"]})) == "unchanged"
     )
@@ -170,6 +171,7 @@ def test_a_large_alert_is_stored_whole(store: AnyStore) -> None:
         for i in range(4000)
     ]
     assert store.merge_alert(_alert(events[:2000])) == "new"
+    store.mark_queued("a1", "trigger")
     assert store.merge_alert(_alert(events[2000:])) == "updated"
     a = store.get_alert("a1")
     assert a is not None and a.count == 4000 and sorted(a.events) == sorted(events)
@@ -182,6 +184,7 @@ def test_resolve_matches_the_key_or_the_key_and_one_record_id_and_only_earlier_a
         a = _alert([(first, aid)])
         a.id, a.key, a.detector = aid, key, detector
         store.merge_alert(a)
+        store.mark_queued(aid, "trigger")
 
     put("exact", "p|r", "2026-03-10T10:00:00Z")
     put("per-record", "p|r|PIM_Record_1", "2026-03-10T10:00:00Z")
@@ -191,6 +194,8 @@ def test_resolve_matches_the_key_or_the_key_and_one_record_id_and_only_earlier_a
     put("like-chars", "p_r", "2026-03-10T10:00:00Z")
     put("other-detector", "p|r", "2026-03-10T10:00:00Z", detector="e")
     assert sorted(store.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z")) == ["exact", "per-record"]
+    store.mark_queued("exact", "resolve")
+    store.mark_queued("per-record", "resolve")
     assert store.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == []  # already resolved
     resolved = store.get_alert("exact")
     assert resolved is not None and (resolved.status, resolved.resolved_at) == (
@@ -294,6 +299,7 @@ def test_resolve_reads_the_key_index_not_the_outbox(azurite_tables: str) -> None
     outbox.list_entities = lambda *a, **k: scans.append("scan")  # type: ignore[method-assign,assignment]
     assert s.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == ["open-1"]
     assert scans == []
+    s.mark_queued("open-1", "resolve")
     left = sorted(e["id"] for e in s._t["outboxkeys"].list_entities())
     assert left == ["elsewhere", "elsewhere", "ghost", "later", "later"]  # resolved: its rows are gone
 
@@ -332,6 +338,7 @@ def test_a_concurrent_fold_is_retried_not_lost(azurite_tables: str) -> None:
     prefix = _prefix()
     a, b = TableStore(azurite_tables, prefix=prefix), TableStore(azurite_tables, prefix=prefix)
     assert a.merge_alert(_alert([("2026-03-10T12:00:00Z", "e0")])) == "new"
+    a.mark_queued("a1", "trigger")
     outbox = a._t["outbox"]
     real_get = outbox.get_entity
     interleaved: list[str] = []
@@ -381,13 +388,16 @@ def _worker(conn: str, prefix: str, idx: int, barrier: Any, out: Any) -> None:
     added = [(w, m) for w, m in adds if store.add(f"w{w}", f"m{m}", T0 + timedelta(seconds=m), str(idx))]
     claimed = [c for c in claims if store.claim(f"claim|{c}")]
     barrier.wait()  # all fold into the same alerts at the same moment
-    merged = []
+    merged, queued = [], []
     for a in alerts:
         event = (f"2026-03-10T12:{idx:02d}:00Z", f"e{idx}")
-        merged.append(
-            (a, store.merge_alert(_alert([event], f"t{idx}", {"roles": [f"R{idx}"]}, aid=f"al{a}")))
-        )
-    out.put((idx, added, claimed, merged))
+        result = store.merge_alert(_alert([event], f"t{idx}", {"roles": [f"R{idx}"]}, aid=f"al{a}"))
+        merged.append((a, result))
+        if result == "new":  # as the runtime does: queue it, then say so
+            if store.enqueue(f"al{a}", "sink", "trigger", 0.0):
+                queued.append(a)
+            store.mark_queued(f"al{a}", "trigger")
+    out.put((idx, added, claimed, merged, queued))
     store.close()
 
 
@@ -411,13 +421,17 @@ def test_several_processes_count_claim_and_fold_exactly_once(azurite_tables: str
                 p.kill()
     assert all(p.exitcode == 0 for p in procs)
 
-    added = Counter(x for _, a, _, _ in results for x in a)
+    added = Counter(x for _, a, _, _, _ in results for x in a)
     assert added == Counter({(w, m): 1 for w in range(WINDOWS) for m in range(MEMBERS)})
-    claimed = Counter(c for _, _, c, _ in results for c in c)
+    claimed = Counter(c for _, _, c, _, _ in results for c in c)
     assert claimed == Counter({c: 1 for c in range(CLAIMS)})
-    outcomes = Counter((a, r) for _, _, _, m in results for a, r in m)
+    # Every writer folded its event in; an alert is "new" until its creator has queued it (a writer
+    # that folds in before that sees "new" too), and the queueing itself happens exactly once.
+    outcomes = Counter((a, r) for _, _, _, m, _ in results for a, r in m)
     for a in range(ALERTS):
-        assert outcomes[(a, "new")] == 1 and outcomes[(a, "updated")] == WORKERS - 1
+        assert outcomes[(a, "new")] >= 1
+        assert outcomes[(a, "new")] + outcomes[(a, "updated")] == WORKERS
+    assert Counter(a for *_, q in results for a in q) == Counter({a: 1 for a in range(ALERTS)})
 
     store = TableStore(azurite_tables, prefix=prefix)
     for w in range(WINDOWS):
@@ -429,3 +443,27 @@ def test_several_processes_count_claim_and_fold_exactly_once(azurite_tables: str
         assert sorted(eid for _, eid in alert.events) == [f"e{i}" for i in range(WORKERS)]
         assert (alert.title, alert.first_seen) == ("t0", "2026-03-10T12:00:00Z")  # earliest event wins
         assert alert.context["roles"] == [f"R{i}" for i in range(WORKERS)]
+
+
+def test_an_alert_stays_new_until_queued_and_resolved_until_its_resolve_is_queued(
+    azurite_tables: str,
+) -> None:
+    # A writer that dies between writing an alert and queueing it (Table writes are not one
+    # transaction) leaves it "new": whoever merges it next (the retried batch) queues it.
+    s = TableStore(azurite_tables, prefix=_prefix())
+    a = _alert([("2026-03-10T10:00:00Z", "e1")])
+    a.key = "p|r"
+    assert s.merge_alert(a) == "new"
+    assert s.merge_alert(a) == "new"  # the crash: nobody queued it
+    b = _alert([("2026-03-10T10:05:00Z", "e2")])
+    b.key = "p|r"
+    assert s.merge_alert(b) == "new"  # folded in, still owed its trigger
+    s.mark_queued("a1", "trigger")
+    assert s.merge_alert(a) == "unchanged"
+    assert s.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == ["a1"]
+    assert s.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == ["a1"]  # crash before queueing
+    s.mark_queued("a1", "resolve")
+    assert s.resolve_alerts("d", "p|r", "2026-03-10T12:00:00Z") == []
+    assert list(s._t["outboxkeys"].list_entities()) == []  # done with: its index rows are gone
+    got = s.get_alert("a1")
+    assert got is not None and (got.status, got.count) == ("resolved", 2)
