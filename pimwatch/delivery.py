@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from pimwatch.alerts import Alert, Severity, alert_id
+from pimwatch.archive import Archive, ArchiveError
 from pimwatch.sink import Http, PermanentError, SinkConfig, TransientError
 from pimwatch.store import Delivery, Store
 from pimwatch.timeutil import iso
@@ -103,7 +104,10 @@ class Deliverer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        archive: Archive | None = None,
     ):
+        """``archive``: where dead letters are also written (pimwatch/archive.py), so what never
+        reached a sink stays readable after the state store is pruned; None: the store only."""
         self.sinks = sinks
         self.store = store
         self.policy = policy
@@ -111,6 +115,7 @@ class Deliverer:
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.archive = archive
 
     def enqueue(self, alert: Alert, change: str) -> int:
         """Queue a new (``change == "new"``) or resolved alert for every sink that routes it."""
@@ -227,7 +232,7 @@ class Deliverer:
             try:
                 answer = sink.send(sink.render(alerts), self.http)
             except PermanentError as exc:
-                self._fail(name, unit, str(exc), dead=True, outcome=outcome)
+                self._fail(name, unit, str(exc), dead=True, outcome=outcome, alerts=alerts)
                 return
             except TransientError as exc:
                 attempts = unit[0].attempts + tries
@@ -239,7 +244,9 @@ class Deliverer:
                     continue
                 too_old = now - unit[0].first_at > p.max_age_hours * 3600
                 dead = attempts >= p.max_attempts or too_old
-                self._fail(name, unit, str(exc), dead=dead, outcome=outcome, next_at=now + wait)
+                self._fail(
+                    name, unit, str(exc), dead=dead, outcome=outcome, next_at=now + wait, alerts=alerts
+                )
                 return
             except Exception as exc:  # a bug in a sink: kept for retry, logged, never lost
                 log.exception("%s: unexpected error", name)
@@ -269,8 +276,11 @@ class Deliverer:
         dead: bool,
         outcome: Outcome,
         next_at: float = 0.0,
+        alerts: Sequence[Alert] = (),
     ) -> None:
         now = self.clock()
+        if dead and self.archive is not None and not self._archive_dead(name, unit, alerts, error, now):
+            dead, next_at = False, now + self.backoff(unit[0].attempts + 1, None)
         for d in unit:
             self.store.mark_failed(d.alert_id, name, d.kind, dead=dead, next_at=next_at, error=error, now=now)
         self.store.commit()
@@ -279,3 +289,31 @@ class Deliverer:
         (log.error if dead else log.warning)(
             "%s: %s (%s)", name, error, "dead letter" if dead else "will retry"
         )
+
+    def _archive_dead(
+        self, name: str, unit: list[Delivery], alerts: Sequence[Alert], error: str, now: float
+    ) -> bool:
+        """Write the dead letters to the archive before the store marks them dead. When the archive
+        cannot be written they stay pending instead (retried, and archived when they die again)."""
+        assert self.archive is not None
+        by_id = {a.id: a for a in alerts}
+        dead_at = iso(datetime.fromtimestamp(now, UTC))
+        try:
+            for d in unit:
+                alert = by_id.get(d.alert_id)
+                self.archive.append(
+                    {
+                        "alert": alert.to_dict() if alert is not None else {"id": d.alert_id},
+                        "sink": name,
+                        "kind": d.kind,
+                        "attempts": d.attempts + 1,  # the outbox's count once this failure is noted
+                        "error": error,
+                        "dead_at": dead_at,
+                    }
+                )
+            self.archive.flush()
+        except ArchiveError as exc:
+            self.archive.discard()
+            log.error("%s: dead letters not archived, kept pending for a retry: %s", name, exc)
+            return False
+        return True

@@ -1,36 +1,49 @@
-"""Bad input is kept whole, with where it came from and why, in a JSON Lines file."""
+"""Bad input is kept whole, with where it came from and why, as JSON Lines in an archive.
+
+A record is ``{"source", "line", "reason", "raw"}`` (``raw``: the text as read). ``pimwatch replay``
+reads quarantine files back: each record's ``raw`` is re-read as the original input, under its
+original source and line (pimwatch/reader.py), so what a fixed parser now understands is replayed.
+"""
 
 from __future__ import annotations
 
 import os
-from typing import IO
 
-import orjson
-
+from pimwatch.archive import Archive, FileArchive
 from pimwatch.reader import Bad
 
 
 class Quarantine:
-    """Appends one JSON object per bad record: ``source``, ``line``, ``reason``, ``raw`` (the text as read).
+    """``Quarantine(path)``: a local JSON Lines file, created on the first bad record's flush only, so
+    a clean run leaves nothing behind. ``Quarantine.on(archive)``: any archive (Blob Storage).
 
-    The file is created on the first bad record only, so a clean run leaves nothing behind.
+    Records are buffered by the archive: :meth:`flush` (or :meth:`close`) writes them and raises
+    :class:`pimwatch.archive.ArchiveError` when it cannot; :meth:`discard` drops what is unwritten.
     """
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, path: str | None = None, *, archive: Archive | None = None):
+        if archive is None:
+            if path is None:
+                raise TypeError("Quarantine needs a path or an archive")
+            full = os.path.abspath(path)
+            archive = FileArchive(os.path.dirname(full), os.path.basename(full))
+        self.archive = archive
+        self.path = path if path is not None else archive.location  # where, for messages
         self.count = 0
-        self._f: IO[bytes] | None = None
+
+    @classmethod
+    def on(cls, archive: Archive) -> Quarantine:
+        return cls(archive=archive)
 
     def put(self, bad: Bad) -> None:
-        if self._f is None:
-            folder = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(folder, exist_ok=True)
-            self._f = open(self.path, "ab")  # noqa: SIM115 - closed in close()
-        doc = {"source": bad.source, "line": bad.line, "reason": bad.reason, "raw": bad.raw}
-        self._f.write(orjson.dumps(doc) + b"\n")
+        self.archive.append({"source": bad.source, "line": bad.line, "reason": bad.reason, "raw": bad.raw})
         self.count += 1
 
+    def flush(self) -> None:
+        self.archive.flush()
+
+    def discard(self) -> None:
+        self.archive.discard()
+
     def close(self) -> None:
-        if self._f is not None:
-            self._f.close()
-            self._f = None
+        self.archive.flush()

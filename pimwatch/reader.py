@@ -156,6 +156,9 @@ def classify(obj: Any, source: str, line: int) -> Iterator[Item]:
     if not isinstance(obj, dict):
         yield Bad(source, line, f"expected a JSON object, got {type(obj).__name__}", _dump(obj))
         return
+    if len(obj) == 4 and is_quarantined(obj):
+        yield from unquarantine(obj)
+        return
     records = obj.get("records")
     if isinstance(records, list):
         for rec in records:
@@ -167,6 +170,37 @@ def classify(obj: Any, source: str, line: int) -> Iterator[Item]:
             yield route_record(rec, source, line, in_envelope=True)
         return
     yield route_record(obj, source, line)
+
+
+QUARANTINE_KEYS = frozenset({"source", "line", "reason", "raw"})
+
+
+def is_quarantined(obj: Mapping[str, Any]) -> bool:
+    """A quarantine record (pimwatch/quarantine.py): exactly the keys source, line, reason, raw."""
+    return obj.keys() == QUARANTINE_KEYS and type(obj["raw"]) is str
+
+
+def unquarantine(rec: Mapping[str, Any]) -> Iterator[Item]:
+    """A quarantine record read back: its ``raw`` text is read again as the original input (a record,
+    an Event Hub message, a line), under its original source and line, so the records a fixed parser
+    now understands are replayed and the rest are quarantined again as they were."""
+    source = str(rec["source"])
+    line = rec["line"] if type(rec["line"]) is int else 0
+    raw: str = rec["raw"]
+    if not raw.strip():  # a note about an unreadable file: nothing to read again
+        yield Bad(source, line, str(rec["reason"]), raw)
+        return
+    data = raw.encode()
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        yield from _salvage_lines(data, source, line)  # complete values in it are read, the rest is bad
+        return
+    if type(obj) is dict and "records" not in obj and "value" not in obj and not is_quarantined(obj):
+        item = route_record(obj, source, line)
+        yield Bad(source, line, item.reason, raw) if type(item) is Bad else item
+    else:
+        yield from classify(obj, source, line)
 
 
 def route_record(rec: Any, source: str, line: int, *, in_envelope: bool = False) -> Item:
@@ -362,7 +396,9 @@ def _read_json(
                 continue
             yield Bad(source, line_no, f"malformed JSON: {exc}", _text(line.strip()))
             continue
-        if type(obj) is dict and "records" not in obj and "value" not in obj:
+        if type(obj) is dict and len(obj) == 4 and is_quarantined(obj):
+            yield from unquarantine(obj)
+        elif type(obj) is dict and "records" not in obj and "value" not in obj:
             item = route_record(obj, source, line_no)
             if type(item) is Bad:  # keep the line as it was read, not as re-serialized
                 item = Bad(source, line_no, item.reason, _text(line.strip()))
