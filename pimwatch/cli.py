@@ -24,6 +24,8 @@ from pimwatch.alerts import Alert, Severity
 from pimwatch.catalogue import render_markdown
 from pimwatch.cli_archive import add_parser as add_archive_parser
 from pimwatch.cli_archive import run as run_archive
+from pimwatch.cli_consume import add_parsers as add_consume_parser
+from pimwatch.cli_consume import run as run_consume
 from pimwatch.cli_delivery import add_parsers, report
 from pimwatch.cli_delivery import run as run_delivery
 from pimwatch.config import ConfigError, load
@@ -63,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_parsers(sub)
     add_archive_parser(sub)
+    add_consume_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -77,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _detectors(args, plugins)
     if args.command == "archive":
         return run_archive(args)
+    if args.command == "consume":
+        return run_consume(args, plugins)
     if args.command != "replay":
         return run_delivery(args, plugins)
     return _replay(args, plugins)
