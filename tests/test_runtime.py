@@ -17,8 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,115 +25,12 @@ from typing import Any
 import azure.functions as func
 import orjson
 import pytest
-from azure.functions.eventhub import EventHubTriggerConverter
-from azure.functions.meta import Datum
-from azure.functions.timer import TimerRequest
 
-import function_app
 from detectors.approval_overdue import R1, _ask
 from pimwatch import runtime
-from pimwatch.detector import Plugin
-from pimwatch.harness import run_records
 from pimwatch.store import StoreError
-from pimwatch.timeutil import iso
+from tests.functions_host import APP, FUNCTIONS, REPO, batch, health, messages, timer
 from tests.loopback import Answer, serve
-from tests.streams import BREAK_GLASS, CONFIG, mixed_stream
-
-REPO = Path(__file__).resolve().parent.parent
-# get_functions() once per process: a second call raises with blueprints registered (platform.md §2c).
-APP = {str(f.get_function_name()): f for f in function_app.app.get_functions()}
-FUNCTIONS: dict[str, Callable[..., Any]] = {name: f.get_user_function() for name, f in APP.items()}
-PER_MESSAGE = 25  # records per Event Hub message ({"records": [...]}), as diagnostic settings batch them
-
-
-@pytest.fixture(scope="module")
-def records() -> list[dict[str, Any]]:
-    return mixed_stream()
-
-
-@pytest.fixture(scope="module")
-def replayed(records: list[dict[str, Any]], plugins: list[Plugin]) -> tuple[dict[str, int], str]:
-    """Alert id → count, and the watermark, from the same records through the replay harness."""
-    alerts, pipeline = run_records(records, plugins, CONFIG)
-    assert pipeline.watermark is not None
-    return {a.id: a.count for a in alerts}, iso(pipeline.watermark)
-
-
-@pytest.fixture(scope="module")
-def expected(replayed: tuple[dict[str, int], str]) -> dict[str, int]:
-    return replayed[0]
-
-
-def _config(tmp_path: Path, sink_url: str | None = None) -> Path:
-    text = "break_glass:\n  accounts:\n" + "".join(f"    - {a}\n" for a in BREAK_GLASS)
-    text += "delivery: {retries_in_run: 1, base_delay_seconds: 0.01, max_delay_seconds: 0.05}\n"
-    if sink_url:
-        text += (
-            f"sinks:\n  soar: {{type: webhook, url: '{sink_url}', min_severity: high, timeout_seconds: 2}}\n"
-        )
-    cfg = tmp_path / "pimwatch.yaml"
-    cfg.write_text(text)
-    return cfg
-
-
-@pytest.fixture
-def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str | None], Path]]:
-    """App settings pointing at tmp paths; the worker's runtime is fresh for each test."""
-
-    def setup(sink_url: str | None = None) -> Path:
-        monkeypatch.setenv("PIMWATCH_CONFIG", str(_config(tmp_path, sink_url)))
-        monkeypatch.setenv("PIMWATCH_STATE", str(tmp_path / "state.db"))
-        monkeypatch.setenv("PIMWATCH_QUARANTINE_DIR", str(tmp_path / "quarantine"))
-        return tmp_path
-
-    runtime.reset_runtime()
-    yield setup
-    runtime.reset_runtime()
-
-
-_SEQ = [1000]
-
-
-def batch(bodies: Sequence[bytes], partition: str = "3") -> list[func.EventHubEvent]:
-    """A cardinality-many batch as the host hands it to the Python worker (``collection_bytes`` with
-    ``SystemPropertiesArray`` and ``PartitionContext``), decoded by the library's trigger converter."""
-    sysprops = []
-    for _ in bodies:
-        _SEQ[0] += 1
-        sysprops.append(
-            {
-                "SequenceNumber": _SEQ[0],
-                "Offset": str(_SEQ[0] * 1000),
-                "PartitionKey": None,
-                "EnqueuedTimeUtc": "2026-03-10T12:00:00.123Z",
-            }
-        )
-    metadata = {
-        "SystemPropertiesArray": Datum(json.dumps(sysprops), "json"),
-        "PropertiesArray": Datum(json.dumps([{}] * len(bodies)), "json"),
-        "PartitionContext": Datum(
-            json.dumps(
-                {
-                    "EventHubName": "entra-logs",
-                    "ConsumerGroup": "pimwatch",
-                    "FullyQualifiedNamespace": "ns.servicebus.windows.net",
-                    "PartitionId": partition,
-                }
-            ),
-            "json",
-        ),
-    }
-    data = Datum(types.SimpleNamespace(bytes=list(bodies)), "collection_bytes")
-    events = EventHubTriggerConverter.decode(data, trigger_metadata=metadata)
-    assert isinstance(events, list) and all(isinstance(e, func.EventHubEvent) for e in events)
-    return events
-
-
-def messages(records: Sequence[dict[str, Any]]) -> list[bytes]:
-    return [
-        orjson.dumps({"records": list(records[i : i + PER_MESSAGE])})
-        for i in range(0, len(records), PER_MESSAGE)
-    ]
 
 
 def outbox(state: Path) -> dict[str, int]:
@@ -158,16 +54,6 @@ def quarantined(folder: Path) -> list[dict[str, Any]]:
     return [
         orjson.loads(line) for f in sorted(folder.glob("*.jsonl")) for line in f.read_bytes().splitlines()
     ]
-
-
-def health() -> tuple[int, dict[str, Any]]:
-    resp = FUNCTIONS["health"](func.HttpRequest("GET", "http://localhost/api/health", body=b""))
-    assert isinstance(resp, func.HttpResponse)
-    return resp.status_code, json.loads(resp.get_body())
-
-
-def timer() -> None:
-    FUNCTIONS["tick"](TimerRequest(past_due=False))
 
 
 # --- the tests ---------------------------------------------------------------------------------------
@@ -364,3 +250,26 @@ def test_concurrent_invocations_share_one_runtime_safely(
         rows = db.execute("SELECT id, count, detector, status FROM outbox").fetchall()
     assert {i: n for i, n, _, _ in rows if i in expected} == expected
     assert {(d, st) for i, _, d, st in rows if i not in expected} <= {("approval.overdue", "resolved")}
+
+
+def test_the_test_alert_endpoint_sends_to_the_sinks(
+    app_env: Callable[[str | None], Path],
+) -> None:
+    with serve(Answer(202)) as hook:
+        app_env(hook.url + "/hook")
+
+        def post(body: bytes) -> tuple[int, dict[str, Any]]:
+            req = func.HttpRequest("POST", "http://localhost/api/test-alert", body=body)
+            resp = FUNCTIONS["test_alert"](req)
+            return resp.status_code, json.loads(resp.get_body())
+
+        code, doc = post(b"")
+        assert code == 200 and list(doc["sinks"]) == ["soar"] and len(hook.requests) == 1
+        sent = json.loads(hook.requests[0].body)
+        assert sent["data"]["detector"] == "pimwatch.test"  # min_severity high: routing is bypassed
+        assert post(b'{"sink": "nope"}') == (404, {"error": "no sink named 'nope' in the config"})
+        assert post(b'{"severity": "loud"}')[0] == 400
+        assert post(b"not json")[0] == 400
+        hook.script(Answer(500))
+        code, doc = post(b'{"sink": "soar", "severity": "high"}')
+        assert code == 502 and doc["sinks"]["soar"].startswith("FAILED")
