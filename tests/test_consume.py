@@ -45,7 +45,7 @@ from pimwatch.consume_settings import (
     starting_position,
 )
 from pimwatch.runtime import Runtime
-from pimwatch.storage import SettingsError
+from pimwatch.storage import SettingsError, azure_storage, open_tables
 from tests.eventhub_sim import (
     ENV_SIM_STORAGE,
     GROUP,
@@ -218,6 +218,40 @@ def test_a_batch_is_committed_then_checkpointed_at_its_last_event(
     assert [(x["partition"], x["first"], x["last"]) for x in lines] == [("0", 0, BATCH - 1)]
     assert lines[0]["checkpoint"] == {"offset": events[BATCH - 1].offset, "sequence_number": BATCH - 1}
     assert lines[0]["messages"] == BATCH and sum(lines[0]["alerts"].values()) == len(first)
+
+
+def test_with_the_state_in_azure_tables_on_the_checkpoint_account(
+    runtime_env: Callable[..., Path],
+    azurite_storage: str,
+    container: str,
+    store: BlobCheckpointStore,
+    bodies: list[bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The production settings: PIMWATCH_STORAGE holds the state (Table store), the quarantine and the
+    checkpoints; the handler's batches end as one replay of the same messages."""
+    runtime_env()
+    prefix = f"pw{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("PIMWATCH_STORAGE", azurite_storage)
+    monkeypatch.setenv("PIMWATCH_TABLE_PREFIX", prefix)
+    monkeypatch.setenv("PIMWATCH_CHECKPOINT_CONTAINER", container)
+    events = partition_events(bodies[:10], 2, EARLY)
+    runtime = Runtime.from_env()
+    handler = BatchHandler(runtime, threading.Event())
+    try:
+        for pid in ("0", "1", "0", "1"):
+            done = (checkpoint_of(store, pid) or ("", -1))[1] + 1
+            handler(context(store, pid), events[pid][done : done + 3])
+    finally:
+        runtime.close()
+    assert {p: checkpoint_of(store, p) for p in events} == {p: at(e[-1]) for p, e in events.items()}
+    tables = open_tables(azure_storage())
+    try:
+        alerts = {a.id: a.count for a in tables.alerts()}
+    finally:
+        tables.close()
+    assert alerts == replayed(tmp_path / "replay", bodies[:10], Path(os.environ["PIMWATCH_CONFIG"]))
 
 
 def test_a_store_outage_is_retried_in_process_and_nothing_is_checkpointed_until_it_is_back(
