@@ -242,10 +242,12 @@ def serve(runtime: Runtime, client: Receiver, options: Options, stop: threading.
         if receiver.is_alive():
             log.warning("the receive loop did not end within %g s after close", options.close_timeout)
         ticker.join()
-        runtime.close()
+        closed = _close(runtime)
         restore()
     if ended_by_itself:
         log.error("pimwatch consume: the receive loop ended without a shutdown request")
+        return 1
+    if not closed:
         return 1
     log.info("pimwatch consume: stopped")
     return 0
@@ -267,11 +269,14 @@ def _receive(client: Receiver, handler: BatchHandler, options: Options) -> None:
         log.exception("the receive loop failed")
 
 
-def _close(client: Receiver) -> None:
+def _close(closable: Receiver | Runtime) -> bool:
+    """Close the client or the runtime; a failure is logged (every batch was committed before)."""
     try:
-        client.close()
+        closable.close()
     except Exception:
-        log.exception("closing the Event Hub client failed")
+        log.exception("closing %s failed", type(closable).__name__)
+        return False
+    return True
 
 
 def _tick(runtime: Runtime, seconds: float, stop: threading.Event) -> None:

@@ -60,6 +60,7 @@ from tests.eventhub_sim import (
 from tests.loopback import Answer
 from tests.loopback import Server as HttpServer
 from tests.loopback import serve as serve_http
+from tests.tcpproxy import proxied
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "samples" / "demo"
@@ -298,6 +299,46 @@ def test_a_store_outage_is_retried_in_process_and_nothing_is_checkpointed_until_
     assert outbox(state) == replayed(tmp_path / "replay", bodies[:10], config)
     retries = [r.getMessage() for r in caplog.records if "retried" in r.getMessage()]
     assert len(retries) == 4 and all("state store failed on batch eventhub:0/5-9" in m for m in retries)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_retried_without_handling_the_batch_again(
+    runtime_env: Callable[..., Path],
+    azurite_storage: str,
+    container: str,
+    store: BlobCheckpointStore,
+    bodies: list[bytes],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The network to the checkpoint account is cut (a TCP proxy in front of Azurite's blob service):
+    the batch is committed, the checkpoint write fails and is retried with backoff — not the batch."""
+    state = runtime_env()
+    events = partition_events(bodies[:3], 1, EARLY)["0"]
+    blob_port = int(azurite_storage.split("BlobEndpoint=http://127.0.0.1:", 1)[1].split("/", 1)[0])
+    waits: list[float] = []
+    with proxied(blob_port) as proxy:
+        through = azurite_storage.replace(f"127.0.0.1:{blob_port}/", f"127.0.0.1:{proxy.port}/")
+        cut_off = BlobCheckpointStore.from_connection_string(through, container, retry_total=0)
+
+        def wait(delay: float) -> bool:
+            waits.append(delay)
+            assert checkpoint_of(store) is None and outbox(state)  # committed, not checkpointed
+            if len(waits) == 2:
+                proxy.restore()
+            return False
+
+        runtime = Runtime.from_env()
+        handler = BatchHandler(runtime, threading.Event(), backoff=Backoff(0.01, 1.0), wait=wait)
+        proxy.cut()
+        try:
+            with caplog.at_level(logging.INFO, logger="pimwatch.consume"):
+                handler(PartitionContext(NAMESPACE, HUB, GROUP, "0", cut_off), events)
+        finally:
+            runtime.close()
+    assert waits == [0.01, 0.02]
+    assert checkpoint_of(store) == at(events[-1])
+    (line,) = logged(caplog)  # handled once: a second handle() would have reported no new alert
+    assert line["alerts"] == {"new": len(outbox(state))}
+    assert sum("checkpoint failed on batch eventhub:0/0-2" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_shutdown_during_an_outage_leaves_the_batch_for_the_next_owner(
