@@ -54,6 +54,7 @@ import orjson
 
 from pimwatch import heartbeat, templating
 from pimwatch.alerts import Severity, synthetic_alert
+from pimwatch.archive import Archive, FileArchive
 from pimwatch.config import Config, load
 from pimwatch.delivery import Deliverer, Outcome
 from pimwatch.detector import Plugin, discover
@@ -62,7 +63,7 @@ from pimwatch.pipeline import WATERMARK, Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, classify
 from pimwatch.sink import Http, SinkError
-from pimwatch.storage import AzureStorage, SettingsError, azure_storage, open_tables
+from pimwatch.storage import SettingsError, azure_storage, open_tables
 from pimwatch.store import SqliteStore, Store, StoreError
 from pimwatch.timeutil import iso
 
@@ -144,15 +145,18 @@ class Runtime:
         *,
         http: Http | None = None,
         quarantined: Callable[[], int] | None = None,
+        dead_letters: Archive | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         """``open_store`` builds the state store (again after a failure); ``quarantined`` counts the
-        records in the quarantine across all workers (for ``health``)."""
+        records in the quarantine across all workers (for ``health``); ``dead_letters`` is where
+        deliveries that die are also written (pimwatch/archive.py)."""
         self.config = config
         self.plugins = list(plugins)
         self.open_store = open_store
         self.quarantine = quarantine
-        self.quarantined = quarantined or (lambda: self.quarantine.count)
+        self.quarantined = quarantined or self.quarantine.archive.count
+        self.dead_letters = dead_letters
         self.http = http or Http()
         self.clock = clock
         self._session: _Session | None = None
@@ -172,7 +176,16 @@ class Runtime:
         plugins = discover()
         config = load(os.environ.get(ENV_CONFIG) or None, plugins)
         if storage is not None:
-            return cls(config, plugins, lambda: open_tables(storage), _blob_quarantine(storage))
+            from pimwatch.archive import BlobArchive  # azure-storage-blob: only when it is used
+
+            quarantine = Quarantine.on(BlobArchive.for_storage(storage, storage.quarantine_container))
+            return cls(
+                config,
+                plugins,
+                lambda: open_tables(storage),
+                quarantine,
+                dead_letters=BlobArchive.for_storage(storage, storage.deadletter_container),
+            )
         state = os.environ.get(ENV_STATE)
         if not state:
             raise SetupError(
@@ -189,6 +202,7 @@ class Runtime:
             lambda: _BatchStore(state),
             Quarantine(os.path.join(folder, name)),
             quarantined=lambda: _count_lines(folder),
+            dead_letters=FileArchive(os.path.join(os.path.dirname(os.path.abspath(state)), "deadletters")),
         )
 
     # --- the entry points ------------------------------------------------------------------------
@@ -264,8 +278,8 @@ class Runtime:
         session = _Session(
             store,
             pipeline,
-            Deliverer(self.config.sinks, store, policy, self.http),
-            Deliverer(self.config.sinks, store, hot, self.http),
+            Deliverer(self.config.sinks, store, policy, self.http, archive=self.dead_letters),
+            Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters),
         )
         # Every new and resolved alert, in order (a batch may raise and resolve the same alert).
         pipeline.engine.on_change = lambda aid, change: session.changes.append((aid, change))
@@ -279,6 +293,7 @@ class Runtime:
     def _discard(self, session: _Session) -> None:
         self._session = None
         self._arrival_noted = None
+        self.quarantine.discard()  # the retried batch quarantines its bad records again
         try:
             if isinstance(session.store, _BatchStore):
                 session.store.abandon()
@@ -406,13 +421,6 @@ def _hold(store: Store, held: bool) -> None:
     """SQLite: hold the pipeline's intermediate commits while a batch is fed (one transaction)."""
     if isinstance(store, _BatchStore):
         store.held = held
-
-
-def _blob_quarantine(storage: AzureStorage) -> Quarantine:
-    """Bad input kept whole in the quarantine container, one append blob per worker process."""
-    from pimwatch.archive import BlobArchive
-
-    return Quarantine(archive=BlobArchive.for_storage(storage, storage.quarantine_container))
 
 
 def _text(body: bytes) -> str:
