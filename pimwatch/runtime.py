@@ -402,9 +402,10 @@ class Runtime:
             if (aid, kind) in done:
                 continue
             done.add((aid, kind))
-            alert = s.store.get_alert(aid)
-            if alert is not None:
-                report.queued += s.deliverer.enqueue(alert, change)
+            if s.deliverer.sinks:  # no sink, nothing to route: spare the read
+                alert = s.store.get_alert(aid)
+                if alert is not None:
+                    report.queued += s.deliverer.enqueue(alert, change)
             s.store.mark_queued(aid, kind)
         s.changes.clear()
 

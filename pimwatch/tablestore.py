@@ -62,6 +62,7 @@ Failures of the service itself (network, 5xx after the SDK's retries, auth) rais
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import random
@@ -434,16 +435,24 @@ class TableStore:
 
     @_guard
     def mark_queued(self, alert_id: str, kind: str) -> None:
-        """Record that the alert's ``kind`` ("trigger" or "resolve") deliveries are queued."""
-        flag = "rq" if kind == "resolve" else "tq"
+        """Record that the alert's ``kind`` ("trigger" or "resolve") deliveries are queued: for a
+        trigger one blind merge (the flag only ever goes from false to true); for a resolve also the
+        alert's index rows go, so its entity is read first."""
+        pk = table_key(alert_id)
+        if kind != "resolve":
+            with contextlib.suppress(ResourceNotFoundError):  # never written: nothing to mark
+                self._t["outbox"].update_entity(
+                    {"PartitionKey": pk, "RowKey": "a", "tq": True}, mode=UpdateMode.MERGE
+                )
+            return
         found: dict[str, Any] = {}
 
         def change(e: TableEntity) -> dict[str, Any] | None:
             found.update(detector=e["detector"], akey=e["akey"])
-            return None if e.get(flag) is True else {flag: True}
+            return None if e.get("rq") is True else {"rq": True}
 
-        self._modify(self._t["outbox"], table_key(alert_id), "a", change)
-        if kind == "resolve" and found:
+        self._modify(self._t["outbox"], pk, "a", change)
+        if found:
             self._unindex(str(found["detector"]), str(found["akey"]), alert_id)
 
     @_guard
