@@ -174,7 +174,7 @@ class Runtime:
         except SettingsError as exc:
             raise SetupError(str(exc)) from None
         plugins = discover()
-        config = load(os.environ.get(ENV_CONFIG) or None, plugins)
+        config = load(_config_path(os.environ.get(ENV_CONFIG) or None), plugins)
         if storage is not None:
             from pimwatch.archive import BlobArchive  # azure-storage-blob: only when it is used
 
@@ -416,6 +416,15 @@ class Runtime:
             return
         outcome: Outcome = deliverer.run()
         report.sent, report.pending, report.dead = outcome.sent, outcome.pending, outcome.dead
+
+
+def _config_path(path: str | None) -> str | None:
+    """A relative ``PIMWATCH_CONFIG`` is found from the working directory, else from the app's root
+    (the folder of ``function_app.py``), whichever the host starts the worker in."""
+    if path is None or os.path.isabs(path) or os.path.exists(path):
+        return path
+    beside_app = Path(__file__).resolve().parent.parent / path
+    return str(beside_app) if beside_app.exists() else path
 
 
 def _hold(store: Store, held: bool) -> None:
