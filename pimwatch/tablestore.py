@@ -36,7 +36,9 @@ backoff, then raises :class:`StoreError`. No update is ever lost.
 binary properties ``<name>_0 … <name>_<n-1>`` of at most 64 000 bytes each (Azure's limit is 64 KiB
 per property) with ``<name>_n`` = n, zlib-compressed (``<name>_z``) when longer than one chunk; at
 most 14 chunks (896 000 bytes, under the 1 MiB entity limit; about 19 000 events with GUID record
-ids). Larger refuses with :class:`StoreError` — which the runtime treats as a store failure.
+ids). A new alert larger than that refuses with :class:`StoreError`; a stored alert that a fold
+would grow past it is kept as it is (logged as an error: the newest record ids are dropped rather
+than stalling the partition on a write that can never succeed).
 
 **Resolving** must not scan the outbox: before an alert is written, ``outboxkeys`` gets a row under
 its (detector, key) and one under (detector, key without its last ``|segment``) — the two keys whose
@@ -65,6 +67,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import logging
 import random
 import re
 import time
@@ -98,6 +101,8 @@ _KEY_LIMIT = 400
 _UNSAFE = frozenset("%/\\#?'~!")
 _PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")
 
+log = logging.getLogger("pimwatch.tablestore")
+_N = f"{MAX_CHUNKS * CHUNK_BYTES} bytes"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -139,6 +144,10 @@ def _guard(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class TooLarge(StoreError):
+    """A value over what one Azure Table entity can hold."""
+
+
 def _pack(entity: dict[str, Any], name: str, blob: bytes) -> None:
     """``blob`` as binary properties ``<name>_0..``; zlib-compressed (``<name>_z``) beyond one chunk."""
     if len(blob) > CHUNK_BYTES:
@@ -146,7 +155,7 @@ def _pack(entity: dict[str, Any], name: str, blob: bytes) -> None:
         entity[f"{name}_z"] = True
     n = max(1, -(-len(blob) // CHUNK_BYTES))
     if n > MAX_CHUNKS:
-        raise StoreError(
+        raise TooLarge(
             f"table store: {name} is {len(blob)} bytes compressed, over the {MAX_CHUNKS * CHUNK_BYTES}"
             " bytes an Azure Table entity can hold"
         )
@@ -357,9 +366,15 @@ class TableStore:
             queued = stored.get("tq") is not False
             if not fold(existing, alert):
                 return "unchanged" if queued else "new"
-            entity = self._alert_entity(
-                existing, float(stored.get("created", now)), now, tq=queued, rq=bool(stored.get("rq"))
-            )
+            try:
+                entity = self._alert_entity(
+                    existing, float(stored.get("created", now)), now, tq=queued, rq=bool(stored.get("rq"))
+                )
+            except TooLarge:
+                # Tens of thousands of records in one alert: it was raised (and queued) long ago;
+                # the newest records' ids are not kept rather than stalling the partition for ever.
+                log.error("alert %s is full (%s): records folded in after this are not kept", alert.id, _N)
+                return "unchanged" if queued else "new"
             try:
                 table.update_entity(
                     entity,

@@ -467,3 +467,19 @@ def test_an_alert_stays_new_until_queued_and_resolved_until_its_resolve_is_queue
     assert list(s._t["outboxkeys"].list_entities()) == []  # done with: its index rows are gone
     got = s.get_alert("a1")
     assert got is not None and (got.status, got.count) == ("resolved", 2)
+
+
+def test_an_alert_full_to_the_entity_limit_stops_growing_instead_of_failing(
+    azurite_tables: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A fold that would outgrow one entity must not raise: the runtime would stall the partition
+    # retrying a write that can never succeed. The stored alert stays as it was; the error is logged.
+    s = TableStore(azurite_tables, prefix=_prefix())
+    rnd = random.Random(8)
+    events = [(f"2026-03-10T12:00:{i % 60:02d}Z", rnd.randbytes(48).hex()) for i in range(12_000)]
+    assert s.merge_alert(_alert(events[:6000])) == "new"
+    s.mark_queued("a1", "trigger")
+    assert s.merge_alert(_alert(events[6000:])) == "unchanged"
+    kept = s.get_alert("a1")
+    assert kept is not None and kept.count == 6000
+    assert "is full" in caplog.text
