@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 from pimwatch.storage import AzureStorage, SettingsError, azure_storage
 
 if TYPE_CHECKING:
-    from azure.eventhub import EventHubConsumerClient
     from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
+
+    from pimwatch.consume_processor import ProcessorClient
 
 ENV_EVENTHUB = "PIMWATCH_EVENTHUB"
 ENV_NAMESPACE = "PIMWATCH_EVENTHUB__fullyQualifiedNamespace"
@@ -202,26 +203,32 @@ class CheckpointStoreError(RuntimeError):
     """The checkpoint container cannot be reached or created at start-up."""
 
 
-def open_client(hub: HubSettings, store: BlobCheckpointStore) -> EventHubConsumerClient:
-    """The consumer (no connection is made until it receives)."""
+def open_client(hub: HubSettings, store: BlobCheckpointStore) -> ProcessorClient:
+    """The consumer (no connection is made until it receives), running the SDK's event processor as
+    :class:`~pimwatch.consume_processor.WaitingEventProcessor`: without it, a process that owns no
+    partition spins a core (``pimwatch/consume_processor.py`` says why)."""
     from azure.eventhub import EventHubConsumerClient
 
+    from pimwatch.consume_processor import ProcessorClient
+
     if hub.connection_string is not None:
-        return EventHubConsumerClient.from_connection_string(
+        client = EventHubConsumerClient.from_connection_string(
             hub.connection_string,
             hub.consumer_group,
             eventhub_name=hub.eventhub_name,
             checkpoint_store=store,
         )
-    from azure.identity import DefaultAzureCredential
+    else:
+        from azure.identity import DefaultAzureCredential
 
-    return EventHubConsumerClient(
-        hub.namespace,
-        hub.eventhub_name,
-        hub.consumer_group,
-        DefaultAzureCredential(managed_identity_client_id=hub.client_id),
-        checkpoint_store=store,
-    )
+        client = EventHubConsumerClient(
+            hub.namespace,
+            hub.eventhub_name,
+            hub.consumer_group,
+            DefaultAzureCredential(managed_identity_client_id=hub.client_id),
+            checkpoint_store=store,
+        )
+    return ProcessorClient(client, hub.consumer_group, store)
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:

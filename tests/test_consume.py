@@ -3,10 +3,12 @@
 What is real: ``azure.eventhub.EventData`` objects as received (AMQP bytes with the sequence number,
 offset and enqueued-time annotations, decoded by pyamqp), the ``BlobCheckpointStore`` and
 ``PartitionContext`` of the SDK on Azurite's blob service, the runtime (``Runtime.from_env()``) on a
-SQLite state file, the demo stream's messages (``samples/demo``, ``{"records": [...]}`` bodies), a
-webhook sink on a loopback HTTP server, worker processes killed with SIGKILL and stopped with SIGTERM,
-and ``pimwatch replay`` as the reference. What is simulated: the Event Hub and the SDK's event
-processor (``tests/eventhub_sim.py`` says exactly how) — there is no Event Hub here, nor an emulator.
+SQLite state file or on Azure Tables (Azurite), the demo stream's messages (``samples/demo``,
+``{"records": [...]}`` bodies), a webhook sink on a loopback HTTP server, worker processes killed with
+SIGKILL and stopped with SIGTERM, and ``pimwatch replay`` as the reference. What is simulated: the
+Event Hub and the SDK's event processor (``tests/eventhub_sim.py`` says exactly how) — there is no
+Event Hub here, nor an emulator. The SDK's real client and (waiting) event processor run only against
+an unreachable hub, owning no partition.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from typing import Any
 
 import orjson
 import pytest
+from azure.data.tables import TableClient
 from azure.eventhub import EventData, EventHubConsumerClient, PartitionContext
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
 from detectors.approval_overdue import R1, _ask
 from pimwatch import cli
 from pimwatch.consume import Backoff, BatchHandler, Options, event_body, serve
+from pimwatch.consume_processor import IdleWaitingConsumers, ProcessorClient
 from pimwatch.consume_settings import (
     checkpoint_settings,
     ensure_container,
@@ -153,13 +157,9 @@ def outbox(state: Path) -> dict[str, int]:
         return dict(db.execute("SELECT id, count FROM outbox").fetchall())
 
 
-def deliveries(state: Path) -> dict[str, str]:
-    with sqlite3.connect(state) as db:
-        return dict(db.execute("SELECT alert_id, status FROM deliveries").fetchall())
-
-
-def replayed(folder: Path, messages: list[bytes], config: Path) -> dict[str, int]:
-    """Alert id → count from one uninterrupted ``pimwatch replay`` of the same messages."""
+def replay_state(folder: Path, messages: list[bytes], config: Path) -> Path:
+    """The SQLite state of one uninterrupted ``pimwatch replay`` of the same messages (a dry run: its
+    alerts' delivery rows queued for the config's sinks, nothing sent)."""
     folder.mkdir(exist_ok=True)
     stream = folder / "stream.jsonl.gz"
     stream.write_bytes(gzip.compress(b"\n".join(messages) + b"\n"))
@@ -167,7 +167,12 @@ def replayed(folder: Path, messages: list[bytes], config: Path) -> dict[str, int
     args = ["replay", str(stream), "--config", str(config), "--state", str(state), "--format", "jsonl"]
     args += ["--quarantine", str(folder / "q.jsonl")]
     assert cli.main(args) == 0
-    return outbox(state)
+    return state
+
+
+def replayed(folder: Path, messages: list[bytes], config: Path) -> dict[str, int]:
+    """Alert id → count from one uninterrupted ``pimwatch replay`` of the same messages."""
+    return outbox(replay_state(folder, messages, config))
 
 
 # --- the batch handler, in-process ---------------------------------------------------------------
@@ -480,55 +485,131 @@ def logged_batches(path: Path) -> list[dict[str, Any]]:
     ]
 
 
+Row = tuple[str, str, str]  # a delivery: (alert id, sink, kind)
+
+
+class SqliteState:
+    """What a worker committed to its SQLite state file, read with a connection of our own."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.path = Path(env["PIMWATCH_STATE"])
+
+    def alerts(self) -> dict[str, int]:
+        return outbox(self.path)
+
+    def deliveries(self) -> dict[Row, str]:
+        return sqlite_deliveries(self.path)
+
+    def unqueued(self) -> list[str]:
+        return []  # the alert and its delivery rows are one transaction: there is no flag to leave
+
+    def close(self) -> None:
+        pass
+
+
+class TableState:
+    """What workers committed to the Azure Tables of their ``PIMWATCH_TABLE_PREFIX`` (Azurite), read
+    through the Table store's own ``alerts()`` and ``deliveries()``, and its outbox rows' ``tq`` flag."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        storage = azure_storage(env)
+        assert storage is not None and storage.connection_string is not None
+        self.tables = open_tables(storage)
+        self.outbox = TableClient.from_connection_string(storage.connection_string, storage.prefix + "outbox")
+
+    def alerts(self) -> dict[str, int]:
+        return {a.id: a.count for a in self.tables.alerts()}
+
+    def deliveries(self) -> dict[Row, str]:
+        rows = [((d.alert_id, d.sink, d.kind), d.status) for d in self.tables.deliveries()]
+        assert len(rows) == len(dict(rows)), rows  # one row per (alert, sink, kind): queued once
+        return dict(rows)
+
+    def unqueued(self) -> list[str]:
+        """Alerts whose trigger was never marked queued (``mark_queued``): still "new" to the store."""
+        return [
+            str(e["id"]) for e in self.outbox.list_entities(select=["id", "tq"]) if e.get("tq") is not True
+        ]
+
+    def close(self) -> None:
+        self.tables.close()
+        self.outbox.close()
+
+
+def sqlite_deliveries(state: Path) -> dict[Row, str]:
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT alert_id, sink, kind, status FROM deliveries").fetchall()
+    return {(a, s, k): status for a, s, k, status in rows}
+
+
 @pytest.fixture
 def worker_setup(
     tmp_path: Path, azurite_storage: str, bodies: list[bytes]
-) -> Iterator[tuple[Path, BlobCheckpointStore, str, Callable[[str], dict[str, str]]]]:
+) -> Iterator[tuple[Path, BlobCheckpointStore, str, Callable[..., dict[str, str]]]]:
     container = f"cp-{uuid.uuid4().hex[:12]}"
     settings = checkpoint_settings(sim_env(azurite_storage, container))
     ensure_container(settings)
 
-    def env_for(sink_url: str) -> dict[str, str]:
+    def env_for(sink_url: str, state: str = "sqlite") -> dict[str, str]:
+        """A worker's settings: the state in a SQLite file, or (``tables``) in Azure Tables of a prefix
+        of the test's own on the checkpoints' Azurite account, as in production."""
         env = app_env(tmp_path, sink_url)
         env[ENV_SIM_STORAGE] = azurite_storage
+        if state == "tables":
+            del env["PIMWATCH_STATE"], env["PIMWATCH_QUARANTINE_DIR"]
+            unique = uuid.uuid4().hex[:10]
+            env.update(
+                PIMWATCH_STORAGE=azurite_storage,
+                PIMWATCH_TABLE_PREFIX=f"pw{unique}",
+                PIMWATCH_QUARANTINE_CONTAINER=f"q-{unique}",
+                PIMWATCH_DEADLETTER_CONTAINER=f"dl-{unique}",
+            )
         return env
 
     yield tmp_path, open_checkpoint_store(settings), container, env_for
 
 
+@pytest.mark.parametrize("state_in", ["sqlite", "tables"])
 def test_a_worker_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
-    worker_setup: tuple[Path, BlobCheckpointStore, str, Callable[[str], dict[str, str]]],
+    worker_setup: tuple[Path, BlobCheckpointStore, str, Callable[..., dict[str, str]]],
     bodies: list[bytes],
+    state_in: str,
 ) -> None:
     """SIGKILL mid-stream, while the sink is receiving an alert: that batch is committed (its alerts and
-    their delivery rows) but not checkpointed. The restarted worker re-reads it from the checkpoint; the state
-    ends equal to one uninterrupted replay, and the alert in flight is delivered again, same id."""
+    their delivery rows) but not checkpointed. The restarted worker re-reads it from the checkpoint; the
+    state ends equal to one uninterrupted replay — alert ids and counts, and one delivery row per routed
+    alert and sink — and the alert in flight is delivered again, same id. On Azure Tables (every write
+    durable on its own) also: no alert is left unmarked as queued."""
     folder, store, container, env_for = worker_setup
     halves = {p: len(e) for p, e in partition_events(bodies, 2, EARLY).items()}
     with serve_http(*slow_at(KILL_AT, 20.0)) as hook:
-        env = env_for(hook.url + "/hook")
-        state = Path(env["PIMWATCH_STATE"])
-        at_kill, code = stop_mid_batch(folder, env, container, store, hook, "first.log", signal.SIGKILL)
-        assert code == -signal.SIGKILL
-        in_flight = hook.requests[KILL_AT - 1].headers["webhook-id"]
-        assert deliveries(state)[in_flight] == "pending"  # committed with its batch, not yet sent
-        killed_run = logged_batches(folder / "first.log")
-        for p, last in at_kill.items():  # every batch logged was checkpointed, the one in progress not
-            assert max(b["last"] for b in killed_run if b["partition"] == p) == last
-        assert at_kill and sum(c + 1 for c in at_kill.values()) < sum(halves.values())  # mid-stream
-
-        second = start_worker(folder, env, container, "second.log")
+        env = env_for(hook.url + "/hook", state_in)
+        state = TableState(env) if state_in == "tables" else SqliteState(env)
         try:
-            done = {p: n - 1 for p, n in halves.items()}
-            wait_for(
-                lambda: sequence_numbers(store) == done, "the restarted worker to checkpoint every event"
-            )
-            wait_for(lambda: set(deliveries(state).values()) == {"sent"}, "every delivery sent")
-            second.send_signal(signal.SIGTERM)
-            assert second.wait(30) == 0
+            at_kill, code = stop_mid_batch(folder, env, container, store, hook, "first.log", signal.SIGKILL)
+            assert code == -signal.SIGKILL
+            in_flight = hook.requests[KILL_AT - 1].headers["webhook-id"]
+            assert state.deliveries()[(in_flight, "soar", "trigger")] == "pending"  # committed, not sent
+            killed_run = logged_batches(folder / "first.log")
+            for p, last in at_kill.items():  # every batch logged was checkpointed, the one in progress not
+                assert max(b["last"] for b in killed_run if b["partition"] == p) == last
+            assert at_kill and sum(c + 1 for c in at_kill.values()) < sum(halves.values())  # mid-stream
+
+            second = start_worker(folder, env, container, "second.log")
+            try:
+                done = {p: n - 1 for p, n in halves.items()}
+                wait_for(
+                    lambda: sequence_numbers(store) == done, "the restarted worker to checkpoint every event"
+                )
+                wait_for(lambda: set(state.deliveries().values()) == {"sent"}, "every delivery sent")
+                second.send_signal(signal.SIGTERM)
+                assert second.wait(30) == 0
+            finally:
+                second.kill()
+            requests = [r.headers["webhook-id"] for r in hook.requests]
+            alerts, delivered, unqueued = state.alerts(), state.deliveries(), state.unqueued()
         finally:
-            second.kill()
-        requests = [r.headers["webhook-id"] for r in hook.requests]
+            state.close()
 
     restarted = logged_batches(folder / "second.log")
     for p in halves:  # re-read from the checkpoint: the batch in progress at the kill comes again
@@ -537,9 +618,11 @@ def test_a_worker_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
         (b["partition"], n) for b in killed_run + restarted for n in range(b["first"], b["last"] + 1)
     )
     assert checkpointed == Counter((p, n) for p, size in halves.items() for n in range(size))  # once each
-    expected = replayed(folder / "replay", bodies, Path(env["PIMWATCH_CONFIG"]))
-    assert outbox(state) == expected  # same alert ids, same counts: none lost, none doubled
-    routed = set(deliveries(state))
+    reference = replay_state(folder / "replay", bodies, Path(env["PIMWATCH_CONFIG"]))
+    assert alerts == outbox(reference)  # same alert ids, same counts: none lost, none doubled
+    assert set(delivered) == set(sqlite_deliveries(reference))  # each routed alert queued once per sink
+    assert unqueued == []
+    routed = {a for a, _, _ in delivered}
     assert routed and set(requests) == routed  # every alert for the sink was delivered, with its id
     assert Counter(requests) - Counter(routed) == Counter({in_flight: 1})  # at least once: only it twice
 
@@ -561,8 +644,67 @@ def test_sigterm_finishes_the_batch_in_progress_checkpoints_it_and_exits_0(
     after = sequence_numbers(store)
     assert after == {**before, last["partition"]: last["last"]}  # nothing started after the signal
     slow = hook.requests[KILL_AT - 1].headers["webhook-id"]
-    assert slow in {a for a, s in deliveries(state).items() if s == "sent"}
+    assert slow in {a for (a, _, _), s in sqlite_deliveries(state).items() if s == "sent"}
     assert "SIGTERM" in log and "pimwatch consume: stopped" in log
+
+
+# --- a process that owns no partition ----------------------------------------------------------------
+
+UNREACHABLE_HUB = "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=listen;SharedAccessKey=S3CRET-KEY="
+
+
+def test_a_consumer_that_owns_no_partition_waits_instead_of_spinning(
+    azurite_storage: str, container: str
+) -> None:
+    """The real client and event processor as ``pimwatch consume`` builds them (``open_client``), the
+    hub unreachable (nothing on 127.0.0.1:5671), checkpoints and ownership on Azurite: the processor
+    owns no partition. The SDK's stock loop would spin its thread at 100 % of a core (about 3 CPU-s
+    in these 3 s; ``bench/consume_idle.py`` measures it); this one waits. Close ends it at once, even
+    with a 60 s idle wait, because stopping wakes the wait."""
+    env = {
+        "PIMWATCH_EVENTHUB": UNREACHABLE_HUB,
+        "PIMWATCH_EVENTHUB_NAME": "entra-logs",
+        "PIMWATCH_CONSUMER_GROUP": "pimwatch",
+        **sim_env(azurite_storage, container),
+    }
+    client = open_client(hub_settings(env), open_checkpoint_store(checkpoint_settings(env)))
+    client.idle_wait = 60.0
+    receiving = threading.Thread(target=client.receive_batch, args=(lambda context, events: None,))
+    receiving.start()
+    try:
+        wait_for(lambda: client.processor is not None and client.processor._running, "the processor", 10)
+        time.sleep(0.5)
+        assert receiving.ident is not None
+        clock = time.pthread_getcpuclockid(receiving.ident)
+        before = time.clock_gettime(clock)
+        time.sleep(3.0)
+        used = time.clock_gettime(clock) - before
+        assert client.processor is not None and not client.processor._consumers  # owns no partition
+    finally:
+        closed_at = time.monotonic()
+        client.close()
+        receiving.join(30)
+    assert used < 0.3, f"the receive thread used {used:.2f} CPU-s in 3 s owning no partition"
+    assert not receiving.is_alive() and time.monotonic() - closed_at < 10
+
+
+def test_idle_waiting_consumers_wake_when_a_partition_is_claimed() -> None:
+    """The receive loop's ``list(consumers.items())`` on no partition waits; adding a consumer (what the
+    load balancer does on a claim) ends the wait at once, not after the 60 s idle wait."""
+    running = True
+    consumers = IdleWaitingConsumers(lambda: running, idle_wait=60.0)
+    seen: list[list[tuple[str, Any]]] = []
+    loop = threading.Thread(target=lambda: seen.append(list(consumers.items())))
+    loop.start()
+    time.sleep(0.3)
+    assert loop.is_alive() and not seen  # waiting, not spinning
+    claimed_at = time.monotonic()
+    consumers["3"] = "consumer of partition 3"
+    loop.join(10)
+    assert seen == [[("3", "consumer of partition 3")]] and time.monotonic() - claimed_at < 10
+    del consumers["3"]
+    running = False
+    assert list(consumers.items()) == []  # a stopped processor's shutdown pass does not wait
 
 
 # --- settings ----------------------------------------------------------------------------------------
@@ -649,8 +791,9 @@ def test_the_settings_build_real_sdk_clients_without_connecting(azurite_storage:
     checkpoints_at = checkpoint_settings(env)
     assert checkpoints_at.container == "pimwatch-checkpoints"
     client = open_client(hub, open_checkpoint_store(checkpoints_at))
-    assert isinstance(client, EventHubConsumerClient) and client.eventhub_name == "entra-logs"
-    assert client._checkpoint_store is not None
+    assert isinstance(client, ProcessorClient) and isinstance(client.client, EventHubConsumerClient)
+    assert client.eventhub_name == "entra-logs" and client.consumer_group == "pimwatch"
+    assert client.client._checkpoint_store is client.checkpoint_store is not None
     client.close()
     identity = hub_settings(
         {
