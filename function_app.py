@@ -43,7 +43,12 @@ log = logging.getLogger("pimwatch.functions")
 def entra_events(events: list[func.EventHubEvent]) -> None:
     partition = _partition(events)
     sources = [f"eventhub:{partition}/{e.sequence_number}" for e in events]
-    report = get_runtime().handle([e.get_body() for e in events], sources)
+    report = get_runtime().handle(
+        [e.get_body() for e in events],
+        sources,
+        partition=partition,
+        enqueued=[e.enqueued_time for e in events],
+    )
     log.info("pimwatch batch: %s", json.dumps(report.to_dict()))
 
 

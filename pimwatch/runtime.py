@@ -60,6 +60,7 @@ from pimwatch.delivery import Deliverer, Outcome
 from pimwatch.detector import Plugin, discover
 from pimwatch.engine import ChangeResult
 from pimwatch.pipeline import WATERMARK, Pipeline
+from pimwatch.progress import Progress
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, classify
 from pimwatch.sink import Http, SinkError
@@ -94,6 +95,7 @@ class Report:
     pending: dict[str, int] = field(default_factory=dict)  # per sink: left for the timer's retries
     dead: dict[str, int] = field(default_factory=dict)
     watermark: str | None = None
+    tick_clock: str | None = None  # the timer: the clock the clock-driven detectors ticked at
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,6 +165,7 @@ class Runtime:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pimwatch-runtime")
         self._warned = False
         self._arrival_noted: datetime | None = None
+        self.progress = Progress()
         templating.configure(config.templates)
 
     @classmethod
@@ -206,7 +209,14 @@ class Runtime:
         )
 
     # --- the entry points ------------------------------------------------------------------------
-    def handle(self, bodies: Sequence[bytes], sources: Sequence[str] | None = None) -> Report:
+    def handle(
+        self,
+        bodies: Sequence[bytes],
+        sources: Sequence[str] | None = None,
+        *,
+        partition: str | None = None,
+        enqueued: Sequence[datetime | None] | None = None,
+    ) -> Report:
         """One Event Hub batch: read, detect, commit, queue and deliver the new/resolved alerts.
 
         Returns normally for everything about the input (bad bodies and records are quarantined whole
@@ -222,9 +232,11 @@ class Runtime:
         recorded (stall, never lose). Retrying forever is safe only because nothing else raises: the
         input cannot poison the partition. The stall is visible: the health endpoint's watermark stops.
 
-        ``sources`` names each body for the quarantine (e.g. partition and sequence number).
+        ``sources`` names each body for the quarantine (e.g. partition and sequence number);
+        ``partition`` and the messages' ``enqueued`` times tell how far that partition has got
+        (:mod:`pimwatch.progress`: clock-driven detectors do not tick past a partition's backlog).
         """
-        return self._call(lambda s: self._handle(s, bodies, sources))
+        return self._call(lambda s: self._handle(s, bodies, sources, partition, enqueued))
 
     def tick(self, now: datetime) -> Report:
         """The timer: tick the clock-driven detectors at ``now``, queue what they raised or
@@ -293,6 +305,7 @@ class Runtime:
     def _discard(self, session: _Session) -> None:
         self._session = None
         self._arrival_noted = None
+        self.progress.forget()
         self.quarantine.discard()  # the retried batch quarantines its bad records again
         try:
             if isinstance(session.store, _BatchStore):
@@ -304,7 +317,14 @@ class Runtime:
         session.pipeline.engine.changed.clear()
         session.changes.clear()
 
-    def _handle(self, s: _Session, bodies: Sequence[bytes], sources: Sequence[str] | None) -> Report:
+    def _handle(
+        self,
+        s: _Session,
+        bodies: Sequence[bytes],
+        sources: Sequence[str] | None,
+        partition: str | None,
+        enqueued: Sequence[datetime | None] | None,
+    ) -> Report:
         report = Report(messages=len(bodies))
         stats, pipeline = s.pipeline.stats, s.pipeline
         read_before, bad_before = stats.total_records, self.quarantine.count
@@ -326,9 +346,13 @@ class Runtime:
                     # body is kept whole rather than lost or allowed to block the partition.
                     log.exception("unexpected error on message %s", source)
                     pipeline.reject(Bad(source, i + 1, f"internal error: {type(exc).__name__}", _text(body)))
+            now = self.clock()
+            if partition is not None and enqueued:
+                self.progress.note(s.store, partition, enqueued, now)
             if pipeline.watermark is not None:
-                if pipeline.ticking:
-                    pipeline.engine.tick(pipeline.watermark)
+                if pipeline.ticking:  # not past another partition's backlog
+                    held = self.progress.clock(s.store, now, cached=True)
+                    pipeline.engine.tick(min(pipeline.watermark, held))
                 s.store.put(WATERMARK, iso(pipeline.watermark))
             if bodies:
                 self._note_arrival(s)
@@ -352,7 +376,9 @@ class Runtime:
 
     def _tick(self, s: _Session, now: datetime) -> Report:
         report = Report()
-        s.pipeline.engine.tick(now)
+        at = self.progress.clock(s.store, now)
+        report.tick_clock = iso(at)
+        s.pipeline.engine.tick(at)
         after = timedelta(minutes=self.config.pipeline.silent_minutes)
         for aid, change in heartbeat.check(s.store, now, after):
             s.changes.append((aid, change))

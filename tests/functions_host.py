@@ -62,7 +62,9 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callabl
 _SEQ = [1000]
 
 
-def batch(bodies: Sequence[bytes], partition: str = "3") -> list[func.EventHubEvent]:
+def batch(
+    bodies: Sequence[bytes], partition: str = "3", enqueued: str = "2026-03-10T12:00:00.123Z"
+) -> list[func.EventHubEvent]:
     """A cardinality-many batch as the host hands it to the Python worker (``collection_bytes`` with
     ``SystemPropertiesArray`` and ``PartitionContext``), decoded by the library's trigger converter."""
     sysprops = []
@@ -73,7 +75,7 @@ def batch(bodies: Sequence[bytes], partition: str = "3") -> list[func.EventHubEv
                 "SequenceNumber": _SEQ[0],
                 "Offset": str(_SEQ[0] * 1000),
                 "PartitionKey": None,
-                "EnqueuedTimeUtc": "2026-03-10T12:00:00.123Z",
+                "EnqueuedTimeUtc": enqueued,
             }
         )
     metadata = {

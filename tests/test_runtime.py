@@ -233,9 +233,10 @@ def test_concurrent_invocations_share_one_runtime_safely(
     (and build the runtime from any of them): the SQLite connection belongs to one thread, so the
     runtime does all its work on its own thread, one call at a time.
 
-    Pinned, not wanted: the timer ticks ``approval.overdue`` with the wall clock, so a tick while a
-    backlog is being worked through can raise an overdue alert for a request whose decision is still
-    in the backlog; the decision resolves it when it arrives (a page, then its resolve)."""
+    Pinned, not wanted: a timer that runs before the first batch of a partition has been noted as
+    behind (pimwatch/progress.py) ticks ``approval.overdue`` at the wall clock, which can raise an
+    overdue alert for a request whose decision is further down the backlog; the decision resolves
+    it when it arrives (a page, then its resolve)."""
     tmp = app_env(None)
     bodies = messages(records)
 
