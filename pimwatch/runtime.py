@@ -394,6 +394,7 @@ class Runtime:
         return {
             "last_record": s.store.get(WATERMARK),
             "last_arrival": iso(arrival) if arrival else None,
+            "tick_clock": iso(self.progress.clock(s.store, self.clock())),  # held back by a backlog
             "outbox_pending": len(s.store.deliveries("pending")),
             "dead_letters": len(s.store.deliveries("dead")),
             "quarantined": self.quarantined(),

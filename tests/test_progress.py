@@ -23,7 +23,7 @@ from pimwatch.activities import ACTIVATION_APPROVED
 from pimwatch.progress import CAUGHT_UP, FORGET, Progress, clock
 from pimwatch.store import SqliteStore
 from pimwatch.timeutil import iso
-from tests.functions_host import FUNCTIONS, batch, timer
+from tests.functions_host import FUNCTIONS, batch, health, timer
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -56,6 +56,7 @@ def test_an_approval_decided_further_down_another_partitions_backlog_is_not_over
     FUNCTIONS["entra_events"](batch([_body(_later("2026-11-27T09:05:00Z"))], "1", "2026-11-27T09:06:00Z"))
     timer()
     assert _overdue(tmp / "state.db") == []  # the clock is at 09:01, the SLA not yet passed there
+    assert health()[1]["tick_clock"].startswith("2026-11-27T09:01:00")
     FUNCTIONS["entra_events"](
         batch([_body(_decide(ACTIVATION_APPROVED, decided, R1))], "1", enqueued="2026-11-27T09:11:00Z")
     )
