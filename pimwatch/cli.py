@@ -28,6 +28,8 @@ from pimwatch.cli_consume import add_parsers as add_consume_parser
 from pimwatch.cli_consume import run as run_consume
 from pimwatch.cli_delivery import add_parsers, report
 from pimwatch.cli_delivery import run as run_delivery
+from pimwatch.cli_prune import add_parser as add_prune_parser
+from pimwatch.cli_prune import run as run_prune
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import Deliverer
 from pimwatch.detector import Plugin, discover
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     add_parsers(sub)
     add_archive_parser(sub)
     add_consume_parser(sub)
+    add_prune_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -82,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_archive(args)
     if args.command == "consume":
         return run_consume(args, plugins)
+    if args.command == "prune":
+        try:
+            return run_prune(args, load(args.config, plugins), plugins)
+        except ConfigError as exc:
+            return _config_error(exc)
     if args.command != "replay":
         return run_delivery(args, plugins)
     return _replay(args, plugins)

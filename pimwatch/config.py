@@ -13,6 +13,7 @@ sinks: {<name>: {type: <sink>, ...}}                   # docs/sinks.md
 delivery: {max_attempts: 12, ...}                      # docs/sinks.md
 pipeline:
   silent_minutes: 30      # the deployed app: no records for this long raises pipeline.silent (0: off)
+  retention_days: 30      # keep state this long (default: what the enabled detectors need, >= 7)
 ```
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, NonNegativeFloat, ValidationError
 
+from pimwatch import retention
 from pimwatch.alerts import Severity
 from pimwatch.delivery import LoadedSink, Policy, sink_module
 from pimwatch.detector import ParamValue, Plugin, Settings, _looks_like_guid
@@ -57,6 +59,9 @@ class PipelinePolicy(BaseModel):
     # No records for this long raises ``pipeline.silent`` (0: off). Entra delivers every few minutes
     # in a busy tenant; 30 minutes of nothing is a broken pipeline, not a quiet tenant.
     silent_minutes: NonNegativeFloat = 30.0
+    # How far back (event time) state is kept; None: what the enabled detectors need
+    # (pimwatch.retention). Only ever raises it: a value under that is a config error.
+    retention_days: NonNegativeFloat | None = None
 
 
 class _File(BaseModel):
@@ -172,6 +177,8 @@ def build(
     sinks = _sinks(raw.sinks, problems, env if env is not None else os.environ)
     if raw.templates is not None and not os.path.isdir(raw.templates):
         problems.append(f"templates: expected a folder of template overrides, {raw.templates!r} is not one")
+    if raw.pipeline.retention_days is not None and not any(p.startswith("detectors.") for p in problems):
+        problems += retention.too_short(raw.pipeline.retention_days, out, plugins)
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)

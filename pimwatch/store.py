@@ -12,6 +12,8 @@ The contract is small on purpose, so an Azure Table store can implement it:
   (atomically: read, :func:`pimwatch.alerts.fold`, write);
 * ``resolve_alerts`` — mark the open alerts of a detector and key resolved (at an event time);
 * ``mark_queued`` — the caller has queued the alert's deliveries (see below);
+* ``prune`` — forget window members older than an event time and expired keys (the TTL clean-up,
+  :mod:`pimwatch.retention`);
 * ``commit`` — make everything above durable.
 
 **Queueing an alert for its sinks is never lost between two writes.** SQLite is transactional: the
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -89,6 +91,7 @@ class Store(Protocol):
     def deliveries(self, status: str | None = None) -> list[Delivery]: ...
     def requeue(self, status: str = "dead", sink: str | None = None, now: float = 0.0) -> int: ...
     def purge(self, status: str, before: float) -> int: ...
+    def prune(self, before: datetime, *, limit: int | None = None, keep: Collection[str] = ()) -> int: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
 
@@ -320,10 +323,22 @@ class SqliteStore:
             "DELETE FROM deliveries WHERE status=? AND updated < ?", (status, before)
         ).rowcount
 
-    def prune(self, before: datetime) -> int:
-        """Forget window members older than ``before`` (event time) and expired keys."""
-        cur = self._db.execute("DELETE FROM members WHERE at < ?", (before.timestamp(),))
-        self._db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires < ?", (time.time(),))
+    def prune(self, before: datetime, *, limit: int | None = None, keep: Collection[str] = ()) -> int:
+        """Forget window members older than ``before`` (event time), except those of the ``keep``
+        window keys, and expired keys; at most ``limit`` of each (None: all). Returns how many
+        window members went."""
+        cap = -1 if limit is None else limit  # LIMIT -1: no limit
+        spared = tuple(keep)
+        where = "at < ?" + (f" AND wkey NOT IN ({','.join('?' * len(spared))})" if spared else "")
+        cur = self._db.execute(
+            "DELETE FROM members WHERE (wkey, member) IN"
+            f" (SELECT wkey, member FROM members WHERE {where} LIMIT ?)",
+            (before.timestamp(), *spared, cap),
+        )
+        self._db.execute(
+            "DELETE FROM kv WHERE k IN (SELECT k FROM kv WHERE expires IS NOT NULL AND expires < ? LIMIT ?)",
+            (time.time(), cap),
+        )
         self._kv_cache.clear()
         return cur.rowcount
 

@@ -73,7 +73,7 @@ import re
 import time
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -97,6 +97,7 @@ MAX_RETRIES = 50  # ETag conflicts on one entity before giving up
 CHUNK_BYTES = 64_000
 MAX_CHUNKS = 14
 BATCH_LIMIT = 100  # operations per entity-group transaction
+PAGE_SIZE = 1000  # entities per query page (the service's maximum)
 _KEY_LIMIT = 400
 _UNSAFE = frozenset("%/\\#?'~!")
 _PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")
@@ -645,22 +646,44 @@ class TableStore:
         return self._delete_all(self._t["deliveries"], list(rows))
 
     @_guard
-    def prune(self, before: datetime) -> int:
-        """Forget window members older than ``before`` (event time) and expired keys (TTL clean-up)."""
-        members = self._t["members"].query_entities(
-            "at lt @b", parameters={"b": float(before.timestamp())}, select=["PartitionKey", "RowKey"]
-        )
-        gone = self._delete_all(self._t["members"], list(members))
-        expired = self._t["kv"].query_entities(
-            "expires lt @now", parameters={"now": time.time()}, select=["PartitionKey", "RowKey"]
-        )
-        self._delete_all(self._t["kv"], list(expired), conditional=False)
+    def prune(self, before: datetime, *, limit: int | None = None, keep: Collection[str] = ()) -> int:
+        """Forget window members older than ``before`` (event time), except those of the ``keep``
+        window keys, and expired keys (TTL clean-up); at most ``limit`` of each (None: all). Returns
+        how many window members went.
+
+        Both are cross-partition queries (``at``/``expires`` are not keys): the service scans the
+        table, which stays small because this keeps it so. They are read a page at a time and each page
+        is deleted before the next is read (memory stays at one page however large the backlog), with
+        ETag conditions: a key written again since it was read (a fresh value, a new TTL) stays."""
+        query = "at lt @b"
+        params: dict[str, Any] = {"b": float(before.timestamp())}
+        for i, key in enumerate(sorted(set(keep))):
+            query += f" and PartitionKey ne @k{i}"
+            params[f"k{i}"] = table_key(key)
+        gone = self._delete_pages(self._t["members"], query, params, limit)
+        self._delete_pages(self._t["kv"], "expires lt @now", {"now": time.time()}, limit)
         return gone
 
-    def _delete_all(self, table: TableClient, rows: list[TableEntity], conditional: bool = True) -> int:
-        """Delete ``rows`` as they were read (ETag-conditional unless told otherwise), in entity-group
-        transactions of up to 100 per partition; a transaction that conflicts falls back to one delete
-        at a time, skipping the entities changed since they were read. Returns how many went."""
+    def _delete_pages(self, table: TableClient, query: str, params: dict[str, Any], limit: int | None) -> int:
+        """Delete what ``query`` finds, page by page, at most ``limit`` entities; how many went."""
+        pages = table.query_entities(
+            query, parameters=params, select=["PartitionKey", "RowKey"], results_per_page=PAGE_SIZE
+        ).by_page()
+        done = seen = 0
+        for page in pages:
+            rows = list(page)
+            if limit is not None:
+                rows = rows[: limit - seen]
+            seen += len(rows)
+            done += self._delete_all(table, rows)
+            if limit is not None and seen >= limit:
+                break
+        return done
+
+    def _delete_all(self, table: TableClient, rows: list[TableEntity]) -> int:
+        """Delete ``rows`` as they were read (ETag-conditional), in entity-group transactions of up to
+        100 per partition; a transaction that conflicts falls back to one delete at a time, skipping
+        the entities changed (or gone) since they were read. Returns how many went."""
         by_partition: dict[str, list[TableEntity]] = defaultdict(list)
         for e in rows:
             by_partition[e["PartitionKey"]].append(e)
@@ -670,8 +693,6 @@ class TableStore:
                 chunk = group[i : i + BATCH_LIMIT]
                 ops: list[Any] = [
                     ("delete", e, {"etag": _etag(e), "match_condition": MatchConditions.IfNotModified})
-                    if conditional
-                    else ("delete", e)
                     for e in chunk
                 ]
                 try:
@@ -682,15 +703,12 @@ class TableStore:
                     pass
                 for e in chunk:
                     try:
-                        if conditional:
-                            table.delete_entity(
-                                e["PartitionKey"],
-                                e["RowKey"],
-                                etag=_etag(e),
-                                match_condition=MatchConditions.IfNotModified,
-                            )
-                        else:
-                            table.delete_entity(e["PartitionKey"], e["RowKey"])
+                        table.delete_entity(
+                            e["PartitionKey"],
+                            e["RowKey"],
+                            etag=_etag(e),
+                            match_condition=MatchConditions.IfNotModified,
+                        )
                         done += 1
                     except (ResourceModifiedError, ResourceNotFoundError):
                         pass
