@@ -120,9 +120,12 @@ class BatchHandler:
             bodies = [event_body(e) for e in events]
             sources = [source(partition, e) for e in events]
             batch = f"eventhub:{partition}/{events[0].sequence_number}-{events[-1].sequence_number}"
-            report = self._retry(
-                batch, "state store", lambda: self.runtime.handle(bodies, sources), STORE_ERRORS
-            )
+            enqueued = [e.enqueued_time for e in events]  # how far the partition has got (progress.py)
+
+            def handle() -> Report:
+                return self.runtime.handle(bodies, sources, partition=partition, enqueued=enqueued)
+
+            report = self._retry(batch, "state store", handle, STORE_ERRORS)
             if report is None:
                 log.warning("shutdown while the state store is down: batch %s left un-checkpointed", batch)
                 return

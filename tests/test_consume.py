@@ -50,6 +50,7 @@ from pimwatch.consume_settings import (
 )
 from pimwatch.runtime import Runtime
 from pimwatch.storage import SettingsError, azure_storage, open_tables
+from pimwatch.timeutil import parse_time
 from tests.eventhub_sim import (
     ENV_SIM_STORAGE,
     GROUP,
@@ -255,6 +256,12 @@ def test_with_the_state_in_azure_tables_on_the_checkpoint_account(
     tables = open_tables(azure_storage())
     try:
         alerts = {a.id: a.count for a in tables.alerts()}
+        # Each partition's progress (an enqueued time handled, noted at most once a minute while it
+        # stays behind) is shared for the tick clock (pimwatch/progress.py).
+        for pid, evs in events.items():
+            noted = tables.get(f"pipeline:partition:{pid}")
+            assert noted is not None
+            assert parse_time(noted["enqueued"]) in {e.enqueued_time for e in evs[:3]}
     finally:
         tables.close()
     assert alerts == replayed(tmp_path / "replay", bodies[:10], Path(os.environ["PIMWATCH_CONFIG"]))
