@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from pimwatch import heartbeat, templating
+from pimwatch import heartbeat, retention, templating
 from pimwatch.alerts import Severity, synthetic_alert
 from pimwatch.archive import Archive, FileArchive
 from pimwatch.config import Config, load
@@ -66,7 +66,7 @@ from pimwatch.reader import Bad, classify
 from pimwatch.sink import Http, SinkError
 from pimwatch.storage import SettingsError, azure_storage, open_tables
 from pimwatch.store import SqliteStore, Store, StoreError
-from pimwatch.timeutil import iso
+from pimwatch.timeutil import iso, parse_time
 
 log = logging.getLogger("pimwatch.runtime")
 ENV_CONFIG = "PIMWATCH_CONFIG"
@@ -96,6 +96,7 @@ class Report:
     dead: dict[str, int] = field(default_factory=dict)
     watermark: str | None = None
     tick_clock: str | None = None  # the timer: the clock the clock-driven detectors ticked at
+    pruned: int | None = None  # the timer: state entities forgotten (None: clean-up not due)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,6 +167,7 @@ class Runtime:
         self._warned = False
         self._arrival_noted: datetime | None = None
         self.progress = Progress()
+        self.horizon = retention.horizon(config, self.plugins)
         templating.configure(config.templates)
 
     @classmethod
@@ -385,7 +387,10 @@ class Runtime:
         self._enqueue(s, report)
         s.store.commit()
         self._deliver(s.deliverer, report)
-        w = s.pipeline.watermark
+        # TTL clean-up (pimwatch/retention.py): every 6 h, at the newest event time any instance saw.
+        stored = parse_time(s.store.get(WATERMARK))
+        w = max((t for t in (s.pipeline.watermark, stored) if t is not None), default=None)
+        report.pruned = retention.maybe_prune(s.store, w, self.horizon, now)
         report.watermark = iso(w) if w else None
         return report
 

@@ -11,8 +11,10 @@ simulated by calling the function again with the same batch.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -277,3 +279,33 @@ def test_a_new_install_that_receives_nothing_raises_pipeline_silent(
         assert [s for _, s, _ in _silent(state)] == ["open"]
     finally:
         rt.close()
+
+
+def test_the_timer_forgets_state_older_than_the_horizon_every_six_hours(
+    tmp_path: Path, plugins: list[Plugin], records: list[dict[str, Any]]
+) -> None:
+    state = str(tmp_path / "state.db")
+    rt = runtime.Runtime(
+        build(CONFIG, plugins), plugins, lambda: runtime._BatchStore(state), Quarantine(str(tmp_path / "q"))
+    )
+    try:
+        march = [r for r in records if str(r.get("time", "")).startswith("2026-03-1")]
+        rt.handle(messages(march))
+        kept = _members(state)
+        now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+        assert kept > 0 and rt.tick(now).pruned == 0  # within the horizon of the watermark (March)
+        moved = copy.deepcopy(march[0])  # the stream moves on: a record read by a detector
+        moved["time"] = moved["properties"]["activityDateTime"] = "2026-11-20T12:00:00Z"
+        moved["properties"]["id"] = "moved-on-1"
+        rt.handle(messages([moved]))
+        assert rt.tick(now + timedelta(hours=1)).pruned is None  # not due: every 6 hours
+        assert rt.tick(now + timedelta(hours=7)).pruned == kept
+    finally:
+        rt.close()
+    with sqlite3.connect(state) as db:  # only the new record's own window is left
+        assert {m for (m,) in db.execute("SELECT member FROM members")} <= {"moved-on-1"}
+
+
+def _members(state: str) -> int:
+    with sqlite3.connect(state) as db:
+        return int(db.execute("SELECT count(*) FROM members").fetchone()[0])
