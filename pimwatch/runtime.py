@@ -387,10 +387,11 @@ class Runtime:
         self._enqueue(s, report)
         s.store.commit()
         self._deliver(s.deliverer, report)
-        # TTL clean-up (pimwatch/retention.py): every 6 h, at the newest event time any instance saw.
+        # TTL clean-up (pimwatch/retention.py), every 6 h: at the newest event time any instance saw,
+        # held back by a partition still behind (its late records must find their windows).
         stored = parse_time(s.store.get(WATERMARK))
         w = max((t for t in (s.pipeline.watermark, stored) if t is not None), default=None)
-        report.pruned = retention.maybe_prune(s.store, w, self.horizon, now)
+        report.pruned = retention.maybe_prune(s.store, min(w, at) if w else None, self.horizon, now)
         report.watermark = iso(w) if w else None
         return report
 
