@@ -46,6 +46,9 @@ DETECTOR = Detector(
     ordered=True,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A decision is looked up when its request's deadline passes (minutes after it, or later when the
+# request record itself arrives late); a week covers any delivery delay, then the key expires.
+DECIDED_KEPT = timedelta(days=7)
 
 
 def detect(event: Event, state: State) -> Hit | Resolve | None:
@@ -73,7 +76,9 @@ def detect(event: Event, state: State) -> Hit | Resolve | None:
         raise Skip("decision without a request id")
     decided = state.get(f"decided:{request.lower()}")
     if decided is None or iso(event.time) < decided["t"]:
-        state.put(f"decided:{request.lower()}", {"t": iso(event.time), "activity": event.activity})
+        state.put(
+            f"decided:{request.lower()}", {"t": iso(event.time), "activity": event.activity}, ttl=DECIDED_KEPT
+        )
     return DETECTOR.resolve(key=(request,))
 
 

@@ -8,6 +8,7 @@ import contextlib
 import gzip
 import io
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -19,12 +20,13 @@ import pytest
 import yaml
 
 from pimwatch import retention, tablestore
-from pimwatch.activities import ACTIVATION_COMPLETED
+from pimwatch.activities import ACTIVATION_APPROVED, ACTIVATION_COMPLETED
 from pimwatch.alerts import Alert, Severity
 from pimwatch.cli import main
 from pimwatch.config import Config, ConfigError, build
 from pimwatch.detector import Plugin
 from pimwatch.event import Principal
+from pimwatch.harness import run_records
 from pimwatch.pipeline import WATERMARK, Pipeline
 from pimwatch.principals import Principals
 from pimwatch.progress import REGISTRY
@@ -469,3 +471,13 @@ def test_the_prune_command_refuses_what_it_cannot_use(tmp_path: Path) -> None:
     bad.write_text("pipeline:\n  retention_days: 2\n")
     code, _, err = _cli("prune", "--state", str(empty), "--config", str(bad))
     assert code == 2 and "pipeline.retention_days: 2 days is less than" in err
+
+
+def test_approval_decisions_are_remembered_for_a_week_then_expire(plugins: list[Plugin]) -> None:
+    from detectors.approval_overdue import DECIDED_KEPT, R1, _decide
+
+    _, pipeline = run_records([_decide(ACTIVATION_APPROVED, "2026-03-10T10:00:00Z", R1)], plugins, {})
+    db = pipeline.store._db  # type: ignore[attr-defined]
+    (expires,) = db.execute("SELECT expires FROM kv WHERE k LIKE '%decided:%'").fetchone()
+    assert expires is not None
+    assert abs(expires - (time.time() + DECIDED_KEPT.total_seconds())) < 60
