@@ -3,15 +3,28 @@
 Activations are ``Add member to role completed (PIM activation)`` records (Entra roles, PIM for
 Groups and Azure resources alike). The Core Directory ``Add member to role`` that PIM writes for the
 same activation (initiated by MS-PIM) is a different activity and is not counted twice.
+
+The alert is resolved when the activations it is about have all ended (``Remove member from role
+(PIM activation expired)`` or ``... completed (PIM deactivate)``, :mod:`pimwatch.lifecycle`): the
+detector keeps each activation of the principal and, on every activation or end, finds the ones
+counted in a burst (``threshold`` distinct roles within ``within_minutes``, as the engine counts
+them). When every counted activation of the principal in the last two days has ended, the
+principal's open alerts are resolved at the latest of those ends; while one is still active, they
+stay open. Ends that arrive before their activation are remembered, so any arrival order converges.
+An activation that arrives after its burst's alert was resolved folds into the resolved alert.
 """
 
 from __future__ import annotations
 
-from pimwatch.activities import ACTIVATION_COMPLETED
+from datetime import UTC, datetime, timedelta
+
+from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END, ACTIVATION_ENDED
 from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
+from pimwatch.detector import Case, Detector, Hit, Resolve, Skip, State
 from pimwatch.event import Event
-from pimwatch.testing import directory, pim, user
+from pimwatch.lifecycle import LONGEST_ACTIVATION, activation_key, end_of, remember_end
+from pimwatch.store import Member
+from pimwatch.testing import PIM_SYSTEM, directory, pim, user
 
 DETECTOR = Detector(
     id="activation.simultaneous",
@@ -25,13 +38,16 @@ DETECTOR = Detector(
     anchors=(),
     mitre=("T1078.004", "T1098.003"),
     kinds=("audit",),
-    activities=frozenset({ACTIVATION_COMPLETED}),
+    activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
     params={"threshold": 3, "within_minutes": 10, "suppress_minutes": 60},
     accumulate=("roles",),
 )
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
+    if event.activity in ACTIVATION_END:
+        key = remember_end(event, state)
+        return None if key is None or not key[0] else _resolution(key[0], event.time, state)
     if event.activity != ACTIVATION_COMPLETED or event.failed:
         return None
     who = event.target if (event.target.id or event.target.upn) else event.actor
@@ -50,9 +66,43 @@ def detect(event: Event, state: State) -> Hit | None:
     minutes = state.params["within_minutes"]
     title = f"{who.label()} activated {threshold} or more roles within {minutes} minutes"
     context = {"roles": [label], "justification": event.justification, "request_id": event.request_id}
-    return DETECTOR.alert(
-        event, key=(who.id or who.upn,), title=title, context=context, principal=who, distinct=distinct
-    )
+    pid = who.id or who.upn or ""
+    state.add(_activations(pid), event.id, event.time, distinct, {"key": list(activation_key(event))})
+    hit = DETECTOR.alert(event, key=(pid,), title=title, context=context, principal=who, distinct=distinct)
+    resolve = _resolution(pid, event.time, state)
+    return hit if resolve is None else [hit, resolve]
+
+
+def _activations(pid: str) -> str:
+    return f"activations:{pid.lower()}"
+
+
+def _resolution(pid: str, around: datetime, state: State) -> Resolve | None:
+    """The resolution of the principal's alerts when every activation counted in a burst near
+    ``around`` has ended (at the latest end); None while one is active or none is counted."""
+    acts = state.members(_activations(pid), around - 2 * LONGEST_ACTIVATION, around + LONGEST_ACTIVATION)
+    threshold, minutes = state.params["threshold"], state.params["within_minutes"]
+    counted = _counted(acts, int(threshold), float(minutes))  # type: ignore[arg-type]
+    ends = []
+    for act in counted:
+        key = tuple((act.payload or {}).get("key", ()))
+        started = datetime.fromtimestamp(act.at, UTC)
+        end = end_of(state, key, started) if key else None
+        if end is None:
+            return None
+        ends.append(end)
+    return DETECTOR.resolve(key=(pid,), at=max(ends)) if ends else None
+
+
+def _counted(acts: list[Member], threshold: int, minutes: float) -> list[Member]:
+    """The activations in a window of ``threshold`` distinct roles (the engine's count)."""
+    width = timedelta(minutes=minutes).total_seconds()
+    counted: dict[str, Member] = {}
+    for last in acts:
+        window = [a for a in acts if last.at - width <= a.at <= last.at]
+        if len({a.value for a in window}) >= threshold:
+            counted.update({a.member: a for a in window})
+    return list(counted.values())
 
 
 MALLORY = user("adm-mallory")
@@ -67,6 +117,21 @@ ROLES = [
 
 def _act(who: tuple[str, str | None, str | None], at: str, role: tuple[str, str]) -> dict[str, object]:
     return pim(ACTIVATION_COMPLETED, at, who, principal=who, role=role, justification="ticket CHG0012")
+
+
+def _expired(who: tuple[str, str | None, str | None], at: str, role: tuple[str, str]) -> dict[str, object]:
+    return pim(ACTIVATION_ENDED, at, PIM_SYSTEM, principal=who, role=role)
+
+
+def _deactivated(
+    who: tuple[str, str | None, str | None], at: str, role: tuple[str, str]
+) -> dict[str, object]:
+    return pim("Remove member from role completed (PIM deactivate)", at, who, principal=who, role=role)
+
+
+def _burst(who: tuple[str, str | None, str | None], hour: str = "09") -> list[dict[str, object]]:
+    """Three roles in four minutes on 11 March."""
+    return [_act(who, f"2026-03-11T{hour}:0{2 * i}:00Z", ROLES[i]) for i in range(3)]
 
 
 def _mirror(who: tuple[str, str | None, str | None], at: str, role: tuple[str, str]) -> dict[str, object]:
@@ -99,6 +164,46 @@ CASES = [
                     ]
                 },
             }
+        ],
+    ),
+    Case(
+        "resolved when the last of its activations ends (one deactivated early, two expired)",
+        [
+            *_burst(OSCAR),
+            _deactivated(OSCAR, "2026-03-11T09:30:00Z", ROLES[1]),
+            directory("Remove member from role", "2026-03-11T10:59:54Z", "MS-PIM", OSCAR, role=ROLES[0]),
+            _expired(OSCAR, "2026-03-11T11:00:00Z", ROLES[0]),
+            _expired(OSCAR, "2026-03-11T11:04:00Z", ROLES[2]),
+        ],
+        [{"count": 3, "status": "resolved", "resolved_at": "2026-03-11T11:04:00.000000Z"}],
+    ),
+    Case(
+        "one of three activations ended: still open",
+        [*_burst(OSCAR), _deactivated(OSCAR, "2026-03-11T09:30:00Z", ROLES[1])],
+        [{"count": 3, "status": "open", "resolved_at": None}],
+    ),
+    Case(
+        "the ends arrive before their activations (Entra delivers out of order): resolved all the same",
+        [
+            _expired(OSCAR, "2026-03-11T10:00:00Z", ROLES[0]),
+            _expired(OSCAR, "2026-03-11T10:02:00Z", ROLES[1]),
+            _expired(OSCAR, "2026-03-11T10:04:00Z", ROLES[2]),
+            *_burst(OSCAR),
+        ],
+        [{"count": 3, "status": "resolved", "resolved_at": "2026-03-11T10:04:00.000000Z"}],
+    ),
+    Case(
+        "a later activation outside the burst does not keep the alert open; another's ends do not close it",
+        [
+            *_burst(OSCAR),
+            *(_expired(OSCAR, f"2026-03-11T10:0{2 * i}:00Z", ROLES[i]) for i in range(3)),
+            _act(OSCAR, "2026-03-11T10:30:00Z", ROLES[3]),
+            *_burst(MALLORY, "12"),
+            *(_expired(MALLORY, f"2026-03-11T13:0{2 * i}:00Z", ROLES[i]) for i in range(2)),
+        ],
+        [
+            {"principal": {"upn": "adm-oscar@contoso.com"}, "status": "resolved"},
+            {"principal": {"upn": "adm-mallory@contoso.com"}, "status": "open"},
         ],
     ),
     Case(

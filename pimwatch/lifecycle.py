@@ -6,6 +6,11 @@ deactivate)``. A detector that wants this keys its alerts with :func:`activation
 :data:`pimwatch.activities.ACTIVATION_END` among its activities, and lets :func:`ended` and
 :func:`with_end` produce the resolutions — in either arrival order: an end that arrives first is
 remembered, and the alert is then created already resolved.
+
+Detectors whose alert is about several activations (``activation.simultaneous``) or about a
+request rather than the activation itself (``activation.risky_session``) use the building blocks:
+:func:`remember_end` records an end and names its activation, :func:`end_of` says when an
+activation that started at a given time ended, if its end has been seen.
 """
 
 from __future__ import annotations
@@ -18,30 +23,44 @@ from pimwatch.event import Event
 
 LONGEST_ACTIVATION = timedelta(hours=24)  # PIM's maximum activation duration
 
+ActivationKey = tuple[str | None, ...]
 
-def activation_key(event: Event) -> tuple[str | None, ...]:
+
+def activation_key(event: Event) -> ActivationKey:
     """(principal, role template id or name, scope): the same for an activation and its end."""
     who = event.target if (event.target.id or event.target.upn) else event.actor
     return (who.id or who.upn, event.role_id or event.role_name, event.scope_id)
 
 
-def _memo(key: tuple[str | None, ...]) -> str:
+def _memo(key: ActivationKey) -> str:
     return "ended:" + "|".join((k or "").lower() for k in key)
 
 
-def ended(event: Event, state: State, detector: Detector) -> Resolve | None:
-    """For an end-of-activation record: remember it and resolve the open alerts of its activation."""
+def remember_end(event: Event, state: State) -> ActivationKey | None:
+    """For a successful end-of-activation record: remember it; its activation key (else None)."""
     if event.activity not in ACTIVATION_END or event.failed:
         return None
     key = activation_key(event)
     state.add(_memo(key), event.id, event.time)
-    return detector.resolve(key=key, at=event.time)
+    return key
+
+
+def end_of(
+    state: State, key: ActivationKey, started: datetime, within: timedelta = LONGEST_ACTIVATION
+) -> datetime | None:
+    """The first end seen for the activation ``key`` in [``started``, ``started + within``], or None."""
+    ends = state.members(_memo(key), started, started + within)
+    return datetime.fromtimestamp(min(e.at for e in ends), UTC) if ends else None
+
+
+def ended(event: Event, state: State, detector: Detector) -> Resolve | None:
+    """For an end-of-activation record: remember it and resolve the open alerts of its activation."""
+    key = remember_end(event, state)
+    return None if key is None else detector.resolve(key=key, at=event.time)
 
 
 def with_end(hit: Hit, event: Event, state: State, detector: Detector) -> Hit | list[Hit | Resolve]:
     """The hit for an activation, plus its resolution when its end has already been seen."""
     key = activation_key(event)
-    ends = state.members(_memo(key), event.time, event.time + LONGEST_ACTIVATION)
-    if not ends:
-        return hit
-    return [hit, detector.resolve(key=key, at=datetime.fromtimestamp(ends[0].at, UTC))]
+    at = end_of(state, key, event.time)
+    return hit if at is None else [hit, detector.resolve(key=key, at=at)]
