@@ -8,6 +8,13 @@ single-factor authentication, or a country not seen for the principal in ``new_c
 store; an ``Add member to role requested (PIM activation)`` by the principal within
 ``within_minutes`` after one alerts. A sign-in that arrives after the request (Entra delivers late)
 is matched the other way round, with the same alert id.
+
+Every request is its own alert, resolved when the activation made from it ends (``Remove member from
+role (PIM activation expired)`` or ``... completed (PIM deactivate)`` of the same principal, role and
+scope, within two days of the request: up to a day pending approval, up to a day active;
+:mod:`pimwatch.lifecycle`): the role obtained from the suspect session is gone. An end that arrives
+before the request or the sign-in is remembered, and the alert is then created already resolved. A
+request that is denied or cancelled is not resolved (the suspect session is still worth a look).
 """
 
 from __future__ import annotations
@@ -15,11 +22,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_REQUESTED
+from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END, ACTIVATION_ENDED, ACTIVATION_REQUESTED
 from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
+from pimwatch.detector import Case, Detector, Hit, Resolve, State
 from pimwatch.event import Event, Principal
-from pimwatch.testing import pim, signin, user
+from pimwatch.lifecycle import LONGEST_ACTIVATION, ActivationKey, activation_key, end_of, remember_end
+from pimwatch.testing import PIM_SYSTEM, pim, signin, user
 from pimwatch.timeutil import iso, parse_time
 
 DETECTOR = Detector(
@@ -33,7 +41,7 @@ DETECTOR = Detector(
     mitre=("T1078.004",),
     anchors=("none in real time (Microsoft security operations guide describes it)",),
     kinds=("signin", "audit"),
-    activities=frozenset({ACTIVATION_REQUESTED}),
+    activities=frozenset({ACTIVATION_REQUESTED}) | ACTIVATION_END,
     privileged_signins=True,
     params={
         "within_minutes": 60,
@@ -47,14 +55,19 @@ DETECTOR = Detector(
     ordered=True,
 )
 
+# From a request to the end of its activation: up to a day pending approval, up to a day active.
+REQUEST_TO_END = timedelta(hours=24) + LONGEST_ACTIVATION
+
 
 def _pid(p: Principal) -> str:
     return (p.id or p.upn or "").lower()
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
     if event.kind == "signin":
         return _signin(event, state)
+    if event.activity in ACTIVATION_END:
+        return _ended(event, state)
     if event.failed:
         return None
     who = event.actor if (event.actor.id or event.actor.upn) else event.target
@@ -66,16 +79,51 @@ def detect(event: Event, state: State) -> Hit | None:
         "role": event.role_name or event.role_id,
         "request_id": event.request_id,
         "principal": who.as_alert(),
+        "activation": list(activation_key(event)),
     }
     state.add(f"req:{_pid(who)}", event.id, event.time, payload=request)
     within = timedelta(minutes=float(state.params["within_minutes"]))  # type: ignore[arg-type]
     risky = [
         m.payload for m in state.members(f"risky:{_pid(who)}", event.time - within, event.time) if m.payload
     ]
-    return _hit(request, risky, state) if risky else None
+    return _with_end(_hit(request, risky, state), request, state) if risky else None
 
 
-def _signin(event: Event, state: State) -> Hit | None:
+def _same(a: ActivationKey, b: ActivationKey) -> bool:
+    return [(k or "").lower() for k in a] == [(k or "").lower() for k in b]
+
+
+def _end_of(request: dict[str, Any], state: State) -> Resolve | None:
+    """The resolution of the request's alert when the end of its activation has been seen."""
+    key, when = request.get("activation"), parse_time(request["t"])
+    if not key or when is None:
+        return None
+    at = end_of(state, tuple(key), when, REQUEST_TO_END)
+    # The engine keys an alert of suppress_minutes 0 by its key and record id (not lowercased).
+    return None if at is None else Resolve((_pid(Principal(**request["principal"])), request["record"]), at)
+
+
+def _with_end(hit: Hit, request: dict[str, Any], state: State) -> Hit | list[Hit | Resolve]:
+    resolve = _end_of(request, state)
+    return hit if resolve is None else [hit, resolve]
+
+
+def _ended(event: Event, state: State) -> list[Hit | Resolve] | None:
+    """An activation ended: resolve the alerts of the requests it was made from."""
+    key = remember_end(event, state)
+    if key is None or not key[0]:
+        return None
+    requests = state.members(f"req:{key[0].lower()}", event.time - REQUEST_TO_END, event.time)
+    out: list[Hit | Resolve] = []
+    for m in requests:
+        if m.payload and _same(tuple(m.payload.get("activation") or ()), key):
+            resolve = _end_of(m.payload, state)
+            if resolve is not None:
+                out.append(resolve)
+    return out or None
+
+
+def _signin(event: Event, state: State) -> Hit | list[Hit | Resolve] | None:
     s = event.signin
     pid = _pid(event.actor)
     if s is None or not pid:
@@ -108,7 +156,8 @@ def _signin(event: Event, state: State) -> Hit | None:
     later = [m.payload for m in state.members(f"req:{pid}", event.time, event.time + within) if m.payload]
     if not later:
         return None
-    return _hit(min(later, key=lambda r: (r["t"], r["record"])), [fact], state)
+    request = min(later, key=lambda r: (r["t"], r["record"]))
+    return _with_end(_hit(request, [fact], state), request, state)
 
 
 def _new_country(state: State, pid: str, country: str, when: datetime) -> bool:
@@ -171,7 +220,54 @@ def _request(at: str) -> dict[str, object]:
     return pim(ACTIVATION_REQUESTED, at, ALICE, principal=ALICE, role=GA, justification="urgent")
 
 
+def _risky() -> dict[str, object]:
+    return signin(
+        ALICE, "2026-03-10T14:00:00Z", risk="high", ip="203.0.113.50", country="NL", city="Amsterdam"
+    )
+
+
+def _expired(at: str, role: tuple[str, str] = GA) -> dict[str, object]:
+    return pim(ACTIVATION_ENDED, at, PIM_SYSTEM, principal=ALICE, role=role)
+
+
 CASES = [
+    Case(
+        "resolved when the activation made from the request expires",
+        [
+            _known(),
+            _risky(),
+            _request("2026-03-10T14:20:00Z"),
+            pim(ACTIVATION_COMPLETED, "2026-03-10T14:20:30Z", ALICE, principal=ALICE, role=GA),
+            _expired("2026-03-10T15:20:30Z"),
+        ],
+        [{"status": "resolved", "resolved_at": "2026-03-10T15:20:30.000000Z"}],
+    ),
+    Case(
+        "the end arrives before the request (out of order): created resolved",
+        [_known(), _risky(), _expired("2026-03-10T15:20:30Z"), _request("2026-03-10T14:20:00Z")],
+        [{"status": "resolved", "resolved_at": "2026-03-10T15:20:30.000000Z"}],
+    ),
+    Case(
+        "the end arrives before the risky sign-in: created resolved when the sign-in comes",
+        [
+            _known(),
+            _request("2026-03-10T14:20:00Z"),
+            pim(
+                "Remove member from role completed (PIM deactivate)",
+                "2026-03-10T14:50:00Z",
+                ALICE,
+                principal=ALICE,
+                role=GA,
+            ),
+            _risky(),
+        ],
+        [{"status": "resolved", "resolved_at": "2026-03-10T14:50:00.000000Z"}],
+    ),
+    Case(
+        "the end of another role's activation leaves it open",
+        [_known(), _risky(), _request("2026-03-10T14:20:00Z"), _expired("2026-03-10T15:00:00Z", UA)],
+        [{"status": "open", "resolved_at": None}],
+    ),
     Case(
         "a high-risk sign-in 20 minutes before the request",
         [
