@@ -15,6 +15,10 @@ roles); every activation record is a distinct value, and a record delivered twic
 engine keys window members on the record id). PIM's defaults are not documented (a configuration
 captured from a live tenant shows a counter threshold of 3), so ``threshold: 3`` within
 ``within_minutes: 240``; ``suppress_minutes: 240`` folds a longer streak into one alert per 4 h.
+
+The alert is never resolved by the end of an activation (expired or deactivated): it is about how
+often the role was activated, and that rate does not change when the activations end — re-arming a
+role as soon as it expires is the very pattern it reports. Close it by hand once the cause is known.
 """
 
 from __future__ import annotations
