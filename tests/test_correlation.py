@@ -15,7 +15,7 @@ from pimwatch.activities import (
 )
 from pimwatch.detector import discover
 from pimwatch.harness import run_records
-from pimwatch.testing import PIM_SYSTEM, directory, pim, user
+from pimwatch.testing import PIM_SYSTEM, directory, pim, signin, user
 
 PLUGINS = discover()
 ALICE, DAN, MALLORY = user("adm-alice"), user("approver.dan"), user("adm-mallory")
@@ -95,3 +95,69 @@ def test_a_direct_grant_and_pims_reports_of_it_are_one_outside_pim_alert() -> No
         "assignment.privileged",
         "assignment.permanent",
     }
+
+
+def _status(records: list[dict[str, Any]], detector: str) -> list[tuple[str, str | None]]:
+    alerts, pipeline = run_records(records, PLUGINS, {})
+    assert not pipeline.stats.bad and not pipeline.stats.detector_errors
+    return [(a.status, a.resolved_at) for a in alerts if a.detector == detector]
+
+
+def _activation(who: Any, role: tuple[str, str], at: str, request: str) -> list[dict[str, Any]]:
+    """Request, MS-PIM directory write and completion of a self-activation (no approval), ``at`` hh:mm."""
+    kw: dict[str, Any] = {"principal": who, "role": role, "request_id": request}
+    return [
+        pim(ACTIVATION_REQUESTED, f"2026-03-10T{at}:00Z", who, **kw),
+        directory("Add member to role", f"2026-03-10T{at}:30Z", "MS-PIM", who, role=role),
+        pim(ACTIVATION_COMPLETED, f"2026-03-10T{at}:31Z", who, **kw),
+    ]
+
+
+def _expiry(who: Any, role: tuple[str, str], at: str, request: str) -> list[dict[str, Any]]:
+    """The expiry pair: MS-PIM's directory removal, then PIM's record six seconds later."""
+    return [
+        directory("Remove member from role", f"2026-03-10T{at}:40Z", "MS-PIM", who, role=role),
+        pim(
+            ACTIVATION_ENDED, f"2026-03-10T{at}:46Z", PIM_SYSTEM, principal=who, role=role, request_id=request
+        ),
+    ]
+
+
+def test_simultaneous_activations_are_resolved_when_the_last_of_them_expires() -> None:
+    roles = [UA, GA, ("Exchange Administrator", "29232cdf-9323-42fd-ade2-1d097af3e4de")]
+    requests = [f"9b1c0c55-0000-4000-8000-00000000010{i}" for i in range(3)]
+    burst = [r for i in range(3) for r in _activation(MALLORY, roles[i], f"14:0{2 * i}", requests[i])]
+    ends = [_expiry(MALLORY, roles[i], f"16:0{2 * i}", requests[i]) for i in range(3)]
+    # The directory removal of the last role alone is not its end: PIM's record is.
+    two_ended = burst + ends[0] + ends[1] + ends[2][:1]
+    assert _status(two_ended, "activation.simultaneous") == [("open", None)]
+    everything = two_ended + ends[2][1:]
+    resolved = [("resolved", "2026-03-10T16:04:46.000000Z")]
+    assert _status(everything, "activation.simultaneous") == resolved
+    assert _status(everything + everything, "activation.simultaneous") == resolved
+    # Entra delivers the ends first: the alert is created resolved.
+    assert _status([r for e in ends for r in e] + burst, "activation.simultaneous") == resolved
+
+
+def test_a_risky_session_alert_is_resolved_when_the_activation_is_deactivated() -> None:
+    """A known admin signs in with high risk, requests Global Administrator, gets it approved, and
+    deactivates it early: asking to deactivate is not the end, PIM's completed deactivation is."""
+    kw: dict[str, Any] = {"principal": ALICE, "role": GA, "request_id": REQUEST}
+    flow = [
+        pim(ACTIVATION_COMPLETED, "2026-03-09T09:00:00Z", ALICE, principal=ALICE, role=UA),
+        signin(ALICE, "2026-03-10T14:00:00Z", risk="high", ip="203.0.113.50", country="NL"),
+        pim(ACTIVATION_REQUESTED, "2026-03-10T14:20:00Z", ALICE, **kw),
+        pim(ACTIVATION_APPROVAL_REQUESTED, "2026-03-10T14:20:05Z", ALICE, **kw),
+        pim(ACTIVATION_APPROVED, "2026-03-10T14:26:00Z", DAN, **kw),
+        directory("Add member to role", "2026-03-10T14:26:40Z", "MS-PIM", ALICE, role=GA),
+        pim(ACTIVATION_COMPLETED, "2026-03-10T14:26:41Z", ALICE, **kw),
+        pim("Remove member from role requested (PIM deactivate)", "2026-03-10T15:00:00Z", ALICE, **kw),
+    ]
+    assert _status(flow, "activation.risky_session") == [("open", None)]
+    done = [
+        *flow,
+        directory("Remove member from role", "2026-03-10T15:00:20Z", "MS-PIM", ALICE, role=GA),
+        pim("Remove member from role completed (PIM deactivate)", "2026-03-10T15:00:21Z", ALICE, **kw),
+    ]
+    assert _status(done, "activation.risky_session") == [("resolved", "2026-03-10T15:00:21.000000Z")]
+    assert _status(done + done, "activation.risky_session") == [("resolved", "2026-03-10T15:00:21.000000Z")]
