@@ -5,9 +5,16 @@ whether a principal is privileged. Until a directory lookup exists (the Graph is
 learns it from the assignment and activation records it processes: a principal that received a
 role on the privileged-role list (through PIM, or outside it) is remembered in the store. What is
 learned depends on what was seen before, so these detectors want their input in time order.
+
+Each id and UPN is its own insert-if-absent window member (stamped at the epoch: never pruned, see
+:mod:`pimwatch.retention`), not one document rewritten whole: several instances learning different
+principals at once must not overwrite each other's. An instance reads what the others learned at
+start and on :meth:`Principals.refresh` (the runtime calls it once a minute).
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_REQUESTED
 from pimwatch.detector import Settings
@@ -29,7 +36,10 @@ LEARN_FROM: frozenset[str] = frozenset(
         "Add member to role outside of PIM (permanent)",
     }
 )
-_KEY = "principals:privileged"
+_KEY = "principals:privileged"  # the document of earlier versions: still read, no longer written
+IDS = "principals:ids"
+UPNS = "principals:upns"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Principals:
@@ -41,6 +51,12 @@ class Principals:
         doc = store.get(_KEY) or {}
         self.ids: set[str] = set(doc.get("ids", ()))
         self.upns: set[str] = set(doc.get("upns", ()))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Add what every instance has learned (in place: the sign-in screen holds these sets)."""
+        self.ids.update(m.member for m in self._store.members(IDS, _EPOCH, _EPOCH))
+        self.upns.update(m.member for m in self._store.members(UPNS, _EPOCH, _EPOCH))
 
     def learn(self, event: Event) -> bool:
         """Remember the target of a successful privileged assignment or activation; True if new."""
@@ -52,12 +68,12 @@ class Principals:
         new = False
         if p.id and p.id.lower() not in self.ids:
             self.ids.add(p.id.lower())
+            self._store.add(IDS, p.id.lower(), _EPOCH)
             new = True
         if p.upn and p.upn.lower() not in self.upns:
             self.upns.add(p.upn.lower())
+            self._store.add(UPNS, p.upn.lower(), _EPOCH)
             new = True
-        if new:
-            self._store.put(_KEY, {"ids": sorted(self.ids), "upns": sorted(self.upns)})
         return new
 
     def knows(self, p: Principal) -> bool:

@@ -26,10 +26,11 @@ It is the largest of:
 * window members older than ``watermark - horizon`` — event time, not the wall clock, so a replay of
   old logs keeps its windows; the watermark is capped at ``now`` (one record stamped in the future
   must not wipe the state). Never the window keys in :data:`KEEP_WINDOWS` (the partition registry of
-  :mod:`pimwatch.progress`, whose members are stamped at the epoch);
+  :mod:`pimwatch.progress` and the learned privileged principals of :mod:`pimwatch.principals`,
+  whose members are stamped at the epoch);
 * key/value entries whose TTL has expired (``approval.self_approved``'s ``remember_hours``). Keys
-  without a TTL are never pruned: the learned privileged principals (:mod:`pimwatch.principals`),
-  the watermark, the heartbeat, ``activation.first_time``'s ``watching-since``;
+  without a TTL are never pruned: the watermark, the heartbeat, ``activation.first_time``'s
+  ``watching-since``;
 * deliveries ``sent`` more than :data:`SENT_KEPT` (30 days, wall clock) ago. ``dead`` ones stay
   (operators need them: ``pimwatch outbox list|retry``) and so do the alerts of the outbox (a handful a
   day: they are the alert history and what deduplicates a record seen again).
@@ -58,6 +59,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pimwatch import principals
 from pimwatch.activities import ACTIVATION_END
 from pimwatch.detector import ParamValue, Plugin
 from pimwatch.lifecycle import LONGEST_ACTIVATION
@@ -74,7 +76,7 @@ SENT_KEPT = timedelta(days=30)
 EVERY = timedelta(hours=6)
 LIMIT = 500  # window members (and as many expired keys) per call: see the module docstring
 DUE = "retention:due"  # the wall-clock time the next prune is due (ISO)
-KEEP_WINDOWS: tuple[str, ...] = (REGISTRY,)
+KEEP_WINDOWS: tuple[str, ...] = (REGISTRY, principals.IDS, principals.UPNS)
 _UNITS = {
     "_days": timedelta(days=1),
     "_hours": timedelta(hours=1),

@@ -370,10 +370,13 @@ class Runtime:
         return report
 
     def _note_arrival(self, s: _Session) -> None:
-        """Records are arriving: once a minute per instance, for the ``pipeline.silent`` heartbeat."""
+        """Records are arriving: once a minute per instance, note it for the ``pipeline.silent``
+        heartbeat, and read the privileged principals the other instances have learned."""
         now = self.clock()
         if self._arrival_noted is None or now - self._arrival_noted >= ARRIVAL_EVERY:
             heartbeat.arrived(s.store, now)
+            if self._arrival_noted is not None:  # (just read when the session was opened)
+                s.pipeline.engine.principals.refresh()
             self._arrival_noted = now
 
     def _tick(self, s: _Session, now: datetime) -> Report:

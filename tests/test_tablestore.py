@@ -483,3 +483,35 @@ def test_an_alert_full_to_the_entity_limit_stops_growing_instead_of_failing(
     kept = s.get_alert("a1")
     assert kept is not None and kept.count == 6000
     assert "is full" in caplog.text
+
+
+def test_instances_learning_different_principals_keep_each_others(azurite_tables: str) -> None:
+    """Learned privileged principals are insert-if-absent members, not one document rewritten whole:
+    two instances learning at once both keep theirs, and each sees the other's after a refresh."""
+    from pimwatch.activities import ACTIVATION_COMPLETED
+    from pimwatch.detector import Settings
+    from pimwatch.normalize import audit_event
+    from pimwatch.principals import Principals
+    from pimwatch.testing import pim, user
+
+    prefix = _prefix()
+    a, b = TableStore(azurite_tables, prefix=prefix), TableStore(azurite_tables, prefix=prefix)
+    a.put("principals:privileged", {"ids": ["old-id"], "upns": []})  # written by an earlier version
+    settings = Settings.build([], None)
+    pa, pb = Principals(a, settings), Principals(b, settings)
+    ga = ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10")
+
+    def event(name: str) -> Any:
+        rec = pim(ACTIVATION_COMPLETED, "2026-03-10T10:00:00Z", user(name), principal=user(name), role=ga)
+        return audit_event(rec["properties"], rec, "eventhub", "AuditLogs", rec)
+
+    assert pa.learn(event("alice")) and pb.learn(event("bob"))
+    fresh = Principals(TableStore(azurite_tables, prefix=prefix), settings)
+    assert {u for u in fresh.upns if u.startswith(("alice", "bob"))} == {
+        "alice@contoso.com",
+        "bob@contoso.com",
+    }
+    assert {"old-id", user("alice")[0], user("bob")[0]} <= fresh.ids
+    assert "bob@contoso.com" not in pa.upns
+    pa.refresh()
+    assert "bob@contoso.com" in pa.upns
