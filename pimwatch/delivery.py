@@ -64,8 +64,25 @@ class LoadedSink:
     def render(self, alerts: Sequence[Alert]) -> Any:
         return self.module.render(alerts, self.config)
 
+    @property
+    def label(self) -> str:
+        """How errors and logs name this sink: the configured name, and its type when that differs
+        ("soar (webhook)"), so two sinks of one type are told apart."""
+        return self.name if self.name == self.config.type else f"{self.name} ({self.config.type})"
+
     def send(self, rendered: Any, http: Http) -> str:
-        return str(self.module.send(rendered, self.config, http))
+        """The sink's ``send`` with its private CA (``tls_ca_file``) and errors that name this sink."""
+        try:
+            return str(self.module.send(rendered, self.config, http.for_sink(self.config)))
+        except TransientError as exc:
+            raise TransientError(self.named(str(exc)), exc.retry_after) from None
+        except PermanentError as exc:
+            raise PermanentError(self.named(str(exc))) from None
+
+    def named(self, message: str) -> str:
+        """``message`` under this sink's label; the sink type a sink module put first is replaced."""
+        own = f"{self.config.type}: "
+        return f"{self.label}: {message.removeprefix(own)}"
 
 
 def sink_module(sink_type: str) -> ModuleType | None:
@@ -239,7 +256,7 @@ class Deliverer:
                 wait = self.backoff(attempts, exc.retry_after)
                 now = self.clock()
                 if tries <= p.retries_in_run and now + wait - started <= p.run_deadline_seconds:
-                    log.info("%s: %s; retrying in %.1f s", name, exc, wait)
+                    log.info("%s; retrying in %.1f s", exc, wait)
                     self.sleep(wait)
                     continue
                 too_old = now - unit[0].first_at > p.max_age_hours * 3600
@@ -249,11 +266,11 @@ class Deliverer:
                 )
                 return
             except Exception as exc:  # a bug in a sink: kept for retry, logged, never lost
-                log.exception("%s: unexpected error", name)
+                log.exception("%s: unexpected error", sink.label)
                 self._fail(
                     name,
                     unit,
-                    f"{name}: {type(exc).__name__}",
+                    sink.named(type(exc).__name__),
                     dead=False,
                     outcome=outcome,
                     next_at=self.clock() + self.backoff(unit[0].attempts + 1, None),
@@ -286,9 +303,7 @@ class Deliverer:
         self.store.commit()
         outcome.count(outcome.dead if dead else outcome.pending, name, len(unit))
         outcome.answers[name] = error
-        (log.error if dead else log.warning)(
-            "%s: %s (%s)", name, error, "dead letter" if dead else "will retry"
-        )
+        (log.error if dead else log.warning)("%s (%s)", error, "dead letter" if dead else "will retry")
 
     def _archive_dead(
         self, name: str, unit: list[Delivery], alerts: Sequence[Alert], error: str, now: float

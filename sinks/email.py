@@ -10,7 +10,8 @@ Transports (``transport:``):
 
 * ``smtp`` — stdlib :mod:`smtplib`. ``tls: starttls`` (default, port 587), ``implicit`` (port 465)
   or ``none`` (port 25; a local relay only: no authentication is allowed without TLS). Certificates
-  are verified against the system store or ``ca_file``. ``auth: password`` (``username`` +
+  are verified against the system store or the sink's private CA (``tls_ca_file`` / ``tls_ca_pem``,
+  also for Graph; ``ca_file`` is the old name of ``tls_ca_file``). ``auth: password`` (``username`` +
   ``password``) or ``auth: xoauth2`` (SASL XOAUTH2 with an Entra access token for
   ``https://outlook.office365.com/.default``; the app needs the ``SMTP.SendAsApp`` permission and an
   Exchange service principal with rights on the mailbox). Exchange Online is turning Basic auth for
@@ -63,7 +64,16 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from pimwatch import templating
 from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import Http, PermanentError, SinkConfig, SinkError, TransientError, truncate
+from pimwatch.sink import (
+    Http,
+    PermanentError,
+    SinkConfig,
+    SinkError,
+    TransientError,
+    certificate_problem,
+    tls_context,
+    truncate,
+)
 
 BATCH = True
 SINK = "email"
@@ -146,6 +156,7 @@ def _is_loopback(host: str) -> bool:
 
 
 class Config(SinkConfig):
+    LEGACY_CA_FILE = True  # ``ca_file`` is read as ``tls_ca_file``
     transport: Literal["smtp", "graph"] = "smtp"
     sender: str  # the From address; for Graph also the mailbox that sends
     to: list[str]
@@ -155,7 +166,6 @@ class Config(SinkConfig):
     smtp_port: int | None = Field(default=None, ge=1, le=65535)  # default by ``tls``: 587 / 465 / 25
     username: str | None = Field(default=None, validate_default=True)  # XOAUTH2: defaults to sender
     password: SecretStr | None = Field(default=None, validate_default=True)
-    ca_file: str | None = None  # a PEM bundle to trust instead of the system store (private CA)
     graph_url: str = GRAPH_URL
     tenant_id: str | None = None
     client_id: str | None = None
@@ -504,10 +514,7 @@ def _send_smtp(email: Email, config: Config, provider: TokenProvider) -> str:
     if config.password is not None:
         password = config.password.get_secret_value()
         secrets += [password, _b64(password), _b64(f"\0{config.username}\0{password}")]
-    try:
-        context = ssl.create_default_context(cafile=config.ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise PermanentError(f"{SINK}: cannot load ca_file ({type(exc).__name__})") from None
+    context = tls_context(config.trust)
     try:
         return _smtp_session(payload, config, context, provider, secrets)
     except SinkError:
@@ -623,10 +630,7 @@ def _smtp_error(exc: Exception, config: Config, secrets: Sequence[str]) -> SinkE
             return TransientError(f"{SINK}: timed out after {config.timeout_seconds:g} s")
         return TransientError(f"{SINK}: the SMTP server closed the connection")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return PermanentError(
-            f"{SINK}: TLS certificate verification failed ({clean(exc.verify_message, 100)}); "
-            "set ca_file for a private CA"
-        )
+        return PermanentError(f"{SINK}: {certificate_problem(exc)}")
     if isinstance(exc, TimeoutError):
         return TransientError(f"{SINK}: timed out after {config.timeout_seconds:g} s")
     if isinstance(exc, ssl.SSLError):

@@ -106,6 +106,13 @@ class Config(SinkConfig):
             )
         return value
 
+    @field_validator("tls_ca_pem")
+    @classmethod
+    def _sdk_reads_a_file(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("the Azure SDK (requests) trusts a CA file only: use tls_ca_file")
+        return value
+
     @field_validator("endpoint", "audience")
     @classmethod
     def _https_origin(cls, value: str) -> str:
@@ -319,10 +326,11 @@ def send(
     http: Http,
     *,
     credential: TokenCredential | None = None,
-    connection_verify: bool | str = True,
+    connection_verify: bool | str | None = None,
 ) -> str:
     """Upload each batch with one call. ``http`` is unused: the Azure SDK has its own pipeline (retries
-    off: delivery retries). ``credential``/``connection_verify`` exist for tests and private CAs."""
+    off: delivery retries). A private CA is ``tls_ca_file``; ``credential``/``connection_verify``
+    (which wins over it) exist for tests."""
     if not rendered:
         return "nothing to send"
     from azure.monitor.ingestion import LogsIngestionClient
@@ -341,7 +349,7 @@ def send(
         retry_total=0,
         connection_timeout=config.timeout_seconds,
         read_timeout=config.timeout_seconds,
-        connection_verify=connection_verify,
+        connection_verify=connection_verify if connection_verify is not None else config.tls_ca_file or True,
     )
     rows = calls = 0
     failed: list[Exception] = []  # with on_error the SDK neither logs nor raises: we classify

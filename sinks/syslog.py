@@ -31,10 +31,11 @@ fields (ids, UPNs) stay whole — always with the visible truncation marker.
 Transports: UDP — one datagram per message, fire and forget (a refused port may surface as an error on
 a later datagram, nothing more); TCP and TLS (RFC 5425) — octet-counting framing (RFC 6587,
 ``<len> <msg>``) or, with ``framing: lf``, one message per line. TLS verifies the server against
-``ca_file`` (a private CA) or the system store, and the host name (``server_name`` overrides it);
-``verify: false`` turns verification off (lab use only). Errors: connection refused / reset, DNS,
+``tls_ca_file`` / ``tls_ca_pem`` (a private CA; ``ca_file`` is the old name of ``tls_ca_file``) or the
+system store, and the host name (``server_name`` overrides it); ``verify: false`` turns verification
+off (lab use only). Errors: connection refused / reset, DNS,
 timeouts and TLS handshake failures are transient; a certificate that fails verification, or a
-``ca_file`` that cannot be loaded, is permanent. This sink does not use :class:`Http`. Syslog has no
+CA bundle that cannot be loaded, is permanent. This sink does not use :class:`Http`. Syslog has no
 acknowledgement: a retry resends the whole batch, so a message may arrive twice — dedupe on ``cs1``
 (the alert id, ``DeviceCustomString1`` in ``CommonSecurityLog``).
 
@@ -57,7 +58,16 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from pimwatch import __version__
 from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkConfig, TransientError, truncate
+from pimwatch.sink import (
+    TRUNCATED,
+    Http,
+    PermanentError,
+    SinkConfig,
+    TransientError,
+    certificate_problem,
+    tls_context,
+    truncate,
+)
 
 BATCH = True
 
@@ -103,12 +113,13 @@ def _local_hostname() -> str:
 
 
 class Config(SinkConfig):
+    LEGACY_CA_FILE = True  # ``ca_file`` is read as ``tls_ca_file``
     host: str
-    transport: Literal["udp", "tcp", "tls"] = "tcp"
+    # validated even when left out: it checks that tls_ca_file / tls_ca_pem come with transport: tls
+    transport: Literal["udp", "tcp", "tls"] = Field(default="tcp", validate_default=True)
     port: int | None = Field(default=None, ge=1, le=65535)  # default 514 (udp, tcp) or 6514 (tls)
     framing: Literal["octet-counting", "lf"] = "octet-counting"  # tcp / tls
     verify: bool = True  # tls: verify the certificate and the host name
-    ca_file: str | None = None  # tls: PEM bundle of the CA(s) to trust instead of the system store
     server_name: str | None = None  # tls: the name to verify (and send as SNI) when not ``host``
     facility: int | str = "local4"
     hostname: str = Field(default_factory=_local_hostname)  # the RFC 5424 HOSTNAME field
@@ -120,6 +131,14 @@ class Config(SinkConfig):
     def _host(cls, value: str) -> str:
         if not value.strip() or any(c.isspace() for c in value):
             raise ValueError("expected a host name or address")
+        return value
+
+    @field_validator("transport")
+    @classmethod
+    def _private_ca_needs_tls(cls, value: str, info: ValidationInfo) -> str:
+        # tls_ca_file / tls_ca_pem (common fields) are validated before this one, so they are known here
+        if value != "tls" and (info.data.get("tls_ca_file") or info.data.get("tls_ca_pem")):
+            raise ValueError("tls_ca_file / tls_ca_pem are set, but only transport: tls uses them")
         return value
 
     @field_validator("facility")
@@ -138,7 +157,7 @@ class Config(SinkConfig):
             raise ValueError("expected 1-255 printable ASCII characters without spaces")
         return value
 
-    @field_validator("ca_file", "server_name")
+    @field_validator("server_name")
     @classmethod
     def _tls_only(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and info.data.get("transport") != "tls":
@@ -333,16 +352,12 @@ def frame(msg: bytes, config: Config) -> bytes:
     return str(len(msg)).encode("ascii") + b" " + msg  # RFC 6587 §3.4.1 octet counting
 
 
-def tls_context(config: Config) -> ssl.SSLContext:
+def client_context(config: Config) -> ssl.SSLContext:
     if config.verify:
-        try:
-            ctx = ssl.create_default_context(cafile=config.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise PermanentError(f"syslog: cannot load ca_file ({type(exc).__name__})") from None
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
+        return tls_context(config.trust)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
@@ -358,7 +373,7 @@ def _send_udp(rendered: list[bytes], config: Config) -> None:
 
 
 def _send_stream(rendered: list[bytes], config: Config) -> None:
-    ctx = tls_context(config) if config.transport == "tls" else None
+    ctx = client_context(config) if config.transport == "tls" else None
     raw = socket.create_connection((config.host, config.port_number), timeout=config.timeout_seconds)
     try:
         sock: socket.socket = raw
@@ -382,8 +397,7 @@ def send(rendered: list[bytes], config: Config, http: Http) -> str:
         else:
             _send_stream(rendered, config)
     except ssl.SSLCertVerificationError as exc:
-        reason = truncate(clean(str(exc.verify_message or exc.reason or "")), 120)
-        raise PermanentError(f"syslog: TLS certificate verification failed ({reason})") from None
+        raise PermanentError(f"syslog: {certificate_problem(exc)}") from None
     except ssl.SSLError as exc:
         reason = truncate(clean(str(exc.reason or type(exc).__name__)), 120)
         raise TransientError(f"syslog: TLS handshake failed ({reason})") from None

@@ -217,7 +217,7 @@ def test_an_unwritable_sink_keeps_its_alerts_as_dead_letters_listed_and_resendab
     assert main(["deliver", "--config", str(cfg), "--state", state]) == 0  # nothing due: dead, not pending
     main(["outbox", "list", "--state", state, "--status", "dead"])
     dead = capsys.readouterr().out
-    assert dead.count("dead     archive") > 0 and "last error: file: cannot write" in dead
+    assert dead.count("dead     archive") > 0 and "last error: archive (file): cannot write" in dead
     target.rmdir()
     assert main(["outbox", "retry", "--state", state]) == 0
     assert main(["deliver", "--config", str(cfg), "--state", state]) == 0

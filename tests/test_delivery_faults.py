@@ -111,7 +111,7 @@ def test_a_permanent_4xx_is_a_dead_letter_listed_and_resendable(
         main(["outbox", "list", "--state", state, "--status", "dead"])
         listing = capsys.readouterr().out
         assert listing.count("dead     oncall") == sent_once
-        assert "last error: pagerduty: HTTP 400" in listing or "last error: oncall: HTTP 400" in listing
+        assert "last error: oncall (pagerduty): HTTP 400 Bad Request" in listing
         assert KEY not in listing
         pd.script(Answer(202, b'{"status":"success"}'))
         assert main(["outbox", "retry", "--state", state, "--sink", "oncall"]) == 0

@@ -37,6 +37,7 @@ from pimwatch.store import SqliteStore
 from sinks import email as sink
 from tests.conftest import REPO
 from tests.loopback import Answer, serve
+from tests.sinks.private_ca import PrivateCA
 
 GOLDEN = REPO / "tests" / "golden" / "sinks" / "email"
 SENDER = "pim-alerts@contoso.com"
@@ -632,7 +633,7 @@ def test_smtp_starttls_with_password_auth(cert: Cert, mechanism: str) -> None:
             auth="password",
             username=USER,
             password=PASSWORD,
-            ca_file=cert.cert,
+            tls_ca_file=cert.cert,
         )
         email = sink.render([golden_alerts()[Severity.HIGH]], cfg)
         assert sink.send(email, cfg, HTTP).startswith("250 ")
@@ -656,7 +657,12 @@ def test_smtp_wrong_password_is_permanent_and_never_echoed(cert: Cert) -> None:
     ) as port:
         wrong = PASSWORD + "-wrong"
         cfg = config(
-            smtp_port=port, tls="starttls", auth="password", username=USER, password=wrong, ca_file=cert.cert
+            smtp_port=port,
+            tls="starttls",
+            auth="password",
+            username=USER,
+            password=wrong,
+            tls_ca_file=cert.cert,
         )
         with pytest.raises(PermanentError) as info:
             sink.send(sink.render([golden_alerts()[Severity.LOW]], cfg), cfg, HTTP)
@@ -692,7 +698,7 @@ def test_smtp_xoauth2_with_an_injected_token_provider(cert: Cert) -> None:
     handler = OAuthRecorder()
     scopes: list[str] = []
     with smtp_server(handler, tls_context=cert.server_context(), auth_required=True) as port:
-        cfg = config(smtp_port=port, tls="starttls", auth="xoauth2", ca_file=cert.cert)
+        cfg = config(smtp_port=port, tls="starttls", auth="xoauth2", tls_ca_file=cert.cert)
         email = sink.render([golden_alerts()[Severity.CRITICAL]], cfg)
         assert sink.send(email, cfg, HTTP, token_provider=static(calls=scopes)).startswith("250 ")
     assert scopes == [sink.SMTP_SCOPE]
@@ -703,7 +709,7 @@ def test_smtp_xoauth2_with_an_injected_token_provider(cert: Cert) -> None:
 def test_smtp_xoauth2_rejected_token_is_permanent_and_never_echoed(cert: Cert) -> None:
     handler = OAuthRecorder(token="the-right-token")
     with smtp_server(handler, tls_context=cert.server_context(), auth_required=True) as port:
-        cfg = config(smtp_port=port, tls="starttls", auth="xoauth2", username=USER, ca_file=cert.cert)
+        cfg = config(smtp_port=port, tls="starttls", auth="xoauth2", username=USER, tls_ca_file=cert.cert)
         with pytest.raises(PermanentError, match=r"authentication failed \(535") as info:
             sink.send(sink.render([golden_alerts()[Severity.LOW]], cfg), cfg, HTTP, token_provider=static())
     _secret_free(info.value)
@@ -712,7 +718,7 @@ def test_smtp_xoauth2_rejected_token_is_permanent_and_never_echoed(cert: Cert) -
 
 def test_smtp_xoauth2_not_offered_is_permanent(cert: Cert) -> None:
     with smtp_server(Recorder(), tls_context=cert.server_context()) as port:
-        cfg = config(smtp_port=port, tls="starttls", auth="xoauth2", ca_file=cert.cert)
+        cfg = config(smtp_port=port, tls="starttls", auth="xoauth2", tls_ca_file=cert.cert)
         with pytest.raises(PermanentError, match="does not offer AUTH XOAUTH2"):
             sink.send(sink.render([golden_alerts()[Severity.LOW]], cfg), cfg, HTTP, token_provider=static())
 
@@ -777,10 +783,44 @@ def test_smtp_timeout_and_refused_connection_are_transient() -> None:
         sink.send(sink.render([golden_alerts()[Severity.LOW]], cfg), cfg, HTTP)
 
 
-def test_smtp_missing_ca_file_is_permanent(tmp_path: Path) -> None:
-    cfg = config(tls="starttls", ca_file=str(tmp_path / "missing.pem"))
-    with pytest.raises(PermanentError, match="cannot load ca_file"):
-        sink.send(sink.render([golden_alerts()[Severity.LOW]], cfg), cfg, HTTP)
+def test_smtp_missing_ca_file_is_a_config_error(tmp_path: Path, plugins: list[Plugin]) -> None:
+    for key in ("tls_ca_file", "ca_file"):  # ca_file: the old name, read as tls_ca_file
+        spec = {"type": "email", "sender": SENDER, "to": TO, "smtp_host": "h", key: str(tmp_path / "no.pem")}
+        with pytest.raises(ConfigError) as raised:
+            build({"sinks": {"relay": spec}}, plugins, "t.yaml", env={})
+        assert raised.value.problems == [
+            "sinks.relay.tls_ca_file: Value error, cannot read the CA file (FileNotFoundError)"
+        ]
+
+
+@pytest.mark.parametrize(("tls", "how"), [("starttls", "tls_ca_file"), ("implicit", "tls_ca_pem")])
+def test_smtp_trusting_a_private_ca_delivers(private_ca: PrivateCA, tls: str, how: str) -> None:
+    """A relay whose certificate chains to a private CA (not self-signed): trusted through the
+    sink's tls_ca_file / tls_ca_pem, delivered through the Deliverer under the sink's name."""
+    handler = Recorder()
+    context = {"tls_context" if tls == "starttls" else "ssl_context": private_ca.server_context()}
+    trust = str(private_ca.ca_file) if how == "tls_ca_file" else private_ca.ca_pem
+    with smtp_server(handler, **context) as port:
+        spec = {"type": "email", "sender": SENDER, "to": TO, "smtp_host": "127.0.0.1", "smtp_port": port,
+                "tls": tls, "timeout_seconds": 2, how: trust}  # fmt: skip
+        store = SqliteStore()
+        loaded = build({"sinks": {"relay": spec}}, [], "t.yaml", env={}).sinks
+        deliverer = Deliverer(loaded, store, Policy(), HTTP, sleep=lambda s: None)
+        store.merge_alert(golden_alerts()[Severity.HIGH])
+        deliverer.enqueue(golden_alerts()[Severity.HIGH], "new")
+        outcome = deliverer.run()
+    assert outcome.sent == {"relay": 1} and len(handler.received) == 1
+
+
+def test_smtp_without_the_private_ca_is_a_named_permanent_error(private_ca: PrivateCA) -> None:
+    with smtp_server(Recorder(), tls_context=private_ca.server_context()) as port:
+        spec = {"type": "email", "sender": SENDER, "to": TO, "smtp_host": "127.0.0.1", "smtp_port": port,
+                "tls": "starttls", "timeout_seconds": 2}  # fmt: skip
+        relay = build({"sinks": {"relay": spec}}, [], "t.yaml", env={}).sinks["relay"]
+        with pytest.raises(PermanentError) as raised:
+            relay.send(relay.render([golden_alerts()[Severity.LOW]]), HTTP)
+    assert str(raised.value).startswith("relay (email): TLS certificate verification failed (")
+    assert str(raised.value).endswith("; set tls_ca_file for a private CA")
 
 
 # --- tokens ------------------------------------------------------------------------------------------------

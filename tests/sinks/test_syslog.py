@@ -578,9 +578,13 @@ def test_tls_without_verification_delivers(certificate: tuple[Path, Path]) -> No
         assert octet_frames(listener.received()) == syslog.render([alert()], cfg)
 
 
-def test_tls_missing_ca_file_is_permanent(tmp_path: Path) -> None:
-    cfg = config(1, transport="tls", ca_file=str(tmp_path / "missing.pem"))
-    with pytest.raises(PermanentError, match=r"cannot load ca_file \(FileNotFoundError\)"):
+def test_tls_ca_file_removed_after_start_is_permanent(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    """A missing file is a config error (tests/sinks/test_private_ca.py); gone since start: permanent."""
+    moved = tmp_path / "ca.pem"
+    moved.write_bytes(certificate[0].read_bytes())
+    cfg = config(1, transport="tls", tls_ca_file=str(moved))
+    moved.unlink()
+    with pytest.raises(PermanentError, match=r"cannot load tls_ca_file / tls_ca_pem \(FileNotFoundError\)"):
         deliver(syslog.render([alert()], cfg), cfg)
 
 
@@ -627,7 +631,8 @@ def test_config_builds_with_defaults() -> None:
         ({"transport": "http"}, "sinks.x.transport"),
         ({"facility": "local9"}, "sinks.x.facility"),
         ({"facility": 24}, "sinks.x.facility"),
-        ({"ca_file": "/etc/ca.pem"}, "sinks.x.ca_file"),  # transport tcp
+        ({"ca_file": "/etc/no-such-ca.pem", "transport": "tls"}, "sinks.x.tls_ca_file"),  # its old name
+        ({"tls_ca_file": "/etc/no-such-ca.pem", "transport": "tls"}, "sinks.x.tls_ca_file"),
         ({"server_name": "x"}, "sinks.x.server_name"),
         ({"transport": "udp", "max_bytes": 70000}, "sinks.x.max_bytes"),
         ({"max_bytes": 100}, "sinks.x.max_bytes"),
