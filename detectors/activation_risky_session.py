@@ -220,9 +220,11 @@ def _request(at: str) -> dict[str, object]:
     return pim(ACTIVATION_REQUESTED, at, ALICE, principal=ALICE, role=GA, justification="urgent")
 
 
-def _risky() -> dict[str, object]:
+def _risky(day: str) -> dict[str, object]:
+    """A high-risk sign-in at 14:00 on 2026-03-``day`` (each resolution case has its own day: the
+    cases also run together as one stream)."""
     return signin(
-        ALICE, "2026-03-10T14:00:00Z", risk="high", ip="203.0.113.50", country="NL", city="Amsterdam"
+        ALICE, f"2026-03-{day}T14:00:00Z", risk="high", ip="203.0.113.50", country="NL", city="Amsterdam"
     )
 
 
@@ -235,37 +237,37 @@ CASES = [
         "resolved when the activation made from the request expires",
         [
             _known(),
-            _risky(),
-            _request("2026-03-10T14:20:00Z"),
-            pim(ACTIVATION_COMPLETED, "2026-03-10T14:20:30Z", ALICE, principal=ALICE, role=GA),
-            _expired("2026-03-10T15:20:30Z"),
+            _risky("12"),
+            _request("2026-03-12T14:20:00Z"),
+            pim(ACTIVATION_COMPLETED, "2026-03-12T14:20:30Z", ALICE, principal=ALICE, role=GA),
+            _expired("2026-03-12T15:20:30Z"),
         ],
-        [{"status": "resolved", "resolved_at": "2026-03-10T15:20:30.000000Z"}],
+        [{"status": "resolved", "resolved_at": "2026-03-12T15:20:30.000000Z"}],
     ),
     Case(
         "the end arrives before the request (out of order): created resolved",
-        [_known(), _risky(), _expired("2026-03-10T15:20:30Z"), _request("2026-03-10T14:20:00Z")],
-        [{"status": "resolved", "resolved_at": "2026-03-10T15:20:30.000000Z"}],
+        [_known(), _risky("13"), _expired("2026-03-13T15:20:30Z"), _request("2026-03-13T14:20:00Z")],
+        [{"status": "resolved", "resolved_at": "2026-03-13T15:20:30.000000Z"}],
     ),
     Case(
         "the end arrives before the risky sign-in: created resolved when the sign-in comes",
         [
             _known(),
-            _request("2026-03-10T14:20:00Z"),
+            _request("2026-03-14T14:20:00Z"),
             pim(
                 "Remove member from role completed (PIM deactivate)",
-                "2026-03-10T14:50:00Z",
+                "2026-03-14T14:50:00Z",
                 ALICE,
                 principal=ALICE,
                 role=GA,
             ),
-            _risky(),
+            _risky("14"),
         ],
-        [{"status": "resolved", "resolved_at": "2026-03-10T14:50:00.000000Z"}],
+        [{"status": "resolved", "resolved_at": "2026-03-14T14:50:00.000000Z"}],
     ),
     Case(
         "the end of another role's activation leaves it open",
-        [_known(), _risky(), _request("2026-03-10T14:20:00Z"), _expired("2026-03-10T15:00:00Z", UA)],
+        [_known(), _risky("15"), _request("2026-03-15T14:20:00Z"), _expired("2026-03-15T15:00:00Z", UA)],
         [{"status": "open", "resolved_at": None}],
     ),
     Case(

@@ -8,14 +8,17 @@ The alert is resolved when the activations it is about have all ended (``Remove 
 (PIM activation expired)`` or ``... completed (PIM deactivate)``, :mod:`pimwatch.lifecycle`): the
 detector keeps each activation of the principal and, on every activation or end, finds the ones
 counted in a burst (``threshold`` distinct roles within ``within_minutes``, as the engine counts
-them). When every counted activation of the principal in the last two days has ended, the
-principal's open alerts are resolved at the latest of those ends; while one is still active, they
-stay open. Ends that arrive before their activation are remembered, so any arrival order converges.
-An activation that arrives after its burst's alert was resolved folds into the resolved alert.
+them). Counted activations that overlap in time (one starts before the others have ended) are one
+episode; when every activation of an episode has ended, its alerts are resolved at the latest of
+those ends; while one is still active, they stay open. Ends that arrive before their activation are
+remembered, so any arrival order converges. Limits: an activation that arrives after its burst's
+alert was resolved folds into the resolved alert (an alert is never reopened), and a second burst
+that overlaps the first but arrives after the first's ends leaves the first resolved at its own end.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END, ACTIVATION_ENDED
@@ -47,7 +50,15 @@ DETECTOR = Detector(
 def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
     if event.activity in ACTIVATION_END:
         key = remember_end(event, state)
-        return None if key is None or not key[0] else _resolution(key[0], event.time, state)
+        if key is None or not key[0]:
+            return None
+        at = event.time.timestamp()
+
+        def ended_here(act: Member) -> bool:
+            mine = _same(tuple((act.payload or {}).get("key", ())), key)
+            return mine and act.at <= at <= act.at + LONGEST_ACTIVATION.total_seconds()
+
+        return _resolutions(key[0], event.time, state, ended_here) or None
     if event.activity != ACTIVATION_COMPLETED or event.failed:
         return None
     who = event.target if (event.target.id or event.target.upn) else event.actor
@@ -69,29 +80,49 @@ def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | 
     pid = who.id or who.upn or ""
     state.add(_activations(pid), event.id, event.time, distinct, {"key": list(activation_key(event))})
     hit = DETECTOR.alert(event, key=(pid,), title=title, context=context, principal=who, distinct=distinct)
-    resolve = _resolution(pid, event.time, state)
-    return hit if resolve is None else [hit, resolve]
+    return [hit, *_resolutions(pid, event.time, state, lambda act: act.member == event.id)]
 
 
 def _activations(pid: str) -> str:
     return f"activations:{pid.lower()}"
 
 
-def _resolution(pid: str, around: datetime, state: State) -> Resolve | None:
-    """The resolution of the principal's alerts when every activation counted in a burst near
-    ``around`` has ended (at the latest end); None while one is active or none is counted."""
+def _same(a: tuple[str | None, ...], b: tuple[str | None, ...]) -> bool:
+    return [(k or "").lower() for k in a] == [(k or "").lower() for k in b]
+
+
+def _resolutions(
+    pid: str, around: datetime, state: State, touched: Callable[[Member], bool]
+) -> list[Hit | Resolve]:
+    """The resolutions due now that the record at hand changed the activation it ``touched``.
+
+    The counted activations (those in a burst) near ``around`` form episodes: an activation that
+    starts before every earlier one has ended joins their episode. An episode is over at the latest
+    end of its activations. Each alert belongs to one episode and begins after the previous episode
+    is over, so resolving at an episode's end closes its alerts and no later ones. The episodes are
+    resolved in time order up to the first one still active (resolving past it would close its
+    alerts too), and only when the touched activation is among them (otherwise nothing changed)."""
     acts = state.members(_activations(pid), around - 2 * LONGEST_ACTIVATION, around + LONGEST_ACTIVATION)
     threshold, minutes = state.params["threshold"], state.params["within_minutes"]
     counted = _counted(acts, int(threshold), float(minutes))  # type: ignore[arg-type]
-    ends = []
-    for act in counted:
+    episodes: list[tuple[list[Member], float | None]] = []  # activations, end (None: one active)
+    for act in sorted(counted, key=lambda a: (a.at, a.member)):
         key = tuple((act.payload or {}).get("key", ()))
-        started = datetime.fromtimestamp(act.at, UTC)
-        end = end_of(state, key, started) if key else None
-        if end is None:
-            return None
-        ends.append(end)
-    return DETECTOR.resolve(key=(pid,), at=max(ends)) if ends else None
+        end = end_of(state, key, datetime.fromtimestamp(act.at, UTC)) if key else None
+        stop = end.timestamp() if end is not None else None
+        if episodes and (episodes[-1][1] is None or act.at <= episodes[-1][1]):
+            members, last = episodes[-1]
+            episodes[-1] = ([*members, act], None if last is None or stop is None else max(last, stop))
+        else:
+            episodes.append(([act], stop))
+    over: list[Hit | Resolve] = []
+    changed = False
+    for members, stop in episodes:
+        if stop is None:
+            break
+        changed = changed or any(touched(m) for m in members)
+        over.append(DETECTOR.resolve(key=(pid,), at=datetime.fromtimestamp(stop, UTC)))
+    return over if changed else []
 
 
 def _counted(acts: list[Member], threshold: int, minutes: float) -> list[Member]:
@@ -129,9 +160,9 @@ def _deactivated(
     return pim("Remove member from role completed (PIM deactivate)", at, who, principal=who, role=role)
 
 
-def _burst(who: tuple[str, str | None, str | None], hour: str = "09") -> list[dict[str, object]]:
-    """Three roles in four minutes on 11 March."""
-    return [_act(who, f"2026-03-11T{hour}:0{2 * i}:00Z", ROLES[i]) for i in range(3)]
+def _burst(who: tuple[str, str | None, str | None], day: str, hour: str = "09") -> list[dict[str, object]]:
+    """Three roles in four minutes (each case its own day: the cases also run as one stream)."""
+    return [_act(who, f"2026-03-{day}T{hour}:0{2 * i}:00Z", ROLES[i]) for i in range(3)]
 
 
 def _mirror(who: tuple[str, str | None, str | None], at: str, role: tuple[str, str]) -> dict[str, object]:
@@ -169,7 +200,7 @@ CASES = [
     Case(
         "resolved when the last of its activations ends (one deactivated early, two expired)",
         [
-            *_burst(OSCAR),
+            *_burst(OSCAR, "11"),
             _deactivated(OSCAR, "2026-03-11T09:30:00Z", ROLES[1]),
             directory("Remove member from role", "2026-03-11T10:59:54Z", "MS-PIM", OSCAR, role=ROLES[0]),
             _expired(OSCAR, "2026-03-11T11:00:00Z", ROLES[0]),
@@ -179,27 +210,27 @@ CASES = [
     ),
     Case(
         "one of three activations ended: still open",
-        [*_burst(OSCAR), _deactivated(OSCAR, "2026-03-11T09:30:00Z", ROLES[1])],
+        [*_burst(OSCAR, "11"), _deactivated(OSCAR, "2026-03-11T09:30:00Z", ROLES[1])],
         [{"count": 3, "status": "open", "resolved_at": None}],
     ),
     Case(
         "the ends arrive before their activations (Entra delivers out of order): resolved all the same",
         [
-            _expired(OSCAR, "2026-03-11T10:00:00Z", ROLES[0]),
-            _expired(OSCAR, "2026-03-11T10:02:00Z", ROLES[1]),
-            _expired(OSCAR, "2026-03-11T10:04:00Z", ROLES[2]),
-            *_burst(OSCAR),
+            _expired(OSCAR, "2026-03-12T10:00:00Z", ROLES[0]),
+            _expired(OSCAR, "2026-03-12T10:02:00Z", ROLES[1]),
+            _expired(OSCAR, "2026-03-12T10:04:00Z", ROLES[2]),
+            *_burst(OSCAR, "12"),
         ],
-        [{"count": 3, "status": "resolved", "resolved_at": "2026-03-11T10:04:00.000000Z"}],
+        [{"count": 3, "status": "resolved", "resolved_at": "2026-03-12T10:04:00.000000Z"}],
     ),
     Case(
         "a later activation outside the burst does not keep the alert open; another's ends do not close it",
         [
-            *_burst(OSCAR),
-            *(_expired(OSCAR, f"2026-03-11T10:0{2 * i}:00Z", ROLES[i]) for i in range(3)),
-            _act(OSCAR, "2026-03-11T10:30:00Z", ROLES[3]),
-            *_burst(MALLORY, "12"),
-            *(_expired(MALLORY, f"2026-03-11T13:0{2 * i}:00Z", ROLES[i]) for i in range(2)),
+            *_burst(OSCAR, "13"),
+            *(_expired(OSCAR, f"2026-03-13T10:0{2 * i}:00Z", ROLES[i]) for i in range(3)),
+            _act(OSCAR, "2026-03-13T10:30:00Z", ROLES[3]),
+            *_burst(MALLORY, "13", "12"),
+            *(_expired(MALLORY, f"2026-03-13T13:0{2 * i}:00Z", ROLES[i]) for i in range(2)),
         ],
         [
             {"principal": {"upn": "adm-oscar@contoso.com"}, "status": "resolved"},

@@ -161,3 +161,31 @@ def test_a_risky_session_alert_is_resolved_when_the_activation_is_deactivated() 
     ]
     assert _status(done, "activation.risky_session") == [("resolved", "2026-03-10T15:00:21.000000Z")]
     assert _status(done + done, "activation.risky_session") == [("resolved", "2026-03-10T15:00:21.000000Z")]
+
+
+def test_overlapping_bursts_are_one_episode_resolved_at_its_last_end() -> None:
+    """A second burst starts while the first still holds roles: the alerts (one per hour bucket) stay
+    open until every activation of both has ended, then close at that last end — in time order."""
+    exo = ("Exchange Administrator", "29232cdf-9323-42fd-ade2-1d097af3e4de")
+    sec = ("Security Administrator", "194ae4cb-b126-40b2-bd5b-6091b380977d")
+    pra = ("Privileged Role Administrator", "e8611ab8-c189-46e8-94e1-60213ab1f814")
+    first = [(UA, "09:00"), (GA, "09:02"), (exo, "09:04")]
+    second = [(sec, "10:00"), (pra, "10:02"), (UA, "10:04")]  # UA again, after its early deactivation
+    records = [r for i, (role, at) in enumerate(first) for r in _activation(MALLORY, role, at, f"r1{i}")]
+    records += [
+        pim(
+            "Remove member from role completed (PIM deactivate)",
+            "2026-03-10T09:30:00Z",
+            MALLORY,
+            principal=MALLORY,
+            role=UA,
+        )
+    ]
+    records += [r for i, (role, at) in enumerate(second) for r in _activation(MALLORY, role, at, f"r2{i}")]
+    records += _expiry(MALLORY, GA, "11:02", "r11") + _expiry(MALLORY, exo, "11:04", "r12")
+    assert _status(records, "activation.simultaneous") == [("open", None), ("open", None)]
+    ends = [
+        r for i, (role, at) in enumerate(second) for r in _expiry(MALLORY, role, f"12:0{2 * i}", f"r2{i}")
+    ]
+    last = "2026-03-10T12:04:46.000000Z"
+    assert _status(records + ends, "activation.simultaneous") == [("resolved", last), ("resolved", last)]
