@@ -10,7 +10,9 @@ detector keeps each activation of the principal and, on every activation or end,
 counted in a burst (``threshold`` distinct roles within ``within_minutes``, as the engine counts
 them). Counted activations that overlap in time (one starts before the others have ended) are one
 episode; when every activation of an episode has ended, its alerts are resolved at the latest of
-those ends; while one is still active, they stay open. Ends that arrive before their activation are
+those ends; while one is still active, they stay open, and so do the principal's later alerts (a
+resolution closes every older open alert of the principal: the outbox resolves by key), for up to
+the week of state the detector reads around a record. Ends that arrive before their activation are
 remembered, so any arrival order converges. Limits: an activation that arrives after its burst's
 alert was resolved folds into the resolved alert (an alert is never reopened), and a second burst
 that overlaps the first but arrives after the first's ends leaves the first resolved at its own end.
@@ -45,6 +47,11 @@ DETECTOR = Detector(
     params={"threshold": 3, "within_minutes": 10, "suppress_minutes": 60},
     accumulate=("roles",),
 )
+
+# How far around a record the episodes are read: a resolution closes every older open alert of the
+# principal too, so every activation that may still hold one open must be seen. The clean-up keeps a
+# week of state at least (pimwatch.retention.FLOOR); what is older is over anyway.
+HISTORY = timedelta(days=7)
 
 
 def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
@@ -102,7 +109,7 @@ def _resolutions(
     is over, so resolving at an episode's end closes its alerts and no later ones. The episodes are
     resolved in time order up to the first one still active (resolving past it would close its
     alerts too), and only when the touched activation is among them (otherwise nothing changed)."""
-    acts = state.members(_activations(pid), around - 2 * LONGEST_ACTIVATION, around + LONGEST_ACTIVATION)
+    acts = state.members(_activations(pid), around - HISTORY, around + HISTORY)
     threshold, minutes = state.params["threshold"], state.params["within_minutes"]
     counted = _counted(acts, int(threshold), float(minutes))  # type: ignore[arg-type]
     episodes: list[tuple[list[Member], float | None]] = []  # activations, end (None: one active)
