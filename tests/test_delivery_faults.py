@@ -55,18 +55,19 @@ def test_a_sink_down_for_the_whole_run_gets_everything_exactly_once_when_back(
         )
         alerts = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
         high = {a["id"] for a in alerts if a["severity"] in ("high", "critical")}
+        closed = {a["id"] for a in alerts if a["id"] in high and a["status"] == "resolved"}  # + a resolve
         archived = archive.read_text().splitlines()
         resolved_in_run = sum(1 for a in alerts if a["status"] == "resolved")
         assert len(archived) == len(alerts) + resolved_in_run  # the healthy sink got everything at once
-        assert len(pd.requests) == 2 * len(high)  # one try and one retry each, all failed
+        assert len(pd.requests) == 2 * (len(high) + len(closed))  # one try and one retry each, all failed
         pd.script(Answer(202, b'{"status":"success"}'))
         pd.requests.clear()
         time.sleep(0.1)  # the retries' backoff (at most max_delay_seconds) has passed
         assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
         assert main(["deliver", "--config", str(cfg), "--state", state]) == 0  # nothing left to send
         events = _paged(pd.requests)
-        assert sorted(e["dedup_key"] for e in events) == sorted(high)  # exactly once each
-        assert all(e["event_action"] == "trigger" for e in events)
+        sent = sorted((e["dedup_key"], e["event_action"]) for e in events)
+        assert sent == sorted([(a, "trigger") for a in high] + [(a, "resolve") for a in closed])  # once each
     assert archive.read_text().splitlines() == archived  # the healthy sink untouched
     everything = capsys.readouterr()
     assert "will retry" in caplog.text  # the failures were logged...
@@ -83,12 +84,12 @@ def test_an_answer_lost_mid_delivery_is_retried_with_the_same_dedup_key(
     with serve(Answer(drop=True)) as pd:
         stream, cfg, state, _ = _setup(tmp_path, pd.url + "/v2/enqueue")
         main(["replay", "--config", str(cfg), "--state", state, "--send", str(stream)])
-        first = [e["dedup_key"] for e in _paged(pd.requests)]
+        first = [(e["dedup_key"], e["event_action"]) for e in _paged(pd.requests)]
         pd.script(Answer(202, b'{"status":"success"}'))
         pd.requests.clear()
         time.sleep(0.1)
         assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
-        second = [e["dedup_key"] for e in _paged(pd.requests)]
+        second = [(e["dedup_key"], e["event_action"]) for e in _paged(pd.requests)]
     assert set(second) == set(first) and len(second) == len(set(first))
     capsys.readouterr()
 
@@ -144,15 +145,15 @@ def test_a_process_killed_mid_delivery_loses_nothing_when_restarted(
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        before = [e["dedup_key"] for e in _paged(pd.requests)]
+        before = [(e["dedup_key"], e["event_action"]) for e in _paged(pd.requests)]
         pd.script(Answer(202, b'{"status":"success"}'))
         assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
-        after = [e["dedup_key"] for e in _paged(pd.requests)][len(before) :]
+        after = [(e["dedup_key"], e["event_action"]) for e in _paged(pd.requests)][len(before) :]
     from pimwatch.store import SqliteStore
 
     owed = {a.id for a in SqliteStore(state).alerts() if a.severity.value in ("high", "critical")}
     assert len(before) >= 2
-    assert set(before) | set(after) == owed  # nothing lost
+    assert {key for key, _ in before + after} == owed  # nothing lost
     assert len(after) == len(set(after))
     assert set(after).isdisjoint(set(before[:-1]))  # only the one in flight may go out again
     capsys.readouterr()
