@@ -41,7 +41,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -54,7 +53,7 @@ import orjson
 
 from pimwatch import heartbeat, retention, templating
 from pimwatch.alerts import Severity, synthetic_alert
-from pimwatch.archive import Archive, FileArchive
+from pimwatch.archive import Archive, FileArchive, writer_id
 from pimwatch.config import Config, load
 from pimwatch.delivery import Deliverer, Outcome
 from pimwatch.detector import Plugin, discover
@@ -200,13 +199,11 @@ class Runtime:
         folder = os.environ.get(ENV_QUARANTINE) or os.path.join(
             os.path.dirname(os.path.abspath(state)), "quarantine"
         )
-        name = f"quarantine-{_safe(socket.gethostname())}-{os.getpid()}.jsonl"
         return cls(
             config,
             plugins,
             lambda: _BatchStore(state),
-            Quarantine(os.path.join(folder, name)),
-            quarantined=lambda: _count_lines(folder),
+            Quarantine.on(FileArchive(folder, f"quarantine-{writer_id()}.jsonl")),  # counts every writer's
             dead_letters=FileArchive(os.path.join(os.path.dirname(os.path.abspath(state)), "deadletters")),
         )
 
@@ -471,22 +468,6 @@ def _hold(store: Store, held: bool) -> None:
 
 def _text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "host"
-
-
-def _count_lines(folder: str) -> int:
-    """Records in the quarantine: lines of every ``*.jsonl`` file in the folder (all workers')."""
-    total = 0
-    for f in sorted(Path(folder).glob("*.jsonl")):
-        try:
-            with f.open("rb") as fh:
-                total += sum(1 for _ in fh)
-        except OSError:
-            continue
-    return total
 
 
 _runtime: Runtime | None = None

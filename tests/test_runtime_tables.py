@@ -121,7 +121,7 @@ def test_a_crash_between_the_alert_writes_and_their_queueing_loses_nothing(
     queueing its alerts (every alert written, none queued). The function raises; the retried batch
     queues every alert, and the sink gets each one exactly once."""
     prefix = next(_PREFIXES)
-    with serve(Answer(202)) as hook, proxied(_port(azurite_storage)) as proxy:
+    with serve(Answer(202)) as hook, proxied(table_port(azurite_storage)) as proxy:
         cfg = build(
             {
                 **CONFIG,
@@ -173,10 +173,6 @@ class _CutBeforeQueueing(TableStore):
         return super().enqueue(alert_id, sink, kind, now, due)
 
 
-def _port(conn: str) -> int:
-    return table_port(conn)
-
-
 def test_a_table_store_outage_raises_and_the_retry_records_the_batch(
     azurite_storage: str,
     tmp_path: Path,
@@ -185,7 +181,7 @@ def test_a_table_store_outage_raises_and_the_retry_records_the_batch(
     expected: dict[str, int],
 ) -> None:
     prefix = next(_PREFIXES)
-    with proxied(_port(azurite_storage)) as proxy:
+    with proxied(table_port(azurite_storage)) as proxy:
         conn = via(azurite_storage, proxy)
         rt = runtime.Runtime(
             build(CONFIG, plugins),
