@@ -29,7 +29,6 @@ from typing import Any
 from pimwatch.alerts import Severity
 from pimwatch.detector import Case, Detector, Hit, Skip, State
 from pimwatch.event import Event
-from pimwatch.normalize import named_target
 from pimwatch.testing import PIM_SYSTEM, pim, pim_alert, user
 
 TRIGGERED = "Triggered PIM alert"
@@ -89,7 +88,7 @@ def pim_severity(name: str, definition_id: str) -> Severity | None:
 def detect(event: Event, state: State) -> Hit | None:
     if event.activity != TRIGGERED or event.service != "PIM":
         return None
-    named = named_target(event.raw)
+    named = event.named_target()
     if named is None:
         raise Skip("Triggered PIM alert without an alert name")
     name, definition_id = named
