@@ -41,7 +41,7 @@ import orjson
 from pimwatch.alerts import Severity
 from pimwatch.detector import DEFAULT_PRIVILEGED_ROLES, Case, Detector, Hit, Settings, Skip, State
 from pimwatch.event import Event
-from pimwatch.testing import directory, guid, user
+from pimwatch.testing import directory, guid, in_every_shape, user
 
 UPDATE = "Update conditional access policy"
 DELETE = "Delete conditional access policy"
@@ -533,5 +533,26 @@ CASES = [
             ),
         ],
         [],
+    ),
+    *(
+        Case(
+            f"{shape}: the old and new policy are read whatever the input shape",
+            records,
+            [
+                {
+                    "title": "Conditional Access policy 'Require MFA for admins' weakened by "
+                    "adm-kim@contoso.com: disabled; 1 group exclusion added",
+                    "context": {"policy_id": ADMIN_POLICY, "exclusions_added": {"groups": [HELPDESK_GROUP]}},
+                }
+            ],
+        )
+        for shape, records in in_every_shape(
+            ca_record(
+                UPDATE,
+                "2026-03-13T12:00:00Z",
+                ADMINS,
+                _with(ADMINS, state="disabled", excludeGroups=[HELPDESK_GROUP]),
+            )
+        ).items()
     ),
 ]

@@ -27,7 +27,7 @@ from typing import Any
 from pimwatch.alerts import Severity
 from pimwatch.detector import Case, Detector, Hit, Skip, State
 from pimwatch.event import Event
-from pimwatch.testing import guid, pim, pim_alert, user
+from pimwatch.testing import guid, in_every_shape, pim, pim_alert, user
 
 DISABLE = "Disable PIM alert"
 DEACTIVATE = "Deactivate PIM alert"
@@ -276,5 +276,24 @@ CASES = [
             pim("Onboarded resource to PIM", "2026-03-11T15:03:00Z", EVE, category="GroupManagement"),
         ],
         [],
+    ),
+    *(
+        Case(
+            f"{shape}: the alert name and the offboarded resource are read whatever the input shape",
+            records,
+            [
+                {
+                    "title": f"PIM alert '{OUTSIDE}' disabled by adm-eve@contoso.com",
+                    "context": {"alert": OUTSIDE},
+                },
+                {"title": "Resource 'Contoso-Prod' offboarded from PIM by adm-eve@contoso.com"},
+            ],
+        )
+        for shape, records in in_every_shape(
+            pim_alert(
+                DISABLE, "2026-03-11T16:00:00Z", EVE, OUTSIDE, definition="RolesAssignedOutsidePimAlert"
+            ),
+            _subscription_offboarded("2026-03-11T16:05:00Z"),
+        ).items()
     ),
 ]

@@ -14,7 +14,7 @@ from pimwatch.activities import ROLE_SETTING_UPDATED
 from pimwatch.alerts import Severity
 from pimwatch.detector import Case, Detector, Hit, State
 from pimwatch.event import Event
-from pimwatch.testing import guid, pim, user
+from pimwatch.testing import guid, in_every_shape, pim, user
 
 DETECTOR = Detector(
     id="settings.changed",
@@ -182,7 +182,55 @@ def _setting(at: str, role: tuple[str, str], reason: str, **kw: Any) -> dict[str
     return pim(ROLE_SETTING_UPDATED, at, ADMIN, role=role, reason=reason, **kw)
 
 
+def _setting_props(at: str, role: tuple[str, str], changes: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """A settings change carried as ``modifiedProperties`` of the Role target (JSON-encoded values)."""
+    rec = _setting(at, role, "")
+    target = rec["properties"]["targetResources"][0]
+    target["modifiedProperties"] = [{"displayName": n, "oldValue": o, "newValue": v} for n, o, v in changes]
+    return rec
+
+
+# The §10.2 probe: the same change, named in every input shape.
+WEAK_PROPS = _setting_props(
+    "2026-03-10T20:00:00Z",
+    GA,
+    [
+        ("IsApprovalRequired", '"true"', '"false"'),
+        ("ExpirationRule.MaximumDuration", '"PT8H"', '"P1D"'),
+        ("IsJustificationRequired", '"false"', '"true"'),
+        ("TemplateId", '""', '"62e90394-69f5-4237-9190-012177145e10"'),
+    ],
+)
+
+
 CASES = [
+    *(
+        Case(
+            f"weakening in modifiedProperties, {shape}: the same change is named whatever the input shape",
+            records,
+            [
+                {
+                    "severity": "critical",
+                    "count": 1,
+                    "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com"
+                    " — weakened: IsApprovalRequired changed from True to False; "
+                    "ExpirationRule.MaximumDuration changed from PT8H to P1D",
+                    "context": {
+                        "changes": [
+                            "IsApprovalRequired changed from True to False",
+                            "ExpirationRule.MaximumDuration changed from PT8H to P1D",
+                            "IsJustificationRequired changed from False to True",
+                        ],
+                        "weakening": [
+                            "IsApprovalRequired changed from True to False",
+                            "ExpirationRule.MaximumDuration changed from PT8H to P1D",
+                        ],
+                    },
+                }
+            ],
+        )
+        for shape, records in in_every_shape(WEAK_PROPS).items()
+    ),
     Case(
         "weakening Global Administrator is critical and names every weakening",
         [_setting("2026-03-10T19:40:00Z", GA, WEAK_TEXT)],
