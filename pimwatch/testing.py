@@ -373,7 +373,7 @@ def as_log_analytics(rec: Mapping[str, Any]) -> dict[str, Any]:
         "ResultDescription": rec.get("resultDescription", ""),
         "DurationMs": rec["durationMs"],
         "CorrelationId": rec["correlationId"],
-        "Identity": rec["identity"],
+        "Identity": rec.get("identity", ""),
         "Level": str(rec["Level"]),
         "Location": rec.get("location", ""),
         "AADTenantId": rec["tenantId"],
