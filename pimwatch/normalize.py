@@ -3,7 +3,9 @@
 Graph objects and Event Hub ``properties`` share their keys (entra-events.md §2.1), so both go
 through the same code; Log Analytics rows are first renamed to the same camelCase keys and their
 JSON-as-string columns decoded. Targets are looked up by ``type`` and details by lower-cased
-``key``, never by position (§0).
+``key``, never by position (§0). ``Event.targets`` / ``Event.modified`` (the old and new values of
+``modifiedProperties``) are decoded here, once and the same way for every shape, on first use:
+detectors never re-read ``event.raw``.
 """
 
 from __future__ import annotations
@@ -170,7 +172,7 @@ def _modified(target: Mapping[str, Any], name: str) -> str | None:
     for mp in props:
         if isinstance(mp, Mapping) and mp.get("displayName") == name:
             for side in ("newValue", "oldValue"):
-                v = _json_value(mp.get(side))
+                v = _decoded(mp.get(side))
                 if isinstance(v, list):
                     v = v[0] if v else None
                 if v not in (None, ""):
