@@ -5,7 +5,6 @@ Formats and drift: shared/reference/entra-events.md §0, §1, §2. Real records:
 
 from __future__ import annotations
 
-import copy
 import csv
 import gzip
 import io
@@ -32,10 +31,12 @@ from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, expand, read_file, route_record
 from pimwatch.store import SqliteStore
 from pimwatch.testing import TENANT, directory, pim, signin, user
+from pimwatch.testing import as_graph as to_graph
+from pimwatch.testing import as_log_analytics as to_la
+from pimwatch.testing import csv_bytes as to_csv
 from tests.conftest import SHARED_SAMPLES
 
 FIXTURES = Path(__file__).parent / "fixtures"
-WORKSPACE = "0f3e7c52-6a4d-4b8e-9c1f-2d7a5b9e4c33"  # a Log Analytics workspace id, never the tenant
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -253,98 +254,6 @@ RECORDS: list[dict[str, Any]] = [
         signin(ALICE, "2026-03-10T09:06:00Z", category="NonInteractiveUserSignInLogs", app="Microsoft Graph"),
     )
 ]
-
-
-def to_graph(rec: Mapping[str, Any]) -> dict[str, Any]:
-    """A Graph directoryAudit / signIn object: the Event Hub ``properties``, without the EH-only keys."""
-    obj = copy.deepcopy(dict(rec["properties"]))
-    user_ = (obj.get("initiatedBy") or {}).get("user")
-    if isinstance(user_, dict):
-        user_.pop("roles", None)
-    for t in obj.get("targetResources") or []:
-        t.pop("administrativeUnits", None)
-    return obj
-
-
-LA_TABLE = {
-    "SignInLogs": "SigninLogs",
-    "NonInteractiveUserSignInLogs": "AADNonInteractiveUserSignInLogs",
-}
-
-
-def to_la(rec: Mapping[str, Any]) -> dict[str, Any]:
-    """A Log Analytics row (entra-events.md §2.3): PascalCase, dynamic columns as JSON strings."""
-    p = rec["properties"]
-
-    def js(value: Any) -> str:
-        return json.dumps(value)
-
-    row: dict[str, Any] = {
-        "TenantId": WORKSPACE,
-        "SourceSystem": "Azure AD",
-        "TimeGenerated": rec["time"],
-        "ResourceId": rec["resourceId"],
-        "OperationName": rec["operationName"],
-        "OperationVersion": rec["operationVersion"],
-        "ResultType": rec.get("resultType", ""),
-        "ResultSignature": rec["resultSignature"],
-        "ResultDescription": rec.get("resultDescription", ""),
-        "DurationMs": rec["durationMs"],
-        "CorrelationId": rec["correlationId"],
-        "Identity": rec["identity"],
-        "Level": str(rec["Level"]),
-        "Location": rec.get("location", ""),
-        "AADTenantId": rec["tenantId"],
-        "Id": p["id"],
-    }
-    if rec["category"] == "AuditLogs":
-        row |= {
-            "Type": "AuditLogs",
-            "Category": p["category"],
-            "ActivityDateTime": p["activityDateTime"],
-            "ActivityDisplayName": p["activityDisplayName"],
-            "LoggedByService": p["loggedByService"],
-            "Result": p["result"],
-            "ResultReason": p["resultReason"],
-            "AADOperationType": p["operationType"],
-            "InitiatedBy": js(p["initiatedBy"]),
-            "TargetResources": js(p["targetResources"]),
-            "AdditionalDetails": js(p["additionalDetails"]),
-        }
-    else:
-        row |= {
-            "Type": LA_TABLE[rec["category"]],
-            "Category": rec["category"],
-            "CreatedDateTime": p["createdDateTime"],
-            "UserId": p["userId"],
-            "UserPrincipalName": p["userPrincipalName"],
-            "UserDisplayName": p["userDisplayName"],
-            "AppId": p["appId"],
-            "AppDisplayName": p["appDisplayName"],
-            "IPAddress": p["ipAddress"],
-            "ClientAppUsed": p["clientAppUsed"],
-            "ConditionalAccessStatus": p["conditionalAccessStatus"],
-            "AuthenticationRequirement": p["authenticationRequirement"],
-            "RiskLevelDuringSignIn": p["riskLevelDuringSignIn"],
-            "RiskLevelAggregated": p["riskLevelAggregated"],
-            "RiskState": p["riskState"],
-            "IsInteractive": p["isInteractive"],
-            "LocationDetails": js(p["location"]),
-            "Status": js(p["status"]),
-            "DeviceDetail": js(p["deviceDetail"]),
-            "MfaDetail": js(p["mfaDetail"]),
-            "ConditionalAccessPolicies": js(p["appliedConditionalAccessPolicies"]),
-            "AuthenticationDetails": js(p["authenticationDetails"]),
-        }
-    return row
-
-
-def to_csv(rows: list[dict[str, Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 def _graph_page(objs: list[dict[str, Any]], endpoint: str, more: bool) -> bytes:
