@@ -38,11 +38,19 @@ from typing import Any
 
 import orjson
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import DEFAULT_PRIVILEGED_ROLES, Case, Detector, Hit, Settings, Skip, State
-from pimwatch.event import Event
-from pimwatch.normalize import targets
-from pimwatch.testing import directory, guid, user
+from pimwatch.detection import (
+    DEFAULT_PRIVILEGED_ROLES,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Settings,
+    Severity,
+    Skip,
+    State,
+    targets,
+)
+from pimwatch.detection.records import directory, guid, user
 
 UPDATE = "Update conditional access policy"
 DELETE = "Delete conditional access policy"
@@ -77,7 +85,6 @@ DETECTOR = Detector(
     mitre=("T1556.009", "T1562.001"),
     kinds=("audit",),
     activities=ACTIVITIES,
-    params={"suppress_minutes": 0},
 )
 
 

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.normalize import named_target
-from pimwatch.testing import guid, pim, pim_alert, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State, named_target
+from pimwatch.detection.records import guid, pim, pim_alert, user
 
 DISABLE = "Disable PIM alert"
 DEACTIVATE = "Deactivate PIM alert"
@@ -60,7 +57,6 @@ DETECTOR = Detector(
     mitre=("T1562.001", "T1098"),
     kinds=("audit",),
     activities=ACTIVITIES,
-    params={"suppress_minutes": 0},
 )
 
 

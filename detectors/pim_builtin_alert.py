@@ -26,11 +26,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.normalize import named_target
-from pimwatch.testing import PIM_SYSTEM, pim, pim_alert, user
+from pimwatch.detection import (
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Severity,
+    Skip,
+    State,
+    Window,
+    minutes,
+    named_target,
+)
+from pimwatch.detection.records import PIM_SYSTEM, pim, pim_alert, user
 
 TRIGGERED = "Triggered PIM alert"
 
@@ -74,7 +82,7 @@ DETECTOR = Detector(
     mitre=("T1078.004", "T1098.003"),
     kinds=("audit",),
     activities=frozenset({TRIGGERED}),
-    params={"suppress_minutes": 1440},
+    window=Window(suppress=minutes(1440)),
 )
 
 
@@ -114,7 +122,7 @@ def detect(event: Event, state: State) -> Hit | None:
         key=(name, event.scope_id),
         title=title,
         context=context,
-        principal=event.target if (event.target.id or event.target.upn) else event.actor,
+        principal=event.subject,
         severity=severity,
     )
 

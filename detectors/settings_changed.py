@@ -11,11 +11,23 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pimwatch.activities import ROLE_SETTING_UPDATED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
-from pimwatch.event import Event
-from pimwatch.testing import guid, pim, user
+from pimwatch.detection import (
+    ROLE_SETTING_UPDATED,
+    Case,
+    Count,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Severity,
+    State,
+)
+from pimwatch.detection.records import guid, pim, user
+
+
+class Config(Params):
+    max_activation_hours: Count = 8  # a longer maximum activation is a weakening
+
 
 DETECTOR = Detector(
     id="settings.changed",
@@ -30,7 +42,7 @@ DETECTOR = Detector(
     mitre=("T1556", "T1484"),
     kinds=("audit",),
     activities=frozenset({ROLE_SETTING_UPDATED}),
-    params={"suppress_minutes": 0, "max_activation_hours": 8},
+    params=Config,
 )
 
 PREFIX = "setting changes in this session:"
@@ -123,10 +135,10 @@ def modified_changes(raw: Mapping[str, Any], max_hours: float) -> tuple[list[str
     return found, weak
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State[Config]) -> Hit | None:
     if event.activity != ROLE_SETTING_UPDATED or event.failed:
         return None
-    max_hours = float(state.params["max_activation_hours"])  # type: ignore[arg-type]
+    max_hours = float(state.params.max_activation_hours)
     listed = changes(event.result_reason)
     weak = [c for c in listed if weakening(c, max_hours)]
     from_props, weak_props = modified_changes(event.raw, max_hours)
