@@ -394,6 +394,11 @@ def discover(package: str = "detectors") -> list[Plugin]:
         meta = getattr(mod, "DETECTOR", None)
         if not isinstance(meta, Detector):
             continue
+        if callable(getattr(mod, "validate", None)):
+            raise RuntimeError(
+                f"{mod.__name__}: a module-level validate() is no longer read; check the values in a"
+                " model_validator of the detector's Params"
+            )
         cases = list(getattr(mod, "CASES", []))
         found.append(Plugin(meta, mod.detect, cases, mod, getattr(mod, "tick", None)))
     ids = [p.meta.id for p in found]

@@ -167,3 +167,22 @@ def test_a_new_detector_module_is_configured_retained_and_catalogued(throwaway: 
     alerts, _ = run_records(case.records, throwaway, case.config)
     got = [a.to_dict() for a in alerts if a.detector == "watch.activation"]
     assert len(got) == 1 and not matches(got[0], case.expect[0]), got
+
+
+def test_a_module_level_validate_hook_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old hook would be silently ignored now: discovery says where the check belongs instead."""
+    package = tmp_path / "old_detectors"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    source = textwrap.dedent(THROWAWAY) + "\n\ndef validate(params: object) -> list[str]:\n    return []\n"
+    (package / "watch_activation.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    try:
+        with pytest.raises(
+            RuntimeError, match=r"old_detectors.watch_activation: a module-level validate\(\)"
+        ):
+            discover("old_detectors")
+    finally:
+        for name in [n for n in sys.modules if n.startswith("old_detectors")]:
+            del sys.modules[name]
