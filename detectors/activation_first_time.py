@@ -11,14 +11,37 @@ History depends on what was seen before, so the detector wants its input in time
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Resolve, Skip, State
-from pimwatch.event import Event
-from pimwatch.lifecycle import activation_key, ended, with_end
-from pimwatch.testing import pim, user
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    ACTIVATION_END,
+    Case,
+    Count,
+    Detector,
+    Event,
+    History,
+    Hit,
+    Params,
+    Resolve,
+    Severity,
+    Skip,
+    State,
+    Window,
+    activation_key,
+    ended,
+    iso,
+    minutes,
+    parse_time,
+    with_end,
+)
+from pimwatch.detection.records import pim, user
+
+
+class Config(Params):
+    lookback_days: Annotated[Count, History(timedelta(days=1))] = 14  # how far back an activation counts
+    learning_hours: Count = 336  # quiet this long after the first activation seen (not a look-back)
+
 
 DETECTOR = Detector(
     id="activation.first_time",
@@ -32,17 +55,18 @@ DETECTOR = Detector(
     anchors=("Sentinel (new role activation, 14 d)",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
-    params={"lookback_days": 14, "learning_hours": 336, "suppress_minutes": 1440},
+    window=Window(suppress=minutes(1440)),
+    params=Config,
     ordered=True,
 )
 
 
-def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
+def detect(event: Event, state: State[Config]) -> Hit | Resolve | list[Hit | Resolve] | None:
     if event.activity in ACTIVATION_END:
         return ended(event, state, DETECTOR)  # the role is no longer active: resolved
     if event.failed:
         return None
-    who = event.target if (event.target.id or event.target.upn) else event.actor
+    who = event.subject
     role = event.role_id or event.role_name
     if not (who.id or who.upn) or not role:
         raise Skip("activation without a principal or a role")
@@ -51,14 +75,14 @@ def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | 
         state.put("watching-since", iso(event.time))
         since = iso(event.time)
     history = f"{(who.id or who.upn or '').lower()}|{role.lower()}|{(event.scope_id or '').lower()}"
-    lookback = timedelta(days=float(state.params["lookback_days"]))  # type: ignore[arg-type]
+    lookback = timedelta(days=state.params.lookback_days)
     earlier = [m for m in state.members(history, event.time - lookback, event.time) if m.member != event.id]
     state.add(history, event.id, event.time)
-    learning = timedelta(hours=float(state.params["learning_hours"]))  # type: ignore[arg-type]
+    learning = timedelta(hours=state.params.learning_hours)
     started = parse_time(since)
     if earlier or started is None or event.time - started < learning:
         return None
-    days = state.params["lookback_days"]
+    days = state.params.lookback_days
     label = event.role_name or event.role_id
     if event.scope_type in ("group", "resource"):
         label = f"{label} ({event.scope_name or event.scope_id})"

@@ -22,13 +22,40 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END, ACTIVATION_ENDED, ACTIVATION_REQUESTED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Resolve, State
-from pimwatch.event import Event, Principal
-from pimwatch.lifecycle import LONGEST_ACTIVATION, ActivationKey, activation_key, end_of, remember_end
-from pimwatch.testing import PIM_SYSTEM, pim, signin, user
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    ACTIVATION_END,
+    ACTIVATION_ENDED,
+    ACTIVATION_REQUESTED,
+    LONGEST_ACTIVATION,
+    ActivationKey,
+    Case,
+    Count,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Principal,
+    Resolve,
+    Severity,
+    State,
+    Window,
+    activation_key,
+    end_of,
+    iso,
+    minutes,
+    parse_time,
+    remember_end,
+)
+from pimwatch.detection.records import PIM_SYSTEM, pim, signin, user
+
+
+class Config(Params):
+    risk_levels: list[str] = ["medium", "high"]  # sign-in risk (during or aggregated) that counts
+    flag_single_factor: bool = True
+    flag_conditional_access: bool = True  # Conditional Access failed or not applied
+    new_country_days: Count = 30  # a countries document that trims itself (not a look-back)
+
 
 DETECTOR = Detector(
     id="activation.risky_session",
@@ -43,15 +70,8 @@ DETECTOR = Detector(
     kinds=("signin", "audit"),
     activities=frozenset({ACTIVATION_REQUESTED}) | ACTIVATION_END,
     privileged_signins=True,
-    params={
-        "within_minutes": 60,
-        "risk_levels": ["medium", "high"],
-        "flag_single_factor": True,
-        "flag_conditional_access": True,
-        "new_country_days": 30,
-        "suppress_minutes": 0,
-    },
-    accumulate=("reasons", "risky_sign_ins"),
+    window=Window(within=minutes(60), accumulate=("reasons", "risky_sign_ins")),
+    params=Config,
     ordered=True,
 )
 
@@ -63,7 +83,7 @@ def _pid(p: Principal) -> str:
     return (p.id or p.upn or "").lower()
 
 
-def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
+def detect(event: Event, state: State[Config]) -> Hit | Resolve | list[Hit | Resolve] | None:
     if event.kind == "signin":
         return _signin(event, state)
     if event.activity in ACTIVATION_END:
@@ -82,7 +102,7 @@ def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | 
         "activation": list(activation_key(event)),
     }
     state.add(f"req:{_pid(who)}", event.id, event.time, payload=request)
-    within = timedelta(minutes=float(state.params["within_minutes"]))  # type: ignore[arg-type]
+    within = state.window.within
     risky = [
         m.payload for m in state.members(f"risky:{_pid(who)}", event.time - within, event.time) if m.payload
     ]
@@ -123,21 +143,21 @@ def _ended(event: Event, state: State) -> list[Hit | Resolve] | None:
     return out or None
 
 
-def _signin(event: Event, state: State) -> Hit | list[Hit | Resolve] | None:
+def _signin(event: Event, state: State[Config]) -> Hit | list[Hit | Resolve] | None:
     s = event.signin
     pid = _pid(event.actor)
     if s is None or not pid:
         return None
     p = state.params
     reasons = []
-    levels = {str(x).lower() for x in p["risk_levels"]}  # type: ignore[union-attr]
+    levels = {x.lower() for x in p.risk_levels}
     for level in (s.risk_during, s.risk_aggregated):
         if level and level.lower() in levels:
             reasons.append(f"risk {level.lower()}")
             break
-    if p["flag_conditional_access"] and s.ca_status in ("failure", "notApplied"):
+    if p.flag_conditional_access and s.ca_status in ("failure", "notApplied"):
         reasons.append(f"Conditional Access {s.ca_status}")
-    if p["flag_single_factor"] and s.auth_requirement == "singleFactorAuthentication" and s.succeeded:
+    if p.flag_single_factor and s.auth_requirement == "singleFactorAuthentication" and s.succeeded:
         reasons.append("single-factor")
     if s.country and _new_country(state, pid, s.country.upper(), event.time):
         reasons.append(f"new country {s.country.upper()}")
@@ -152,7 +172,7 @@ def _signin(event: Event, state: State) -> Hit | list[Hit | Resolve] | None:
         "app": s.app,
     }
     state.add(f"risky:{pid}", event.id, event.time, payload=fact)
-    within = timedelta(minutes=float(p["within_minutes"]))  # type: ignore[arg-type]
+    within = state.window.within
     later = [m.payload for m in state.members(f"req:{pid}", event.time, event.time + within) if m.payload]
     if not later:
         return None
@@ -160,11 +180,11 @@ def _signin(event: Event, state: State) -> Hit | list[Hit | Resolve] | None:
     return _with_end(_hit(request, [fact], state), request, state)
 
 
-def _new_country(state: State, pid: str, country: str, when: datetime) -> bool:
+def _new_country(state: State[Config], pid: str, country: str, when: datetime) -> bool:
     """Whether ``country`` is new for the principal: it has a sign-in history in the last
     ``new_country_days`` and this country is not in it. One key/value document per principal
     (country → last sign-in), written only when it moves by more than an hour."""
-    days = timedelta(days=float(state.params["new_country_days"]))  # type: ignore[arg-type]
+    days = timedelta(days=state.params.new_country_days)
     seen: dict[str, str] = state.get(f"countries:{pid}") or {}
     since = iso(when - days)
     recent = {c: t for c, t in seen.items() if t >= since}
@@ -176,16 +196,16 @@ def _new_country(state: State, pid: str, country: str, when: datetime) -> bool:
     return new
 
 
-def _hit(request: dict[str, Any], risky: list[dict[str, Any]], state: State) -> Hit:
+def _hit(request: dict[str, Any], risky: list[dict[str, Any]], state: State[Config]) -> Hit:
     who = Principal(**request["principal"])
     when = parse_time(request["t"])
     assert when is not None
     reasons = sorted({r for fact in risky for r in fact["reasons"]})
-    minutes = state.params["within_minutes"]
+    within = state.window.within_minutes
     return Hit(
         key=(_pid(who),),
         title=f"{who.label()} requested activation of {request['role'] or '(unknown role)'} within "
-        f"{minutes} minutes of a risky sign-in",
+        f"{within} minutes of a risky sign-in",
         context={
             "role": request["role"],
             "request_id": request["request_id"],

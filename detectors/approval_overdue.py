@@ -12,23 +12,44 @@ and a decision that arrives after the alert fired resolves it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from pimwatch.activities import (
+from pimwatch.detection import (
     ACTIVATION_APPROVAL_REQUESTED,
     ACTIVATION_APPROVED,
     ACTIVATION_CANCELED,
     ACTIVATION_DENIED,
     ACTIVATION_EXPIRED_REQUEST,
+    Case,
+    Count,
+    Detector,
+    Event,
+    History,
+    Hit,
+    Params,
+    Principal,
+    Resolve,
+    Severity,
+    Skip,
+    State,
+    Window,
+    iso,
+    minutes,
+    parse_time,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Resolve, Skip, State
-from pimwatch.event import Event, Principal
-from pimwatch.testing import PIM_SYSTEM, pim, user
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection.records import PIM_SYSTEM, pim, user
 
 DECISIONS = frozenset(
     {ACTIVATION_APPROVED, ACTIVATION_DENIED, ACTIVATION_CANCELED, ACTIVATION_EXPIRED_REQUEST}
 )
+
+
+class Config(Params):
+    # A request waits this long for a decision; the state is read that far back.
+    sla_minutes: Annotated[Count, History(timedelta(minutes=1))] = 30
+    # And this much longer, for a decision that arrives late; added to the look-back.
+    lateness_minutes: Annotated[Count, History(timedelta(minutes=1), lateness=True)] = 15
+
 
 DETECTOR = Detector(
     id="approval.overdue",
@@ -42,7 +63,8 @@ DETECTOR = Detector(
     anchors=("none (needs streaming state: PIM only e-mails approvers)",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_APPROVAL_REQUESTED} | DECISIONS),
-    params={"sla_minutes": 30, "lateness_minutes": 15, "suppress_minutes": 1440},
+    window=Window(suppress=minutes(1440)),
+    params=Config,
     ordered=True,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,7 +80,7 @@ def detect(event: Event, state: State) -> Hit | Resolve | None:
             return None
         if not request:
             raise Skip("approval request without a request id")
-        who = event.target if (event.target.id or event.target.upn) else event.actor
+        who = event.subject
         state.add(
             "pending",
             request.lower(),
@@ -82,10 +104,10 @@ def detect(event: Event, state: State) -> Hit | Resolve | None:
     return DETECTOR.resolve(key=(request,))
 
 
-def tick(now: datetime, state: State) -> list[Hit | Resolve]:
+def tick(now: datetime, state: State[Config]) -> list[Hit | Resolve]:
     """Requests whose deadline (plus the allowed lateness) has passed at ``now`` without a decision."""
-    sla = timedelta(minutes=float(state.params["sla_minutes"]))  # type: ignore[arg-type]
-    late = timedelta(minutes=float(state.params["lateness_minutes"]))  # type: ignore[arg-type]
+    sla = timedelta(minutes=state.params.sla_minutes)
+    late = timedelta(minutes=state.params.lateness_minutes)
     out: list[Hit | Resolve] = []
     for m in state.members("pending", _EPOCH, now - sla - late):
         request, p = m.member, m.payload or {}

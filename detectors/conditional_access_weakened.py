@@ -38,10 +38,18 @@ from typing import Any
 
 import orjson
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import DEFAULT_PRIVILEGED_ROLES, Case, Detector, Hit, Settings, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, guid, in_every_shape, user
+from pimwatch.detection import (
+    DEFAULT_PRIVILEGED_ROLES,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Settings,
+    Severity,
+    Skip,
+    State,
+)
+from pimwatch.detection.records import directory, guid, in_every_shape, user
 
 UPDATE = "Update conditional access policy"
 DELETE = "Delete conditional access policy"
@@ -76,7 +84,6 @@ DETECTOR = Detector(
     mitre=("T1556.009", "T1562.001"),
     kinds=("audit",),
     activities=ACTIVITIES,
-    params={"suppress_minutes": 0},
 )
 
 

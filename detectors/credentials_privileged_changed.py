@@ -13,11 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_COMPLETED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, pim, user
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Severity,
+    State,
+    Window,
+    minutes,
+)
+from pimwatch.detection.records import directory, pim, user
 
 SECURITY_INFO = frozenset(
     {
@@ -49,7 +56,7 @@ DETECTOR = Detector(
     anchors=("Sentinel (hunting, watchlist)", "Microsoft security operations guide"),
     kinds=("audit",),
     activities=SECURITY_INFO | PASSWORD_RESETS,
-    params={"suppress_minutes": 60},
+    window=Window(suppress=minutes(60)),
     ordered=True,
 )
 

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import guid, in_every_shape, pim, pim_alert, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State
+from pimwatch.detection.records import guid, in_every_shape, pim, pim_alert, user
 
 DISABLE = "Disable PIM alert"
 DEACTIVATE = "Deactivate PIM alert"
@@ -59,7 +57,6 @@ DETECTOR = Detector(
     mitre=("T1562.001", "T1098"),
     kinds=("audit",),
     activities=ACTIVITIES,
-    params={"suppress_minutes": 0},
 )
 
 

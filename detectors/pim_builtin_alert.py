@@ -26,10 +26,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import PIM_SYSTEM, in_every_shape, pim, pim_alert, user
+from pimwatch.detection import (
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Severity,
+    Skip,
+    State,
+    Window,
+    minutes,
+)
+from pimwatch.detection.records import PIM_SYSTEM, in_every_shape, pim, pim_alert, user
 
 TRIGGERED = "Triggered PIM alert"
 
@@ -73,7 +81,7 @@ DETECTOR = Detector(
     mitre=("T1078.004", "T1098.003"),
     kinds=("audit",),
     activities=frozenset({TRIGGERED}),
-    params={"suppress_minutes": 1440},
+    window=Window(suppress=minutes(1440)),
 )
 
 
@@ -113,7 +121,7 @@ def detect(event: Event, state: State) -> Hit | None:
         key=(name, event.scope_id),
         title=title,
         context=context,
-        principal=event.target if (event.target.id or event.target.upn) else event.actor,
+        principal=event.subject,
         severity=severity,
     )
 

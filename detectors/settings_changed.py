@@ -10,11 +10,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pimwatch.activities import ROLE_SETTING_UPDATED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
-from pimwatch.event import Event
-from pimwatch.testing import guid, in_every_shape, pim, user
+from pimwatch.detection import (
+    ROLE_SETTING_UPDATED,
+    Case,
+    Count,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Severity,
+    State,
+)
+from pimwatch.detection.records import guid, in_every_shape, pim, user
+
+
+class Config(Params):
+    max_activation_hours: Count = 8  # a longer maximum activation is a weakening
+
 
 DETECTOR = Detector(
     id="settings.changed",
@@ -29,7 +41,7 @@ DETECTOR = Detector(
     mitre=("T1556", "T1484"),
     kinds=("audit",),
     activities=frozenset({ROLE_SETTING_UPDATED}),
-    params={"suppress_minutes": 0, "max_activation_hours": 8},
+    params=Config,
 )
 
 PREFIX = "setting changes in this session:"
@@ -118,10 +130,10 @@ def modified_changes(event: Event, max_hours: float) -> tuple[list[str], list[st
     return found, weak
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State[Config]) -> Hit | None:
     if event.activity != ROLE_SETTING_UPDATED or event.failed:
         return None
-    max_hours = float(state.params["max_activation_hours"])  # type: ignore[arg-type]
+    max_hours = float(state.params.max_activation_hours)
     listed = changes(event.result_reason)
     weak = [c for c in listed if weakening(c, max_hours)]
     from_props, weak_props = modified_changes(event, max_hours)

@@ -20,6 +20,12 @@ ACTIVATION_EXPIRED_REQUEST = "PIM activation request expired"
 ACTIVATION_ENDED = "Remove member from role (PIM activation expired)"
 ROLE_SETTING_UPDATED = "Update role setting in PIM"
 
+# PIM's system identity: the user object "Azure AD PIM" (no UPN) that initiates PIM's scans, alerts,
+# expiries and some of its directory writes (entra-events.md §3.3). Its object id is the same in
+# every tenant.
+PIM_SERVICE = "9dfd627f-bdc5-4b1c-af9d-c85097fdeff8"
+PIM_SERVICE_NAME = "Azure AD PIM"
+
 PIM_ACTIVITIES: frozenset[str] = frozenset(
     {
         ACTIVATION_REQUESTED,

@@ -60,9 +60,16 @@ def render_markdown(plugins: Sequence[Plugin]) -> str:
         out += [f"**Reads:** {inputs}", ""]
         if m.ordered:
             out += ["**Order:** depends on what was seen before; replay input in time order.", ""]
-        if m.params:
-            out += ["| parameter | default |", "|---|---|"]
-            out += [f"| `{k}` | `{_value(v)}` |" for k, v in m.params.items()]
-            out += [""]
+        w = m.window
+        if w.threshold > 1:
+            counted = w.distinct or "records"
+            out += [
+                f"**Window:** {w.threshold} or more distinct {counted} per key within {w.within_minutes}"
+                " minutes (`threshold`, `within_minutes`)",
+                "",
+            ]
+        out += ["| parameter | default |", "|---|---|"]
+        out += [f"| `{k}` | `{_value(v)}` |" for k, v in m.defaults().items()]
+        out += [""]
         out += [f"**Runbook:** {m.runbook}"]
     return "\n".join(out) + "\n"

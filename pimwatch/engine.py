@@ -41,11 +41,6 @@ class Active:
     suppress: timedelta
 
 
-def _minutes(params: Any, name: str, default: float) -> timedelta:
-    value = params.get(name, default)
-    return timedelta(minutes=float(value))
-
-
 def bucket_of(ts: float, suppress: timedelta) -> str:
     size = int(suppress.total_seconds())
     if size <= 0:
@@ -71,14 +66,14 @@ class Engine:
             cfg = config.detectors[plugin.meta.id]
             if not cfg.enabled:
                 continue
-            params = cfg.params
+            window = cfg.window  # the declared window with the config's overrides
             active = Active(
                 plugin=plugin,
                 config=cfg,
-                state=State(plugin.meta.id, params, config.settings, store, self.principals),
-                threshold=int(params.get("threshold", 1)),  # type: ignore[arg-type]
-                within=_minutes(params, "within_minutes", 0),
-                suppress=_minutes(params, "suppress_minutes", 0),
+                state=State(plugin.meta.id, cfg.params, config.settings, store, self.principals, window),
+                threshold=window.threshold,
+                within=window.within,
+                suppress=window.suppress,
             )
             for kind in plugin.meta.kinds:
                 self.by_kind[kind].append(active)
@@ -175,16 +170,10 @@ class Engine:
         # A record seen before is evaluated again all the same (folding makes that a no-op): a
         # store whose writes are not one transaction may have kept the member and lost the alert.
         self.store.add(wkey, record_id, at, distinct, payload)
-        ts = at.timestamp()
-        width = active.within.total_seconds()
         rows = self.store.members(wkey, at - active.within, at + active.within)
         groups: dict[str, dict[str, Member]] = defaultdict(dict)
-        for r in rows:
-            if r.at < ts:
-                continue
-            window = [x for x in rows if r.at - width <= x.at <= r.at]
-            if len({x.value for x in window}) >= active.threshold:
-                groups[bucket_of(r.at, active.suppress)].update({x.member: x for x in window})
+        for r, window in active.config.window.reached(rows, since=at.timestamp()):
+            groups[bucket_of(r.at, active.suppress)].update({x.member: x for x in window})
         for bucket, members in sorted(groups.items()):
             ordered = sorted(members.values(), key=lambda m: ((m.payload or {}).get("t", ""), m.member))
             first = ordered[0].payload or {}

@@ -135,6 +135,11 @@ class Event:
         return self.result == "failure"
 
     @property
+    def subject(self) -> Principal:
+        """The principal acted on (the target), else the one who acted (the actor)."""
+        return self.target if (self.target.id or self.target.upn) else self.actor
+
+    @property
     def signin(self) -> SignIn | None:
         if self.signin_source is None:
             return None

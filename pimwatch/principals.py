@@ -64,7 +64,7 @@ class Principals:
             return False
         if not self._settings.is_privileged(event.role_name, event.role_id):
             return False
-        p = event.target if (event.target.id or event.target.upn) else event.actor
+        p = event.subject
         new = False
         if p.id and p.id.lower() not in self.ids:
             self.ids.add(p.id.lower())

@@ -18,10 +18,12 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pimwatch.activities import PIM_SERVICE, PIM_SERVICE_NAME
+
 TENANT = "7d1c7a44-2b7e-4f0e-9d51-7c2a3d9e8b10"
 RESOURCE_ID = f"/tenants/{TENANT}/providers/Microsoft.aadiam"
 WORKSPACE = "0f3e7c52-6a4d-4b8e-9c1f-2d7a5b9e4c33"  # a Log Analytics workspace id, never the tenant
-PIM_SYSTEM = ("9dfd627f-bdc5-4b1c-af9d-c85097fdeff8", None, "Azure AD PIM")
+PIM_SYSTEM = (PIM_SERVICE, None, PIM_SERVICE_NAME)  # PIM's system identity as a record's actor
 User = tuple[str, str | None, str | None]  # (object id, UPN, display name)
 
 

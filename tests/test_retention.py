@@ -113,11 +113,20 @@ def test_what_each_detector_needs(plugins: list[Plugin]) -> None:
     assert not [w for w in needs if "suppress_minutes" in w or "remember_hours" in w]
 
 
-def test_every_exception_names_a_real_parameter(plugins: list[Plugin]) -> None:
-    params = {f"{p.meta.id}.{name}" for p in plugins for name in p.meta.params}
-    shared = {name for p in plugins for name in p.meta.params}
-    for name in retention.NOT_HISTORY:
-        assert name in params or name in shared, f"{name} is no detector parameter"
+def test_durations_not_marked_as_history_ask_for_none(plugins: list[Plugin]) -> None:
+    """A TTL, a learning period, a policy limit or a trimmed document: long values, no history."""
+    cfg = _config(
+        {
+            "detectors": {
+                "approval.self_approved": {"remember_hours": 5000},
+                "activation.risky_session": {"new_country_days": 400},
+                "settings.changed": {"max_activation_hours": 9000},
+                "activation.first_time": {"learning_hours": 9000},
+            }
+        },
+        plugins,
+    )
+    assert retention.horizon(cfg, plugins) == timedelta(days=15)  # lookback_days 14, plus a day
 
 
 def test_retention_days_under_what_the_detectors_need_is_a_config_error(plugins: list[Plugin]) -> None:
