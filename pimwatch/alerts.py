@@ -244,10 +244,10 @@ def records(incoming: Alert) -> list[tuple[str, str]]:
     return sorted((t, rid) for rid, t in times.items())
 
 
-def incoming_values(incoming: Alert) -> list[tuple[str, str]]:
-    """(list name, membership key) of every distinct accumulated value ``incoming`` carries."""
-    out: dict[str, str] = {}
+def incoming_values(incoming: Alert) -> list[tuple[str, str, Any]]:
+    """(list name, membership key, value) of every distinct accumulated value ``incoming`` carries."""
+    out: dict[str, tuple[str, Any]] = {}
     for name in incoming.accumulate:
         for item in list_values(incoming.context, name):
-            out.setdefault(value_member(name, item), name)
-    return [(name, member) for member, name in sorted(out.items())]
+            out.setdefault(value_member(name, item), (name, item))
+    return [(name, member, item) for member, (name, item) in sorted(out.items())]

@@ -207,7 +207,7 @@ class SqliteStore:
         now = time.time()
         fresh_events = [(t, rid) for t, rid in records(alert) if self._member(alert.id, record_member(rid))]
         new_values: dict[str, int] = {}
-        for name, member in incoming_values(alert):
+        for name, member, _value in incoming_values(alert):
             if self._member(alert.id, member):
                 new_values[name] = new_values.get(name, 0) + 1
         if not fresh_events and not new_values:
