@@ -97,7 +97,7 @@ class Alert:
 
     @property
     def last_seen(self) -> str:
-        return max(t for t, _ in self.events)
+        return max(self.events)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -121,6 +121,7 @@ class Alert:
 
     def to_store(self) -> dict[str, Any]:
         doc = self.to_dict()
+        del doc["event_ids"]  # the ids are in ``events``
         doc["events"] = [list(e) for e in self.events]
         doc["key"] = self.key
         doc["bucket"] = self.bucket
@@ -204,10 +205,7 @@ def fold(
         mine, theirs = out.context.get(name), incoming.context.get(name)
         if not isinstance(mine, list) and not isinstance(theirs, list):
             continue
-        seen: dict[str, Any] = {}
-        for item in (*list_values(out.context, name), *list_values(incoming.context, name)):
-            seen.setdefault(repr(item), item)
-        kept = [seen[r] for r in sorted(seen)[:LIST_LIMIT]]
+        kept = _smallest(list_values(out.context, name), list_values(incoming.context, name))
         before = len(list_values(out.context, name)) + int(out.context.get(name + OMITTED, 0))
         total = max(before + new_values.get(name, 0), len(kept))
         lists[name] = (kept, total - len(kept))
@@ -223,6 +221,23 @@ def fold(
     out.events = sample((*out.events, *fresh))
     out.count += len(fresh)
     return out
+
+
+def _smallest(kept: list[Any], more: list[Any]) -> list[Any]:
+    """The :data:`LIST_LIMIT` smallest (by ``repr``) distinct values of ``kept`` (already so) and
+    ``more``; without a sort when nothing in ``more`` can enter (the usual case of a busy alert)."""
+    last = repr(kept[-1]) if len(kept) >= LIST_LIMIT else None
+    if all(shows(kept, v) or (last is not None and repr(v) > last) for v in more):
+        return list(kept)
+    seen: dict[str, Any] = {}
+    for item in (*kept, *more):
+        seen.setdefault(repr(item), item)
+    return [seen[r] for r in sorted(seen)[:LIST_LIMIT]]
+
+
+def shows(values: list[Any], value: Any) -> bool:
+    """Whether ``value`` is among ``values`` (the same type and equal: 1 is not True)."""
+    return any(v == value and type(v) is type(value) for v in values)
 
 
 def value_member(name: str, value: Any) -> str:

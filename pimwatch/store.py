@@ -39,7 +39,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from pimwatch.alerts import Alert, fold, incoming_values, record_member, records
+from pimwatch.alerts import Alert, fold, incoming_values, list_values, record_member, records, shows
 
 MergeResult = Literal["new", "updated", "unchanged"]
 
@@ -124,6 +124,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, status, next_at);
 """
 SCHEMA_VERSION = "4"
 KV_CACHE_SIZE = 4096
+HOT_ALERTS = 256  # alerts kept decoded between folds (see _folding)
 
 
 class SqliteStore:
@@ -132,6 +133,7 @@ class SqliteStore:
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
         self._kv_cache: dict[str, tuple[bytes | None, float | None]] = {}
+        self._hot: dict[str, tuple[int, float, Alert]] = {}
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED")
             self._db.execute(
@@ -206,38 +208,48 @@ class SqliteStore:
         ``alert_members``), then one bounded read and write of the stored alert, whatever its count."""
         now = time.time()
         fresh_events = [(t, rid) for t, rid in records(alert) if self._member(alert.id, record_member(rid))]
+        existing = self._folding(alert.id)
         new_values: dict[str, int] = {}
-        for name, member, _value in incoming_values(alert):
+        for name, member, value in incoming_values(alert):
+            if existing is not None and shows(list_values(existing.context, name), value):
+                continue  # shown, so counted already
             if self._member(alert.id, member):
                 new_values[name] = new_values.get(name, 0) + 1
         if not fresh_events and not new_values:
             return "unchanged"
-        existing = self.get_alert(alert.id)
+        self._hot.pop(alert.id, None)  # folded in place below: cached again once written
         folded = fold(existing, alert, fresh_events, new_values)
         doc = orjson.dumps(folded.to_store())
+        first, last = folded.first_seen, folded.last_seen
         if existing is None:
             self._db.execute(
                 "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    folded.id,
-                    folded.detector,
-                    folded.severity.value,
-                    folded.first_seen,
-                    folded.last_seen,
-                    folded.count,
-                    doc,
-                    now,
-                    now,
-                    folded.key,
-                    folded.status,
+                    *(folded.id, folded.detector, folded.severity.value, first, last, folded.count),
+                    *(doc, now, now, folded.key, folded.status),
                 ),
             )
-            return "new"
-        self._db.execute(
-            "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=? WHERE id=?",
-            (folded.severity.value, folded.first_seen, folded.last_seen, folded.count, doc, now, folded.id),
-        )
-        return "updated"
+        else:
+            self._db.execute(
+                "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=?"
+                " WHERE id=?",
+                (folded.severity.value, first, last, folded.count, doc, now, folded.id),
+            )
+        if len(self._hot) >= HOT_ALERTS:
+            self._hot.clear()
+        self._hot[folded.id] = (folded.count, now, folded)
+        return "new" if existing is None else "updated"
+
+    def _folding(self, alert_id: str) -> Alert | None:
+        """The stored alert, to fold into: the copy this process last wrote while the row's (count,
+        updated) still match it (a rolled-back or other write changes them), else read and decoded."""
+        row = self._db.execute("SELECT count, updated FROM outbox WHERE id=?", (alert_id,)).fetchone()
+        if row is None:
+            return None
+        hot = self._hot.get(alert_id)
+        if hot is not None and (hot[0], hot[1]) == (row[0], row[1]):
+            return hot[2]
+        return self.get_alert(alert_id)
 
     def _member(self, alert_id: str, member: str) -> bool:
         """Insert-if-absent into the alert's membership: True when it was not there."""

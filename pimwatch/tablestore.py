@@ -103,7 +103,7 @@ from pimwatch.alerts import (
     list_values,
     record_member,
     records,
-    value_member,
+    shows,
 )
 from pimwatch.store import Delivery, Member, MergeResult, Store, StoreError
 
@@ -144,11 +144,6 @@ def _index_keys(detector: str, akey: str) -> list[str]:
     if "|" in akey:
         keys.append(_index_key(detector, akey[: akey.rindex("|")]))
     return keys
-
-
-def _kept_values(alert: Alert) -> set[str]:
-    """The membership keys of the values an alert shows (all counted: no row need be tried)."""
-    return {value_member(n, v) for n in alert.accumulate for v in list_values(alert.context, n)}
 
 
 def _guard(method: Callable[P, R]) -> Callable[P, R]:
@@ -388,10 +383,10 @@ class TableStore:
         while conflicts < MAX_RETRIES:
             existing = self._alert_of(stored) if stored is not None else None
             queued = stored is not None and stored.get("tq") is not False
-            if existing is not None:
-                seen = _kept_values(existing) | {record_member(rid) for _, rid in existing.events}
-                todo = [x for x in todo if x[0] not in seen]
-                values = [x for x in values if x[0] not in seen]
+            if existing is not None:  # what it shows is counted already
+                sampled = {record_member(rid) for _, rid in existing.events}
+                todo = [x for x in todo if x[0] not in sampled]
+                values = [v for v in values if not shows(list_values(existing.context, v[1][0]), v[1][1])]
             if not todo and not values:
                 return result if result != "unchanged" or queued or stored is None else "new"
             room = BATCH_LIMIT - 1
