@@ -203,11 +203,12 @@ def fold(
     lists: dict[str, tuple[list[Any], int]] = {}
     for name in out.accumulate:
         mine, theirs = out.context.get(name), incoming.context.get(name)
-        if not isinstance(mine, list) and not isinstance(theirs, list):
-            continue
-        kept = _smallest(list_values(out.context, name), list_values(incoming.context, name))
-        before = len(list_values(out.context, name)) + int(out.context.get(name + OMITTED, 0))
-        total = max(before + new_values.get(name, 0), len(kept))
+        if not isinstance(mine, list):
+            if not isinstance(theirs, list):
+                continue
+            mine = []
+        kept = _smallest(mine, theirs if isinstance(theirs, list) else [])
+        total = max(len(mine) + int(out.context.get(name + OMITTED, 0)) + new_values.get(name, 0), len(kept))
         lists[name] = (kept, total - len(kept))
     if take:
         out.title, out.principal, out.severity = incoming.title, incoming.principal, incoming.severity
@@ -218,7 +219,10 @@ def fold(
             out.context[name + OMITTED] = omitted
         else:
             out.context.pop(name + OMITTED, None)
-    out.events = sample((*out.events, *fresh))
+    if len(out.events) == 2 * SAMPLE and all(e > out.events[-1] for e in fresh):
+        out.events = out.events[:SAMPLE] + [*out.events[SAMPLE:], *sorted(fresh)][-SAMPLE:]  # the usual
+    else:
+        out.events = sample((*out.events, *fresh))
     out.count += len(fresh)
     return out
 
