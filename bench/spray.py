@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import (  # noqa: E402  (bench/ is not a package)
+from run import (
     BREAK_GLASS_UPNS,
     DEFAULT_DATA_DIR,
     GEN_EVENTS,
