@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -180,12 +181,20 @@ class Window:
         ``threshold`` distinct values, with that window. The one window count: the engine raises
         alerts with it, a detector reads which records were counted (:meth:`counted`)."""
         width = self.within.total_seconds()
-        for last in members:
-            if since is not None and last.at < since:
-                continue
-            window = [m for m in members if last.at - width <= m.at <= last.at]
-            if len({m.value for m in window}) >= self.threshold:
-                yield last, window
+        rows = sorted(members, key=lambda m: (m.at, m.member))
+        counts: Counter[str] = Counter()
+        lo = hi = 0
+        for last in rows:  # a sliding count: linear in the members, whatever the threshold
+            while hi < len(rows) and rows[hi].at <= last.at:
+                counts[rows[hi].value] += 1
+                hi += 1
+            while rows[lo].at < last.at - width:
+                counts[rows[lo].value] -= 1
+                if not counts[rows[lo].value]:
+                    del counts[rows[lo].value]
+                lo += 1
+            if (since is None or last.at >= since) and len(counts) >= self.threshold:
+                yield last, rows[lo:hi]
 
     def counted(self, members: Sequence[Member]) -> list[Member]:
         """The members that are in some window that reached the threshold."""
