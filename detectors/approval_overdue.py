@@ -4,9 +4,12 @@ An ``Add member to role approval requested (PIM activation)`` record opens a req
 PIM request id, entra-events.md §3.3). ``... request approved``, ``... request denied``,
 ``... canceled`` and ``PIM activation request expired`` decide it. Nothing in the log says "overdue":
 the alert fires on the *absence* of a decision, from :func:`tick`, which the pipeline calls with the
-clock in production and with the watermark (newest event time) in replay. It waits
-``lateness_minutes`` past the deadline for late-arriving decisions (Entra delivers minutes late),
-and a decision that arrives after the alert fired resolves it.
+clock in production and with the watermark (newest event time) at the end of a replay. A request is
+judged only once the clock has passed its deadline plus ``lateness_minutes`` (Entra delivers minutes
+late), from the whole picture then: no decision by the deadline alerts; a decision that came after
+the deadline alerts *and* resolves the alert at the decision's time. A decision read after the tick
+resolves it at the same time, so ticking early or late gives the same final alert (open, then
+resolved). Several decisions of one request: the earliest counts.
 """
 
 from __future__ import annotations
@@ -43,7 +46,6 @@ DETECTOR = Detector(
     kinds=("audit",),
     activities=frozenset({ACTIVATION_APPROVAL_REQUESTED} | DECISIONS),
     params={"sla_minutes": 30, "lateness_minutes": 15, "suppress_minutes": 1440},
-    ordered=True,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A decision is looked up when its request's deadline passes (minutes after it, or later when the
@@ -75,10 +77,11 @@ def detect(event: Event, state: State) -> Hit | Resolve | None:
     if not request:
         raise Skip("decision without a request id")
     decided = state.get(f"decided:{request.lower()}")
-    if decided is None or iso(event.time) < decided["t"]:
-        state.put(
-            f"decided:{request.lower()}", {"t": iso(event.time), "activity": event.activity}, ttl=DECIDED_KEPT
-        )
+    if decided is not None and decided["t"] <= iso(event.time):
+        return None  # an earlier (or the same) decision already counts
+    state.put(
+        f"decided:{request.lower()}", {"t": iso(event.time), "activity": event.activity}, ttl=DECIDED_KEPT
+    )
     return DETECTOR.resolve(key=(request,))
 
 
