@@ -4,7 +4,7 @@ Sentinel's "new role activation" hunt (detections.md D16) left-anti-joins today'
 the previous 14 days. Here every ``Add member to role completed (PIM activation)`` is kept in the
 store per (principal, role and scope). Whether one had none in the ``lookback_days`` before it is a
 question about an *absence*, so it is decided in :func:`tick`, once the clock has passed the
-activation plus ``lateness_minutes``, from all the history known then: an earlier activation that
+activation plus :data:`LATENESS` (15 minutes), from all the history known then: an earlier activation that
 arrives after a later one still counts (two at the same time: the smaller record id is the earlier).
 A fresh install knows no history, so nothing alerts until the detector has watched for
 ``learning_hours`` (default: the lookback) from the earliest activation it has seen — otherwise
@@ -36,8 +36,11 @@ DETECTOR = Detector(
     anchors=("Sentinel (new role activation, 14 d)",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
-    params={"lookback_days": 14, "learning_hours": 336, "lateness_minutes": 15, "suppress_minutes": 1440},
+    params={"lookback_days": 14, "learning_hours": 336, "suppress_minutes": 1440},
 )
+# How late an earlier activation may be read and still count: Entra delivers audit records minutes
+# late (within the retention's slack, so its history is still there).
+LATENESS = timedelta(minutes=15)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DUE = "due"  # activations not judged yet
 
@@ -72,13 +75,12 @@ def detect(event: Event, state: State) -> Resolve | None:
 
 
 def tick(now: datetime, state: State) -> list[Hit | Resolve]:
-    """Judge the activations at least ``lateness_minutes`` old at ``now``: first in the lookback?"""
-    late = timedelta(minutes=float(state.params["lateness_minutes"]))  # type: ignore[arg-type]
+    """Judge the activations at least :data:`LATENESS` old at ``now``: first in the lookback?"""
     lookback = timedelta(days=float(state.params["lookback_days"]))  # type: ignore[arg-type]
     learning = timedelta(hours=float(state.params["learning_hours"]))  # type: ignore[arg-type]
     started = parse_time(state.get("watching-since"))
     out: list[Hit | Resolve] = []
-    for m in state.members(DUE, _EPOCH, now - late):
+    for m in state.members(DUE, _EPOCH, now - LATENESS):
         state.remove(DUE, m.member)
         p = m.payload or {}
         at = datetime.fromtimestamp(m.at, UTC)

@@ -3,7 +3,7 @@
 None of the anchors correlates sign-ins with PIM requests in real time (detections.md D21, D54,
 D55). A sign-in is risky by what the record itself says: risk level (during the sign-in or
 aggregated) in ``risk_levels``, or Conditional Access failed. So the sign-in screen can let exactly
-those through (:attr:`DETECTOR.signin_values`) without knowing who is privileged, and what is
+those through (``signin_values``) without knowing who is privileged, and what is
 found does not depend on the order of the input. Risky sign-ins and requests are both kept in the
 store, and each looks for the other: an ``Add member to role requested (PIM activation)`` by the
 principal within ``within_minutes`` after a risky sign-in alerts, whichever of the two is read

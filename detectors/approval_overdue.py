@@ -63,9 +63,10 @@ def detect(event: Event, state: State) -> Hit | Resolve | None:
         who = event.target if (event.target.id or event.target.upn) else event.actor
         state.add(
             "pending",
-            request.lower(),
+            event.id,  # not the request id: two records of one request are judged alike, not lost
             event.time,
             payload={
+                "request": request.lower(),
                 "record": event.id,
                 "requester": who.as_alert(),
                 "role": event.role_name or event.role_id,
@@ -91,12 +92,13 @@ def tick(now: datetime, state: State) -> list[Hit | Resolve]:
     late = timedelta(minutes=float(state.params["lateness_minutes"]))  # type: ignore[arg-type]
     out: list[Hit | Resolve] = []
     for m in state.members("pending", _EPOCH, now - sla - late):
-        request, p = m.member, m.payload or {}
+        p = m.payload or {}
+        request = str(p.get("request") or m.member)
         requested = datetime.fromtimestamp(m.at, UTC)
         deadline = requested + sla
         decided = state.get(f"decided:{request}")
         decided_at = parse_time(decided["t"]) if decided else None
-        state.remove("pending", request)
+        state.remove("pending", m.member)
         if decided_at is not None and decided_at <= deadline:
             continue
         who = Principal(**p.get("requester", {}))
@@ -115,7 +117,7 @@ def tick(now: datetime, state: State) -> list[Hit | Resolve]:
                     "justification": p.get("justification"),
                 },
                 principal=who,
-                record=(requested, str(p.get("record") or request)),
+                record=(requested, m.member),
             )
         )
         if decided_at is not None:

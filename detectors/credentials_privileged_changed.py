@@ -104,7 +104,7 @@ def _privileged(event: Event, state: State) -> list[Hit] | None:
         return None
     hits: dict[str, Hit] = {}
     for n in _names(who):
-        state.add(f"privileged:{n}", event.id, event.time)
+        state.add(f"privileged:{n}", "privileged", event.time)  # one member: a principal is or is not
         for m in state.members(f"changed:{n}", _EPOCH, _END):
             p, when = m.payload or {}, parse_time((m.payload or {}).get("t"))
             if m.member in hits or when is None:
