@@ -208,6 +208,7 @@ def test_envelopes_with_mixed_categories_give_the_same_alerts_as_bare_records(
     _, bare, _ = _run(capsys, *base, str(stream_file))
     code, enveloped, err = _run(capsys, *base, str(env))
     assert code == 0
+
     def by_id(out: str) -> list[dict[str, Any]]:
         return sorted(_jsonl(out), key=lambda a: a["id"])
 
