@@ -18,7 +18,7 @@ import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,10 +86,10 @@ class Screen:
     * the ``properties``-level ``"userId"`` and ``"userPrincipalName"`` values are none of the
       accounts' (they must come after ``"properties":{`` with no ``{`` in between, so not inside a
       nested object);
-    * each of the ``values`` fields occurs at most once as a key in the line, and then as a plain
-      string (or null) that is not a wanted value. A key never occurs inside a JSON string: its
-      quotes would be escaped. So a record that has the field somewhere else than at the properties
-      level is parsed (a doubt), never wrongly skipped.
+    * each of the ``values`` fields occurs at most once as a key after ``"properties":{``, and then
+      as a plain ASCII string (or null) that is not a wanted value. A key never occurs inside a
+      JSON string: its quotes would be escaped. So a record that has the field in a nested object
+      as well as at the properties level is parsed (a doubt), never wrongly skipped.
 
     Any doubt (a key missing or repeated, another layout, an escape sequence in a value) means the
     line is parsed.
@@ -97,6 +97,15 @@ class Screen:
 
     sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
     values: tuple[tuple[str, frozenset[str]], ...] = ()
+    # ``values`` for the byte check: (b'"name"', wanted values as bytes), built once.
+    _keys: tuple[tuple[bytes, frozenset[bytes]], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = tuple(
+            (b'"' + name.encode() + b'"', frozenset(v.lower().encode() for v in wanted))
+            for name, wanted in self.values
+        )
+        object.__setattr__(self, "_keys", keys)
 
     def known(self, uid: object, upn: object) -> bool:
         for ids, upns in self.sources:
@@ -131,23 +140,20 @@ class Screen:
             for ids, upns in self.sources:
                 if v in ids or v in upns:
                     return False
-        for name, wanted in self.values:
-            key = b'"' + name.encode() + b'"'
-            at = line.find(key, start)
-            if at < 0:
-                if line.find(key) >= 0:
-                    return False  # only before the properties: not where the check reads it
-                continue
-            if line.find(key, at + 1) >= 0 or line.find(key, 0, at) >= 0:
-                return False
+        for key, wanted in self._keys:
+            at = line.rfind(key)  # the last one, then any other after the properties: one scan
+            if at < start:
+                continue  # not a properties-level field (one before the properties is not read)
+            if line.find(key, start, at) >= 0:
+                return False  # twice: which is the properties-level one is not known here
             begin = at + len(key)
-            if line.startswith(b":null", begin):
-                continue
-            if not line.startswith(b':"', begin):
-                return False
-            end = line.find(b'"', begin + 2)
-            value = line[begin + 2 : end]
-            if end < 0 or b"\\" in value or value.decode("utf-8", "replace").lower() in wanted:
+            if line.startswith(b':"', begin):
+                end = line.find(b'"', begin + 2)
+                value = line[begin + 2 : end]
+                # An escape or a non-ASCII byte: a doubt (the comparison is on the decoded text).
+                if end < 0 or not value.isascii() or b"\\" in value or value.lower() in wanted:
+                    return False
+            elif not line.startswith(b":null", begin):
                 return False
         return True
 
