@@ -55,11 +55,11 @@ def render_markdown(plugins: Sequence[Plugin]) -> str:
             inputs += " — activities: " + ", ".join(f"`{a}`" for a in sorted(m.activities))
         if m.break_glass_only:
             inputs += " — only records that involve a break-glass account"
-        if m.privileged_signins:
-            inputs += " — sign-ins of break-glass accounts and known privileged principals"
+        if m.signin_values:
+            inputs += " — sign-ins of break-glass accounts and sign-ins with " + "; ".join(
+                f"`{k}` {', '.join(sorted(v))}" for k, v in sorted(m.signin_values.items())
+            )
         out += [f"**Reads:** {inputs}", ""]
-        if m.ordered:
-            out += ["**Order:** depends on what was seen before; replay input in time order.", ""]
         w = m.window
         if w.threshold > 1:
             counted = w.distinct or "records"

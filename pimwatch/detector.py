@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import ModuleType
@@ -254,13 +254,11 @@ class Detector:
     # cares about records that involve a break-glass account.
     activities: frozenset[str] | None = None
     break_glass_only: bool = False
-    # A sign-in detector that needs the sign-ins of known privileged principals (pimwatch.principals)
-    # as well as those of the break-glass accounts: the others can still be skipped unparsed.
-    privileged_signins: bool = False
-    # True when the result depends on what was seen before (learned principals, history, a
-    # deadline): such a detector wants its input in time order, give or take its allowed lateness,
-    # and is exempt from the any-order property tests (it still must not count a duplicate twice).
-    ordered: bool = False
+    # A sign-in detector that needs, besides the sign-ins of break-glass accounts, those whose
+    # properties-level string fields have one of these values (compared lower-case), e.g.
+    # {"riskLevelDuringSignIn": {"high"}}: a property of the record itself, so what is screened out
+    # does not depend on what was read before; the others can still be skipped unparsed.
+    signin_values: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def alert(
         self,

@@ -47,8 +47,7 @@ trip per entity: 2,000 took 10 s on Azurite (20 per key: 1.4 s, 103 round trips)
 10-30 ms a round trip, so 500 is 5-15 s at worst. A call that reached the cap makes the next call
 (the next minute's timer) due at once, until the backlog is gone: 500 a minute is 720,000 a day.
 
-**Not pruned, and growing:** ``activation.risky_session`` keeps one ``countries:<principal>``
-document per privileged principal (it trims itself); claims (no detector uses them yet).
+**Not pruned, and growing:** claims (no detector uses them yet).
 ``approval.overdue``'s ``decided:<request>`` keys expire after a week (their own TTL).
 """
 

@@ -261,16 +261,28 @@ class SqliteStore:
         # is 0; and only alerts that began before the closing record.
         # Two index range lookups on (detector, akey): the exact key, and keys in [key|, key}) —
         # '}' follows '|' in byte order — with no further '|' after the record id.
+        # An alert is resolved at the EARLIEST closing record at or after its start, whatever the
+        # order they are read in: one resolved already by a later record moves to this one (it is
+        # not resolved anew: its resolve was queued the first time).
         rows = self._db.execute(
-            "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status='open' AND first_seen <= ?"
+            "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status IN ('open', 'resolved')"
+            " AND first_seen <= ?"
             " UNION ALL"
-            " SELECT doc FROM outbox WHERE detector=? AND akey >= ? AND akey < ? AND status='open'"
-            " AND first_seen <= ? AND instr(substr(akey, ?), '|') = 0",
+            " SELECT doc FROM outbox WHERE detector=? AND akey >= ? AND akey < ?"
+            " AND status IN ('open', 'resolved') AND first_seen <= ? AND instr(substr(akey, ?), '|') = 0",
             (detector, key, at, detector, key + "|", key + "}", at, len(key) + 2),
         ).fetchall()
         done = []
         for (doc,) in rows:
             alert = Alert.from_store(orjson.loads(doc))
+            if alert.status == "resolved":
+                if alert.resolved_at is not None and alert.resolved_at > at:
+                    alert.resolved_at = at
+                    self._db.execute(
+                        "UPDATE outbox SET doc=?, updated=? WHERE id=?",
+                        (orjson.dumps(alert.to_store()), time.time(), alert.id),
+                    )
+                continue
             alert.status, alert.resolved_at = "resolved", at
             self._db.execute(
                 "UPDATE outbox SET status='resolved', doc=?, updated=? WHERE id=?",

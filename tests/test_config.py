@@ -164,8 +164,7 @@ def test_only_the_keys_of_the_declared_window_are_accepted(plugins: list[Plugin]
         build({"detectors": {"activation.risky_session": {"threshold": 2}}}, plugins)
     assert exc.value.problems == [
         "detectors.activation.risky_session.threshold: unknown parameter (allowed: enabled, severity, "
-        "flag_conditional_access, flag_single_factor, new_country_days, risk_levels, suppress_minutes, "
-        "within_minutes)"
+        "flag_conditional_access, risk_levels, suppress_minutes, within_minutes)"
     ]
     cfg = build(
         {"detectors": {"activation.risky_session": {"within_minutes": 90, "suppress_minutes": 5}}}, plugins
@@ -185,8 +184,8 @@ def test_only_the_keys_of_the_declared_window_are_accepted(plugins: list[Plugin]
     [
         (
             "activation.risky_session",
-            {"flag_single_factor": "yes"},
-            "detectors.activation.risky_session.flag_single_factor: expected true or false, got 'yes'",
+            {"flag_conditional_access": "yes"},
+            "detectors.activation.risky_session.flag_conditional_access: expected true or false, got 'yes'",
         ),
         (
             "activation.off_hours",

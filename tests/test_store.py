@@ -89,3 +89,18 @@ def test_a_bounded_alert_is_the_same_for_any_order_batching_and_duplication(
     context = reference["context"]
     assert isinstance(context, dict)
     assert len(context["roles"]) + context.get("roles_omitted", 0) == len(distinct_roles)
+
+
+def test_an_alert_is_resolved_at_the_earliest_closing_record_whatever_the_order() -> None:
+    """Two ends of a role's activations read latest first: the alert ends at the earlier one (the
+    first close after it began), not at whichever came first; it is resolved (and queued) once."""
+    s = SqliteStore(":memory:")
+    alert = _alert([("2026-03-10T12:00:00.000000Z", "e")])
+    alert.key = "k"
+    s.merge_alert(alert)
+    assert s.resolve_alerts("d", "k", "2026-03-11T17:00:00.000000Z") == ["a1"]
+    assert s.resolve_alerts("d", "k", "2026-03-10T17:00:00.000000Z") == []  # moved, not resolved anew
+    assert s.resolve_alerts("d", "k", "2026-03-12T17:00:00.000000Z") == []  # a later one: no change
+    assert s.resolve_alerts("d", "k", "2026-03-09T17:00:00.000000Z") == []  # before it began: none
+    got = s.get_alert("a1")
+    assert got is not None and (got.status, got.resolved_at) == ("resolved", "2026-03-10T17:00:00.000000Z")

@@ -67,6 +67,7 @@ from pimwatch.lifecycle import (
     remember_end,
     with_end,
 )
+from pimwatch.principals import LEARN_FROM, privileged_subject
 from pimwatch.store import Member
 from pimwatch.timeutil import iso, parse_time
 
@@ -82,6 +83,7 @@ __all__ = [
     "ACTIVATION_REQUESTED",
     "ACTIVATION_REQUEST_ACTIVITIES",
     "DEFAULT_PRIVILEGED_ROLES",
+    "LEARN_FROM",
     "LONGEST_ACTIVATION",
     "PIM_ACTIVITIES",
     "PIM_SERVICE",
@@ -114,6 +116,7 @@ __all__ = [
     "minutes",
     "model_validator",
     "parse_time",
+    "privileged_subject",
     "records",
     "remember_end",
     "with_end",
