@@ -66,9 +66,7 @@ class Progress:
 
     def __init__(self) -> None:
         self._noted: dict[str, _Noted] = {}
-        self._clock: tuple[datetime, timedelta | None] | None = (
-            None  # (read at, the clock's lag; None: no clock)
-        )
+        self._clock: tuple[datetime, datetime | None] | None = None  # (read at, the clock then)
 
     def note(
         self, store: ProgressStore, partition: str, enqueued: Sequence[datetime | None], now: datetime
@@ -91,12 +89,13 @@ class Progress:
 
     def clock(self, store: ProgressStore, now: datetime, *, cached: bool = False) -> datetime | None:
         """The tick clock at ``now`` (see the module docstring). ``cached``: reuse a reading up to a
-        minute old (a batch's tick), shifted by the time since."""
+        minute old (a batch's tick): the wall clock if nothing held it then, else the same held
+        value (never moved forward by the time since: the partition holding it may not have moved)."""
         if cached and self._clock is not None and now - self._clock[0] < NOTE_EVERY:
-            lag = self._clock[1]
-            return None if lag is None else now - lag
+            read, at = self._clock
+            return now if at == read else at
         at = clock(store, now)
-        self._clock = (now, None if at is None else now - at)
+        self._clock = (now, at)
         return at
 
     def forget(self) -> None:
