@@ -81,9 +81,9 @@ def test_partitions_on_several_processes_raise_what_one_replay_raises(
     records = sorted(records, key=lambda r: (str(r["time"]), str(r["properties"]["id"])))
     alerts, _ = run_records(records, plugins, {"break_glass": {"accounts": list(BREAK_GLASS)}})
     expected = {a.id: (a.detector, a.count, a.status) for a in alerts}
-    assert {d for d, _, st in expected.values() if st == "resolved"} and "approval.overdue" in {
-        d for d, _, _ in expected.values()
-    }
+    # Requests decided later, records the decisions of which a worker running ahead could miss.
+    assert any("approval requested" in str(r.get("operationName")) for r in records)
+    assert any(st == "resolved" for _, _, st in expected.values())
     # Deal the records round-robin: every principal's records end up on every partition.
     dealt = [records[p::PARTITIONS] for p in range(PARTITIONS)]
     principals = Counter(
