@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 from pimwatch.config import build  # noqa: E402
 from pimwatch.detector import discover  # noqa: E402
 from pimwatch.quarantine import Quarantine  # noqa: E402
-from pimwatch.runtime import Runtime, _BatchStore  # noqa: E402
-from pimwatch.store import Store  # noqa: E402
+from pimwatch.runtime import Runtime  # noqa: E402
+from pimwatch.store import SqliteStore, Store  # noqa: E402
 from pimwatch.tablestore import TableStore  # noqa: E402
 from tests.azurite import running_azurite  # noqa: E402
 
@@ -104,7 +104,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pimwatch-bench-fn-") as tmp:
         work = Path(tmp)
         messages = bodies(a.records, work)
-        results = [run("sqlite", lambda: _BatchStore(str(work / "state.db")), messages, a.messages, work)]
+        results = [run("sqlite", lambda: SqliteStore(str(work / "state.db")), messages, a.messages, work)]
         with running_azurite() as conn:
             prefix = f"bench{int(time.time())}"
             results.append(run("table", lambda: TableStore(conn, prefix), messages, a.messages, work))

@@ -377,6 +377,8 @@ var pimwatchSettings = {
   PIMWATCH_EVENTHUB__fullyQualifiedNamespace: split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]
   PIMWATCH_EVENTHUB_NAME: eventHubName
   PIMWATCH_CONSUMER_GROUP: functionsConsumerGroup
+  // the hub's partitions (ids 0..n-1): clock-driven detectors wait for a partition not read yet
+  PIMWATCH_EVENTHUB_PARTITIONS: string(partitionCount)
   PIMWATCH_STORAGE__accountName: storage.name
   PIMWATCH_TABLE_PREFIX: tablePrefix
   PIMWATCH_QUARANTINE_CONTAINER: quarantineContainer

@@ -33,6 +33,7 @@ from pimwatch.cli_prune import run as run_prune
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import Deliverer
 from pimwatch.detector import Plugin, discover
+from pimwatch.driver import Driver, WatermarkTick
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import InputError, Item, expand, read_file
@@ -168,15 +169,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     deliverer = Deliverer(config.sinks, store, config.delivery, http)
     for warning in deliverer.warnings():
         sys.stderr.write(f"pimwatch: warning: {warning}\n")
-    if config.sinks:
-        # Queued for the sinks as the alert is written, in the same transaction: a crash between the
-        # two cannot leave an alert that no sink will ever get.
-        def queue(aid: str, change: str) -> None:
-            alert = store.get_alert(aid)
-            if alert is not None:
-                deliverer.enqueue(alert, change)
-
-        pipeline.engine.on_change = queue
+    driver = Driver(pipeline, WatermarkTick(), deliverer)
     counter = [0]
     unreadable = 0
     started = time.perf_counter()
@@ -185,18 +178,18 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         for path in files:
             try:
                 items = read_file(path, counter, pipeline.screen)
-                pipeline.feed(_progress(items, counter, started) if progress else items)
+                driver.feed(_progress(items, counter, started) if progress else items)
             except InputError as exc:
                 unreadable += 1
                 sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
-        pipeline.finish()
+        result = driver.finish()
     except StoreError as exc:
         sys.stderr.write(f"pimwatch: state store failed: {exc}\n")
         return 1
     elapsed = time.perf_counter() - started
     if progress:
         sys.stderr.write("\r\033[K")
-    changed = pipeline.engine.changed
+    changed = result.summary()
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
     alerts = (a for a in store.alerts() if a.id in changed)
     out = sys.stdout

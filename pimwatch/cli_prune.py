@@ -30,35 +30,28 @@ def add_parser(sub: Any) -> None:
     pp.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
 
 
-class _Rollback(SqliteStore):
-    """A state file whose changes can be taken back (``--dry-run``)."""
-
-    def rollback(self) -> None:
-        self._db.rollback()
-        self._kv_cache.clear()
-
-
 def run(args: argparse.Namespace, config: Config, plugins: list[Plugin]) -> int:
     try:
         if not os.path.isfile(args.state):  # SQLite would create an empty one
             raise StoreError(f"no state file at {args.state}")
-        store = _Rollback(args.state)
+        store = SqliteStore(args.state)
     except StoreError as exc:
         sys.stderr.write(f"pimwatch: {exc}\n")
         return 1
     try:
-        watermark = parse_time(store.get(WATERMARK))
-        if watermark is None:
-            sys.stdout.write(f"{args.state}: no watermark (nothing replayed into it yet): nothing to prune\n")
-            return 0
-        span = retention.horizon(config, plugins)
-        done = retention.prune(store, watermark, span, datetime.now(UTC))
+        with store.transaction(rollback=args.dry_run):  # a dry run counts, then takes it all back
+            watermark = parse_time(store.get(WATERMARK))
+            if watermark is None:
+                sys.stdout.write(
+                    f"{args.state}: no watermark (nothing replayed into it yet): nothing to prune\n"
+                )
+                return 0
+            span = retention.horizon(config, plugins)
+            done = retention.prune(store, watermark, span, datetime.now(UTC))
     except StoreError as exc:
         sys.stderr.write(f"pimwatch: state store failed: {exc}\n")
         return 1
     finally:
-        if args.dry_run:
-            store.rollback()
         store.close()
     verb, days = ("would forget" if args.dry_run else "forgot"), span / timedelta(days=1)
     sys.stdout.write(

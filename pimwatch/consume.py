@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -31,14 +30,13 @@ from azure.eventhub.amqp import AmqpMessageBodyType
 
 from pimwatch.consume_settings import first_line
 from pimwatch.runtime import Report, Runtime
-from pimwatch.store import StoreError
+from pimwatch.store import STORE_ERRORS
 
 if TYPE_CHECKING:
     from azure.eventhub import CloseReason, EventData, PartitionContext
 
 log = logging.getLogger("pimwatch.consume")
 T = TypeVar("T")
-STORE_ERRORS: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error)
 CHECKPOINT_ERRORS: tuple[type[BaseException], ...] = (AzureError, OSError)
 
 
@@ -196,6 +194,8 @@ class Receiver(Protocol):
         on_partition_close: Callable[[PartitionContext, CloseReason], None] | None = ...,
     ) -> None: ...
 
+    def get_partition_ids(self) -> list[str]: ...
+
     def close(self) -> None: ...
 
 
@@ -218,6 +218,7 @@ def serve(runtime: Runtime, client: Receiver, options: Options, stop: threading.
     Signal handlers are installed when called on the main thread; a second signal during the shutdown
     ends the process at once (safe: the batch in progress is re-read from its checkpoint)."""
     stop = stop or threading.Event()
+    _expect_partitions(runtime, client)
     handler = BatchHandler(runtime, stop, backoff=options.backoff)
     restore = _on_signals(stop)
     ticker = threading.Thread(
@@ -254,6 +255,21 @@ def serve(runtime: Runtime, client: Receiver, options: Options, stop: threading.
         return 1
     log.info("pimwatch consume: stopped")
     return 0
+
+
+def _expect_partitions(runtime: Runtime, client: Receiver) -> None:
+    """Tell the runtime the hub's partitions, so the tick clock waits for those not read yet
+    (pimwatch/progress.py). If the hub or the store cannot be asked now, ticking goes on as without
+    a list (only partitions read so far hold the clock back), and the failure is logged."""
+    try:
+        runtime.expect_partitions(client.get_partition_ids())
+    except (*STORE_ERRORS, *CHECKPOINT_ERRORS) as exc:
+        log.warning(
+            "could not record the hub's partitions (%s: %s): the tick clock waits only for partitions "
+            "already read",
+            type(exc).__name__,
+            first_line(exc),
+        )
 
 
 def _receive(client: Receiver, handler: BatchHandler, options: Options) -> None:

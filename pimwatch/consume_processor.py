@@ -107,6 +107,10 @@ class ProcessorClient:
     def eventhub_name(self) -> str:
         return str(self.client.eventhub_name)
 
+    def get_partition_ids(self) -> list[str]:
+        """The hub's partition ids (the tick clock waits for the ones not read yet: progress.py)."""
+        return [str(p) for p in self.client.get_partition_ids()]
+
     def receive_batch(
         self,
         on_event_batch: Callable[[PartitionContext, list[EventData]], None],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -49,14 +49,29 @@ def bucket_of(ts: float, suppress: timedelta) -> str:
     return iso(datetime.fromtimestamp(int(ts) // size * size, UTC))
 
 
+class Changes:
+    """The alerts changed since the last :meth:`take`, in order: each (alert id, change) once, so it
+    grows with the alerts changed, not with the records that folded into them."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, ChangeResult], None] = {}
+
+    def note(self, aid: str, result: ChangeResult) -> None:
+        if result != "unchanged":
+            self._seen.setdefault((aid, result), None)
+
+    def take(self) -> list[tuple[str, ChangeResult]]:
+        taken = list(self._seen)
+        self._seen.clear()
+        return taken
+
+
 class Engine:
     def __init__(self, plugins: Sequence[Plugin], config: Config, store: Store, stats: Stats):
         self.store = store
         self.stats = stats
-        self.changed: dict[str, ChangeResult] = {}
-        # Called with (alert id, "new" | "resolved") in the same store transaction as the alert
-        # write: the CLI queues the alert for its sinks there, so a crash cannot separate the two.
-        self.on_change: Callable[[str, ChangeResult], None] | None = None
+        # What the alerts did, in order, until the driver (pimwatch/driver.py) takes them.
+        self.changes = Changes()
         self.by_kind: dict[str, list[Active]] = defaultdict(list)
         self.ticking: list[Active] = []
         # Audit detectors see only the activities they declare (None: every activity).
@@ -136,10 +151,7 @@ class Engine:
         self._apply(active, result.record or record, result)
 
     def _note(self, result: ChangeResult, aid: str) -> None:
-        if result != "unchanged" and self.changed.get(aid) != "new":
-            self.changed[aid] = result
-        if self.on_change is not None and result in ("new", "resolved"):
-            self.on_change(aid, result)
+        self.changes.note(aid, result)
 
     def _apply(self, active: Active, record: tuple[datetime, str], hit: Hit) -> None:
         meta = active.plugin.meta

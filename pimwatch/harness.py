@@ -10,6 +10,7 @@ from typing import Any
 from pimwatch.alerts import Alert
 from pimwatch.config import build
 from pimwatch.detector import Plugin
+from pimwatch.driver import BatchResult, Driver, WatermarkTick
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import classify
@@ -20,14 +21,23 @@ def run_records(
     records: Iterable[Any], plugins: Sequence[Plugin], config: Mapping[str, Any] | None = None
 ) -> tuple[list[Alert], Pipeline]:
     """Feed ``records`` (any input shape) through a fresh pipeline with SQLite ``:memory:``."""
+    alerts, pipeline, _ = drive_records(records, plugins, config)
+    return alerts, pipeline
+
+
+def drive_records(
+    records: Iterable[Any], plugins: Sequence[Plugin], config: Mapping[str, Any] | None = None
+) -> tuple[list[Alert], Pipeline, BatchResult]:
+    """:func:`run_records`, with what the driver returned (the alerts changed, in order). Ticks as
+    replay does: once, at the end, at the watermark."""
     cfg = build(dict(config or {}), plugins, "case config")
     store = SqliteStore(":memory:")
     with tempfile.TemporaryDirectory() as tmp:
         pipeline = Pipeline(plugins, cfg, store, Quarantine(str(Path(tmp) / "quarantine.jsonl")))
-        for i, rec in enumerate(records, 1):
-            pipeline.feed(classify(rec, "case", i))
-        pipeline.finish()
-    return list(store.alerts()), pipeline
+        driver = Driver(pipeline, WatermarkTick())
+        driver.feed(item for i, rec in enumerate(records, 1) for item in classify(rec, "case", i))
+        result = driver.finish()
+    return list(store.alerts()), pipeline, result
 
 
 def matches(alert: Mapping[str, Any], expect: Mapping[str, Any]) -> list[str]:

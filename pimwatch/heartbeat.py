@@ -14,26 +14,31 @@ folds into the same alert (no repeated pages), and a later silence is a new aler
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from pimwatch.alerts import Alert, Severity, alert_id
 from pimwatch.engine import ChangeResult
-from pimwatch.store import Store
+from pimwatch.store import KV, Outbox
 from pimwatch.timeutil import iso, parse_time
 
 ARRIVAL = "pipeline:arrival"
 SILENT = "pipeline.silent"
 
 
-def arrived(store: Store, now: datetime) -> None:
+class HeartbeatStore(KV, Outbox, Protocol):
+    """What the heartbeat needs of the store: its arrival key and the silence alert."""
+
+
+def arrived(store: HeartbeatStore, now: datetime) -> None:
     store.put(ARRIVAL, iso(now))
 
 
-def last_arrival(store: Store) -> datetime | None:
+def last_arrival(store: HeartbeatStore) -> datetime | None:
     value = store.get(ARRIVAL)
     return parse_time(value) if isinstance(value, str) else None
 
 
-def check(store: Store, now: datetime, after: timedelta) -> list[tuple[str, ChangeResult]]:
+def check(store: HeartbeatStore, now: datetime, after: timedelta) -> list[tuple[str, ChangeResult]]:
     """Raise or resolve the silence alert at ``now``; the (alert id, change) pairs to queue."""
     if after <= timedelta(0):
         return []  # disabled (silent_minutes: 0)

@@ -1,11 +1,18 @@
-"""The path of one record, written once for every host: read → route → normalize → detect → outbox."""
+"""The path of one record, written once for every host: read → route → normalize → detect → outbox.
+
+:class:`Pipeline` feeds items to the detectors and nothing else: it never ticks the clock-driven
+detectors and never commits. Ticking, the unit of work, queueing and finishing are the driver's
+(:mod:`pimwatch.driver`), the same for every host.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from pimwatch.activities import PIM_ACTIVITIES, canonical
 from pimwatch.config import Config
@@ -15,14 +22,12 @@ from pimwatch.event import Event
 from pimwatch.normalize import BadRecord, _json_value, audit_event, signin_event
 from pimwatch.principals import LEARN_FROM
 from pimwatch.quarantine import Quarantine
-from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, _dump
+from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, _dump, classify
 from pimwatch.stats import Stats
-from pimwatch.store import Store
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.store import STORE_ERRORS, Store
+from pimwatch.timeutil import parse_time
 
 log = logging.getLogger("pimwatch")
-COMMIT_EVERY = 5000
-TICK_EVERY = timedelta(minutes=1)
 WATERMARK = "pipeline:watermark"
 REPORT_BAD = 20  # bad records listed on stderr one by one; all of them go to the quarantine file
 
@@ -41,14 +46,11 @@ class Pipeline:
         self.store = store
         self.quarantine = quarantine
         self.engine = Engine(plugins, config, store, self.stats)
-        # The watermark (newest event time seen, kept across runs) drives the clock-driven
-        # detectors in replay: they are ticked as it advances, and once more at the end.
+        # The watermark: the newest event time seen, kept across runs (the driver stores it).
         mark = store.get(WATERMARK)
         self.watermark: datetime | None = parse_time(mark) if mark else None
-        self._ticked = self.watermark or datetime.min.replace(tzinfo=UTC)
         self.ticking = bool(self.engine.ticking)
         self.report_all_bad = False
-        self._since_commit = 0
         # Sign-ins are ~90% of the volume. When every enabled sign-in detector only wants those of
         # break-glass accounts and those with given property values (a risk level, ...), the
         # others are counted without being normalized (or, line by line, even parsed). Both are
@@ -108,13 +110,20 @@ class Pipeline:
                     )
                     continue
                 stats.records[(item.category, item.shape)] += 1
-                process(event)
+                try:
+                    process(event)
+                except STORE_ERRORS:
+                    raise
+                except Exception as exc:
+                    # Not expected (detectors are isolated in the engine); if it happens, the record
+                    # is kept whole rather than lost or allowed to stop the input.
+                    log.exception("unexpected error on record %s line %s", item.source, item.line)
+                    self.reject(
+                        Bad(item.source, item.line, f"internal error: {type(exc).__name__}", _dump(item.raw))
+                    )
+                    continue
                 if self.watermark is None or event.time > self.watermark:
                     self.watermark = event.time
-                self._since_commit += 1
-                if self._since_commit >= COMMIT_EVERY:
-                    self.store.commit()
-                    self._since_commit = 0
             elif type(item) is Skipped:
                 stats.skipped[item.category] += 1
             elif type(item) is Bad:
@@ -147,13 +156,31 @@ class Pipeline:
         elif shown == REPORT_BAD + 1:
             self.report(f"more bad records: not listed here, all are in {self.quarantine.path}")
 
-    def finish(self) -> None:
-        if self.watermark is not None:
-            if self.ticking:
-                self.engine.tick(self.watermark)
-            self.store.put(WATERMARK, iso(self.watermark))
-        self.store.commit()
-        self.quarantine.close()
+    def messages(self, bodies: Sequence[bytes], sources: Sequence[str] | None = None) -> Iterator[Item]:
+        """The items of Event Hub message bodies: a body that is not JSON, or that the reader cannot
+        take apart, is one bad item kept whole with the reason; ``sources`` name the bodies."""
+        for i, body in enumerate(bodies):
+            source = sources[i] if sources is not None and i < len(sources) else "eventhub"
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                yield Bad(source, i + 1, f"malformed JSON: {exc}", _text(body))
+                continue
+            try:
+                items = list(classify(doc, source, i + 1))
+            except Exception as exc:
+                log.exception("unexpected error on message %s", source)
+                yield Bad(source, i + 1, f"internal error: {type(exc).__name__}", _text(body))
+                continue
+            yield from items
+
+    def refresh(self) -> None:
+        """Read the privileged principals other instances have learned (the sign-in screen's list)."""
+        self.engine.principals.refresh()
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", errors="replace")
 
 
 def mentions(props: Mapping[str, Any], settings: Settings) -> bool:

@@ -62,7 +62,7 @@ from pimwatch import principals
 from pimwatch.activities import ACTIVATION_END
 from pimwatch.detector import History, Plugin
 from pimwatch.lifecycle import LONGEST_ACTIVATION
-from pimwatch.progress import REGISTRY
+from pimwatch.progress import EXPECTED, REGISTRY
 from pimwatch.store import Store
 from pimwatch.timeutil import iso, parse_time
 
@@ -75,7 +75,7 @@ SENT_KEPT = timedelta(days=30)
 EVERY = timedelta(hours=6)
 LIMIT = 500  # window members (and as many expired keys) per call: see the module docstring
 DUE = "retention:due"  # the wall-clock time the next prune is due (ISO)
-KEEP_WINDOWS: tuple[str, ...] = (REGISTRY, principals.IDS, principals.UPNS)
+KEEP_WINDOWS: tuple[str, ...] = (REGISTRY, EXPECTED, principals.IDS, principals.UPNS)
 
 
 @dataclass(frozen=True)

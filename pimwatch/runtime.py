@@ -8,7 +8,11 @@ One :class:`Runtime` per worker process, built lazily from the environment by :f
   (:mod:`pimwatch.storage`);
 * otherwise ``PIMWATCH_STATE`` — a SQLite state file (``func start``, one instance) and
   ``PIMWATCH_QUARANTINE_DIR`` — where bad input is kept whole, one JSON Lines file per worker
-  process (default: ``quarantine/`` beside the state file).
+  process (default: ``quarantine/`` beside the state file);
+* ``PIMWATCH_EVENTHUB_PARTITIONS`` — the hub's partitions: a count (``4``: ids ``0``–``3``) or a comma
+  list of ids. Set by ``infra/main.bicep`` from the hub's partition count; clock-driven detectors do
+  not tick past a partition that has not been read yet (:mod:`pimwatch.progress`). Unset (a local
+  ``func start``): only the partitions read so far hold the clock back.
 
 Three entry points, each a few lines in the host:
 
@@ -41,7 +45,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,28 +52,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from pimwatch import heartbeat, retention, templating
 from pimwatch.alerts import Severity, synthetic_alert
 from pimwatch.archive import Archive, FileArchive, writer_id
 from pimwatch.config import Config, load
 from pimwatch.delivery import Deliverer, Outcome
 from pimwatch.detector import Plugin, discover
-from pimwatch.engine import ChangeResult
+from pimwatch.driver import BatchResult, Driver, ProgressTick
 from pimwatch.pipeline import WATERMARK, Pipeline
-from pimwatch.progress import Progress
 from pimwatch.quarantine import Quarantine
-from pimwatch.reader import Bad, classify
 from pimwatch.sink import Http, SinkError
 from pimwatch.storage import SettingsError, azure_storage, open_tables
-from pimwatch.store import SqliteStore, Store, StoreError
+from pimwatch.store import STORE_ERRORS, SqliteStore, Store
 from pimwatch.timeutil import iso, parse_time
 
 log = logging.getLogger("pimwatch.runtime")
 ENV_CONFIG = "PIMWATCH_CONFIG"
 ENV_STATE = "PIMWATCH_STATE"
 ENV_QUARANTINE = "PIMWATCH_QUARANTINE_DIR"
+ENV_PARTITIONS = "PIMWATCH_EVENTHUB_PARTITIONS"
 T = TypeVar("T")
 
 
@@ -101,40 +101,15 @@ class Report:
         return asdict(self)
 
 
-class _BatchStore(SqliteStore):
-    """SQLite whose commits are held while a batch is fed.
-
-    The pipeline commits every few thousand records (the CLI's memory bound); here one Event Hub batch
-    is one transaction, so an alert is never durable without its delivery rows (a crash between the
-    two would leave an alert the retried batch sees as "unchanged" and no sink would ever get).
-    """
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
-        self.held = False
-
-    def commit(self) -> None:
-        if not self.held:
-            super().commit()
-
-    def abandon(self) -> None:
-        """Drop the uncommitted writes and the connection (``close()`` would commit them)."""
-        self._kv_cache.clear()
-        try:
-            self._db.rollback()
-        finally:
-            self._db.close()
-
-
 @dataclass
 class _Session:
     """What a store failure invalidates: the connection and every in-memory mirror of the state."""
 
     store: Store
     pipeline: Pipeline
+    driver: Driver  # queues for ``deliverer``'s sinks
     deliverer: Deliverer  # the timer's: the configured in-run retries
     hot: Deliverer  # the Event Hub path's: one attempt, retries are the timer's job
-    changes: list[tuple[str, ChangeResult]] = field(default_factory=list)  # new/resolved, in order
 
 
 class Runtime:
@@ -149,10 +124,12 @@ class Runtime:
         quarantined: Callable[[], int] | None = None,
         dead_letters: Archive | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        partitions: Sequence[str] = (),
     ) -> None:
         """``open_store`` builds the state store (again after a failure); ``quarantined`` counts the
         records in the quarantine across all workers (for ``health``); ``dead_letters`` is where
-        deliveries that die are also written (pimwatch/archive.py)."""
+        deliveries that die are also written (pimwatch/archive.py); ``partitions``: the hub's
+        partition ids, when known (:class:`pimwatch.driver.ProgressTick`)."""
         self.config = config
         self.plugins = list(plugins)
         self.open_store = open_store
@@ -165,7 +142,7 @@ class Runtime:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pimwatch-runtime")
         self._warned = False
         self._arrival_noted: datetime | None = None
-        self.progress = Progress()
+        self.ticks = ProgressTick(partitions)
         self.horizon = retention.horizon(config, self.plugins)
         templating.configure(config.templates)
 
@@ -179,6 +156,7 @@ class Runtime:
             raise SetupError(str(exc)) from None
         plugins = discover()
         config = load(_config_path(os.environ.get(ENV_CONFIG) or None), plugins)
+        partitions = _partitions(os.environ.get(ENV_PARTITIONS))
         if storage is not None:
             from pimwatch.archive import BlobArchive  # azure-storage-blob: only when it is used
 
@@ -189,6 +167,7 @@ class Runtime:
                 lambda: open_tables(storage),
                 quarantine,
                 dead_letters=BlobArchive.for_storage(storage, storage.deadletter_container),
+                partitions=partitions,
             )
         state = os.environ.get(ENV_STATE)
         if not state:
@@ -202,9 +181,10 @@ class Runtime:
         return cls(
             config,
             plugins,
-            lambda: _BatchStore(state),
+            lambda: SqliteStore(state),
             Quarantine.on(FileArchive(folder, f"quarantine-{writer_id()}.jsonl")),  # counts every writer's
             dead_letters=FileArchive(os.path.join(os.path.dirname(os.path.abspath(state)), "deadletters")),
+            partitions=partitions,
         )
 
     # --- the entry points ------------------------------------------------------------------------
@@ -242,6 +222,16 @@ class Runtime:
         resolved, commit, then drain the outbox (new alerts and the retries that are due)."""
         return self._call(lambda s: self._tick(s, now))
 
+    def expect_partitions(self, partitions: Sequence[str]) -> None:
+        """The hub's partition ids, learned by the host (``pimwatch consume`` asks its client):
+        recorded as expected, so the tick clock waits for those not read yet (progress.py)."""
+        self.ticks.partitions = tuple(str(p) for p in partitions)
+        self._call(lambda s: self._expect(s.store))
+
+    def _expect(self, store: Store) -> None:
+        with store.transaction():
+            self.ticks.expect(store, self.clock())
+
     def health(self) -> dict[str, Any]:
         """Watermark (newest event time seen, committed), outbox pending and dead, quarantined records."""
         return self._call(self._health)
@@ -272,7 +262,7 @@ class Runtime:
         session = self._session or self._open()
         try:
             return work(session)
-        except (StoreError, sqlite3.Error):
+        except STORE_ERRORS:
             log.exception("state store failed: this call's writes are rolled back; the host retries")
             self._discard(session)
             raise
@@ -286,35 +276,32 @@ class Runtime:
         pipeline = Pipeline(self.plugins, self.config, store, self.quarantine, report=log.warning)
         policy = self.config.delivery
         hot = policy.model_copy(update={"retries_in_run": 0})
+        deliverer = Deliverer(self.config.sinks, store, policy, self.http, archive=self.dead_letters)
+        self._expect(store)
         session = _Session(
             store,
             pipeline,
-            Deliverer(self.config.sinks, store, policy, self.http, archive=self.dead_letters),
+            Driver(pipeline, self.ticks, deliverer),
+            deliverer,
             Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters),
         )
-        # Every new and resolved alert, in order (a batch may raise and resolve the same alert).
-        pipeline.engine.on_change = lambda aid, change: session.changes.append((aid, change))
         self._session = session
         if not self._warned:
             self._warned = True
-            for warning in self._session.deliverer.warnings():
+            for warning in session.deliverer.warnings():
                 log.warning("%s", warning)
-        return self._session
+        return session
 
     def _discard(self, session: _Session) -> None:
+        """After a failure: the unit of work was rolled back; drop the connection and every mirror."""
         self._session = None
         self._arrival_noted = None
-        self.progress.forget()
+        self.ticks.forget()
         self.quarantine.discard()  # the retried batch quarantines its bad records again
         try:
-            if isinstance(session.store, _BatchStore):
-                session.store.abandon()
-            else:
-                session.store.close()  # each write was durable: nothing to roll back
+            session.store.close()
         except Exception:
             log.warning("could not close the state store cleanly", exc_info=True)
-        session.pipeline.engine.changed.clear()
-        session.changes.clear()
 
     def _handle(
         self,
@@ -324,45 +311,18 @@ class Runtime:
         partition: str | None,
         enqueued: Sequence[datetime | None] | None,
     ) -> Report:
-        report = Report(messages=len(bodies))
-        stats, pipeline = s.pipeline.stats, s.pipeline
-        read_before, bad_before = stats.total_records, self.quarantine.count
-        _hold(s.store, True)
-        try:
-            for i, body in enumerate(bodies):
-                source = sources[i] if sources is not None and i < len(sources) else "eventhub"
-                try:
-                    doc = orjson.loads(body)
-                except orjson.JSONDecodeError as exc:
-                    pipeline.reject(Bad(source, i + 1, f"malformed JSON: {exc}", _text(body)))
-                    continue
-                try:
-                    pipeline.feed(classify(doc, source, i + 1))
-                except (StoreError, sqlite3.Error):
-                    raise
-                except Exception as exc:
-                    # Not expected (records are isolated inside the pipeline); if it happens, the
-                    # body is kept whole rather than lost or allowed to block the partition.
-                    log.exception("unexpected error on message %s", source)
-                    pipeline.reject(Bad(source, i + 1, f"internal error: {type(exc).__name__}", _text(body)))
-            now = self.clock()
-            if partition is not None and enqueued:
-                self.progress.note(s.store, partition, enqueued, now)
-            if pipeline.watermark is not None:
-                if pipeline.ticking:  # not past another partition's backlog
-                    held = self.progress.clock(s.store, now, cached=True)
-                    pipeline.engine.tick(min(pipeline.watermark, held))
-                s.store.put(WATERMARK, iso(pipeline.watermark))
-            if bodies:
-                self._note_arrival(s)
-            self._enqueue(s, report)
-        finally:
-            _hold(s.store, False)
-        s.store.commit()  # the batch's state and its delivery rows, at once
-        self.quarantine.close()  # flushed (raises if it cannot be): the host checkpoints after this
+        stats, bad_before = s.pipeline.stats, self.quarantine.count
+        read_before = stats.total_records
+        result = s.driver.batch(
+            s.pipeline.messages(bodies, sources),
+            self.clock(),
+            partition=partition,
+            enqueued=enqueued or (),
+            also=(lambda: self._note_arrival(s)) if bodies else None,
+        )
+        report = _report(result, messages=len(bodies))
         report.records = stats.total_records - read_before
         report.quarantined = self.quarantine.count - bad_before
-        report.watermark = iso(pipeline.watermark) if pipeline.watermark else None
         self._deliver(s.hot, report)
         return report
 
@@ -373,25 +333,21 @@ class Runtime:
         if self._arrival_noted is None or now - self._arrival_noted >= ARRIVAL_EVERY:
             heartbeat.arrived(s.store, now)
             if self._arrival_noted is not None:  # (just read when the session was opened)
-                s.pipeline.engine.principals.refresh()
+                s.pipeline.refresh()
             self._arrival_noted = now
 
     def _tick(self, s: _Session, now: datetime) -> Report:
-        report = Report()
-        at = self.progress.clock(s.store, now)
-        report.tick_clock = iso(at)
-        s.pipeline.engine.tick(at)
         after = timedelta(minutes=self.config.pipeline.silent_minutes)
-        for aid, change in heartbeat.check(s.store, now, after):
-            s.changes.append((aid, change))
-        self._enqueue(s, report)
-        s.store.commit()
+        result = s.driver.timer(now, also=lambda: heartbeat.check(s.store, now, after))
+        report = _report(result)
+        report.tick_clock = iso(result.tick_clock) if result.tick_clock else None
         self._deliver(s.deliverer, report)
         # TTL clean-up (pimwatch/retention.py), every 6 h: at the newest event time any instance saw,
         # held back by a partition still behind (its late records must find their windows).
         stored = parse_time(s.store.get(WATERMARK))
         w = max((t for t in (s.pipeline.watermark, stored) if t is not None), default=None)
-        report.pruned = retention.maybe_prune(s.store, min(w, at) if w else None, self.horizon, now)
+        at = result.tick_clock
+        report.pruned = retention.maybe_prune(s.store, min(w, at) if w and at else None, self.horizon, now)
         report.watermark = iso(w) if w else None
         return report
 
@@ -400,7 +356,7 @@ class Runtime:
         return {
             "last_record": s.store.get(WATERMARK),
             "last_arrival": iso(arrival) if arrival else None,
-            "tick_clock": iso(self.progress.clock(s.store, self.clock())),  # held back by a backlog
+            "tick_clock": _iso(self.ticks.progress.clock(s.store, self.clock())),  # held back by a backlog
             "outbox_pending": len(s.store.deliveries("pending")),
             "dead_letters": len(s.store.deliveries("dead")),
             "quarantined": self.quarantined(),
@@ -422,27 +378,6 @@ class Runtime:
         return answers
 
     @staticmethod
-    def _enqueue(s: _Session, report: Report) -> None:
-        """Queue this call's new and resolved alerts for the sinks that route them (as ``replay``),
-        then tell the store they are queued (:meth:`pimwatch.store.Store.mark_queued`)."""
-        changed = s.pipeline.engine.changed
-        for change in changed.values():
-            report.alerts[change] = report.alerts.get(change, 0) + 1
-        changed.clear()
-        done: set[tuple[str, str]] = set()
-        for aid, change in s.changes:
-            kind = "resolve" if change == "resolved" else "trigger"
-            if (aid, kind) in done:
-                continue
-            done.add((aid, kind))
-            if s.deliverer.sinks:  # no sink, nothing to route: spare the read
-                alert = s.store.get_alert(aid)
-                if alert is not None:
-                    report.queued += s.deliverer.enqueue(alert, change)
-            s.store.mark_queued(aid, kind)
-        s.changes.clear()
-
-    @staticmethod
     def _deliver(deliverer: Deliverer, report: Report) -> None:
         """Send what is due; sink failures are kept in the outbox by the deliverer, never raised."""
         if not deliverer.sinks:
@@ -460,14 +395,34 @@ def _config_path(path: str | None) -> str | None:
     return str(beside_app) if beside_app.exists() else path
 
 
-def _hold(store: Store, held: bool) -> None:
-    """SQLite: hold the pipeline's intermediate commits while a batch is fed (one transaction)."""
-    if isinstance(store, _BatchStore):
-        store.held = held
+def _report(result: BatchResult, messages: int = 0) -> Report:
+    return Report(
+        messages=messages,
+        alerts=result.counts(),
+        queued=result.queued,
+        watermark=_iso(result.watermark),
+    )
 
 
-def _text(body: bytes) -> str:
-    return body.decode("utf-8", errors="replace")
+def _iso(at: datetime | None) -> str | None:
+    return iso(at) if at is not None else None
+
+
+def _partitions(setting: str | None) -> list[str]:
+    """``PIMWATCH_EVENTHUB_PARTITIONS``: a count (ids 0…n-1, as Event Hubs numbers them) or a comma
+    list of ids; unset or empty: none known."""
+    text = (setting or "").strip()
+    if not text:
+        return []
+    if text.isdigit():
+        count = int(text)
+        if not 1 <= count <= 1024:
+            raise SetupError(f"{ENV_PARTITIONS}: a partition count from 1 to 1024, not {text!r}")
+        return [str(i) for i in range(count)]
+    ids = [p.strip() for p in text.split(",")]
+    if not all(ids):
+        raise SetupError(f"{ENV_PARTITIONS}: a partition count or a comma list of ids, not {text!r}")
+    return ids
 
 
 _runtime: Runtime | None = None

@@ -17,7 +17,14 @@ The contract is small on purpose, so an Azure Table store can implement it:
 * ``mark_queued`` — the caller has queued the alert's deliveries (see below);
 * ``prune`` — forget window members older than an event time and expired keys (the TTL clean-up,
   :mod:`pimwatch.retention`);
-* ``commit`` — make everything above durable.
+* ``commit`` — make everything above durable;
+* ``transaction()`` — the unit of work, a context manager (:mod:`pimwatch.driver` runs every batch in
+  one): SQLite commits at its end and rolls back if it raises (``commit`` inside it is held), or rolls
+  back in any case with ``rollback=True`` (``pimwatch prune --dry-run``); on Azure Tables every write is
+  durable per call, so it only scopes them (see below for why nothing is lost all the same).
+
+The contract is split by role (:class:`KV`, :class:`Windows`, :class:`Outbox`, :class:`Deliveries`,
+:class:`Maintenance`); a backend implements all of them as one class (:class:`Store`).
 
 **Queueing an alert for its sinks is never lost between two writes.** SQLite is transactional: the
 alert and its delivery rows are committed together, and ``mark_queued`` has nothing to do. A store
@@ -33,6 +40,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Collection, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -46,6 +54,10 @@ MergeResult = Literal["new", "updated", "unchanged"]
 
 class StoreError(RuntimeError):
     """The state store itself failed (not a bad record): the caller must stop, not skip."""
+
+
+# What a failure of the state store raises (SQLite's own errors may escape a read).
+STORE_ERRORS: tuple[type[BaseException], ...] = (StoreError, sqlite3.Error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,20 +83,37 @@ class Delivery:
     answer: str
 
 
-class Store(Protocol):
+class KV(Protocol):
+    """Key/value with a time to live, and insert-if-absent claims."""
+
     def get(self, key: str) -> Any | None: ...
     def put(self, key: str, value: Any, *, ttl: timedelta | None = None) -> None: ...
+    def claim(self, key: str) -> bool: ...
+
+
+class Windows(Protocol):
+    """Idempotent windowed membership, read by event-time range."""
+
     def add(
         self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
     ) -> bool: ...
     def members(self, key: str, start: datetime, end: datetime) -> list[Member]: ...
     def remove(self, key: str, member: str) -> None: ...
-    def claim(self, key: str) -> bool: ...
+
+
+class Outbox(Protocol):
+    """The alerts: folded by id, resolved by (detector, key), and whether their deliveries are queued."""
+
     def merge_alert(self, alert: Alert) -> MergeResult: ...
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]: ...
     def mark_queued(self, alert_id: str, kind: str) -> None: ...
     def get_alert(self, alert_id: str) -> Alert | None: ...
     def alerts(self) -> Iterator[Alert]: ...
+
+
+class Deliveries(Protocol):
+    """Per (alert, sink, kind): the delivery state the deliverer works through."""
+
     def enqueue(self, alert_id: str, sink: str, kind: str, now: float, due: float | None = None) -> bool: ...
     def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]: ...
     def mark_sent(self, alert_id: str, sink: str, kind: str, answer: str, now: float) -> None: ...
@@ -94,9 +123,20 @@ class Store(Protocol):
     def deliveries(self, status: str | None = None) -> list[Delivery]: ...
     def requeue(self, status: str = "dead", sink: str | None = None, now: float = 0.0) -> int: ...
     def purge(self, status: str, before: float) -> int: ...
+
+
+class Maintenance(Protocol):
+    """The unit of work, the TTL clean-up, and the connection."""
+
+    def transaction(self, *, rollback: bool = False) -> AbstractContextManager[None]: ...
     def prune(self, before: datetime, *, limit: int | None = None, keep: Collection[str] = ()) -> int: ...
     def commit(self) -> None: ...
     def close(self) -> None: ...
+
+
+class Store(KV, Windows, Outbox, Deliveries, Maintenance, Protocol):
+    """The whole contract: what a backend implements (one class each). Consumers are typed against
+    the roles they use where that is simple."""
 
 
 _SCHEMA = """
@@ -134,6 +174,7 @@ class SqliteStore:
         self.path = path
         self._kv_cache: dict[str, tuple[bytes | None, float | None]] = {}
         self._hot: dict[str, tuple[int, float, Alert]] = {}
+        self._depth = 0  # open transactions (nested ones join the outermost)
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED")
             self._db.execute(
@@ -376,14 +417,49 @@ class SqliteStore:
         self._kv_cache.clear()
         return cur.rowcount
 
+    @contextmanager
+    def transaction(self, *, rollback: bool = False) -> Iterator[None]:
+        """One SQLite transaction: committed at the end, rolled back (and the key cache dropped) if
+        the block raises or ``rollback`` is set. ``commit()`` inside it is held; nested ones join it."""
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            if self._depth == 1:
+                with suppress(StoreError):  # the block's own error is the one to report
+                    self._rollback()
+            raise
+        else:
+            if self._depth == 1:
+                if rollback:
+                    self._rollback()
+                else:
+                    self._commit()
+        finally:
+            self._depth -= 1
+
+    def _rollback(self) -> None:
+        self._kv_cache.clear()
+        try:
+            self._db.rollback()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot roll back state in {self.path}: {exc}") from exc
+
     def commit(self) -> None:
+        if self._depth == 0:
+            self._commit()
+
+    def _commit(self) -> None:
         try:
             self._db.commit()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot commit state to {self.path}: {exc}") from exc
 
     def close(self) -> None:
-        self._db.commit()
+        if self._depth == 0:
+            self._db.commit()
+        else:
+            self._rollback()  # closed inside a transaction that did not finish: nothing of it is kept
         self._db.close()
 
 

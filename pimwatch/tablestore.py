@@ -774,6 +774,14 @@ class TableStore:
                         pass
         return done
 
+    @contextlib.contextmanager
+    def transaction(self, *, rollback: bool = False) -> Iterator[None]:
+        """Scopes a unit of work only: every write is durable when its call returns, so there is
+        nothing to commit or roll back (the Store contract says why nothing is lost all the same)."""
+        if rollback:
+            raise StoreError("Azure Tables cannot roll back: a dry run needs a SQLite state file")
+        yield
+
     def commit(self) -> None:
         """Nothing to do: every write above is durable when its call returns."""
 

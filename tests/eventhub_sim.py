@@ -130,6 +130,9 @@ class SimulatedHub:
     def close(self) -> None:
         self._closed.set()
 
+    def get_partition_ids(self) -> list[str]:
+        return list(self.partitions)
+
     def _start(self, pid: str, starting_position: str | int | datetime | None) -> int:
         """Index of the first event to hand out: after the checkpoint, else per ``starting_position``
         (the SDK's ``event_position_selector``, exclusive: ``>``)."""

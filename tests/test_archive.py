@@ -22,6 +22,7 @@ from pimwatch.cli import main
 from pimwatch.config import load
 from pimwatch.delivery import Deliverer, LoadedSink, Policy
 from pimwatch.detector import Plugin
+from pimwatch.driver import Driver
 from pimwatch.normalize import BadRecord
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
@@ -366,9 +367,9 @@ def test_quarantine_in_blob_storage_fetched_and_replayed_gives_the_alerts_of_the
     broken = tmp_path / "broken.jsonl"
     broken.write_text(_compact(s02)[:900] + "\n")
     buggy.feed(read_file(str(broken), [0]))
-    buggy.finish()  # flushes the quarantine
+    result = Driver(buggy).finish()  # flushes the quarantine
     assert quarantine.count == 3 and quarantine.archive.count() == 3
-    assert buggy.engine.changed == {}
+    assert result.changes == []
 
     monkeypatch.setenv("PIMWATCH_STORAGE", azurite_storage)
     monkeypatch.setenv("PIMWATCH_QUARANTINE_CONTAINER", container)

@@ -459,7 +459,11 @@ def stop_mid_batch(
     exit code."""
     worker = start_worker(folder, env, container, log)
     try:
-        wait_for(lambda: len(hook.requests) >= KILL_AT, f"alert {KILL_AT} at the sink")
+        wait_for(
+            lambda: len(hook.requests) >= KILL_AT,
+            f"alert {KILL_AT} at the sink",
+            progress=lambda: (len(hook.requests), (folder / log).stat().st_size),
+        )
         then = sequence_numbers(store)
         worker.send_signal(sig)
         return then, worker.wait(30)
@@ -476,11 +480,21 @@ def slow_at(n: int, delay: float) -> list[Answer]:
     return [*[Answer(202)] * (n - 1), Answer(202, delay=delay), Answer(202)]
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = 60.0,
+    progress: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition``. It fails after ``timeout`` s — counted, when ``progress`` is given, from
+    the last time its value changed: a slow machine still makes progress, a hang does not."""
     deadline = time.monotonic() + timeout
+    seen = progress() if progress is not None else None
     while not condition():
+        if progress is not None and (now := progress()) != seen:
+            seen, deadline = now, time.monotonic() + timeout
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
+            pytest.fail(f"timed out waiting for {what} (no progress for {timeout:g} s)")
         time.sleep(0.05)
 
 
@@ -607,10 +621,14 @@ def test_a_worker_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
             second = start_worker(folder, env, container, "second.log")
             try:
                 done = {p: n - 1 for p, n in halves.items()}
+                checkpoints = lambda: sequence_numbers(store)  # noqa: E731
                 wait_for(
-                    lambda: sequence_numbers(store) == done, "the restarted worker to checkpoint every event"
+                    lambda: checkpoints() == done,
+                    "the restarted worker to checkpoint every event",
+                    progress=checkpoints,
                 )
-                wait_for(lambda: set(state.deliveries().values()) == {"sent"}, "every delivery sent")
+                sent = lambda: sorted(state.deliveries().values())  # noqa: E731
+                wait_for(lambda: set(sent()) == {"sent"}, "every delivery sent", progress=sent)
                 second.send_signal(signal.SIGTERM)
                 assert second.wait(30) == 0
             finally:

@@ -12,7 +12,7 @@ from pimwatch.alerts import SAMPLE, Severity
 from pimwatch.detector import Detector, Hit, Plugin, Skip, State, discover
 from pimwatch.engine import bucket_of
 from pimwatch.event import Event
-from pimwatch.harness import run_records
+from pimwatch.harness import drive_records, run_records
 from pimwatch.testing import pim, user
 from pimwatch.timeutil import iso
 
@@ -72,10 +72,10 @@ def test_a_record_older_than_the_window_does_not_join() -> None:
 
 def test_a_later_record_in_the_same_bucket_folds_into_the_alert() -> None:
     fourth = _act("2026-03-10T14:08:00Z", ("Global Administrator", "62e90394-69f5-4237-9190-012177145e10"))
-    alerts, pipeline = run_records([*BURST, fourth], REAL)
+    alerts, _, result = drive_records([*BURST, fourth], REAL)
     assert len(alerts) == 1 and alerts[0].count == 4
     assert alerts[0].context["roles"][0] == "Exchange Administrator"  # sorted union
-    assert pipeline.engine.changed == {alerts[0].id: "new"}
+    assert result.summary() == {alerts[0].id: "new"}
 
 
 def test_a_record_with_an_unreadable_time_is_quarantined_not_processed() -> None:

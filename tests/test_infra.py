@@ -57,6 +57,7 @@ CONTRACT = {
     "PIMWATCH_EVENTHUB__fullyQualifiedNamespace",
     "PIMWATCH_EVENTHUB_NAME",
     "PIMWATCH_CONSUMER_GROUP",
+    "PIMWATCH_EVENTHUB_PARTITIONS",
     "PIMWATCH_STORAGE__accountName",
     "PIMWATCH_TABLE_PREFIX",
     "PIMWATCH_QUARANTINE_CONTAINER",
@@ -68,6 +69,7 @@ CONTRACT = {
 }
 # Of those, the ones pimwatch's own code reads (the others are read by the Functions host).
 READ_BY_PIMWATCH = {
+    "PIMWATCH_EVENTHUB_PARTITIONS",
     "PIMWATCH_STORAGE__accountName",
     "PIMWATCH_TABLE_PREFIX",
     "PIMWATCH_QUARANTINE_CONTAINER",
@@ -324,6 +326,14 @@ def test_every_setting_the_code_reads_is_deployed_or_deliberately_not(main: Temp
     deployed = set(app_settings(main))
     missing = {name: files for name, files in in_code.items() if name not in deployed | set(NOT_DEPLOYED)}
     assert missing == {}, f"read by the code but not deployed by infra/main.bicep: {missing}"
+
+
+def test_the_partitions_setting_is_the_hub_s_partition_count(main: Template) -> None:
+    """The tick clock waits for every partition the hub has (pimwatch/progress.py): the setting must
+    follow the hub's partition count, not be typed twice."""
+    assert app_settings(main)["PIMWATCH_EVENTHUB_PARTITIONS"] == "string(partitionCount)"
+    hub = main.resources["hub"].body["properties"]
+    assert re.search(r"\bpartitionCount:\s*partitionCount\b", hub), hub
 
 
 def test_the_contract_is_read_by_the_code() -> None:

@@ -33,6 +33,7 @@ from pimwatch.activities import (
 from pimwatch.cli import main
 from pimwatch.config import build
 from pimwatch.detector import Plugin
+from pimwatch.driver import Driver
 from pimwatch.event import NOBODY, Event, Modified
 from pimwatch.harness import run_records
 from pimwatch.normalize import BadRecord, audit_event, la_to_camel, signin_event
@@ -683,7 +684,7 @@ def test_audit_record_without_a_readable_time_is_quarantined_with_the_reason(
     pipeline, q = _pipeline(plugins, {}, tmp_path)
     good = pim(ACTIVATION_COMPLETED, "2026-03-10T09:05:00Z", alice, principal=alice)
     pipeline.feed(classify([rec, good], "input.jsonl", 7))
-    pipeline.finish()
+    Driver(pipeline).finish()
     assert pipeline.stats.records == Counter({("AuditLogs", "eventhub"): 1})
     (entry,) = [orjson.loads(line) for line in q.read_bytes().splitlines()]
     assert (entry["source"], entry["line"]) == ("input.jsonl", 7)
@@ -700,7 +701,7 @@ def test_signin_without_a_readable_time_is_quarantined_with_the_reason(
     rec["time"] = "soon"
     pipeline, q = _pipeline(plugins, {"break_glass": {"accounts": [bg[0]]}}, tmp_path)
     pipeline.feed(classify(rec, "signins.jsonl", 3))
-    pipeline.finish()
+    Driver(pipeline).finish()
     (entry,) = [orjson.loads(line) for line in q.read_bytes().splitlines()]
     assert "sign-in record has no readable createdDateTime or time" in entry["reason"]
     assert entry["line"] == 3 and orjson.loads(entry["raw"]) == rec

@@ -17,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+import pytest
 
 from detectors.approval_overdue import R1, _ask, _decide
 from pimwatch.activities import ACTIVATION_APPROVED
-from pimwatch.progress import CAUGHT_UP, FORGET, Progress, clock
+from pimwatch.progress import CAUGHT_UP, FORGET, Progress, clock, expect
+from pimwatch.runtime import SetupError, _partitions
 from pimwatch.store import SqliteStore
 from pimwatch.timeutil import iso
 from tests.functions_host import FUNCTIONS, batch, health, timer
@@ -78,6 +80,10 @@ def test_once_every_partition_has_caught_up_a_missing_decision_is_overdue(
     assert _overdue(tmp / "state.db") == ["open"]
 
 
+def _ago(now: datetime, seconds: float) -> str:
+    return iso(now - timedelta(seconds=seconds))
+
+
 def _later(at: str) -> dict[str, object]:
     from detectors.approval_overdue import _later as later
 
@@ -91,3 +97,111 @@ def _body(record: dict[str, object]) -> bytes:
 def _overdue(state: Path) -> list[str]:
     with sqlite3.connect(state) as db:
         return [s for (s,) in db.execute("SELECT status FROM outbox WHERE detector='approval.overdue'")]
+
+
+# --- the cross-partition page (architecture-review.md §10.1) and a partition not seen yet ------------
+def test_a_caught_up_partitions_batch_does_not_page_past_another_partitions_backlog(
+    app_env: Callable[[str | None], Path],
+) -> None:
+    """The §10.1 probe: partition 1 is behind, partition 2's batch is of now. Its batch ticks (no timer)
+    at its watermark held back by partition 1: the decision further down partition 1 is not missing."""
+    tmp = app_env(None)
+    now = datetime.now(UTC).replace(microsecond=0)
+    asked = iso(now - timedelta(hours=3))
+    FUNCTIONS["entra_events"](batch([_body(_ask(asked, R1))], "0", enqueued=iso(now - timedelta(hours=3))))
+    behind = now - timedelta(hours=2, minutes=54)
+    FUNCTIONS["entra_events"](
+        batch([_body(_later(iso(now - timedelta(hours=2, minutes=55))))], "1", enqueued=iso(behind))
+    )
+    FUNCTIONS["entra_events"](
+        batch([_body(_later(iso(now - timedelta(seconds=30))))], "2", enqueued=_ago(now, 20))
+    )
+    assert _overdue(tmp / "state.db") == []
+    assert health()[1]["tick_clock"] <= iso(behind)  # held back by partition 1, not by the batch
+    decided = iso(now - timedelta(hours=2, minutes=50))
+    FUNCTIONS["entra_events"](
+        batch(
+            [_body(_decide(ACTIVATION_APPROVED, decided, R1))],
+            "1",
+            enqueued=_ago(now, 2 * 3600 + 49 * 60),
+        )
+    )
+    timer()
+    assert _overdue(tmp / "state.db") == []  # neither a page nor its resolve
+
+
+def test_a_partition_not_seen_yet_holds_the_clock_when_the_hub_s_partitions_are_known(
+    app_env: Callable[[str | None], Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision is in partition 1, which no instance has read yet: partitions 0 and 2 have both
+    caught up, yet nothing ticks until partition 1 reports (the app setting names three partitions)."""
+    tmp = app_env(None)
+    monkeypatch.setenv("PIMWATCH_EVENTHUB_PARTITIONS", "3")
+    now = datetime.now(UTC).replace(microsecond=0)
+    asked = iso(now - timedelta(hours=3))
+    FUNCTIONS["entra_events"](batch([_body(_ask(asked, R1))], "0", enqueued=_ago(now, 30)))
+    FUNCTIONS["entra_events"](
+        batch([_body(_later(iso(now - timedelta(seconds=30))))], "2", enqueued=_ago(now, 20))
+    )
+    timer()
+    assert _overdue(tmp / "state.db") == []
+    assert health()[1]["tick_clock"] is None  # partition 1 has never reported: no clock
+    decided = iso(now - timedelta(hours=2, minutes=50))
+    FUNCTIONS["entra_events"](
+        batch([_body(_decide(ACTIVATION_APPROVED, decided, R1))], "1", enqueued=_ago(now, 10))
+    )
+    timer()
+    assert _overdue(tmp / "state.db") == []
+    assert health()[1]["tick_clock"] is not None  # every partition has reported: the clock runs
+
+
+def test_without_a_partition_list_an_unseen_partition_does_not_hold_the_clock(
+    app_env: Callable[[str | None], Path],
+) -> None:
+    """``func start`` with no PIMWATCH_EVENTHUB_PARTITIONS: as before, only partitions read so far count
+    (documented in docs/functions.md) — the same stream pages, which is why the setting is deployed."""
+    tmp = app_env(None)
+    now = datetime.now(UTC).replace(microsecond=0)
+    FUNCTIONS["entra_events"](
+        batch([_body(_ask(iso(now - timedelta(hours=3)), R1))], "0", enqueued=_ago(now, 30))
+    )
+    timer()
+    assert _overdue(tmp / "state.db") == ["open"]
+
+
+def test_an_expected_partition_that_never_reports_holds_the_clock_for_forget_only() -> None:
+    store = SqliteStore()
+    p = Progress()
+    expect(store, ["0", "1"], NOW)
+    assert clock(store, NOW) is None  # neither has reported
+    p.note(store, "0", [NOW - timedelta(seconds=5)], NOW)
+    assert clock(store, NOW + timedelta(minutes=1)) is None  # "1" still has not
+    assert clock(store, NOW + FORGET) is None  # the last moment it may hold the clock
+    after = NOW + FORGET + timedelta(seconds=1)
+    assert clock(store, after) == after  # an idle partition of a quiet tenant: ticking goes on
+    expect(store, ["0", "1"], after)  # a restart says it again: the first time it was expected counts
+    assert clock(store, after) == after
+    p.note(store, "1", [NOW + timedelta(minutes=3)], NOW + timedelta(minutes=4))  # reports at last
+    assert clock(store, NOW + timedelta(minutes=5)) == NOW + timedelta(minutes=5)
+
+
+def test_a_cached_reading_never_moves_a_held_clock_forward() -> None:
+    store = SqliteStore()
+    p = Progress()
+    p.note(store, "0", [NOW - timedelta(hours=1)], NOW)
+    assert p.clock(store, NOW) == NOW - timedelta(hours=1)
+    assert p.clock(store, NOW + timedelta(seconds=50), cached=True) == NOW - timedelta(hours=1)
+    q = Progress()
+    q.note(store, "0", [NOW + timedelta(seconds=55)], NOW + timedelta(minutes=1))  # caught up
+    assert q.clock(store, NOW + timedelta(minutes=1)) == NOW + timedelta(minutes=1)
+    later = NOW + timedelta(minutes=1, seconds=30)
+    assert q.clock(store, later, cached=True) == later  # nothing held it: the wall clock
+
+
+def test_the_partitions_setting_is_a_count_or_a_list_and_bad_values_are_named() -> None:
+    assert _partitions("4") == ["0", "1", "2", "3"]
+    assert _partitions(" 0, 1 ,7 ") == ["0", "1", "7"]
+    assert _partitions(None) == [] and _partitions("") == []
+    for bad in ("0", "1,,2"):
+        with pytest.raises(SetupError, match="PIMWATCH_EVENTHUB_PARTITIONS"):
+            _partitions(bad)

@@ -24,6 +24,7 @@ from pimwatch.activities import ACTIVATION_COMPLETED, ROLE_SETTING_UPDATED
 from pimwatch.cli import main
 from pimwatch.config import build
 from pimwatch.detector import Plugin
+from pimwatch.driver import Driver
 from pimwatch.event import Event, Principal
 from pimwatch.normalize import audit_event, signin_event
 from pimwatch.pipeline import Pipeline
@@ -192,7 +193,7 @@ def test_replaying_the_samples_folder_reads_every_record_and_quarantines_only_sa
     pipeline = pipeline_for(plugins, {}, tmp_path)
     for path in expand([str(samples)]):
         pipeline.feed(read_file(path, [0], pipeline.screen))
-    pipeline.finish()
+    Driver(pipeline).finish()
     assert pipeline.stats.records == {
         ("AuditLogs", "eventhub"): 5,
         ("AuditLogs", "graph"): 3,
@@ -723,7 +724,7 @@ def test_screen_keeps_a_break_glass_signin_whose_upn_is_upper_cased(
     items = read(path, pipeline.screen)
     assert _kinds(items) == ([Routed], 3)
     pipeline.feed(items)
-    pipeline.finish()
+    Driver(pipeline).finish()
     assert pipeline.stats.screened == 3
     (alert,) = _alerts(pipeline)
     assert alert["detector"] == "breakglass.signin"
@@ -735,7 +736,7 @@ def test_screen_counts_ordinary_signins_without_reading_them(plugins: list[Plugi
     path.write_bytes(jsonl(ORDINARY))
     pipeline = pipeline_for(plugins, {"break_glass": {"accounts": [BG_UPN]}}, tmp_path)
     pipeline.feed(read_file(str(path), [0], pipeline.screen))
-    pipeline.finish()
+    Driver(pipeline).finish()
     assert pipeline.stats.screened == 3
     assert pipeline.stats.records == {("SignInLogs", "eventhub"): 3}
     assert _alerts(pipeline) == []
@@ -756,7 +757,7 @@ def test_a_break_glass_upn_escaped_in_the_bytes_is_still_matched(
     items = read(path, pipeline.screen)
     assert _kinds(items) == ([Routed], len(ORDINARY))
     pipeline.feed(items)
-    pipeline.finish()
+    Driver(pipeline).finish()
     (alert,) = _alerts(pipeline)
     assert alert["detector"] == "breakglass.signin" and alert["principal"]["upn"] == upn.upper()
 
@@ -774,7 +775,7 @@ def test_screen_never_drops_an_envelope_whose_first_record_is_a_signin(
     assert [_describe(i) for i in items if not isinstance(i, Screened)] == [R_AUDIT_EH]
     assert _kinds(items)[1] == 1  # the sign-in is counted, not lost
     pipeline.feed(items)
-    pipeline.finish()
+    Driver(pipeline).finish()
     assert [a["detector"] for a in _alerts(pipeline)] == ["settings.changed"]
 
 
@@ -800,7 +801,7 @@ def test_screen_parses_a_signin_whose_upn_bytes_hold_an_escape(plugins: list[Plu
     items = read(path, pipeline.screen)
     assert _kinds(items) == ([Routed], 3)
     pipeline.feed(items)
-    pipeline.finish()
+    Driver(pipeline).finish()
     (alert,) = _alerts(pipeline)
     assert alert["principal"]["upn"] == BG_UPN.upper()
 
@@ -816,7 +817,7 @@ def test_screen_keeps_a_break_glass_signin_by_object_id_in_any_case(
     items = read(path, pipeline.screen)
     assert _kinds(items) == ([Routed], 1)
     pipeline.feed(items)
-    pipeline.finish()
+    Driver(pipeline).finish()
     (alert,) = _alerts(pipeline)
     assert alert["principal"]["id"] == oid.upper()
 

@@ -25,6 +25,7 @@ from pimwatch.alerts import Alert, Severity
 from pimwatch.cli import main
 from pimwatch.config import Config, ConfigError, build
 from pimwatch.detector import Plugin
+from pimwatch.driver import Driver
 from pimwatch.event import Principal
 from pimwatch.harness import run_records
 from pimwatch.pipeline import WATERMARK, Pipeline
@@ -166,7 +167,7 @@ def test_prune_forgets_what_is_past_the_horizon_and_keeps_the_rest(
     # A real activation: the pipeline learns the privileged principal and keeps first_time's history.
     pipeline = Pipeline(plugins, config, store, Quarantine(str(tmp_path / "q.jsonl")))
     pipeline.feed(classify(pim(ACTIVATION_COMPLETED, iso(T0), admin, principal=admin, role=GA), "t", 1))
-    pipeline.finish()
+    Driver(pipeline).finish()
     for hours in (0, 1, 2):
         store.add("w", f"old{hours}", T0 + timedelta(hours=hours))
     store.add("w", "new", T0 + timedelta(days=20))
@@ -328,8 +329,9 @@ def _later(records: list[dict[str, Any]], days: int) -> list[dict[str, Any]]:
     for r in records:
         text = _MARCH.sub(shift, orjson.dumps(r).decode())
         if "Request" in text:
-            for rid in requests & set(re.findall(r'"([^"]+)"', text)):
-                text = text.replace(f'"{rid}"', f'"{guid("later", rid)}"')
+            for rid in requests:  # (not a regex over quoted strings: an escaped quote shifts its pairs)
+                if f'"{rid}"' in text:
+                    text = text.replace(f'"{rid}"', f'"{guid("later", rid)}"')
         copy = orjson.loads(text)
         if isinstance(copy.get("properties"), dict) and "id" in copy["properties"]:
             copy["properties"]["id"] = f"{copy['properties']['id']}-later"
@@ -352,7 +354,7 @@ def _replay(
     pipeline = Pipeline(plugins, config, store, Quarantine(str(tmp / f"{uuid.uuid4().hex}.jsonl")))
     for i, rec in enumerate(records, 1):
         pipeline.feed(classify(rec, "demo", i))
-    pipeline.finish()
+    Driver(pipeline).finish()
 
 
 def _alerts(store: AnyStore) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ import pytest
 
 from detectors.approval_overdue import R1, _ask
 from pimwatch import runtime
+from pimwatch.cli import main
 from pimwatch.store import StoreError
+from pimwatch.timeutil import iso
 from tests.functions_host import APP, FUNCTIONS, REPO, batch, health, messages, timer
 from tests.loopback import Answer, serve
 
@@ -277,3 +280,37 @@ def test_the_test_alert_endpoint_sends_to_the_sinks(
         hook.script(Answer(500))
         code, doc = post(b'{"sink": "soar", "severity": "high"}')
         assert code == 502 and doc["sinks"]["soar"].startswith("FAILED")
+
+
+def test_replay_and_the_functions_runtime_give_identical_outboxes(
+    app_env: Callable[[str | None], Path], records: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The same stream through ``pimwatch replay --state`` and through the Event Hub function (the
+    partition caught up, then the timer): the same alert documents, and the same deliveries queued."""
+    with serve(Answer(500)) as hook:
+        tmp = app_env(hook.url + "/hook")
+        now = datetime.now(UTC)
+        caught_up = iso(now - timedelta(seconds=5))
+        bodies = messages(records)
+        for i in range(0, len(bodies), 4):
+            FUNCTIONS["entra_events"](batch(bodies[i : i + 4], "0", enqueued=caught_up))
+        timer()
+        stream = tmp_path / "stream.jsonl"
+        stream.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+        replayed = tmp_path / "replayed.db"
+        config = str(tmp / "pimwatch.yaml")
+        assert main(["replay", str(stream), "--state", str(replayed), "--config", config]) == 0
+    functions = _outbox_docs(tmp / "state.db")
+    assert len(functions) > 100 and functions == _outbox_docs(replayed)
+    queued = _queued(tmp / "state.db")
+    assert queued and queued == _queued(replayed)
+
+
+def _outbox_docs(state: Path) -> dict[str, Any]:
+    with sqlite3.connect(state) as db:
+        return {aid: orjson.loads(doc) for aid, doc in db.execute("SELECT id, doc FROM outbox")}
+
+
+def _queued(state: Path) -> set[tuple[str, str, str]]:
+    with sqlite3.connect(state) as db:
+        return set(db.execute("SELECT alert_id, sink, kind FROM deliveries").fetchall())

@@ -285,7 +285,7 @@ def test_silence_raises_pipeline_silent_once_and_records_resolve_it(
         rt = runtime.Runtime(
             cfg,
             plugins,
-            lambda: runtime._BatchStore(state),
+            lambda: SqliteStore(state),
             Quarantine(str(tmp_path / "q.jsonl")),
             clock=lambda: clock[0],
         )
@@ -328,7 +328,7 @@ def test_a_new_install_that_receives_nothing_raises_pipeline_silent(
     rt = runtime.Runtime(
         build({"pipeline": {"silent_minutes": 30}}, plugins),
         plugins,
-        lambda: runtime._BatchStore(state),
+        lambda: SqliteStore(state),
         Quarantine(str(tmp_path / "q.jsonl")),
     )
     try:
@@ -347,7 +347,7 @@ def test_the_timer_forgets_state_older_than_the_horizon_every_six_hours(
 ) -> None:
     state = str(tmp_path / "state.db")
     rt = runtime.Runtime(
-        build(CONFIG, plugins), plugins, lambda: runtime._BatchStore(state), Quarantine(str(tmp_path / "q"))
+        build(CONFIG, plugins), plugins, lambda: SqliteStore(state), Quarantine(str(tmp_path / "q"))
     )
     try:
         march = [r for r in records if str(r.get("time", "")).startswith("2026-03-1")]

@@ -563,3 +563,16 @@ def test_instances_learning_different_principals_keep_each_others(azurite_tables
     assert "bob@contoso.com" not in pa.upns
     pa.refresh()
     assert "bob@contoso.com" in pa.upns
+
+
+def test_a_transaction_scopes_durable_writes_and_cannot_roll_back(azurite_tables: str) -> None:
+    store = TableStore(azurite_tables, f"tx{uuid.uuid4().hex[:8]}")
+    try:
+        with pytest.raises(KeyError), store.transaction():
+            store.put("k", 1)
+            raise KeyError("a bug")
+        assert store.get("k") == 1  # durable per call: the contract's queueing marks cover this
+        with pytest.raises(StoreError, match="cannot roll back"), store.transaction(rollback=True):
+            pass
+    finally:
+        store.close()
