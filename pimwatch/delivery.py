@@ -8,14 +8,27 @@ and jitter, honouring ``Retry-After``, within a deadline well under the Function
 still undelivered stays pending for the next run (the timer, ``pimwatch deliver``) until it reaches
 ``max_attempts`` or ``max_age_hours`` and becomes a dead letter. A permanent error (other 4xx) is a
 dead letter at once. Dead letters are kept, listed and re-sendable (``pimwatch outbox``).
+
+**A delivery is claimed before it is sent**, so two deliverers at once (two ``pimwatch deliver`` on
+one state file, two Functions instances draining the outbox) never both send it: the deliverer
+takes a *lease* on each due row of a unit (``Store.lease``: a holder token and an expiry; a
+conditional UPDATE in SQLite, committed before the send; ETag-conditional on Azure Tables), sends
+only what it won, and ``mark_sent``/``mark_failed`` count only for the lease's holder. A claimant
+that dies keeps its lease until it expires; the next run after that takes the delivery over. The
+lease outlasts the longest send the policy allows (:meth:`Deliverer.lease_seconds`), so a live
+claimant never loses its lease. A resolve is not claimed while another deliverer's live lease is on
+its trigger: an alert's trigger still goes before its resolve.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,6 +45,9 @@ from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch.delivery")
 DEAD_LETTERS = "delivery.dead_letters"
+# The requests one try of a send may make, each bounded by the sink's ``timeout_seconds``: a token,
+# then the post (SMTP: connect/TLS, login, the message). The lease is sized by it.
+REQUESTS_PER_SEND = 4
 
 
 class Policy(BaseModel):
@@ -45,6 +61,7 @@ class Policy(BaseModel):
     run_deadline_seconds: float = 60.0  # per sink per run; the Functions timeout is 5-10 min
     retries_in_run: int = 2
     alert_on_dead_letters: bool = True  # a "delivery.dead_letters" alert through the other sinks
+    lease_margin_seconds: float = 30.0  # added to the longest send: clock skew between instances
 
 
 @dataclass(frozen=True)
@@ -105,9 +122,13 @@ class Outcome:
     pending: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
+    # Sent or failed after this run's lease had been taken over (the lease was too short): the
+    # result is the new holder's, this run's is dropped.
+    lost: dict[str, int] = field(default_factory=dict)
 
     def count(self, bucket: dict[str, int], sink: str, n: int = 1) -> None:
-        bucket[sink] = bucket.get(sink, 0) + n
+        if n:
+            bucket[sink] = bucket.get(sink, 0) + n
 
 
 class Deliverer:
@@ -162,6 +183,18 @@ class Deliverer:
         delay = min(p.max_delay_seconds, p.base_delay_seconds * (2 ** max(0, attempts - 1)))
         delay = self.rng.uniform(delay / 2, delay)
         return max(delay, hint or 0.0)
+
+    def lease_seconds(self, sink: LoadedSink) -> float:
+        """How long a claim on one unit lasts: the longest its send can take under the policy.
+
+        Every try takes at most :data:`REQUESTS_PER_SEND` x the sink's ``timeout_seconds``; there are
+        ``retries_in_run + 1`` tries; the waits between them end before ``run_deadline_seconds``
+        after the sink's run began; plus ``lease_margin_seconds``. Defaults (10 s timeout): 60 +
+        3 x 4 x 10 + 30 = 210 s. A deliverer that dies holds its unit that long."""
+        p = self.policy
+        tries = p.retries_in_run + 1
+        send = tries * REQUESTS_PER_SEND * sink.config.timeout_seconds
+        return p.run_deadline_seconds + send + p.lease_margin_seconds
 
     def warnings(self) -> list[str]:
         """Start-up warnings of the sinks (e.g. Opsgenie's API shutdown date)."""
@@ -228,10 +261,27 @@ class Deliverer:
                 # (its resolve delivery follows): the page is never skipped.
                 if d.kind == "trigger" and alert.status != "open":
                     alert = replace(alert, status="open", resolved_at=None)
-                alerts.append(alert)
-            if not alerts:
+                alerts.append((d, alert))
+            holder, claimed = self._claim(name, sink, [d for d, _ in alerts])
+            if not claimed:
                 continue
-            self._attempt(name, sink, unit, alerts, started, outcome)
+            won = {(d.alert_id, d.kind) for d in claimed}
+            mine = [a for d, a in alerts if (d.alert_id, d.kind) in won]
+            self._attempt(name, sink, claimed, mine, started, outcome, holder)
+
+    def _claim(self, name: str, sink: LoadedSink, unit: list[Delivery]) -> tuple[str, list[Delivery]]:
+        """Lease what of ``unit`` no other deliverer holds, and commit the leases before the send:
+        (the holder token, the deliveries won, in order)."""
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        lease = self.lease_seconds(sink)
+        won = []
+        for d in unit:
+            now = self.clock()
+            if self.store.lease(d.alert_id, name, d.kind, holder=holder, now=now, until=now + lease):
+                won.append(d)
+        if won:
+            self.store.commit()  # visible to every other deliverer before anything is sent
+        return holder, won
 
     def _attempt(
         self,
@@ -241,6 +291,7 @@ class Deliverer:
         alerts: list[Alert],
         started: float,
         outcome: Outcome,
+        holder: str,
     ) -> None:
         p = self.policy
         tries = 0
@@ -249,7 +300,7 @@ class Deliverer:
             try:
                 answer = sink.send(sink.render(alerts), self.http)
             except PermanentError as exc:
-                self._fail(name, unit, str(exc), dead=True, outcome=outcome, alerts=alerts)
+                self._fail(name, unit, str(exc), dead=True, outcome=outcome, alerts=alerts, holder=holder)
                 return
             except TransientError as exc:
                 attempts = unit[0].attempts + tries
@@ -262,7 +313,14 @@ class Deliverer:
                 too_old = now - unit[0].first_at > p.max_age_hours * 3600
                 dead = attempts >= p.max_attempts or too_old
                 self._fail(
-                    name, unit, str(exc), dead=dead, outcome=outcome, next_at=now + wait, alerts=alerts
+                    name,
+                    unit,
+                    str(exc),
+                    dead=dead,
+                    outcome=outcome,
+                    next_at=now + wait,
+                    alerts=alerts,
+                    holder=holder,
                 )
                 return
             except Exception as exc:  # a bug in a sink: kept for retry, logged, never lost
@@ -274,15 +332,28 @@ class Deliverer:
                     dead=False,
                     outcome=outcome,
                     next_at=self.clock() + self.backoff(unit[0].attempts + 1, None),
+                    holder=holder,
                 )
                 return
             now = self.clock()
-            for d in unit:
-                self.store.mark_sent(d.alert_id, name, d.kind, answer, now)
+            marked = sum(
+                self.store.mark_sent(d.alert_id, name, d.kind, answer, now, holder=holder) for d in unit
+            )
             self.store.commit()  # durable at once: a crash after this never sends it again
-            outcome.count(outcome.sent, name, len(unit))
+            self._lost(name, len(unit) - marked, outcome)
+            outcome.count(outcome.sent, name, marked)
             outcome.answers[name] = answer
             return
+
+    def _lost(self, name: str, n: int, outcome: Outcome) -> None:
+        if n:
+            outcome.count(outcome.lost, name, n)
+            log.warning(
+                "sink %s: %d deliveries outlasted their lease and were taken over by another run: "
+                "this run's result is dropped (the lease is too short for this sink's sends)",
+                name,
+                n,
+            )
 
     def _fail(
         self,
@@ -294,14 +365,20 @@ class Deliverer:
         outcome: Outcome,
         next_at: float = 0.0,
         alerts: Sequence[Alert] = (),
+        holder: str = "",
     ) -> None:
         now = self.clock()
         if dead and self.archive is not None and not self._archive_dead(name, unit, alerts, error, now):
             dead, next_at = False, now + self.backoff(unit[0].attempts + 1, None)
-        for d in unit:
-            self.store.mark_failed(d.alert_id, name, d.kind, dead=dead, next_at=next_at, error=error, now=now)
+        marked = sum(
+            self.store.mark_failed(
+                d.alert_id, name, d.kind, dead=dead, next_at=next_at, error=error, now=now, holder=holder
+            )
+            for d in unit
+        )
         self.store.commit()
-        outcome.count(outcome.dead if dead else outcome.pending, name, len(unit))
+        self._lost(name, len(unit) - marked, outcome)
+        outcome.count(outcome.dead if dead else outcome.pending, name, marked)
         outcome.answers[name] = error
         (log.error if dead else log.warning)("%s (%s)", error, "dead letter" if dead else "will retry")
 
