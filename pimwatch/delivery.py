@@ -279,8 +279,9 @@ class Deliverer:
             now = self.clock()
             if self.store.lease(d.alert_id, name, d.kind, holder=holder, now=now, until=now + lease):
                 won.append(d)
-        if won:
-            self.store.commit()  # visible to every other deliverer before anything is sent
+        # Visible to every other deliverer before anything is sent (and, in SQLite, the write lock a
+        # refused claim took is let go at once).
+        self.store.commit()
         return holder, won
 
     def _attempt(
