@@ -16,8 +16,11 @@ conditional UPDATE in SQLite, committed before the send; ETag-conditional on Azu
 only what it won, and ``mark_sent``/``mark_failed`` count only for the lease's holder. A claimant
 that dies keeps its lease until it expires; the next run after that takes the delivery over. The
 lease outlasts the longest send the policy allows (:meth:`Deliverer.lease_seconds`), so a live
-claimant never loses its lease. A resolve is not claimed while another deliverer's live lease is on
-its trigger: an alert's trigger still goes before its resolve.
+claimant never loses its lease. Sooner than that, a run on the claimant's own host takes over at
+once the claims of a process that is provably gone (:func:`claimant_gone`): a worker restarted
+after a crash resumes its deliveries instead of waiting out its predecessor's leases. A resolve is
+not claimed while another deliverer's live lease is on its trigger: an alert's trigger still goes
+before its resolve.
 """
 
 from __future__ import annotations
@@ -48,6 +51,45 @@ DEAD_LETTERS = "delivery.dead_letters"
 # The requests one try of a send may make, each bounded by the sink's ``timeout_seconds``: a token,
 # then the post (SMTP: connect/TLS, login, the message). The lease is sized by it.
 REQUESTS_PER_SEND = 4
+
+
+def _this_host() -> str | None:
+    """This machine and boot (hostname and boot id), for claim holders; None where the boot id is
+    unknown (not Linux): then no claim is ever taken over before its lease expires."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot[:8]}"
+
+
+HOST = _this_host()
+INCARNATION = uuid.uuid4().hex[:8]  # this process, told apart from an earlier one with the same pid
+
+
+def new_holder() -> str:
+    """A claim's holder token: ``host:pid:incarnation:claim``."""
+    return f"{HOST or socket.gethostname()}:{os.getpid()}:{INCARNATION}:{uuid.uuid4().hex[:8]}"
+
+
+def claimant_gone(holder: str) -> bool:
+    """True only when the claim's holder provably no longer runs: it was made on this host and boot,
+    by a process id that is not running, or by an earlier process that had this process's id. Any
+    doubt (another host, a process id in use, no boot id) is False: the lease is waited out."""
+    parts = holder.rsplit(":", 3)
+    if HOST is None or len(parts) != 4 or parts[0] != HOST or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return parts[2] != INCARNATION
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, under another user
+        return False
+    return False
 
 
 class Policy(BaseModel):
@@ -247,7 +289,10 @@ class Deliverer:
 
     def _run_sink(self, name: str, sink: LoadedSink, outcome: Outcome) -> None:
         started = self.clock()
-        due = self.store.due(name, started)
+        # Unclaimed, or the lease expired, or its claimant is gone: another live run's are left alone.
+        due = [
+            d for d in self.store.due(name, started) if d.lease_until <= started or claimant_gone(d.holder)
+        ]
         if not due:
             return
         units = [due] if sink.batch else [[d] for d in due]
@@ -272,12 +317,19 @@ class Deliverer:
     def _claim(self, name: str, sink: LoadedSink, unit: list[Delivery]) -> tuple[str, list[Delivery]]:
         """Lease what of ``unit`` no other deliverer holds, and commit the leases before the send:
         (the holder token, the deliveries won, in order)."""
-        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        holder = new_holder()
         lease = self.lease_seconds(sink)
         won = []
         for d in unit:
             now = self.clock()
-            if self.store.lease(d.alert_id, name, d.kind, holder=holder, now=now, until=now + lease):
+            takeover = d.holder if d.lease_until > now else ""  # still live: its claimant is gone
+            if takeover:
+                log.info(
+                    "sink %s: taking over %s's claim on %s (that process is gone)", name, takeover, d.alert_id
+                )
+            if self.store.lease(
+                d.alert_id, name, d.kind, holder=holder, now=now, until=now + lease, takeover=takeover
+            ):
                 won.append(d)
         # Visible to every other deliverer before anything is sent (and, in SQLite, the write lock a
         # refused claim took is let go at once).

@@ -89,7 +89,15 @@ class Store(Protocol):
     def enqueue(self, alert_id: str, sink: str, kind: str, now: float, due: float | None = None) -> bool: ...
     def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]: ...
     def lease(
-        self, alert_id: str, sink: str, kind: str, *, holder: str, now: float, until: float
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        holder: str,
+        now: float,
+        until: float,
+        takeover: str = "",
     ) -> bool: ...
     def mark_sent(
         self, alert_id: str, sink: str, kind: str, answer: str, now: float, *, holder: str = ""
@@ -304,27 +312,53 @@ class SqliteStore:
         return cur.rowcount == 1
 
     def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]:
-        """Pending, due, and not under a live claim (an expired lease is up for taking over)."""
+        """Pending and due, claimed or not (``holder``, ``lease_until``: the deliverer decides)."""
         rows = self._db.execute(
             f"SELECT {_DELIVERY_COLUMNS} FROM deliveries"
-            " WHERE sink=? AND status='pending' AND next_at <= ? AND lease_until <= ?"
+            " WHERE sink=? AND status='pending' AND next_at <= ?"
             " ORDER BY first_at, alert_id, kind = 'resolve' LIMIT ?",  # an alert's trigger first
-            (sink, now, now, limit),
+            (sink, now, limit),
         ).fetchall()
         return [_delivery(r) for r in rows]
 
-    def lease(self, alert_id: str, sink: str, kind: str, *, holder: str, now: float, until: float) -> bool:
+    def lease(
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        holder: str,
+        now: float,
+        until: float,
+        takeover: str = "",
+    ) -> bool:
         """Claim the delivery for ``holder`` until ``until``: one conditional UPDATE (still pending,
-        due, unclaimed or its lease expired; a resolve not while another holder's live lease is on
-        its trigger). The caller commits before sending, so other processes see the claim."""
+        due, unclaimed or its lease expired or held by ``takeover``, a claimant known to be gone; a
+        resolve not while another holder's live lease is on its trigger). The caller commits before
+        sending, so other processes see the claim."""
         cur = self._db.execute(
             "UPDATE deliveries SET holder=?, lease_until=?"
             " WHERE alert_id=? AND sink=? AND kind=? AND status='pending' AND next_at <= ?"
-            " AND lease_until <= ?"
+            " AND (lease_until <= ? OR (? != '' AND holder = ?))"
             " AND NOT (kind = 'resolve' AND EXISTS (SELECT 1 FROM deliveries t WHERE t.alert_id=?"
-            " AND t.sink=? AND t.kind='trigger' AND t.status='pending' AND t.holder NOT IN ('', ?)"
+            " AND t.sink=? AND t.kind='trigger' AND t.status='pending' AND t.holder NOT IN ('', ?, ?)"
             " AND t.lease_until > ?))",
-            (holder, until, alert_id, sink, kind, now, now, alert_id, sink, holder, now),
+            (
+                holder,
+                until,
+                alert_id,
+                sink,
+                kind,
+                now,
+                now,
+                takeover,
+                takeover,
+                alert_id,
+                sink,
+                holder,
+                takeover,
+                now,
+            ),
         )
         return cur.rowcount == 1
 

@@ -187,10 +187,10 @@ def _etag(entity: TableEntity) -> str:
     return str(entity.metadata["etag"])
 
 
-def _held_by_other(delivery: TableEntity, holder: str, now: float) -> bool:
-    """Under a live claim of someone other than ``holder``."""
+def _held_by_other(delivery: TableEntity, holders: tuple[str, str], now: float) -> bool:
+    """Under a live claim of someone other than ``holders``."""
     owner = str(delivery.get("holder") or "")
-    return owner not in ("", holder) and float(delivery.get("lease_until") or 0.0) > now
+    return owner not in ("", *holders) and float(delivery.get("lease_until") or 0.0) > now
 
 
 class TableStore:
@@ -552,19 +552,30 @@ class TableStore:
             "PartitionKey eq @pk and status eq @pending and next_at le @now",
             parameters={"pk": table_key(sink), "pending": "pending", "now": float(now)},
         )
-        free = [e for e in rows if float(e.get("lease_until") or 0.0) <= now]  # not under a live claim
+        read = list(rows)  # claimed or not (``holder``, ``lease_until``: the deliverer decides)
         # What was read, with its ETag: ``lease`` claims under it without reading the row again.
-        self._due_read = {(e["PartitionKey"], e["RowKey"]): e for e in free}
+        self._due_read = {(e["PartitionKey"], e["RowKey"]): e for e in read}
         found = sorted(  # an alert's trigger before its resolve
-            (self._delivery(e) for e in free), key=lambda d: (d.first_at, d.alert_id, d.kind == "resolve")
+            (self._delivery(e) for e in read), key=lambda d: (d.first_at, d.alert_id, d.kind == "resolve")
         )
         return found[:limit]
 
     @_guard
-    def lease(self, alert_id: str, sink: str, kind: str, *, holder: str, now: float, until: float) -> bool:
+    def lease(
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        holder: str,
+        now: float,
+        until: float,
+        takeover: str = "",
+    ) -> bool:
         """Claim the delivery for ``holder`` until ``until`` (ETag-conditional: of two claimants one
-        wins): still pending, due, unclaimed or its lease expired; a resolve not while another
-        holder's live lease is on its trigger (the trigger goes first)."""
+        wins): still pending, due, unclaimed or its lease expired or held by ``takeover`` (a claimant
+        known to be gone); a resolve not while another holder's live lease is on its trigger (the
+        trigger goes first)."""
         table = self._t["deliveries"]
         pk, rk = self._delivery_keys(alert_id, sink, kind)
         if kind == "resolve":
@@ -573,11 +584,12 @@ class TableStore:
             except ResourceNotFoundError:
                 pass
             else:
-                if trigger["status"] == "pending" and _held_by_other(trigger, holder, now):
+                if trigger["status"] == "pending" and _held_by_other(trigger, (holder, takeover), now):
                     return False
 
         def change(e: TableEntity) -> dict[str, Any] | None:
-            free = float(e.get("lease_until") or 0.0) <= now
+            owner = str(e.get("holder") or "")
+            free = float(e.get("lease_until") or 0.0) <= now or (takeover != "" and owner == takeover)
             if e["status"] != "pending" or float(e["next_at"]) > now or not free:
                 return None
             return {"holder": holder, "lease_until": float(until)}

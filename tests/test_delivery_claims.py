@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from pimwatch import delivery
 from pimwatch.alerts import Alert
 from pimwatch.cli import main
 from pimwatch.config import load
@@ -148,10 +149,12 @@ def connect(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
 
 
 # the store's claim contract (both stores) -----------------------------------------------------------
-def _take(s: AnyStore, aid: str, kind: str, holder: str, now: float, until: float) -> bool:
+def _take(
+    s: AnyStore, aid: str, kind: str, holder: str, now: float, until: float, takeover: str = ""
+) -> bool:
     """A claim attempt, committed at once as the deliverer does (a refused one too: in SQLite its
     write transaction must not keep the other connection waiting)."""
-    won = s.lease(aid, "hook", kind, holder=holder, now=now, until=until)
+    won = s.lease(aid, "hook", kind, holder=holder, now=now, until=until, takeover=takeover)
     s.commit()
     return won
 
@@ -178,8 +181,8 @@ def test_a_lease_is_won_once_and_only_its_holder_marks_the_result(connect: Calla
     a.commit()
     assert _take(a, "x", "trigger", "A", T, T + 100)
     assert not _take(b, "x", "trigger", "B", T, T + 100)  # A holds it
-    due = [(d.alert_id, d.kind) for d in b.due("hook", T + 99)]
-    assert due == [("x", "resolve"), ("y", "trigger")]  # a live claim is not due
+    due = [(d.alert_id, d.kind, d.holder, d.lease_until) for d in b.due("hook", T + 99)]
+    assert due == [("x", "trigger", "A", T + 100), ("x", "resolve", "", 0.0), ("y", "trigger", "", 0.0)]
     # the trigger first: no one else takes its resolve while A's lease is on the trigger; A may
     assert not _take(b, "x", "resolve", "B", T, T + 100)
     assert _take(a, "x", "resolve", "A", T, T + 100)
@@ -203,8 +206,8 @@ def test_an_expired_lease_is_taken_over_and_the_stale_claimant_cannot_overwrite_
     a.commit()
     assert _take(a, "x", "trigger", "A", T, T + 10)
     assert not _take(b, "x", "trigger", "B", T + 9.9, T + 20)
-    assert [d.alert_id for d in b.due("hook", T + 10)] == ["x"]  # expired: due again
-    assert _take(b, "x", "trigger", "B", T + 10, T + 20)
+    assert not _take(b, "x", "trigger", "B", T + 5, T + 20, takeover="someone else")
+    assert _take(b, "x", "trigger", "B", T + 10, T + 20)  # expired
     # A comes back late: neither its success nor its failure touches B's claim
     assert not _sent(a, "x", "202 A", T + 11, holder="A")
     assert not _failed(a, "x", dead=True, next_at=0.0, now=T + 11, holder="A")
@@ -221,6 +224,28 @@ def test_an_expired_lease_is_taken_over_and_the_stale_claimant_cannot_overwrite_
     )
     assert not _take(a, "x", "trigger", "A", T + 49, T + 60)  # its retry is not due yet
     assert _take(a, "x", "trigger", "A", T + 50, T + 60)
+    # a claimant known to be gone (pimwatch.delivery.claimant_gone) is taken over before its expiry
+    assert _take(b, "x", "trigger", "B", T + 51, T + 70, takeover="A")
+    assert not _sent(a, "x", "202 A", T + 52, holder="A")
+
+
+def test_only_a_claimant_provably_gone_is_taken_over_before_its_lease_expires() -> None:
+    if delivery.HOST is None:
+        pytest.skip("no boot id on this system: claims are only taken over at expiry")
+    me = delivery.new_holder()
+    host, pid, incarnation, _ = me.split(":")
+    assert (host, pid) == (delivery.HOST, str(os.getpid()))
+    finished = subprocess.run([sys.executable, "-c", "pass"], check=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert finished.returncode == 0
+    assert not delivery.claimant_gone(me)  # this process
+    assert delivery.claimant_gone(f"{host}:{pid}:{'0' * 8}:x")  # an earlier process with this pid
+    assert delivery.claimant_gone(f"{host}:{dead.pid}:{incarnation}:x")  # exited
+    assert not delivery.claimant_gone(f"{host}:{os.getppid()}:{incarnation}:x")  # running
+    assert not delivery.claimant_gone(f"elsewhere/00000000:{dead.pid}:{incarnation}:x")  # another host
+    assert not delivery.claimant_gone("gone:1:x")
+    assert not delivery.claimant_gone("")
 
 
 # deliverers at once ------------------------------------------------------------------------------
@@ -400,9 +425,19 @@ def test_two_deliver_processes_on_one_state_file_send_each_alert_exactly_once(
     store.close()
 
 
-def test_a_deliver_process_killed_mid_send_keeps_its_claim_until_it_expires_then_it_goes_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], plugins: list[Plugin]
+@pytest.mark.parametrize("next_run", ["on another host", "on its host"])
+def test_a_deliver_process_killed_mid_send_loses_its_claim_and_the_delivery_goes_once(
+    next_run: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    plugins: list[Plugin],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The claim of a process killed while its sink blocks: a run on another host waits out the lease,
+    and the first run after it sends the delivery; a run on the same host sees the process is gone and
+    sends it at once. Either way: once (after the request that was in flight at the kill)."""
+    if next_run == "on its host" and delivery.HOST is None:
+        pytest.skip("no boot id on this system: claims are only taken over at expiry")
     never = threading.Event()
     with serve(Answer(202, hold=never), Answer(202)) as hook:
         cfg, state, archive, owed = _state(tmp_path, hook.url + "/h", 600)
@@ -421,14 +456,19 @@ def test_a_deliver_process_killed_mid_send_keeps_its_claim_until_it_expires_then
             listing = capsys.readouterr().out
             assert listing.count("claimed  hook") == 1 and f"claimed by {claimed.holder} until " in listing
             config = load(cfg, plugins)
-            # the next run, before the lease expires: everything but the claimed delivery
-            Deliverer(config.sinks, store, config.delivery).run()
-            assert in_flight not in _hooked(hook.requests[1:])
-            assert [d.holder for d in store.deliveries() if d.status != "sent"] == [claimed.holder]
-            # the first run after it expires: that one, once
-            late = Deliverer(config.sinks, store, config.delivery, clock=lambda: claimed.lease_until)
-            assert late.run().sent == {"hook": 1}
-            assert late.run().sent == {}
+            if next_run == "on another host":
+                monkeypatch.setattr(delivery, "HOST", "elsewhere/00000000")
+                # before the lease expires: everything but the claimed delivery
+                Deliverer(config.sinks, store, config.delivery).run()
+                assert in_flight not in _hooked(hook.requests[1:])
+                assert [d.holder for d in store.deliveries() if d.status != "sent"] == [claimed.holder]
+                # the first run after it expires: that one
+                late = Deliverer(config.sinks, store, config.delivery, clock=lambda: claimed.lease_until)
+                assert late.run().sent == {"hook": 1}
+            else:
+                Deliverer(config.sinks, store, config.delivery).run()
+            assert {d.status for d in store.deliveries()} == {"sent"}
+            assert Deliverer(config.sinks, store, config.delivery).run().sent == {}
             store.close()
         finally:
             never.set()
