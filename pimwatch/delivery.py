@@ -173,6 +173,18 @@ class Outcome:
             bucket[sink] = bucket.get(sink, 0) + n
 
 
+def _parts(sink: LoadedSink, alerts: Sequence[Alert]) -> int:
+    """How many requests' worth the unit renders to: a list payload is sent one part at a time. A
+    render that fails counts one (the send attempt reports the failure)."""
+    if not sink.batch or not alerts:
+        return 1
+    try:
+        rendered = sink.render(alerts)
+    except Exception:
+        return 1
+    return len(rendered) if isinstance(rendered, list) else 1
+
+
 class Deliverer:
     def __init__(
         self,
@@ -226,17 +238,18 @@ class Deliverer:
         delay = self.rng.uniform(delay / 2, delay)
         return max(delay, hint or 0.0)
 
-    def lease_seconds(self, sink: LoadedSink) -> float:
+    def lease_seconds(self, sink: LoadedSink, parts: int = 1) -> float:
         """How long a claim on one unit lasts: the longest its send can take under the policy.
 
-        Every try takes at most :data:`REQUESTS_PER_SEND` x the sink's ``timeout_seconds``; there are
-        ``retries_in_run + 1`` tries; the waits between them end before ``run_deadline_seconds``
-        after the sink's run began; plus ``lease_margin_seconds``. Defaults (10 s timeout): 60 +
-        3 x 4 x 10 + 30 = 210 s. A deliverer that dies holds its unit that long."""
+        Every try makes at most :data:`REQUESTS_PER_SEND` requests, plus one per further part of a
+        payload rendered in ``parts`` (a Splunk or Sentinel batch split by size, syslog messages),
+        each within the sink's ``timeout_seconds``; there are ``retries_in_run + 1`` tries; the waits
+        between them end before ``run_deadline_seconds`` after the sink's run began; plus
+        ``lease_margin_seconds``. Defaults (10 s timeout, one part): 60 + 3 x 4 x 10 + 30 = 210 s.
+        A deliverer that dies holds its unit that long (less on its own host: :func:`claimant_gone`)."""
         p = self.policy
-        tries = p.retries_in_run + 1
-        send = tries * REQUESTS_PER_SEND * sink.config.timeout_seconds
-        return p.run_deadline_seconds + send + p.lease_margin_seconds
+        requests = (p.retries_in_run + 1) * (REQUESTS_PER_SEND + max(0, parts - 1))
+        return p.run_deadline_seconds + requests * sink.config.timeout_seconds + p.lease_margin_seconds
 
     def warnings(self) -> list[str]:
         """Start-up warnings of the sinks (e.g. Opsgenie's API shutdown date)."""
@@ -307,18 +320,18 @@ class Deliverer:
                 if d.kind == "trigger" and alert.status != "open":
                     alert = replace(alert, status="open", resolved_at=None)
                 alerts.append((d, alert))
-            holder, claimed = self._claim(name, sink, [d for d, _ in alerts])
+            lease = self.lease_seconds(sink, _parts(sink, [a for _, a in alerts]))
+            holder, claimed = self._claim(name, [d for d, _ in alerts], lease)
             if not claimed:
                 continue
             won = {(d.alert_id, d.kind) for d in claimed}
             mine = [a for d, a in alerts if (d.alert_id, d.kind) in won]
             self._attempt(name, sink, claimed, mine, started, outcome, holder)
 
-    def _claim(self, name: str, sink: LoadedSink, unit: list[Delivery]) -> tuple[str, list[Delivery]]:
+    def _claim(self, name: str, unit: list[Delivery], lease: float) -> tuple[str, list[Delivery]]:
         """Lease what of ``unit`` no other deliverer holds, and commit the leases before the send:
         (the holder token, the deliveries won, in order)."""
         holder = new_holder()
-        lease = self.lease_seconds(sink)
         won = []
         for d in unit:
             now = self.clock()

@@ -248,6 +248,18 @@ def test_only_a_claimant_provably_gone_is_taken_over_before_its_lease_expires() 
     assert not delivery.claimant_gone("")
 
 
+def test_the_lease_outlasts_the_longest_send_the_policy_allows() -> None:
+    policy = Policy(run_deadline_seconds=60, retries_in_run=2, lease_margin_seconds=30)
+    d = Deliverer({}, SqliteStore(), policy)
+    hook = _hook("http://127.0.0.1:9/h", timeout=10)
+    assert d.lease_seconds(hook) == 60 + 3 * 4 * 10 + 30  # docs/sinks.md: 210 s
+    assert d.lease_seconds(hook, parts=5) == 60 + 3 * (4 + 4) * 10 + 30  # a batch sent in 5 requests
+    assert (
+        Deliverer({}, SqliteStore(), policy.model_copy(update={"retries_in_run": 0})).lease_seconds(hook)
+        == 130
+    )
+
+
 # deliverers at once ------------------------------------------------------------------------------
 def test_a_lease_left_unreleased_is_sent_once_by_the_first_run_after_it_expires(
     connect: Callable[..., AnyStore], alerts: list[Alert]
