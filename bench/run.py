@@ -321,6 +321,7 @@ class PipeRun:
     quarantined: int
     records_reported: int | None
     stderr_tail: str
+    alerts_path: Path  # the alerts it printed (kept until the work dir goes)
 
 
 def run_pipeline_once(ctx: Ctx, inp_path: Path, tag: str) -> PipeRun:
@@ -341,7 +342,7 @@ def run_pipeline_once(ctx: Ctx, inp_path: Path, tag: str) -> PipeRun:
             quarantined = sum(1 for _ in f)
     m = SUMMARY_RECORDS.search(tail(err, 1 << 16))
     reported = int(m.group(1).replace(",", "")) if m else None
-    return PipeRun(run, n, kinds, quarantined, reported, tail(err, 600))
+    return PipeRun(run, n, kinds, quarantined, reported, tail(err, 600), out)
 
 
 @dataclass

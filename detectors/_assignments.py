@@ -10,10 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pimwatch.detector import Skip, State
-from pimwatch.event import Event, Principal
-from pimwatch.testing import User, directory, guid
-from pimwatch.timeutil import iso
+from pimwatch.detection import PIM_SERVICE_NAME, Event, Params, Principal, Skip, iso
+from pimwatch.detection.records import User, directory, guid
 
 PIM_ASSIGNED: frozenset[str] = frozenset(
     {
@@ -47,7 +45,13 @@ DIRECTORY_REMOVES: frozenset[str] = frozenset(
 OUTSIDE_PIM_ALERT = "Add member to role outside of PIM (permanent)"
 # Who carries out PIM's own directory writes: the app MS-PIM (MS-PIM-Fairfax in US Gov) and the
 # system identity "Azure AD PIM" (a user object without a UPN, entra-events.md §3.3).
-PIM_INITIATORS: list[str] = ["MS-PIM", "MS-PIM-Fairfax", "Azure AD PIM"]
+PIM_INITIATORS: list[str] = ["MS-PIM", "MS-PIM-Fairfax", PIM_SERVICE_NAME]
+
+
+class AssignmentParams(Params):
+    """The parameters every ``assignment.*`` detector has."""
+
+    pim_initiators: list[str] = list(PIM_INITIATORS)  # whose directory writes are PIM's own
 
 
 def listed(p: Principal, values: Iterable[str]) -> bool:
@@ -62,12 +66,6 @@ def listed(p: Principal, values: Iterable[str]) -> bool:
     if p.type == "App" or (p.upn is None and p.type in (None, "User")):
         names.append(p.name)
     return any(n is not None and n.lower() in wanted for n in names)
-
-
-def str_list(state: State, name: str) -> list[str]:
-    value = state.params[name]
-    assert isinstance(value, list)
-    return value
 
 
 def is_guest(p: Principal) -> bool:

@@ -20,12 +20,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_DENIED, ACTIVATION_REQUESTED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, guid, pim, user
-from pimwatch.timeutil import iso
+from pimwatch.detection import (
+    ACTIVATION_DENIED,
+    ACTIVATION_REQUESTED,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Severity,
+    Skip,
+    State,
+    iso,
+)
+from pimwatch.detection.records import directory, guid, pim, user
+
+
+class Config(Params):
+    benign_reasons: list[str] = ["RoleAssignmentExists"]  # result reasons that are not a failure
+
 
 DETECTOR = Detector(
     id="activation.denied",
@@ -40,16 +53,16 @@ DETECTOR = Detector(
     mitre=("T1078.004",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_DENIED}),
-    params={"suppress_minutes": 0, "benign_reasons": ["RoleAssignmentExists"]},
+    params=Config,
 )
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State[Config]) -> Hit | None:
     if event.activity != ACTIVATION_DENIED or event.service != "PIM":
         return None
     reason = event.result_reason or ""
-    benign = state.params["benign_reasons"]
-    if isinstance(benign, list) and any(b.strip().lower() in reason.lower() for b in benign if b.strip()):
+    benign = state.params.benign_reasons
+    if any(b.strip().lower() in reason.lower() for b in benign if b.strip()):
         return None
     requester = event.target
     if requester.type != "User" or not (requester.id or requester.upn):

@@ -22,19 +22,53 @@ engine logs and counts as a detector error for every activation until the config
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, ParamValue, Resolve, Skip, State
-from pimwatch.event import Event
-from pimwatch.lifecycle import activation_key, ended, with_end
-from pimwatch.testing import PIM_SYSTEM, directory, guid, pim, user
-from pimwatch.timeutil import iso
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    ACTIVATION_END,
+    Case,
+    Count,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Resolve,
+    Severity,
+    Skip,
+    State,
+    activation_key,
+    ended,
+    iso,
+    model_validator,
+    with_end,
+)
+from pimwatch.detection.records import PIM_SYSTEM, directory, guid, pim, user
+
+
+class Config(Params):
+    timezone: str = "UTC"  # an IANA zone name
+    start_hour: Count = 7
+    end_hour: Count = 19
+    workdays: list[str] = ["Mon", "Tue", "Wed", "Thu", "Fri"]
+    exempt_principals: list[str] = []  # object ids or UPNs
+    exempt_roles: list[str] = []  # role names or template ids, group names or ids
+
+    @model_validator(mode="after")
+    def _check_calendar(self) -> Config:
+        """What the types cannot judge: the zone name, the hour range, the day names."""
+        try:
+            self.calendar()
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix(f"{_PARAM}.")) from None
+        return self
+
+    def calendar(self) -> Calendar:
+        return calendar(self.timezone, self.start_hour, self.end_hour, tuple(self.workdays))
+
 
 DETECTOR = Detector(
     id="activation.off_hours",
@@ -49,15 +83,7 @@ DETECTOR = Detector(
     mitre=("T1078.004",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
-    params={
-        "suppress_minutes": 0,
-        "timezone": "UTC",
-        "start_hour": 7,
-        "end_hour": 19,
-        "workdays": ["Mon", "Tue", "Wed", "Thu", "Fri"],
-        "exempt_principals": [],
-        "exempt_roles": [],
-    },
+    params=Config,
 )
 
 _PARAM = "detectors.activation.off_hours"
@@ -107,52 +133,28 @@ def calendar(timezone: str, start: int, end: int, workdays: tuple[str, ...]) -> 
     return Calendar(zone, name, start, end, frozenset(days))
 
 
-def _calendar(state: State) -> Calendar:
-    return _calendar_of(state.params)
-
-
-def _calendar_of(p: Mapping[str, ParamValue]) -> Calendar:
-    tz, start, end, workdays = p["timezone"], p["start_hour"], p["end_hour"], p["workdays"]
-    if not isinstance(tz, str) or not isinstance(start, int) or not isinstance(end, int):
-        raise ValueError(f"{_PARAM}: timezone must be a string and start_hour, end_hour integers")
-    if not isinstance(workdays, list):
-        raise ValueError(f"{_PARAM}.workdays: expected a list of day names")
-    return calendar(tz, start, end, tuple(workdays))
-
-
-def validate(params: Mapping[str, ParamValue]) -> list[str]:
-    """Config-time check of the calendar parameters (the type check cannot judge a zone name)."""
-    try:
-        _calendar_of(params)
-    except ValueError as exc:
-        return [str(exc).removeprefix(f"{_PARAM}.").removeprefix(f"{_PARAM}: ")]
-    return []
-
-
-def _listed(values: object, *candidates: str | None) -> bool:
-    if not isinstance(values, list):
-        return False
-    wanted = {v.strip().lower() for v in values if isinstance(v, str) and v.strip()}
+def _listed(values: list[str], *candidates: str | None) -> bool:
+    wanted = {v.strip().lower() for v in values if v.strip()}
     return any(c is not None and c.lower() in wanted for c in candidates)
 
 
-def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
+def detect(event: Event, state: State[Config]) -> Hit | Resolve | list[Hit | Resolve] | None:
     if event.activity in ACTIVATION_END:
         return ended(event, state, DETECTOR)  # the role is no longer active: resolved
     if event.activity != ACTIVATION_COMPLETED or event.result not in (None, "success"):
         return None
-    cal = _calendar(state)
-    who = event.target if (event.target.id or event.target.upn) else event.actor
+    cal = state.params.calendar()
+    who = event.subject
     if not (who.id or who.upn):
         raise Skip("activation without a principal")
     local = event.time.astimezone(cal.zone)
     workday = local.weekday() in cal.workdays
     if workday and cal.start <= local.hour < cal.end:
         return None
-    if _listed(state.params["exempt_principals"], who.id, who.upn):
+    if _listed(state.params.exempt_principals, who.id, who.upn):
         return None
     group = (event.scope_name, event.scope_id) if event.scope_type == "group" else (None, None)
-    if _listed(state.params["exempt_roles"], event.role_name, event.role_id, *group):
+    if _listed(state.params.exempt_roles, event.role_name, event.role_id, *group):
         return None
     role = event.role_name or event.role_id or "(unknown role)"
     scope = event.scope_name or event.scope_id

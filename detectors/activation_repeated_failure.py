@@ -8,17 +8,30 @@ principal who asked (the User target), not the approver who denied. Benign reaso
 
 from __future__ import annotations
 
-from pimwatch.activities import (
+from pimwatch.detection import (
     ACTIVATION_DENIED,
     ACTIVATION_EXPIRED_REQUEST,
     ACTIVATION_REQUEST_ACTIVITIES,
     ACTIVATION_REQUESTED,
+    PIM_SERVICE,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Severity,
+    Skip,
+    State,
+    Window,
     is_pim_activation_failure,
+    minutes,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import PIM_SYSTEM, pim, user
+from pimwatch.detection.records import PIM_SYSTEM, pim, user
+
+
+class Config(Params):
+    benign_reasons: list[str] = ["RoleAssignmentExists"]  # result reasons that are not a failure
+
 
 DETECTOR = Detector(
     id="activation.repeated_failure",
@@ -32,26 +45,26 @@ DETECTOR = Detector(
     mitre=("T1078.004",),
     kinds=("audit",),
     activities=ACTIVATION_REQUEST_ACTIVITIES,
-    params={
-        "threshold": 3,
-        "within_minutes": 30,
-        "suppress_minutes": 60,
-        "benign_reasons": ["RoleAssignmentExists"],
-    },
-    accumulate=("roles", "outcomes"),
+    window=Window(
+        threshold=3,
+        within=minutes(30),
+        suppress=minutes(60),
+        distinct="failed or denied requests",
+        accumulate=("roles", "outcomes"),
+    ),
+    params=Config,
 )
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State[Config]) -> Hit | None:
     if event.service != "PIM" or not is_pim_activation_failure(event.activity, event.failed):
         return None
     reason = event.result_reason or ""
-    benign = state.params["benign_reasons"]
-    assert isinstance(benign, list)
+    benign = state.params.benign_reasons
     if any(b.lower() in reason.lower() for b in benign if b):
         return None
-    who = event.target if (event.target.id or event.target.upn) else event.actor
-    if who.id == PIM_SYSTEM[0] or not (who.id or who.upn):
+    who = event.subject
+    if who.id == PIM_SERVICE or not (who.id or who.upn):
         raise Skip("failure without a requesting principal")
     if event.activity == ACTIVATION_DENIED:
         outcome = f"denied by {event.actor.label()}"
@@ -59,10 +72,10 @@ def detect(event: Event, state: State) -> Hit | None:
         outcome = "request expired"
     else:
         outcome = f"failed: {reason}" if reason else "failed"
-    threshold = state.params["threshold"]
-    minutes = state.params["within_minutes"]
+    window = state.window
     title = (
-        f"{who.label()} had {threshold} or more failed or denied role activations within {minutes} minutes"
+        f"{who.label()} had {window.threshold} or more failed or denied role activations"
+        f" within {window.within_minutes} minutes"
     )
     context = {
         "roles": [event.role_name or event.role_id or "(unknown role)"],

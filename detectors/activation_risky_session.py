@@ -1,16 +1,16 @@
 """An activation request shortly after a risky sign-in by the same principal.
 
 None of the anchors correlates sign-ins with PIM requests in real time (detections.md D21, D54,
-D55). For principals known to be privileged (:mod:`pimwatch.principals`) and break-glass accounts,
-each sign-in is checked: risk level medium or high, Conditional Access failed or not applied,
-single-factor authentication, or a country not seen for the principal in ``new_country_days``
-(only once it has a history, so a first sign-in is not "new"). Risky sign-ins are kept in the
-store; an ``Add member to role requested (PIM activation)`` by the principal within
-``within_minutes`` after one alerts. A sign-in that arrives after the request (Entra delivers late)
-is matched the other way round, with the same alert id.
+D55). A sign-in is risky by what the record itself says: risk level (during the sign-in or
+aggregated) in ``risk_levels``, or Conditional Access failed. So the sign-in screen can let exactly
+those through (``signin_values``) without knowing who is privileged, and what is
+found does not depend on the order of the input. Risky sign-ins and requests are both kept in the
+store, and each looks for the other: an ``Add member to role requested (PIM activation)`` by the
+principal within ``within_minutes`` after a risky sign-in alerts, whichever of the two is read
+first, with the same alert (every request is its own alert; several risky sign-ins fold into it).
 
-Every request is its own alert, resolved when the activation made from it ends (``Remove member from
-role (PIM activation expired)`` or ``... completed (PIM deactivate)`` of the same principal, role and
+Every request's alert is resolved when the activation made from it ends (``Remove member from role
+(PIM activation expired)`` or ``... completed (PIM deactivate)`` of the same principal, role and
 scope, within two days of the request: up to a day pending approval, up to a day active;
 :mod:`pimwatch.lifecycle`): the role obtained from the suspect session is gone. An end that arrives
 before the request or the sign-in is remembered, and the alert is then created already resolved. A
@@ -19,16 +19,52 @@ request that is denied or cancelled is not resolved (the suspect session is stil
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END, ACTIVATION_ENDED, ACTIVATION_REQUESTED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Resolve, State
-from pimwatch.event import Event, Principal
-from pimwatch.lifecycle import LONGEST_ACTIVATION, ActivationKey, activation_key, end_of, remember_end
-from pimwatch.testing import PIM_SYSTEM, pim, signin, user
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    ACTIVATION_END,
+    ACTIVATION_ENDED,
+    ACTIVATION_REQUESTED,
+    LONGEST_ACTIVATION,
+    ActivationKey,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Principal,
+    Resolve,
+    Severity,
+    State,
+    Window,
+    activation_key,
+    end_of,
+    iso,
+    minutes,
+    model_validator,
+    parse_time,
+    remember_end,
+)
+from pimwatch.detection.records import PIM_SYSTEM, pim, signin, user
+
+# The risk levels a sign-in may be flagged for (the screen lets all of them through).
+RISK_LEVELS = frozenset({"low", "medium", "high"})
+
+
+class Config(Params):
+    risk_levels: list[str] = ["medium", "high"]  # sign-in risk (during or aggregated) that counts
+    flag_conditional_access: bool = True  # Conditional Access failed
+
+    @model_validator(mode="after")
+    def _known_levels(self) -> Config:
+        """Risk levels the screen does not let through would never match."""
+        unknown = sorted(x for x in self.risk_levels if x.lower() not in RISK_LEVELS)
+        if unknown:
+            raise ValueError(f"risk_levels: {', '.join(unknown)} is not one of low, medium, high")
+        return self
+
 
 DETECTOR = Detector(
     id="activation.risky_session",
@@ -42,17 +78,13 @@ DETECTOR = Detector(
     anchors=("none in real time (Microsoft security operations guide describes it)",),
     kinds=("signin", "audit"),
     activities=frozenset({ACTIVATION_REQUESTED}) | ACTIVATION_END,
-    privileged_signins=True,
-    params={
-        "within_minutes": 60,
-        "risk_levels": ["medium", "high"],
-        "flag_single_factor": True,
-        "flag_conditional_access": True,
-        "new_country_days": 30,
-        "suppress_minutes": 0,
+    signin_values={
+        "riskLevelDuringSignIn": RISK_LEVELS,
+        "riskLevelAggregated": RISK_LEVELS,
+        "conditionalAccessStatus": frozenset({"failure"}),
     },
-    accumulate=("reasons", "risky_sign_ins"),
-    ordered=True,
+    window=Window(within=minutes(60), accumulate=("reasons", "risky_sign_ins")),
+    params=Config,
 )
 
 # From a request to the end of its activation: up to a day pending approval, up to a day active.
@@ -63,7 +95,7 @@ def _pid(p: Principal) -> str:
     return (p.id or p.upn or "").lower()
 
 
-def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | None:
+def detect(event: Event, state: State[Config]) -> Hit | Resolve | list[Hit | Resolve] | None:
     if event.kind == "signin":
         return _signin(event, state)
     if event.activity in ACTIVATION_END:
@@ -82,7 +114,7 @@ def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | 
         "activation": list(activation_key(event)),
     }
     state.add(f"req:{_pid(who)}", event.id, event.time, payload=request)
-    within = timedelta(minutes=float(state.params["within_minutes"]))  # type: ignore[arg-type]
+    within = state.window.within
     risky = [
         m.payload for m in state.members(f"risky:{_pid(who)}", event.time - within, event.time) if m.payload
     ]
@@ -123,24 +155,20 @@ def _ended(event: Event, state: State) -> list[Hit | Resolve] | None:
     return out or None
 
 
-def _signin(event: Event, state: State) -> Hit | list[Hit | Resolve] | None:
+def _signin(event: Event, state: State[Config]) -> list[Hit | Resolve] | None:
     s = event.signin
     pid = _pid(event.actor)
     if s is None or not pid:
         return None
     p = state.params
     reasons = []
-    levels = {str(x).lower() for x in p["risk_levels"]}  # type: ignore[union-attr]
+    levels = {x.lower() for x in p.risk_levels}
     for level in (s.risk_during, s.risk_aggregated):
         if level and level.lower() in levels:
             reasons.append(f"risk {level.lower()}")
             break
-    if p["flag_conditional_access"] and s.ca_status in ("failure", "notApplied"):
-        reasons.append(f"Conditional Access {s.ca_status}")
-    if p["flag_single_factor"] and s.auth_requirement == "singleFactorAuthentication" and s.succeeded:
-        reasons.append("single-factor")
-    if s.country and _new_country(state, pid, s.country.upper(), event.time):
-        reasons.append(f"new country {s.country.upper()}")
+    if p.flag_conditional_access and s.ca_status == "failure":
+        reasons.append("Conditional Access failure")
     if not reasons:
         return None
     fact = {
@@ -152,47 +180,32 @@ def _signin(event: Event, state: State) -> Hit | list[Hit | Resolve] | None:
         "app": s.app,
     }
     state.add(f"risky:{pid}", event.id, event.time, payload=fact)
-    within = timedelta(minutes=float(p["within_minutes"]))  # type: ignore[arg-type]
+    within = state.window.within
     later = [m.payload for m in state.members(f"req:{pid}", event.time, event.time + within) if m.payload]
-    if not later:
-        return None
-    request = min(later, key=lambda r: (r["t"], r["record"]))
-    return _with_end(_hit(request, [fact], state), request, state)
+    out: list[Hit | Resolve] = []
+    for request in sorted(later, key=lambda r: (r["t"], r["record"])):
+        found = _with_end(_hit(request, [fact], state), request, state)
+        out += found if isinstance(found, list) else [found]
+    return out or None
 
 
-def _new_country(state: State, pid: str, country: str, when: datetime) -> bool:
-    """Whether ``country`` is new for the principal: it has a sign-in history in the last
-    ``new_country_days`` and this country is not in it. One key/value document per principal
-    (country → last sign-in), written only when it moves by more than an hour."""
-    days = timedelta(days=float(state.params["new_country_days"]))  # type: ignore[arg-type]
-    seen: dict[str, str] = state.get(f"countries:{pid}") or {}
-    since = iso(when - days)
-    recent = {c: t for c, t in seen.items() if t >= since}
-    new = bool(recent) and country not in recent
-    last = seen.get(country)
-    if last is None or last < iso(when - timedelta(hours=1)):
-        recent[country] = max(iso(when), last or "")
-        state.put(f"countries:{pid}", recent)
-    return new
-
-
-def _hit(request: dict[str, Any], risky: list[dict[str, Any]], state: State) -> Hit:
+def _hit(request: dict[str, Any], risky: list[dict[str, Any]], state: State[Config]) -> Hit:
     who = Principal(**request["principal"])
     when = parse_time(request["t"])
     assert when is not None
     reasons = sorted({r for fact in risky for r in fact["reasons"]})
-    minutes = state.params["within_minutes"]
+    within = state.window.within_minutes
     return Hit(
         key=(_pid(who),),
         title=f"{who.label()} requested activation of {request['role'] or '(unknown role)'} within "
-        f"{minutes} minutes of a risky sign-in",
+        f"{within} minutes of a risky sign-in",
         context={
             "role": request["role"],
             "request_id": request["request_id"],
             "reasons": reasons,
             "risky_sign_ins": [
                 {k: fact[k] for k in ("t", "id", "ip", "country", "app")}
-                for fact in sorted(risky, key=lambda f: f["t"])
+                for fact in sorted(risky, key=lambda f: (f["t"], f["id"]))
             ],
         },
         principal=who,
@@ -302,28 +315,21 @@ CASES = [
         [{"first_seen": "2026-03-10T14:20:00.000000Z", "context": {"reasons": ["risk high"]}}],
     ),
     Case(
-        "single-factor without Conditional Access, and a country never seen for her",
+        "Conditional Access failed (a blocked attempt) shortly before the request",
         [
             _known(),
-            signin(ALICE, "2026-03-10T08:00:00Z", country="US"),
+            signin(ALICE, "2026-03-16T08:00:00Z", country="US"),
             signin(
                 ALICE,
-                "2026-03-10T13:50:00Z",
-                requirement="singleFactorAuthentication",
-                methods=("Password",),
-                ca="notApplied",
+                "2026-03-16T13:50:00Z",
+                error=53003,
+                ca="failure",
                 country="BR",
                 city="Sao Paulo",
             ),
-            _request("2026-03-10T14:20:00Z"),
+            _request("2026-03-16T14:20:00Z"),
         ],
-        [
-            {
-                "context": {
-                    "reasons": ["Conditional Access notApplied", "new country BR", "single-factor"],
-                }
-            }
-        ],
+        [{"context": {"reasons": ["Conditional Access failure"]}}],
     ),
     Case(
         "normal MFA sign-ins from home, or a risky one more than an hour before: quiet",
@@ -336,8 +342,18 @@ CASES = [
         [],
     ),
     Case(
-        "a principal not known to be privileged: its sign-ins are not tracked",
-        [signin(ALICE, "2026-03-10T14:00:00Z", risk="high"), _request("2026-03-10T14:20:00Z")],
+        "a low-risk sign-in is not flagged by default",
+        [_known(), signin(ALICE, "2026-03-17T14:00:00Z", risk="low"), _request("2026-03-17T14:20:00Z")],
         [],
+    ),
+    Case(
+        "a risky sign-in read before anything showed its user privileged: found all the same",
+        [_risky("18"), _request("2026-03-18T14:20:00Z")],
+        [{"first_seen": "2026-03-18T14:20:00.000000Z", "context": {"reasons": ["risk high"]}}],
+    ),
+    Case(
+        "two requests after one risky sign-in that is read last: an alert for each",
+        [_request("2026-03-19T14:20:00Z"), _request("2026-03-19T14:40:00Z"), _risky("19")],
+        [{"first_seen": "2026-03-19T14:20:00.000000Z"}, {"first_seen": "2026-03-19T14:40:00.000000Z"}],
     ),
 ]

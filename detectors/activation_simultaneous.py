@@ -23,13 +23,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_END, ACTIVATION_ENDED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Resolve, Skip, State
-from pimwatch.event import Event
-from pimwatch.lifecycle import LONGEST_ACTIVATION, activation_key, end_of, remember_end
-from pimwatch.store import Member
-from pimwatch.testing import PIM_SYSTEM, directory, pim, user
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    ACTIVATION_END,
+    ACTIVATION_ENDED,
+    LONGEST_ACTIVATION,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Member,
+    Resolve,
+    Severity,
+    Skip,
+    State,
+    Window,
+    activation_key,
+    end_of,
+    minutes,
+    remember_end,
+)
+from pimwatch.detection.records import PIM_SYSTEM, directory, pim, user
 
 DETECTOR = Detector(
     id="activation.simultaneous",
@@ -44,8 +58,9 @@ DETECTOR = Detector(
     mitre=("T1078.004", "T1098.003"),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
-    params={"threshold": 3, "within_minutes": 10, "suppress_minutes": 60},
-    accumulate=("roles",),
+    window=Window(
+        threshold=3, within=minutes(10), suppress=minutes(60), distinct="roles", accumulate=("roles",)
+    ),
 )
 
 # How far around a record the episodes are read: a resolution closes every older open alert of the
@@ -68,7 +83,7 @@ def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | 
         return _resolutions(key[0], event.time, state, ended_here) or None
     if event.activity != ACTIVATION_COMPLETED or event.failed:
         return None
-    who = event.target if (event.target.id or event.target.upn) else event.actor
+    who = event.subject
     if not (who.id or who.upn):
         raise Skip("activation without a principal")
     role = event.role_name or event.role_id
@@ -80,9 +95,8 @@ def detect(event: Event, state: State) -> Hit | Resolve | list[Hit | Resolve] | 
         else role
     )
     distinct = f"{(event.role_id or role).lower()}@{(event.scope_id or '').lower()}"
-    threshold = state.params["threshold"]
-    minutes = state.params["within_minutes"]
-    title = f"{who.label()} activated {threshold} or more roles within {minutes} minutes"
+    window = state.window
+    title = f"{who.label()} activated {window.threshold} or more roles within {window.within_minutes} minutes"
     context = {"roles": [label], "justification": event.justification, "request_id": event.request_id}
     pid = who.id or who.upn or ""
     state.add(_activations(pid), event.id, event.time, distinct, {"key": list(activation_key(event))})
@@ -110,8 +124,7 @@ def _resolutions(
     resolved in time order up to the first one still active (resolving past it would close its
     alerts too), and only when the touched activation is among them (otherwise nothing changed)."""
     acts = state.members(_activations(pid), around - HISTORY, around + HISTORY)
-    threshold, minutes = state.params["threshold"], state.params["within_minutes"]
-    counted = _counted(acts, int(threshold), float(minutes))  # type: ignore[arg-type]
+    counted = state.window.counted(acts)
     episodes: list[tuple[list[Member], float | None]] = []  # activations, end (None: one active)
     for act in sorted(counted, key=lambda a: (a.at, a.member)):
         key = tuple((act.payload or {}).get("key", ()))
@@ -130,17 +143,6 @@ def _resolutions(
         changed = changed or any(touched(m) for m in members)
         over.append(DETECTOR.resolve(key=(pid,), at=datetime.fromtimestamp(stop, UTC)))
     return over if changed else []
-
-
-def _counted(acts: list[Member], threshold: int, minutes: float) -> list[Member]:
-    """The activations in a window of ``threshold`` distinct roles (the engine's count)."""
-    width = timedelta(minutes=minutes).total_seconds()
-    counted: dict[str, Member] = {}
-    for last in acts:
-        window = [a for a in acts if last.at - width <= a.at <= last.at]
-        if len({a.value for a in window}) >= threshold:
-            counted.update({a.member: a for a in window})
-    return list(counted.values())
 
 
 MALLORY = user("adm-mallory")

@@ -23,12 +23,20 @@ role as soon as it expires is the very pattern it reports. Close it by hand once
 
 from __future__ import annotations
 
-from pimwatch.activities import ACTIVATION_COMPLETED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, guid, pim, user
-from pimwatch.timeutil import iso
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Severity,
+    Skip,
+    State,
+    Window,
+    iso,
+    minutes,
+)
+from pimwatch.detection.records import directory, guid, pim, user
 
 DETECTOR = Detector(
     id="activation.too_frequent",
@@ -43,8 +51,13 @@ DETECTOR = Detector(
     mitre=("T1078.004",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}),
-    params={"threshold": 3, "within_minutes": 240, "suppress_minutes": 240},
-    accumulate=("activated_at", "justifications", "request_ids"),
+    window=Window(
+        threshold=3,
+        within=minutes(240),
+        suppress=minutes(240),
+        distinct="activations (records)",
+        accumulate=("activated_at", "justifications", "request_ids"),
+    ),
 )
 
 
@@ -60,7 +73,7 @@ def span(minutes: object) -> str:
 def detect(event: Event, state: State) -> Hit | None:
     if event.activity != ACTIVATION_COMPLETED or event.failed:
         return None
-    who = event.target if (event.target.id or event.target.upn) else event.actor
+    who = event.subject
     if not (who.id or who.upn):
         raise Skip("activation without a principal")
     role = event.role_name or event.role_id
@@ -68,10 +81,9 @@ def detect(event: Event, state: State) -> Hit | None:
         raise Skip("activation without a role")
     scope = event.scope_name or event.scope_id
     label = f"{role} ({scope})" if event.scope_type in ("group", "resource") and scope else role
-    threshold = state.params["threshold"]
     title = (
-        f"{who.label()} activated {label} {threshold} or more times within "
-        f"{span(state.params['within_minutes'])}"
+        f"{who.label()} activated {label} {state.window.threshold} or more times within "
+        f"{span(state.window.within_minutes)}"
     )
     context = {
         "role": event.role_name,

@@ -4,31 +4,55 @@ An ``Add member to role approval requested (PIM activation)`` record opens a req
 PIM request id, entra-events.md §3.3). ``... request approved``, ``... request denied``,
 ``... canceled`` and ``PIM activation request expired`` decide it. Nothing in the log says "overdue":
 the alert fires on the *absence* of a decision, from :func:`tick`, which the pipeline calls with the
-clock in production and with the watermark (newest event time) in replay. It waits
-``lateness_minutes`` past the deadline for late-arriving decisions (Entra delivers minutes late),
-and a decision that arrives after the alert fired resolves it.
+clock in production and with the watermark (newest event time) at the end of a replay. A request is
+judged only once the clock has passed its deadline plus ``lateness_minutes`` (Entra delivers minutes
+late), from the whole picture then: no decision by the deadline alerts; a decision that came after
+the deadline alerts *and* resolves the alert at the decision's time. A decision read after the tick
+resolves it at the same time, so ticking early or late gives the same final alert (open, then
+resolved). Several decisions of one request: the earliest counts.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
-from pimwatch.activities import (
+from pimwatch.detection import (
     ACTIVATION_APPROVAL_REQUESTED,
     ACTIVATION_APPROVED,
     ACTIVATION_CANCELED,
     ACTIVATION_DENIED,
     ACTIVATION_EXPIRED_REQUEST,
+    Case,
+    Count,
+    Detector,
+    Event,
+    History,
+    Hit,
+    Params,
+    Principal,
+    Resolve,
+    Severity,
+    Skip,
+    State,
+    Window,
+    iso,
+    minutes,
+    parse_time,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Resolve, Skip, State
-from pimwatch.event import Event, Principal
-from pimwatch.testing import PIM_SYSTEM, pim, user
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection.records import PIM_SYSTEM, pim, user
 
 DECISIONS = frozenset(
     {ACTIVATION_APPROVED, ACTIVATION_DENIED, ACTIVATION_CANCELED, ACTIVATION_EXPIRED_REQUEST}
 )
+
+
+class Config(Params):
+    # A request waits this long for a decision; the state is read that far back.
+    sla_minutes: Annotated[Count, History(timedelta(minutes=1))] = 30
+    # And this much longer, for a decision that arrives late; added to the look-back.
+    lateness_minutes: Annotated[Count, History(timedelta(minutes=1), lateness=True)] = 15
+
 
 DETECTOR = Detector(
     id="approval.overdue",
@@ -42,8 +66,8 @@ DETECTOR = Detector(
     anchors=("none (needs streaming state: PIM only e-mails approvers)",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_APPROVAL_REQUESTED} | DECISIONS),
-    params={"sla_minutes": 30, "lateness_minutes": 15, "suppress_minutes": 1440},
-    ordered=True,
+    window=Window(suppress=minutes(1440)),
+    params=Config,
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A decision is looked up when its request's deadline passes (minutes after it, or later when the
@@ -58,12 +82,13 @@ def detect(event: Event, state: State) -> Hit | Resolve | None:
             return None
         if not request:
             raise Skip("approval request without a request id")
-        who = event.target if (event.target.id or event.target.upn) else event.actor
+        who = event.subject
         state.add(
             "pending",
-            request.lower(),
+            event.id,  # not the request id: two records of one request are judged alike, not lost
             event.time,
             payload={
+                "request": request.lower(),
                 "record": event.id,
                 "requester": who.as_alert(),
                 "role": event.role_name or event.role_id,
@@ -75,25 +100,27 @@ def detect(event: Event, state: State) -> Hit | Resolve | None:
     if not request:
         raise Skip("decision without a request id")
     decided = state.get(f"decided:{request.lower()}")
-    if decided is None or iso(event.time) < decided["t"]:
-        state.put(
-            f"decided:{request.lower()}", {"t": iso(event.time), "activity": event.activity}, ttl=DECIDED_KEPT
-        )
+    if decided is not None and decided["t"] <= iso(event.time):
+        return None  # an earlier (or the same) decision already counts
+    state.put(
+        f"decided:{request.lower()}", {"t": iso(event.time), "activity": event.activity}, ttl=DECIDED_KEPT
+    )
     return DETECTOR.resolve(key=(request,))
 
 
-def tick(now: datetime, state: State) -> list[Hit | Resolve]:
+def tick(now: datetime, state: State[Config]) -> list[Hit | Resolve]:
     """Requests whose deadline (plus the allowed lateness) has passed at ``now`` without a decision."""
-    sla = timedelta(minutes=float(state.params["sla_minutes"]))  # type: ignore[arg-type]
-    late = timedelta(minutes=float(state.params["lateness_minutes"]))  # type: ignore[arg-type]
+    sla = timedelta(minutes=state.params.sla_minutes)
+    late = timedelta(minutes=state.params.lateness_minutes)
     out: list[Hit | Resolve] = []
     for m in state.members("pending", _EPOCH, now - sla - late):
-        request, p = m.member, m.payload or {}
+        p = m.payload or {}
+        request = str(p.get("request") or m.member)
         requested = datetime.fromtimestamp(m.at, UTC)
         deadline = requested + sla
         decided = state.get(f"decided:{request}")
         decided_at = parse_time(decided["t"]) if decided else None
-        state.remove("pending", request)
+        state.remove("pending", m.member)
         if decided_at is not None and decided_at <= deadline:
             continue
         who = Principal(**p.get("requester", {}))
@@ -112,7 +139,7 @@ def tick(now: datetime, state: State) -> list[Hit | Resolve]:
                     "justification": p.get("justification"),
                 },
                 principal=who,
-                record=(requested, str(p.get("record") or request)),
+                record=(requested, m.member),
             )
         )
         if decided_at is not None:

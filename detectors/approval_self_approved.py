@@ -27,20 +27,36 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from pimwatch.activities import (
+from pimwatch.detection import (
     ACTIVATION_APPROVAL_REQUESTED,
     ACTIVATION_APPROVED,
     ACTIVATION_COMPLETED,
     ACTIVATION_REQUESTED,
+    PIM_SERVICE,
+    Case,
+    Count,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Principal,
+    Severity,
+    Skip,
+    State,
+    Window,
+    iso,
+    minutes,
+    parse_time,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event, Principal
-from pimwatch.testing import PIM_SYSTEM, directory, guid, pim, user
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection.records import directory, guid, pim, user
 
 REQUEST_SIDE = frozenset({ACTIVATION_REQUESTED, ACTIVATION_APPROVAL_REQUESTED, ACTIVATION_COMPLETED})
 ACTIVITIES = REQUEST_SIDE | {ACTIVATION_APPROVED}
+
+
+class Config(Params):
+    remember_hours: Count = 48  # the TTL of a request's or approval's memo (not a look-back)
+
 
 DETECTOR = Detector(
     id="approval.self_approved",
@@ -55,7 +71,8 @@ DETECTOR = Detector(
     mitre=("T1078.004", "T1548"),
     kinds=("audit",),
     activities=ACTIVITIES,
-    params={"suppress_minutes": 1440, "remember_hours": 48},
+    window=Window(suppress=minutes(1440)),
+    params=Config,
 )
 
 
@@ -116,14 +133,13 @@ def _hit(event: Event, info: dict[str, Any], *, on_behalf: bool) -> Hit:
     )
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State[Config]) -> Hit | None:
     if event.service != "PIM" or event.activity not in ACTIVITIES or event.failed:
         return None
     rid = event.request_id
     if not rid:
         raise Skip("activation record without a request id")
-    hours = state.params["remember_hours"]
-    ttl = timedelta(hours=float(hours) if isinstance(hours, (int, float)) else 48.0)
+    ttl = timedelta(hours=state.params.remember_hours)
     target = event.target if event.target.type == "User" and (event.target.id or event.target.upn) else None
 
     if event.activity == ACTIVATION_APPROVED:
@@ -145,7 +161,7 @@ def detect(event: Event, state: State) -> Hit | None:
         return None
 
     # A request-side record: remember who asked, and raise for an approval that came first.
-    if target is None and event.activity == ACTIVATION_REQUESTED and event.actor.id != PIM_SYSTEM[0]:
+    if target is None and event.activity == ACTIVATION_REQUESTED and event.actor.id != PIM_SERVICE:
         target = event.actor if (event.actor.id or event.actor.upn) and event.actor.type == "User" else None
     if target is None:
         raise Skip("request record without a requester")

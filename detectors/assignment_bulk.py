@@ -26,18 +26,20 @@ from detectors._assignments import (
     DIRECTORY_ADDS,
     DIRECTORY_REMOVES,
     PIM_ASSIGNED,
-    PIM_INITIATORS,
     PIM_REMOVED,
+    AssignmentParams,
     describe,
     listed,
     read_assignment,
     role_phrase,
-    str_list,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import PIM_SYSTEM, directory, pim, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State, Window, minutes
+from pimwatch.detection.records import PIM_SYSTEM, directory, pim, user
+
+
+class Config(AssignmentParams):
+    privileged_only: bool = True
+
 
 DETECTOR = Detector(
     id="assignment.bulk",
@@ -52,19 +54,19 @@ DETECTOR = Detector(
     mitre=("T1098.003", "T1531"),
     kinds=("audit",),
     activities=PIM_ASSIGNED | PIM_REMOVED | DIRECTORY_ADDS | DIRECTORY_REMOVES,
-    params={
-        "threshold": 5,
-        "within_minutes": 60,
-        "suppress_minutes": 60,
-        "privileged_only": True,
-        "pim_initiators": list(PIM_INITIATORS),
-    },
-    accumulate=("principals", "roles", "changes"),
+    window=Window(
+        threshold=5,
+        within=minutes(60),
+        suppress=minutes(60),
+        distinct="principals",
+        accumulate=("principals", "roles", "changes"),
+    ),
+    params=Config,
 )
 
 
-def detect(event: Event, state: State) -> Hit | None:
-    pim_initiators = str_list(state, "pim_initiators")
+def detect(event: Event, state: State[Config]) -> Hit | None:
+    pim_initiators = state.params.pim_initiators
     a = read_assignment(event, pim_initiators, removals=True)
     if a is None:
         return None
@@ -74,15 +76,14 @@ def detect(event: Event, state: State) -> Hit | None:
     if not (actor.id or actor.upn):
         raise Skip("assignment change without an identifiable actor")
     privileged = state.settings.is_privileged(event.role_name, event.role_id)
-    if state.params["privileged_only"] and not privileged:
+    if state.params.privileged_only and not privileged:
         if event.role_name is None and event.role_id is None:
             raise Skip("role assignment change without a role")
         return None
     who = a.principal
-    threshold = state.params["threshold"]
-    minutes = state.params["within_minutes"]
-    which = "privileged role assignments" if state.params["privileged_only"] else "role assignments"
-    title = f"{actor.label()} changed {which} of {threshold} or more principals within {minutes} minutes"
+    threshold, within = state.window.threshold, state.window.within_minutes
+    which = "privileged role assignments" if state.params.privileged_only else "role assignments"
+    title = f"{actor.label()} changed {which} of {threshold} or more principals within {within} minutes"
     verb = "added" if a.added else "removed"
     role = role_phrase(event)
     context: dict[str, Any] = {

@@ -38,20 +38,23 @@ from detectors._assignments import (
     AU_SCOPED,
     DIRECTORY_ADDS,
     OUTSIDE_PIM_ALERT,
-    PIM_INITIATORS,
     RMAU_SCOPED,
+    AssignmentParams,
     as_service_principal,
     describe,
     is_guest,
     listed,
     read_assignment,
     role_phrase,
-    str_list,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import PIM_SYSTEM, directory, guid, pim, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State, Window, minutes
+from pimwatch.detection.records import PIM_SYSTEM, directory, guid, pim, user
+
+
+class Config(AssignmentParams):
+    privileged_only: bool = False
+    allow_initiators: list[str] = []  # initiators whose grants are expected (ids, UPNs, app names)
+
 
 DETECTOR = Detector(
     id="assignment.outside_pim",
@@ -73,17 +76,12 @@ DETECTOR = Detector(
     mitre=("T1098.003", "T1078.004"),
     kinds=("audit",),
     activities=DIRECTORY_ADDS | {OUTSIDE_PIM_ALERT},
-    params={
-        "suppress_minutes": 1440,
-        "privileged_only": False,
-        "pim_initiators": list(PIM_INITIATORS),
-        "allow_initiators": [],
-    },
-    accumulate=("request_ids",),
+    window=Window(suppress=minutes(1440), accumulate=("request_ids",)),
+    params=Config,
 )
 
 
-def _pim_record(event: Event, state: State) -> Hit | None:
+def _pim_record(event: Event, state: State[Config]) -> Hit | None:
     """PIM's ``Add member to role outside of PIM (permanent)``: one alert per principal+role per day."""
     if event.service != "PIM" or event.failed:
         return None
@@ -91,12 +89,12 @@ def _pim_record(event: Event, state: State) -> Hit | None:
     if not (who.id or who.upn):
         raise Skip("outside-PIM record without a principal")
     privileged = state.settings.is_privileged(event.role_name, event.role_id)
-    if state.params["privileged_only"] and not privileged:
+    if state.params.privileged_only and not privileged:
         return None
     actor = event.actor
     by = (
         f" by {actor.label()}"
-        if (actor.id or actor.upn or actor.name) and not listed(actor, str_list(state, "pim_initiators"))
+        if (actor.id or actor.upn or actor.name) and not listed(actor, state.params.pim_initiators)
         else " (granter not recorded)"
     )
     title = f"PIM reports {role_phrase(event)} assigned to {describe(who)} outside PIM{by}"
@@ -124,16 +122,16 @@ def _pim_record(event: Event, state: State) -> Hit | None:
     )
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State[Config]) -> Hit | None:
     if event.activity == OUTSIDE_PIM_ALERT:
         return _pim_record(event, state)
-    a = read_assignment(event, str_list(state, "pim_initiators"))
+    a = read_assignment(event, state.params.pim_initiators)
     if a is None or a.via_pim:
         return None
-    if listed(a.actor, str_list(state, "allow_initiators")):
+    if listed(a.actor, state.params.allow_initiators):
         return None
     privileged = state.settings.is_privileged(event.role_name, event.role_id)
-    if state.params["privileged_only"] and not privileged:
+    if state.params.privileged_only and not privileged:
         return None
     kind = " (eligible)" if a.eligible else ""
     title = (

@@ -26,18 +26,15 @@ from typing import Any
 
 from detectors._assignments import (
     DIRECTORY_ADDS,
-    PIM_INITIATORS,
+    AssignmentParams,
     as_service_principal,
     describe,
     listed,
     read_assignment,
     role_phrase,
-    str_list,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, pim, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State
+from pimwatch.detection.records import directory, pim, user
 
 PIM_PERMANENT: frozenset[str] = frozenset(
     {
@@ -45,6 +42,13 @@ PIM_PERMANENT: frozenset[str] = frozenset(
         "Add eligible member to role in PIM completed (permanent)",
     }
 )
+
+
+class Config(AssignmentParams):
+    privileged_only: bool = True
+    allow: list[str] = []  # principals allowed a permanent assignment (ids or UPNs)
+    allow_break_glass: bool = True
+
 
 DETECTOR = Detector(
     id="assignment.permanent",
@@ -59,29 +63,23 @@ DETECTOR = Detector(
     mitre=("T1098.003", "T1078.004"),
     kinds=("audit",),
     activities=PIM_PERMANENT | DIRECTORY_ADDS,
-    params={
-        "suppress_minutes": 0,
-        "privileged_only": True,
-        "allow": [],
-        "allow_break_glass": True,
-        "pim_initiators": list(PIM_INITIATORS),
-    },
+    params=Config,
 )
 
 
-def detect(event: Event, state: State) -> Hit | None:
-    a = read_assignment(event, str_list(state, "pim_initiators"))
+def detect(event: Event, state: State[Config]) -> Hit | None:
+    a = read_assignment(event, state.params.pim_initiators)
     if a is None or not a.permanent:
         return None
     privileged = state.settings.is_privileged(event.role_name, event.role_id)
-    if state.params["privileged_only"] and not privileged:
+    if state.params.privileged_only and not privileged:
         if event.role_name is None and event.role_id is None:
             raise Skip("role assignment without a role")
         return None
     who = a.principal
-    if listed(who, str_list(state, "allow")):
+    if listed(who, state.params.allow):
         return None
-    if state.params["allow_break_glass"] and state.settings.is_break_glass(who):
+    if state.params.allow_break_glass and state.settings.is_break_glass(who):
         return None
     title = (
         f"Permanent {a.kind} assignment of {role_phrase(event)} to {describe(who)} by {a.actor.label()} "

@@ -26,18 +26,18 @@ from detectors._assignments import (
     DIRECTORY_ADDS,
     OUTSIDE_PIM_ALERT,
     PIM_ASSIGNED,
-    PIM_INITIATORS,
+    AssignmentParams,
     access_reviews_copy,
     as_service_principal,
     describe,
     read_assignment,
     role_phrase,
-    str_list,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, guid, pim, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State
+from pimwatch.detection.records import directory, guid, pim, user
+
+Config = AssignmentParams
+
 
 DETECTOR = Detector(
     id="assignment.privileged",
@@ -61,12 +61,12 @@ DETECTOR = Detector(
     mitre=("T1098.003", "T1078.004"),
     kinds=("audit",),
     activities=PIM_ASSIGNED | DIRECTORY_ADDS,
-    params={"suppress_minutes": 0, "pim_initiators": list(PIM_INITIATORS)},
+    params=Config,
 )
 
 
-def detect(event: Event, state: State) -> Hit | None:
-    a = read_assignment(event, str_list(state, "pim_initiators"))
+def detect(event: Event, state: State[Config]) -> Hit | None:
+    a = read_assignment(event, state.params.pim_initiators)
     if a is None:
         return None
     if event.role_name is None and event.role_id is None:

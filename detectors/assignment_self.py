@@ -24,16 +24,18 @@ from typing import Any
 from detectors._assignments import (
     DIRECTORY_ADDS,
     PIM_ASSIGNED,
-    PIM_INITIATORS,
+    AssignmentParams,
     as_service_principal,
     read_assignment,
     role_phrase,
-    str_list,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event, Principal
-from pimwatch.testing import directory, guid, pim, user
+from pimwatch.detection import Case, Detector, Event, Hit, Principal, Severity, Skip, State
+from pimwatch.detection.records import directory, guid, pim, user
+
+
+class Config(AssignmentParams):
+    privileged_only: bool = False
+
 
 DETECTOR = Detector(
     id="assignment.self",
@@ -48,7 +50,7 @@ DETECTOR = Detector(
     mitre=("T1098.003", "T1078.004"),
     kinds=("audit",),
     activities=PIM_ASSIGNED | DIRECTORY_ADDS,
-    params={"suppress_minutes": 0, "privileged_only": False, "pim_initiators": list(PIM_INITIATORS)},
+    params=Config,
 )
 
 
@@ -59,12 +61,12 @@ def same_principal(a: Principal, b: Principal) -> bool:
     return bool(a.upn and b.upn and a.upn.lower() == b.upn.lower())
 
 
-def detect(event: Event, state: State) -> Hit | None:
-    a = read_assignment(event, str_list(state, "pim_initiators"))
+def detect(event: Event, state: State[Config]) -> Hit | None:
+    a = read_assignment(event, state.params.pim_initiators)
     if a is None or not same_principal(a.actor, a.principal):
         return None
     privileged = state.settings.is_privileged(event.role_name, event.role_id)
-    if state.params["privileged_only"] and not privileged:
+    if state.params.privileged_only and not privileged:
         if event.role_name is None and event.role_id is None:
             raise Skip("role assignment without a role")
         return None

@@ -8,10 +8,8 @@ and ``context.activities`` lists what was done.
 
 from __future__ import annotations
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, pim, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, State, Window, minutes
+from pimwatch.detection.records import directory, pim, user
 
 DETECTOR = Detector(
     id="breakglass.activity",
@@ -25,8 +23,7 @@ DETECTOR = Detector(
     mitre=("T1098", "T1078.004"),
     kinds=("audit",),
     break_glass_only=True,
-    params={"suppress_minutes": 60},
-    accumulate=("activities",),
+    window=Window(suppress=minutes(60), accumulate=("activities",)),
 )
 
 

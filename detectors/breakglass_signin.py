@@ -6,10 +6,8 @@ the object id first and the UPN second, alert at the highest severity on every u
 
 from __future__ import annotations
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
-from pimwatch.event import Event
-from pimwatch.testing import signin, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, State, Window, minutes
+from pimwatch.detection.records import signin, user
 
 DETECTOR = Detector(
     id="breakglass.signin",
@@ -27,8 +25,7 @@ DETECTOR = Detector(
     mitre=("T1078.004",),
     kinds=("signin",),
     break_glass_only=True,
-    params={"suppress_minutes": 60},
-    accumulate=("ip_addresses", "apps"),
+    window=Window(suppress=minutes(60), accumulate=("ip_addresses", "apps")),
 )
 
 

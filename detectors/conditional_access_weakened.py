@@ -38,11 +38,18 @@ from typing import Any
 
 import orjson
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import DEFAULT_PRIVILEGED_ROLES, Case, Detector, Hit, Settings, Skip, State
-from pimwatch.event import Event
-from pimwatch.normalize import targets
-from pimwatch.testing import directory, guid, user
+from pimwatch.detection import (
+    DEFAULT_PRIVILEGED_ROLES,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Settings,
+    Severity,
+    Skip,
+    State,
+)
+from pimwatch.detection.records import directory, guid, in_every_shape, user
 
 UPDATE = "Update conditional access policy"
 DELETE = "Delete conditional access policy"
@@ -77,25 +84,15 @@ DETECTOR = Detector(
     mitre=("T1556.009", "T1562.001"),
     kinds=("audit",),
     activities=ACTIVITIES,
-    params={"suppress_minutes": 0},
 )
 
 
-def _decode(value: Any) -> Mapping[str, Any] | None:
-    """A policy object from a modifiedProperty value: JSON text (possibly encoded twice), or a dict."""
+def _policy(value: Any) -> Mapping[str, Any] | None:
+    """A policy object from a decoded modifiedProperty value (sometimes wrapped in a list of one)."""
     for _ in range(3):
-        if isinstance(value, str):
-            text = value.strip()
-            if not text or text in ('""', "null"):
-                return None
-            try:
-                value = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                return None
-        elif isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        else:
+        if not (isinstance(value, list) and len(value) == 1):
             break
+        value = value[0]
     return value if isinstance(value, Mapping) else None
 
 
@@ -104,24 +101,23 @@ def _looks_like_policy(p: Mapping[str, Any] | None) -> bool:
 
 
 def policy_values(
-    raw: Mapping[str, Any],
+    event: Event,
 ) -> tuple[Mapping[str, Any] | None, Mapping[str, Any] | None, str, str]:
     """(old policy, new policy, policy id, policy name) from the record's ``Policy`` target."""
-    found = targets(raw)
-    policy_target = next((t for t in found if t.get("type") == "Policy"), found[0] if found else {})
+    found = event.targets
+    policy_target = next((t for t in found if t.type == "Policy"), found[0] if found else None)
     old = new = None
-    props = policy_target.get("modifiedProperties")
-    candidates = [mp for mp in props if isinstance(mp, Mapping)] if isinstance(props, list) else []
-    named = [mp for mp in candidates if str(mp.get("displayName", "")).lower() == "conditionalaccesspolicy"]
+    candidates = policy_target.modified if policy_target is not None else ()
+    named = [mp for mp in candidates if mp.name.lower() == "conditionalaccesspolicy"]
     for mp in named or candidates:
-        o, n = _decode(mp.get("oldValue")), _decode(mp.get("newValue"))
+        o, n = _policy(mp.old), _policy(mp.new)
         if _looks_like_policy(o) or _looks_like_policy(n):
             old, new = o, n
             break
     either = old or new or {}
-    pid = str(policy_target.get("id") or either.get("id") or "")
-    name = str(policy_target.get("displayName") or either.get("displayName") or pid or "(unnamed policy)")
-    return old, new, pid, name
+    pid = (policy_target.id if policy_target else None) or str(either.get("id") or "")
+    name = (policy_target.name if policy_target else None) or str(either.get("displayName") or "")
+    return old, new, pid, name or pid or "(unnamed policy)"
 
 
 def _get(policy: Mapping[str, Any] | None, *path: str) -> Any:
@@ -222,7 +218,7 @@ def detect(event: Event, state: State) -> Hit | None:
     if event.audit_category not in (None, "Policy") or (event.service or "").lower() not in SERVICES:
         return None
     deleted = event.activity.lower() == DELETE.lower()
-    old, new, pid, name = policy_values(event.raw)
+    old, new, pid, name = policy_values(event)
     severity: Severity | None = None
     added: dict[str, list[str]] = {}
     if deleted:
@@ -544,5 +540,26 @@ CASES = [
             ),
         ],
         [],
+    ),
+    *(
+        Case(
+            f"{shape}: the old and new policy are read whatever the input shape",
+            records,
+            [
+                {
+                    "title": "Conditional Access policy 'Require MFA for admins' weakened by "
+                    "adm-kim@contoso.com: disabled; 1 group exclusion added",
+                    "context": {"policy_id": ADMIN_POLICY, "exclusions_added": {"groups": [HELPDESK_GROUP]}},
+                }
+            ],
+        )
+        for shape, records in in_every_shape(
+            ca_record(
+                UPDATE,
+                "2026-03-13T12:00:00Z",
+                ADMINS,
+                _with(ADMINS, state="disabled", excludeGroups=[HELPDESK_GROUP]),
+            )
+        ).items()
     ),
 ]

@@ -4,20 +4,36 @@ Taking over an admin rarely needs their role: resetting their password, register
 method or a Temporary Access Pass for them is enough (detections.md D44, D47, D48). This alerts on
 security-info changes (by anyone, the user included — an attacker with a stolen session registers
 their own method), on a Temporary Access Pass, and on password resets by someone else, when the
-target is known to hold a privileged role. "Known" is learned from the assignments and activations
-the pipeline has seen (:mod:`pimwatch.principals`); a directory lookup comes with the Graph issue.
-Emergency accounts are left to ``breakglass.activity``, which already raises a critical alert.
+target holds a privileged role. That is learned from the assignments and activations of privileged
+roles (:mod:`pimwatch.principals`; a directory lookup comes with the Graph issue), whenever they
+happened and in either arrival order: a change of a principal not known (yet) to be privileged is
+remembered, and the record that shows the principal privileged raises it, with the same alert as if
+it had come first. Emergency accounts are left to ``breakglass.activity``, which already raises a
+critical alert.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_COMPLETED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, pim, user
+from pimwatch.detection import (
+    ACTIVATION_COMPLETED,
+    LEARN_FROM,
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Principal,
+    Severity,
+    State,
+    Window,
+    iso,
+    minutes,
+    parse_time,
+    privileged_subject,
+)
+from pimwatch.detection.records import directory, pim, user
 
 SECURITY_INFO = frozenset(
     {
@@ -48,18 +64,74 @@ DETECTOR = Detector(
     mitre=("T1098.005", "T1556.006"),
     anchors=("Sentinel (hunting, watchlist)", "Microsoft security operations guide"),
     kinds=("audit",),
-    activities=SECURITY_INFO | PASSWORD_RESETS,
-    params={"suppress_minutes": 60},
-    ordered=True,
+    activities=SECURITY_INFO | PASSWORD_RESETS | LEARN_FROM,
+    window=Window(suppress=minutes(60)),
 )
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_END = datetime(9999, 1, 1, tzinfo=UTC)
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def _names(p: Principal) -> list[str]:
+    """The keys a principal is found under: its object id and its UPN (a record may carry one)."""
+    return ([f"id:{p.id.lower()}"] if p.id else []) + ([f"upn:{p.upn.lower()}"] if p.upn else [])
+
+
+def detect(event: Event, state: State) -> Hit | list[Hit] | None:
+    if event.activity in LEARN_FROM:
+        return _privileged(event, state)
     target = event.target
     if event.failed or not (target.id or target.upn):
         return None
-    if state.settings.is_break_glass(target) or not state.principals.knows(target):
+    if state.settings.is_break_glass(target):
         return None
+    hit = _change(event)
+    if hit is None:
+        return None
+    # Both sides of the join write before they read: whichever arrives second raises. The marker is
+    # in this detector's state (what other instances wrote is read from the store, not from the
+    # once-a-minute mirror of the learned principals).
+    names = _names(target)
+    if state.principals.knows(target) or any(state.members(f"privileged:{n}", _EPOCH, _END) for n in names):
+        return hit
+    payload = {
+        "t": iso(event.time),
+        "key": list(hit.key),
+        "title": hit.title,
+        "context": hit.context,
+        "principal": hit.principal.as_alert(),
+    }
+    for n in names:
+        state.add(f"changed:{n}", event.id, event.time, payload=payload)
+    if any(state.members(f"privileged:{n}", _EPOCH, _END) for n in names):
+        return hit  # the other side came in meanwhile (another instance)
+    return None
+
+
+def _privileged(event: Event, state: State) -> list[Hit] | None:
+    """A record that shows a principal privileged: raise the changes of it remembered so far."""
+    who = privileged_subject(event, state.settings)
+    if who is None:
+        return None
+    hits: dict[str, Hit] = {}
+    for n in _names(who):
+        state.add(f"privileged:{n}", "privileged", event.time)  # one member: a principal is or is not
+        for m in state.members(f"changed:{n}", _EPOCH, _END):
+            p, when = m.payload or {}, parse_time((m.payload or {}).get("t"))
+            if m.member in hits or when is None:
+                continue
+            hits[m.member] = Hit(
+                key=tuple(p["key"]),
+                title=p["title"],
+                context=p["context"],
+                principal=Principal(**p["principal"]),
+                record=(when, m.member),
+            )
+    return [hits[k] for k in sorted(hits)] or None
+
+
+def _change(event: Event) -> Hit | None:
+    """The alert for a credential change of ``event.target`` (None: routine)."""
+    target = event.target
     by_self = bool(
         (event.actor.id and event.actor.id.lower() == (target.id or "").lower())
         or (event.actor.upn and event.actor.upn.lower() == (target.upn or "").lower())
@@ -162,8 +234,24 @@ CASES = [
         {"break_glass": {"accounts": [BG[0]]}},
     ),
     Case(
-        "a change seen before the principal was known is not flagged (learned, in time order)",
+        "a change before the first record that shows the principal privileged: flagged all the same",
         [_info("Reset user password", "2026-03-10T08:00:00Z", BOB, ALICE), _activation(ALICE)],
+        [{"title": "Privileged account adm-alice@contoso.com: password reset by helpdesk.bob@contoso.com"}],
+    ),
+    Case(
+        "the activation that shows the principal privileged is read after the change: same alert",
+        [
+            _info("Admin registered security info", "2026-03-10T13:00:00Z", BOB, ALICE, TAP),
+            _activation(ALICE),
+        ],
+        [{"title_has": "Temporary Access Pass created", "first_seen": "2026-03-10T13:00:00.000000Z"}],
+    ),
+    Case(
+        "a failed activation, or one of a role that is not privileged, shows no one privileged",
+        [
+            _info("Reset user password", "2026-03-10T08:00:00Z", BOB, ALICE),
+            pim(ACTIVATION_COMPLETED, "2026-03-10T09:00:00Z", ALICE, principal=ALICE, role=READER),
+        ],
         [],
     ),
 ]

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.testing import directory, guid, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State
+from pimwatch.detection.records import directory, guid, user
 
 ELEVATED = "User has elevated their access to User Access Administrator for their Azure Resources"
 REMOVED = "The role assignment of User Access Administrator has been removed from the user"
@@ -45,7 +43,6 @@ DETECTOR = Detector(
     mitre=("T1098.003", "T1078.004"),
     kinds=("audit",),
     activities=frozenset({ELEVATED}),
-    params={"suppress_minutes": 0},
 )
 
 

@@ -16,7 +16,7 @@ Sigma's rule matches ``Disable PIM Alert``; the log says ``Disable PIM alert`` (
 these activities), and a record delivered twice folds on its record id.
 
 The alert's name is the ``displayName`` of the record's ``Other`` or ``Role`` target (the community
-pass-through rule reads ``targetResources[0].displayName``); :func:`named_target` is shared with
+pass-through rule reads ``targetResources[0].displayName``); :meth:`Event.named_target` is shared with
 ``pim.builtin_alert``.
 """
 
@@ -24,11 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.normalize import named_target
-from pimwatch.testing import guid, pim, pim_alert, user
+from pimwatch.detection import Case, Detector, Event, Hit, Severity, Skip, State
+from pimwatch.detection.records import guid, in_every_shape, pim, pim_alert, user
 
 DISABLE = "Disable PIM alert"
 DEACTIVATE = "Deactivate PIM alert"
@@ -60,14 +57,13 @@ DETECTOR = Detector(
     mitre=("T1562.001", "T1098"),
     kinds=("audit",),
     activities=ACTIVITIES,
-    params={"suppress_minutes": 0},
 )
 
 
 def _what(event: Event) -> tuple[str, str | None]:
     """A phrase naming what was tampered with, and the name of the alert (alert activities only)."""
     if event.activity in ALERT_ACTIVITIES:
-        named = named_target(event.raw)
+        named = event.named_target()
         if named is None:
             return "A PIM alert", None
         return f"PIM alert '{named[0]}'", named[0]
@@ -75,7 +71,7 @@ def _what(event: Event) -> tuple[str, str | None]:
         tenant = event.scope_name or event.scope_id or event.tenant_id
         return (f"Tenant '{tenant}'" if tenant else "The tenant"), None
     if event.activity == RESOURCE_OFFBOARDED:
-        named = named_target(event.raw, ("Group", "Other"))
+        named = event.named_target(("Group", "Other"))
         resource = event.scope_name or event.scope_id or (named[0] if named else None)
         return (f"Resource '{resource}'" if resource else "A resource"), None
     # PIM policy removed: the policy of a role, a group role or an Azure role.
@@ -277,5 +273,24 @@ CASES = [
             pim("Onboarded resource to PIM", "2026-03-11T15:03:00Z", EVE, category="GroupManagement"),
         ],
         [],
+    ),
+    *(
+        Case(
+            f"{shape}: the alert name and the offboarded resource are read whatever the input shape",
+            records,
+            [
+                {
+                    "title": f"PIM alert '{OUTSIDE}' disabled by adm-eve@contoso.com",
+                    "context": {"alert": OUTSIDE},
+                },
+                {"title": "Resource 'Contoso-Prod' offboarded from PIM by adm-eve@contoso.com"},
+            ],
+        )
+        for shape, records in in_every_shape(
+            pim_alert(
+                DISABLE, "2026-03-11T16:00:00Z", EVE, OUTSIDE, definition="RolesAssignedOutsidePimAlert"
+            ),
+            _subscription_offboarded("2026-03-11T16:05:00Z"),
+        ).items()
     ),
 ]

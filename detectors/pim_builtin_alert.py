@@ -26,11 +26,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, Skip, State
-from pimwatch.event import Event
-from pimwatch.normalize import named_target
-from pimwatch.testing import PIM_SYSTEM, pim, pim_alert, user
+from pimwatch.detection import (
+    Case,
+    Detector,
+    Event,
+    Hit,
+    Severity,
+    Skip,
+    State,
+    Window,
+    minutes,
+)
+from pimwatch.detection.records import PIM_SYSTEM, in_every_shape, pim, pim_alert, user
 
 TRIGGERED = "Triggered PIM alert"
 
@@ -74,7 +81,7 @@ DETECTOR = Detector(
     mitre=("T1078.004", "T1098.003"),
     kinds=("audit",),
     activities=frozenset({TRIGGERED}),
-    params={"suppress_minutes": 1440},
+    window=Window(suppress=minutes(1440)),
 )
 
 
@@ -89,7 +96,7 @@ def pim_severity(name: str, definition_id: str) -> Severity | None:
 def detect(event: Event, state: State) -> Hit | None:
     if event.activity != TRIGGERED or event.service != "PIM":
         return None
-    named = named_target(event.raw)
+    named = event.named_target()
     if named is None:
         raise Skip("Triggered PIM alert without an alert name")
     name, definition_id = named
@@ -114,7 +121,7 @@ def detect(event: Event, state: State) -> Hit | None:
         key=(name, event.scope_id),
         title=title,
         context=context,
-        principal=event.target if (event.target.id or event.target.upn) else event.actor,
+        principal=event.subject,
         severity=severity,
     )
 
@@ -208,5 +215,23 @@ CASES = [
             ),
         ],
         [],
+    ),
+    *(
+        Case(
+            f"{shape}: the alert name (on an Other target) is read whatever the input shape",
+            records,
+            [
+                {
+                    "severity": "low",
+                    "title": f"PIM security alert: {TOO_MANY_GA}",
+                    "context": {"alert": TOO_MANY_GA},
+                }
+            ],
+        )
+        for shape, records in in_every_shape(
+            _triggered(
+                "2026-03-12T12:00:00Z", TOO_MANY_GA, "TooManyGlobalAdminsAssignedToTenantAlert", on="Other"
+            )
+        ).items()
     ),
 ]

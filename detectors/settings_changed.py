@@ -8,14 +8,25 @@ with old and new values, those are read too. Changes that weaken protection are 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-from pimwatch.activities import ROLE_SETTING_UPDATED
-from pimwatch.alerts import Severity
-from pimwatch.detector import Case, Detector, Hit, State
-from pimwatch.event import Event
-from pimwatch.testing import guid, pim, user
+from pimwatch.detection import (
+    ROLE_SETTING_UPDATED,
+    Case,
+    Count,
+    Detector,
+    Event,
+    Hit,
+    Params,
+    Severity,
+    State,
+)
+from pimwatch.detection.records import guid, in_every_shape, pim, user
+
+
+class Config(Params):
+    max_activation_hours: Count = 8  # a longer maximum activation is a weakening
+
 
 DETECTOR = Detector(
     id="settings.changed",
@@ -30,7 +41,7 @@ DETECTOR = Detector(
     mitre=("T1556", "T1484"),
     kinds=("audit",),
     activities=frozenset({ROLE_SETTING_UPDATED}),
-    params={"suppress_minutes": 0, "max_activation_hours": 8},
+    params=Config,
 )
 
 PREFIX = "setting changes in this session:"
@@ -74,8 +85,10 @@ def weakening(sentence: str, max_hours: float) -> bool:
 
 
 def _bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
     if isinstance(value, str):
-        v = value.strip().strip('"').lower()
+        v = value.strip().lower()
         if v in ("true", "false"):
             return v == "true"
     return None
@@ -84,52 +97,46 @@ def _bool(value: Any) -> bool | None:
 def _hours(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
-    m = _ISO_DURATION.match(value.strip().strip('"'))
+    m = _ISO_DURATION.match(value.strip())
     if not m or not any(m.groups()):
         return None
     d, h, mi, s = (int(x) if x else 0 for x in m.groups())
     return d * 24 + h + mi / 60 + s / 3600
 
 
-def modified_changes(raw: Mapping[str, Any], max_hours: float) -> tuple[list[str], list[str]]:
+def modified_changes(event: Event, max_hours: float) -> tuple[list[str], list[str]]:
     """(all, weakening) changes from ``modifiedProperties`` with old and new values, if any."""
-    props = raw.get("properties", raw)
-    targets = props.get("targetResources") if isinstance(props, Mapping) else None
     found: list[str] = []
     weak: list[str] = []
-    for t in targets if isinstance(targets, list) else []:
-        for mp in t.get("modifiedProperties") or [] if isinstance(t, Mapping) else []:
-            if not isinstance(mp, Mapping):
-                continue
-            name = str(mp.get("displayName") or "")
-            old, new = mp.get("oldValue"), mp.get("newValue")
-            if old == new or name in ("RoleDefinitionOriginId", "RoleDefinitionOriginType", "TemplateId"):
-                continue
-            ob, nb = _bool(old), _bool(new)
-            oh, nh = _hours(old), _hours(new)
-            if ob is not None and nb is not None:
-                text = f"{name} changed from {ob} to {nb}"
-                found.append(text)
-                lowered = name.lower()
-                if (ob and not nb and any(k.replace(" ", "") in lowered for k, _ in _PROTECTIONS)) or (
-                    nb and not ob and "permanent" in lowered
-                ):
-                    weak.append(text)
-            elif oh is not None and nh is not None:
-                text = f"{name} changed from {old!s} to {new!s}".replace('"', "")
-                found.append(text)
-                if nh > oh and nh > max_hours:
-                    weak.append(text)
+    for mp in event.modified:
+        name, old, new = mp.name, mp.old, mp.new
+        if old == new or name in ("RoleDefinitionOriginId", "RoleDefinitionOriginType", "TemplateId"):
+            continue
+        ob, nb = _bool(old), _bool(new)
+        oh, nh = _hours(old), _hours(new)
+        if ob is not None and nb is not None:
+            text = f"{name} changed from {ob} to {nb}"
+            found.append(text)
+            lowered = name.lower()
+            if (ob and not nb and any(k.replace(" ", "") in lowered for k, _ in _PROTECTIONS)) or (
+                nb and not ob and "permanent" in lowered
+            ):
+                weak.append(text)
+        elif oh is not None and nh is not None:
+            text = f"{name} changed from {old} to {new}"
+            found.append(text)
+            if nh > oh and nh > max_hours:
+                weak.append(text)
     return found, weak
 
 
-def detect(event: Event, state: State) -> Hit | None:
+def detect(event: Event, state: State[Config]) -> Hit | None:
     if event.activity != ROLE_SETTING_UPDATED or event.failed:
         return None
-    max_hours = float(state.params["max_activation_hours"])  # type: ignore[arg-type]
+    max_hours = float(state.params.max_activation_hours)
     listed = changes(event.result_reason)
     weak = [c for c in listed if weakening(c, max_hours)]
-    from_props, weak_props = modified_changes(event.raw, max_hours)
+    from_props, weak_props = modified_changes(event, max_hours)
     listed += from_props
     weak += weak_props
     privileged = state.settings.is_privileged(event.role_name, event.role_id)
@@ -187,7 +194,55 @@ def _setting(at: str, role: tuple[str, str], reason: str, **kw: Any) -> dict[str
     return pim(ROLE_SETTING_UPDATED, at, ADMIN, role=role, reason=reason, **kw)
 
 
+def _setting_props(at: str, role: tuple[str, str], changes: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """A settings change carried as ``modifiedProperties`` of the Role target (JSON-encoded values)."""
+    rec = _setting(at, role, "")
+    target = rec["properties"]["targetResources"][0]
+    target["modifiedProperties"] = [{"displayName": n, "oldValue": o, "newValue": v} for n, o, v in changes]
+    return rec
+
+
+# The §10.2 probe: the same change, named in every input shape.
+WEAK_PROPS = _setting_props(
+    "2026-03-10T20:00:00Z",
+    GA,
+    [
+        ("IsApprovalRequired", '"true"', '"false"'),
+        ("ExpirationRule.MaximumDuration", '"PT8H"', '"P1D"'),
+        ("IsJustificationRequired", '"false"', '"true"'),
+        ("TemplateId", '""', '"62e90394-69f5-4237-9190-012177145e10"'),
+    ],
+)
+
+
 CASES = [
+    *(
+        Case(
+            f"weakening in modifiedProperties, {shape}: the same change is named whatever the input shape",
+            records,
+            [
+                {
+                    "severity": "critical",
+                    "count": 1,
+                    "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com"
+                    " — weakened: IsApprovalRequired changed from True to False; "
+                    "ExpirationRule.MaximumDuration changed from PT8H to P1D",
+                    "context": {
+                        "changes": [
+                            "IsApprovalRequired changed from True to False",
+                            "ExpirationRule.MaximumDuration changed from PT8H to P1D",
+                            "IsJustificationRequired changed from False to True",
+                        ],
+                        "weakening": [
+                            "IsApprovalRequired changed from True to False",
+                            "ExpirationRule.MaximumDuration changed from PT8H to P1D",
+                        ],
+                    },
+                }
+            ],
+        )
+        for shape, records in in_every_shape(WEAK_PROPS).items()
+    ),
     Case(
         "weakening Global Administrator is critical and names every weakening",
         [_setting("2026-03-10T19:40:00Z", GA, WEAK_TEXT)],

@@ -20,6 +20,12 @@ ACTIVATION_EXPIRED_REQUEST = "PIM activation request expired"
 ACTIVATION_ENDED = "Remove member from role (PIM activation expired)"
 ROLE_SETTING_UPDATED = "Update role setting in PIM"
 
+# PIM's system identity: the user object "Azure AD PIM" (no UPN) that initiates PIM's scans, alerts,
+# expiries and some of its directory writes (entra-events.md §3.3). Its object id is the same in
+# every tenant.
+PIM_SERVICE = "9dfd627f-bdc5-4b1c-af9d-c85097fdeff8"
+PIM_SERVICE_NAME = "Azure AD PIM"
+
 PIM_ACTIVITIES: frozenset[str] = frozenset(
     {
         ACTIVATION_REQUESTED,
@@ -113,7 +119,8 @@ _ALIASES = {"Add EligibleRoleAssignement to RoleDefinition": "Add EligibleRoleAs
 _WS = re.compile(r"\s+")
 _TIMEBOUND = re.compile(r"\(\s*time[\s-]*bound\s*\)", re.IGNORECASE)
 _CACHE: dict[str, str] = {}
-_KNOWN: dict[str, str] = {n.lower(): n for n in PIM_ACTIVITIES}
+_KNOWN: dict[str, str] = {n.lower(): n for n in PIM_ACTIVITIES}  # lower-cased → the spelling it folds to
+_EXACT: set[str] = set(PIM_ACTIVITIES)  # spellings that stay as written
 
 
 def canonical(name: str) -> str:
@@ -127,16 +134,28 @@ def canonical(name: str) -> str:
     s = _TIMEBOUND.sub("(timebound)", s)
     s = _ALIASES.get(s, s)
     # Case drift (Sigma's "Disable PIM Alert"): the known spelling of the name, if there is one.
-    s = _KNOWN.get(s.lower(), s)
+    if s not in _EXACT:
+        s = _KNOWN.get(s.lower(), s)
     if len(_CACHE) < 4096:
         _CACHE[name] = s
     return s
 
 
 def register(names: Iterable[str]) -> None:
-    """Make more activity names known (the detectors' own), so their case drift folds too."""
+    """Make more activity names known (the detectors' own), so their case drift folds too.
+
+    The result does not depend on the order of ``names`` (detectors pass frozensets, whose order
+    changes with ``PYTHONHASHSEED``) nor on the order of calls: a registered spelling stays as written
+    (a detector may read two, as ``conditional_access.weakened`` does), other case drift folds to the
+    smallest registered spelling, and Microsoft's PIM reference spellings always win.
+    """
     for n in names:
-        _KNOWN.setdefault(n.lower(), n)
+        known = _KNOWN.get(n.lower())
+        if known in PIM_ACTIVITIES:
+            continue
+        _EXACT.add(n)
+        if known is None or n < known:
+            _KNOWN[n.lower()] = n
     _CACHE.clear()
 
 

@@ -55,14 +55,21 @@ def render_markdown(plugins: Sequence[Plugin]) -> str:
             inputs += " — activities: " + ", ".join(f"`{a}`" for a in sorted(m.activities))
         if m.break_glass_only:
             inputs += " — only records that involve a break-glass account"
-        if m.privileged_signins:
-            inputs += " — sign-ins of break-glass accounts and known privileged principals"
+        if m.signin_values:
+            inputs += " — sign-ins of break-glass accounts and sign-ins with " + "; ".join(
+                f"`{k}` {', '.join(sorted(v))}" for k, v in sorted(m.signin_values.items())
+            )
         out += [f"**Reads:** {inputs}", ""]
-        if m.ordered:
-            out += ["**Order:** depends on what was seen before; replay input in time order.", ""]
-        if m.params:
-            out += ["| parameter | default |", "|---|---|"]
-            out += [f"| `{k}` | `{_value(v)}` |" for k, v in m.params.items()]
-            out += [""]
+        w = m.window
+        if w.threshold > 1:
+            counted = w.distinct or "records"
+            out += [
+                f"**Window:** {w.threshold} or more distinct {counted} per key within {w.within_minutes}"
+                " minutes (`threshold`, `within_minutes`)",
+                "",
+            ]
+        out += ["| parameter | default |", "|---|---|"]
+        out += [f"| `{k}` | `{_value(v)}` |" for k, v in m.defaults().items()]
+        out += [""]
         out += [f"**Runbook:** {m.runbook}"]
     return "\n".join(out) + "\n"

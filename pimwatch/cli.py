@@ -112,8 +112,8 @@ def _detectors(args: argparse.Namespace, plugins: list[Plugin]) -> int:
                 "mitre": list(p.meta.mitre),
                 "anchors": list(p.meta.anchors),
                 "inputs": list(p.meta.kinds),
-                "parameters": dict(cfg.params),
-                "defaults": dict(p.meta.params),
+                "parameters": cfg.values(),
+                "defaults": p.meta.defaults(),
                 "runbook": p.meta.runbook,
             }
         )

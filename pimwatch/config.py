@@ -30,12 +30,13 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, NonNegativeFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, ValidationError
+from pydantic_core import ErrorDetails
 
 from pimwatch import retention
 from pimwatch.alerts import Severity
 from pimwatch.delivery import LoadedSink, Policy, sink_module
-from pimwatch.detector import ParamValue, Plugin, Settings, _looks_like_guid
+from pimwatch.detector import WINDOW_KEYS, Detector, Params, Plugin, Settings, Window, _looks_like_guid
 
 
 class ConfigError(ValueError):
@@ -79,7 +80,23 @@ class _File(BaseModel):
 class DetectorConfig:
     enabled: bool
     severity: Severity
-    params: Mapping[str, ParamValue]
+    window: Window  # the declared window with the config's threshold / within_minutes / suppress_minutes
+    params: Params  # the detector's own Params, validated
+
+    declared: Window = field(default_factory=Window)  # the detector's own window: which window keys it has
+
+    def values(self) -> dict[str, Any]:
+        """Every config key with its value in effect (``pimwatch detectors``)."""
+        return {**self.window.keys(like=self.declared), **self.params.model_dump()}
+
+
+class _WindowValues(BaseModel):
+    """The window keys every detector accepts (those its declared window has)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    threshold: int = Field(1, ge=1)
+    within_minutes: NonNegativeInt = 0
+    suppress_minutes: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)
@@ -147,33 +164,38 @@ def build(
         meta = plugin.meta
         overrides = raw.detectors.get(det_id) or {}
         enabled, severity = True, meta.severity
-        params: dict[str, ParamValue] = dict(meta.params)
+        window_values: dict[str, Any] = {}
+        param_values: dict[str, Any] = {}
+        allowed = {*meta.window.keys(), *meta.params.model_fields}
+        mine: dict[str, str] = {}  # key → its problem, reported in the order of the file
         for key, value in overrides.items():
             path = f"detectors.{det_id}.{key}"
             if key == "enabled":
                 if not isinstance(value, bool):
-                    problems.append(f"{path}: expected true or false, got {value!r}")
+                    mine[key] = f"{path}: expected true or false, got {value!r}"
                 else:
                     enabled = value
             elif key == "severity":
                 try:
                     severity = Severity(str(value).lower())
                 except ValueError:
-                    problems.append(
-                        f"{path}: expected one of critical, high, medium, low, info, got {value!r}"
-                    )
-            elif key not in meta.params:
-                allowed = ", ".join(["enabled", "severity", *sorted(meta.params)])
-                problems.append(f"{path}: unknown parameter (allowed: {allowed})")
+                    mine[key] = f"{path}: expected one of critical, high, medium, low, info, got {value!r}"
+            elif key not in allowed:
+                names = ", ".join(["enabled", "severity", *sorted(allowed)])
+                mine[key] = f"{path}: unknown parameter (allowed: {names})"
+            elif key in WINDOW_KEYS:
+                window_values[key] = value
             else:
-                err = _check_param(key, meta.params[key], value)
-                if err:
-                    problems.append(f"{path}: {err}")
-                else:
-                    params[key] = value
-        if plugin.validate is not None and not any(p.startswith(f"detectors.{det_id}.") for p in problems):
-            problems += [f"detectors.{det_id}.{problem}" for problem in plugin.validate(params)]
-        out[det_id] = DetectorConfig(enabled, severity, params)
+                param_values[key] = value
+        resolved = _detector(meta, window_values, param_values, f"detectors.{det_id}")
+        if isinstance(resolved, list):
+            mine.update((key, problem) for key, problem in resolved if key)
+            # What the types cannot judge (a model validator), only once the types are right.
+            whole = [problem for key, problem in resolved if not key]
+            problems += [mine[key] for key in overrides if key in mine] if mine else whole
+            continue
+        problems += [mine[key] for key in overrides if key in mine]
+        out[det_id] = DetectorConfig(enabled, severity, *resolved, declared=meta.window)
     sinks = _sinks(raw.sinks, problems, env if env is not None else os.environ)
     if raw.templates is not None and not os.path.isdir(raw.templates):
         problems.append(f"templates: expected a folder of template overrides, {raw.templates!r} is not one")
@@ -239,20 +261,54 @@ def sinks_package() -> ModuleType:
     return importlib.import_module("sinks")
 
 
-def _check_param(name: str, default: ParamValue, value: Any) -> str | None:
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            return f"expected an integer, got {value!r}"
-        low = 1 if name == "threshold" else 0
-        return None if value >= low else f"expected an integer >= {low}, got {value}"
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expected a number, got {value!r}"
-        return None if value >= 0 else f"expected a number >= 0, got {value}"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else f"expected a string, got {value!r}"
-    if isinstance(default, list) and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-        return f"expected a list of strings, got {value!r}"
-    return None
+def _detector(
+    meta: Detector, window_values: dict[str, Any], param_values: dict[str, Any], prefix: str
+) -> tuple[Window, Params] | list[tuple[str, str]]:
+    """The detector's window (declared, with the config's keys) and its validated Params; else
+    the problems as (key, ``key.path: what was expected``), key "" for the whole model."""
+    problems: list[tuple[str, str]] = []
+    window = meta.window
+    try:
+        valid = _WindowValues.model_validate(window_values)
+        window = window.override(valid.model_dump(include=set(window_values)))
+    except ValidationError as exc:
+        problems += [_param_problem(prefix, d, _WindowValues, window_values) for d in exc.errors()]
+    try:
+        params = meta.params.model_validate(param_values)
+    except ValidationError as exc:
+        problems += [_param_problem(prefix, d, meta.params, param_values) for d in exc.errors()]
+    return problems or (window, params)
+
+
+_EXPECTED = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "string": "a string",
+}
+
+
+def _param_problem(
+    prefix: str, detail: ErrorDetails, model: type[BaseModel], values: Mapping[str, Any]
+) -> tuple[str, str]:
+    """One parameter's problem: its key, and ``detectors.<id>.<key>: expected ..., got ...``."""
+    loc = detail["loc"]
+    if not loc:  # a model validator's "<key>: what was expected"
+        return "", f"{prefix}.{str(detail['msg']).removeprefix('Value error, ')}"
+    name = str(loc[0])
+    path, value = f"{prefix}.{name}", values.get(name, detail["input"])
+    kind, _, problem = detail["type"].partition("_")
+    field = model.model_fields.get(name)
+    annotation = field.annotation if field is not None else None
+    if annotation == list[str] and (kind == "list" or len(loc) > 1):
+        return name, f"{path}: expected a list of strings, got {value!r}"
+    if kind in _EXPECTED and problem in ("type", "parsing", "from_float", "fraction"):
+        return name, f"{path}: expected {_EXPECTED[kind]}, got {value!r}"
+    if detail["type"] in ("greater_than_equal", "greater_than"):
+        what = "an integer" if annotation is int else "a number"
+        ctx = detail.get("ctx") or {}
+        sign, bound = (
+            (">=", ctx.get("ge")) if detail["type"] == "greater_than_equal" else (">", ctx.get("gt"))
+        )
+        return name, f"{path}: expected {what} {sign} {bound}, got {value}"
+    return name, f"{path}: {str(detail['msg']).removeprefix('Value error, ')}"

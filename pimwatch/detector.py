@@ -1,24 +1,31 @@
 """What a detector module declares, what it receives, and how the detectors are found.
 
 A detector module under ``detectors/`` exports ``DETECTOR`` (metadata), ``detect(event, state)``
-returning a :class:`Hit` or None, and ``CASES``. Adding a detector touches that one file.
+returning a :class:`Hit` or None, and ``CASES``. Adding a detector touches that one file. Authors
+import everything from :mod:`pimwatch.detection`.
 
-Windows are metadata, not code: a detector whose ``params`` has ``threshold`` and
-``within_minutes`` is windowed; the engine counts distinct ``Hit.distinct`` values per
-``Hit.key`` in the store and raises the alert when the threshold is reached. Every detector has
-``suppress_minutes``: hits of the same key in the same bucket of that size fold into one alert
-(0 = every record is its own alert).
+Windows are declared, not code: ``Detector.window`` (:class:`Window`) says how many distinct
+``Hit.distinct`` values per ``Hit.key`` within how long raise the alert (the engine counts them in
+the store), and the suppression period: hits of the same key in the same bucket of that size fold
+into one alert (0 = every record is its own alert). Users override the declared window with
+``threshold``, ``within_minutes`` and ``suppress_minutes`` (:data:`WINDOW_KEYS`). A detector's own
+parameters are a pydantic model (:class:`Params`), validated at config time; a field annotated with
+:class:`History` is how far back the detector reads state (:mod:`pimwatch.retention`).
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
 from pimwatch.alerts import Severity
 from pimwatch.event import Event, Kind, Principal
@@ -26,8 +33,6 @@ from pimwatch.store import Member, Store
 
 if TYPE_CHECKING:
     from pimwatch.principals import Principals
-
-ParamValue = int | float | bool | str | list[str]
 
 
 class Skip(Exception):
@@ -99,6 +104,114 @@ def _looks_like_guid(s: str) -> bool:
     return len(s) == 36 and [len(p) for p in parts] == [8, 4, 4, 4, 12]
 
 
+class Params(BaseModel):
+    """A detector's own parameters: subclass it with typed fields and defaults, pass the class as
+    ``Detector(params=...)`` and read ``state.params.<field>``. Validated strictly at config time
+    (``detectors.<id>.<field>``); a ``model_validator`` judges what a type cannot (a zone name)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Count = Annotated[int, Field(ge=0)]  # a whole number >= 0: a count, or a duration in a named unit
+
+
+@dataclass(frozen=True)
+class History:
+    """Marks a :class:`Params` field as how far back the detector reads state, in ``unit`` per
+    step: ``lookback_days: Annotated[Count, History(timedelta(days=1))] = 14``. ``lateness`` fields
+    are added to the others (a deadline waits for records that arrive late). Retention keeps what
+    the largest of these needs; durations that are not look-backs (a TTL, a policy limit) stay
+    unmarked."""
+
+    unit: timedelta
+    lateness: bool = False
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+@dataclass(frozen=True)
+class Window:
+    """How hits become alerts: ``threshold`` distinct ``Hit.distinct`` values (default: record ids)
+    per key ``within`` a trailing window raise the alert; hits of one key in one ``suppress`` bucket
+    fold into one alert (0: every record is its own alert); the context lists named in
+    ``accumulate`` are the union over the folded hits. ``distinct`` says in words what is counted
+    (the catalogue)."""
+
+    threshold: int = 1
+    within: timedelta = timedelta(0)
+    suppress: timedelta = timedelta(0)
+    distinct: str = ""
+    accumulate: tuple[str, ...] = ()
+
+    @property
+    def within_minutes(self) -> int | float:
+        """``within`` in minutes, as a title says it (``10``, not ``10.0``)."""
+        return _in_minutes(self.within)
+
+    def keys(self, like: Window | None = None) -> dict[str, int | float]:
+        """The config keys that override this window, with their values: ``threshold`` for a
+        counting window, ``within_minutes`` for a window with a width, ``suppress_minutes`` always
+        (which keys: those of the window declared ``like``, default this one)."""
+        like = like or self
+        out: dict[str, int | float] = {}
+        if like.threshold > 1:
+            out["threshold"] = self.threshold
+        if like.within > timedelta(0):
+            out["within_minutes"] = _in_minutes(self.within)
+        out["suppress_minutes"] = _in_minutes(self.suppress)
+        return out
+
+    def override(self, values: dict[str, int | float]) -> Window:
+        """This window with the config's ``threshold`` / ``within_minutes`` / ``suppress_minutes``."""
+        changed: dict[str, Any] = {}
+        if "threshold" in values:
+            changed["threshold"] = int(values["threshold"])
+        if "within_minutes" in values:
+            changed["within"] = minutes(values["within_minutes"])
+        if "suppress_minutes" in values:
+            changed["suppress"] = minutes(values["suppress_minutes"])
+        return replace(self, **changed)
+
+    def reached(
+        self, members: Sequence[Member], since: float | None = None
+    ) -> Iterator[tuple[Member, list[Member]]]:
+        """Each member (at or after ``since``, epoch seconds) whose trailing window holds at least
+        ``threshold`` distinct values, with that window. The one window count: the engine raises
+        alerts with it, a detector reads which records were counted (:meth:`counted`)."""
+        width = self.within.total_seconds()
+        rows = sorted(members, key=lambda m: (m.at, m.member))
+        counts: Counter[str] = Counter()
+        lo = hi = 0
+        for last in rows:  # a sliding count: linear in the members, whatever the threshold
+            while hi < len(rows) and rows[hi].at <= last.at:
+                counts[rows[hi].value] += 1
+                hi += 1
+            while rows[lo].at < last.at - width:
+                counts[rows[lo].value] -= 1
+                if not counts[rows[lo].value]:
+                    del counts[rows[lo].value]
+                lo += 1
+            if (since is None or last.at >= since) and len(counts) >= self.threshold:
+                yield last, rows[lo:hi]
+
+    def counted(self, members: Sequence[Member]) -> list[Member]:
+        """The members that are in some window that reached the threshold."""
+        out: dict[str, Member] = {}
+        for _, window in self.reached(members):
+            out.update({m.member: m for m in window})
+        return list(out.values())
+
+
+WINDOW_KEYS = ("threshold", "within_minutes", "suppress_minutes")
+
+
+def _in_minutes(span: timedelta) -> int | float:
+    value = span / timedelta(minutes=1)
+    return int(value) if value == int(value) else value
+
+
 @dataclass(frozen=True)
 class Hit:
     """What ``detect`` returns: one event's contribution to an alert (see module docstring)."""
@@ -134,20 +247,18 @@ class Detector:
     anchors: tuple[str, ...] = ()
     # How the detection works, in words, for docs/detectors.md (defaults to the module docstring).
     logic: str = ""
-    params: Mapping[str, ParamValue] = field(default_factory=dict)
-    accumulate: tuple[str, ...] = ()
+    window: Window = Window()
+    params: type[Params] = Params
     # What the detector reads, so the pipeline can count the rest without normalizing it (most of
     # the volume): audit activities (canonical names; None = every activity), and whether it only
     # cares about records that involve a break-glass account.
     activities: frozenset[str] | None = None
     break_glass_only: bool = False
-    # A sign-in detector that needs the sign-ins of known privileged principals (pimwatch.principals)
-    # as well as those of the break-glass accounts: the others can still be skipped unparsed.
-    privileged_signins: bool = False
-    # True when the result depends on what was seen before (learned principals, history, a
-    # deadline): such a detector wants its input in time order, give or take its allowed lateness,
-    # and is exempt from the any-order property tests (it still must not count a duplicate twice).
-    ordered: bool = False
+    # A sign-in detector that needs, besides the sign-ins of break-glass accounts, those whose
+    # properties-level string fields have one of these values (compared lower-case), e.g.
+    # {"riskLevelDuringSignIn": {"high"}}: a property of the record itself, so what is screened out
+    # does not depend on what was read before; the others can still be skipped unparsed.
+    signin_values: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def alert(
         self,
@@ -161,18 +272,24 @@ class Detector:
         distinct: str | None = None,
         record: tuple[datetime, str] | None = None,
     ) -> Hit:
-        """Build the hit for ``event``; ``principal`` defaults to the event's target, else its actor."""
-        if principal is None:
-            principal = event.target if (event.target.id or event.target.upn) else event.actor
+        """Build the hit for ``event``; ``principal`` defaults to the event's subject."""
         return Hit(
             key=_key(key),
             title=title,
             context=context or {},
-            principal=principal,
+            principal=principal or event.subject,
             severity=severity,
             distinct=distinct,
             record=record,
         )
+
+    @property
+    def accumulate(self) -> tuple[str, ...]:
+        return self.window.accumulate
+
+    def defaults(self) -> dict[str, Any]:
+        """Every config key with its default: the window's, then the parameters'."""
+        return {**self.window.keys(), **self.params().model_dump()}
 
     def resolve(self, *, key: Sequence[str | None], at: datetime | None = None) -> Resolve:
         """Close the open alerts of this detector with this key (e.g. the approval finally came)."""
@@ -183,23 +300,33 @@ def _key(parts: Sequence[str | None]) -> tuple[str, ...]:
     return tuple("" if k is None else str(k).lower() for k in parts)
 
 
-class State:
-    """What a detector sees besides the event: its parameters, the settings, scoped state (keys are
-    prefixed with the detector id), and the principals known to be privileged."""
+P = TypeVar("P", bound=Params, default=Params, covariant=True)
+
+
+class State(Generic[P]):
+    """What a detector sees besides the event: its parameters and window (as configured), the
+    settings, scoped state (keys are prefixed with the detector id), and the principals known to be
+    privileged. A detector with parameters annotates ``state: State[Config]`` (its Params class)."""
 
     def __init__(
         self,
         detector_id: str,
-        params: Mapping[str, ParamValue],
+        params: P,
         settings: Settings,
         store: Store,
         principals: Principals,
+        window: Window = Window(),
     ):
         self.detector_id = detector_id
-        self.params = params
+        self._params = params
+        self.window = window
         self.settings = settings
         self.principals = principals
         self._store = store
+
+    @property
+    def params(self) -> P:
+        return self._params
 
     def add(
         self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
@@ -261,9 +388,6 @@ class Plugin:
     cases: list[Case]
     module: ModuleType
     tick: TickFn | None = None
-    # Optional module-level ``validate(params) -> list[str]``: problems ("param: what was expected")
-    # with values the type check cannot judge (a time zone name, an hour range); config errors.
-    validate: Callable[[Mapping[str, ParamValue]], list[str]] | None = None
 
 
 def discover(package: str = "detectors") -> list[Plugin]:
@@ -277,9 +401,13 @@ def discover(package: str = "detectors") -> list[Plugin]:
         meta = getattr(mod, "DETECTOR", None)
         if not isinstance(meta, Detector):
             continue
+        if callable(getattr(mod, "validate", None)):
+            raise RuntimeError(
+                f"{mod.__name__}: a module-level validate() is no longer read; check the values in a"
+                " model_validator of the detector's Params"
+            )
         cases = list(getattr(mod, "CASES", []))
-        tick, validate = getattr(mod, "tick", None), getattr(mod, "validate", None)
-        found.append(Plugin(meta, mod.detect, cases, mod, tick, validate))
+        found.append(Plugin(meta, mod.detect, cases, mod, getattr(mod, "tick", None)))
     ids = [p.meta.id for p in found]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

@@ -11,7 +11,8 @@ re-evaluates the events after it, so out-of-order input converges on the same al
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from bisect import bisect_left, bisect_right
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,11 +42,6 @@ class Active:
     suppress: timedelta
 
 
-def _minutes(params: Any, name: str, default: float) -> timedelta:
-    value = params.get(name, default)
-    return timedelta(minutes=float(value))
-
-
 def bucket_of(ts: float, suppress: timedelta) -> str:
     size = int(suppress.total_seconds())
     if size <= 0:
@@ -71,14 +67,14 @@ class Engine:
             cfg = config.detectors[plugin.meta.id]
             if not cfg.enabled:
                 continue
-            params = cfg.params
+            window = cfg.window  # the declared window with the config's overrides
             active = Active(
                 plugin=plugin,
                 config=cfg,
-                state=State(plugin.meta.id, params, config.settings, store, self.principals),
-                threshold=int(params.get("threshold", 1)),  # type: ignore[arg-type]
-                within=_minutes(params, "within_minutes", 0),
-                suppress=_minutes(params, "suppress_minutes", 0),
+                state=State(plugin.meta.id, cfg.params, config.settings, store, self.principals, window),
+                threshold=window.threshold,
+                within=window.within,
+                suppress=window.suppress,
             )
             for kind in plugin.meta.kinds:
                 self.by_kind[kind].append(active)
@@ -155,13 +151,13 @@ class Engine:
         wkey = f"\x1dalert\x1f{meta.id}\x1f{key}"  # apart from detectors' scoped state
         when = iso(at)
         if active.threshold <= 1:
-            # No window: the alert itself keeps its records' ids, so folding it is the dedup (a
-            # record delivered twice leaves it unchanged) and no window member is needed.
+            # No window: the store's per-alert membership of record ids is the dedup (a record
+            # delivered twice leaves the alert unchanged), so no window member is needed.
             bucket = bucket_of(at.timestamp(), active.suppress)
             alert = self._alert(
                 active, key, bucket, severity, hit.title, hit.context, hit.principal.as_alert()
             )
-            alert.events = [(when, record_id)]
+            alert.events, alert.count = [(when, record_id)], 1
             self._note(self.store.merge_alert(alert), alert.id)
             return
         payload = {
@@ -172,20 +168,11 @@ class Engine:
             "severity": severity.value,
         }
         distinct = hit.distinct if hit.distinct is not None else record_id
-        # A record seen before is evaluated again all the same (folding makes that a no-op): a
-        # store whose writes are not one transaction may have kept the member and lost the alert.
-        self.store.add(wkey, record_id, at, distinct, payload)
-        ts = at.timestamp()
-        width = active.within.total_seconds()
+        # A record seen before is evaluated again, in full (folding makes that a no-op): a store
+        # whose writes are not one transaction may have kept the member and lost the alert.
+        fresh = self.store.add(wkey, record_id, at, distinct, payload)
         rows = self.store.members(wkey, at - active.within, at + active.within)
-        groups: dict[str, dict[str, Member]] = defaultdict(dict)
-        for r in rows:
-            if r.at < ts:
-                continue
-            window = [x for x in rows if r.at - width <= x.at <= r.at]
-            if len({x.value for x in window}) >= active.threshold:
-                groups[bucket_of(r.at, active.suppress)].update({x.member: x for x in window})
-        for bucket, members in sorted(groups.items()):
+        for bucket, members in sorted(_joins(rows, record_id, active, fresh).items()):
             ordered = sorted(members.values(), key=lambda m: ((m.payload or {}).get("t", ""), m.member))
             first = ordered[0].payload or {}
             context = dict(first.get("context", {}))
@@ -205,6 +192,7 @@ class Engine:
                 dict(first.get("principal", hit.principal.as_alert())),
             )
             alert.events = sorted(((m.payload or {}).get("t", ""), m.member) for m in ordered)
+            alert.count = len(alert.events)
             self._note(self.store.merge_alert(alert), alert.id)
 
     def _alert(
@@ -232,3 +220,71 @@ class Engine:
             bucket=bucket,
             accumulate=meta.accumulate,
         )
+
+
+def _joins(
+    rows: Sequence[Member], new: str, active: Active, fresh: bool = True
+) -> dict[str, dict[str, Member]]:
+    """Per alert bucket, the members that the arrival of member ``new`` makes join an alert: the
+    incremental form of :meth:`pimwatch.detector.Window.reached`, the one window rule (tests hold
+    the two equal in any order).
+
+    ``rows``: the key's members within ``within`` either side of ``new`` (``new`` included), in
+    (time, member) order. An alert of bucket B holds every member of every qualifying window (at
+    least ``threshold`` distinct values in ``[r - within, r]``) whose end ``r`` falls in B. Before
+    ``new`` arrived that held for the others (the invariant), so only the windows that contain
+    ``new`` change: a window that qualified without it gains ``new`` alone; one that qualifies only
+    with it joins whole, once; ``new``'s own window joins whole unless the window just before it
+    already holds the rest. In any arrival order this converges on the same alerts, and a window
+    that already qualified costs one fold, not a re-fold of all its members.
+
+    A member seen before (``fresh`` false: a retry, perhaps after a crash that kept the member and
+    lost its folds) re-folds every qualifying window that contains it, whole: the invariant may not
+    hold for them.
+    """
+    me = next((r for r in rows if r.member == new), None)
+    if me is None:
+        return {}
+    width = active.within.total_seconds()
+    need = active.threshold
+    ats = [r.at for r in rows]
+    joins: dict[str, dict[str, Member]] = defaultdict(dict)
+
+    def window(end: float) -> list[Member]:
+        return list(rows[bisect_left(ats, end - width) : bisect_right(ats, end)])
+
+    def without(members: Sequence[Member]) -> int:
+        return len({m.value for m in members if m.member != new})
+
+    counts: Counter[str] = Counter()
+    lo = hi = 0
+    mine = rows.index(me)
+    for i in range(mine, len(rows)):
+        r = rows[i]
+        while hi < len(rows) and ats[hi] <= r.at:
+            counts[rows[hi].value] += 1
+            hi += 1
+        while ats[lo] < r.at - width:
+            counts[rows[lo].value] -= 1
+            if not counts[rows[lo].value]:
+                del counts[rows[lo].value]
+            lo += 1
+        if len(counts) < need:
+            continue  # not qualifying even with ``new``
+        bucket = bucket_of(r.at, active.suppress)
+        before = len(counts) - (counts[me.value] == 1)  # distinct values without ``new``
+        if i == mine:
+            prev = rows[i - 1] if i > 0 else None
+            covered = (
+                fresh
+                and prev is not None
+                and bucket_of(prev.at, active.suppress) == bucket
+                and (prev.at == r.at or hi == i + 1)  # nothing but ``new`` after prev up to r
+                and without(window(prev.at)) >= need
+            )
+            joins[bucket].update({me.member: me} if covered else {m.member: m for m in rows[lo:hi]})
+        elif before >= need and fresh:
+            joins[bucket][me.member] = me
+        else:
+            joins[bucket].update({m.member: m for m in rows[lo:hi]})
+    return joins

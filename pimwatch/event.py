@@ -61,6 +61,31 @@ class SignIn:
 
 
 @dataclass(frozen=True, slots=True)
+class Modified:
+    """One ``modifiedProperties`` entry: the property's display name and its old and new values.
+
+    Values are decoded once, the same way for every input shape: JSON text (Entra writes
+    ``"\\"true\\""``, a whole policy as text, sometimes text of text) becomes what it encodes,
+    other text stays as written, and an empty side (``null``, ``""``) is ``None``.
+    """
+
+    name: str
+    old: Any = None
+    new: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One ``targetResources`` entry, in the record's order, with its modified properties."""
+
+    type: str | None = None
+    id: str | None = None
+    name: str | None = None  # displayName
+    upn: str | None = None
+    modified: tuple[Modified, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """A normalized Entra audit record or user sign-in.
 
@@ -100,10 +125,19 @@ class Event:
     # only need the cheap break-glass check on ``actor`` (DESIGN.md, "the path of one record").
     signin_source: Callable[[], SignIn] | None = field(default=None, compare=False, repr=False)
     _signin: list[SignIn] = field(default_factory=list, compare=False, repr=False)
+    # Targets (and their modified properties, which can hold whole policies as JSON text) are
+    # decoded on first use too: few detectors read them.
+    targets_source: Callable[[], tuple[Target, ...]] | None = field(default=None, compare=False, repr=False)
+    _targets: list[tuple[Target, ...]] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def failed(self) -> bool:
         return self.result == "failure"
+
+    @property
+    def subject(self) -> Principal:
+        """The principal acted on (the target), else the one who acted (the actor)."""
+        return self.target if (self.target.id or self.target.upn) else self.actor
 
     @property
     def signin(self) -> SignIn | None:
@@ -112,3 +146,25 @@ class Event:
         if not self._signin:
             self._signin.append(self.signin_source())
         return self._signin[0]
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The audit record's ``targetResources``, whatever the input shape (empty for sign-ins)."""
+        if self.targets_source is None:
+            return ()
+        if not self._targets:
+            self._targets.append(self.targets_source())
+        return self._targets[0]
+
+    @property
+    def modified(self) -> tuple[Modified, ...]:
+        """Every target's modified properties, in record order (target by target)."""
+        return tuple(m for t in self.targets for m in t.modified)
+
+    def named_target(self, types: tuple[str, ...] = ("Other", "Role")) -> tuple[str, str] | None:
+        """(display name, id) of the first target of the first of ``types`` that has a display name."""
+        for ttype in types:
+            for t in self.targets:
+                if t.type == ttype and t.name:
+                    return t.name, t.id or ""
+        return None

@@ -28,7 +28,7 @@ ActivationKey = tuple[str | None, ...]
 
 def activation_key(event: Event) -> ActivationKey:
     """(principal, role template id or name, scope): the same for an activation and its end."""
-    who = event.target if (event.target.id or event.target.upn) else event.actor
+    who = event.subject
     return (who.id or who.upn, event.role_id or event.role_name, event.scope_id)
 
 

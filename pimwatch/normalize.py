@@ -3,7 +3,9 @@
 Graph objects and Event Hub ``properties`` share their keys (entra-events.md §2.1), so both go
 through the same code; Log Analytics rows are first renamed to the same camelCase keys and their
 JSON-as-string columns decoded. Targets are looked up by ``type`` and details by lower-cased
-``key``, never by position (§0).
+``key``, never by position (§0). ``Event.targets`` / ``Event.modified`` (the old and new values of
+``modifiedProperties``) are decoded here, once and the same way for every shape, on first use:
+detectors never re-read ``event.raw``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import orjson
 
 from pimwatch.activities import ROLE_SETTING_UPDATED, canonical
-from pimwatch.event import NOBODY, Event, Principal, SignIn
+from pimwatch.event import NOBODY, Event, Modified, Principal, SignIn, Target
 from pimwatch.timeutil import parse_time
 
 
@@ -118,24 +120,48 @@ def _initiator(value: Any, top: Mapping[str, Any]) -> Principal:
     return NOBODY
 
 
-def targets(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """``targetResources`` of a raw record in any shape (Event Hub, Graph, Log Analytics)."""
-    props = raw.get("properties")
-    if not isinstance(props, Mapping):
-        props = raw
-    found = _json_value(props.get("targetResources", props.get("TargetResources")))
-    return [t for t in found if isinstance(t, Mapping)] if isinstance(found, list) else []
+def _decoded(value: Any, depth: int = 3) -> Any:
+    """A modifiedProperty value as what it encodes: JSON text decoded (policies are seen as text of
+    text, and as lists of JSON text), other text as written, ``None`` for an empty side."""
+    for _ in range(3):
+        decoded = _json_value(value)
+        if decoded is value:
+            break
+        value = decoded
+    if isinstance(value, list) and depth > 0:
+        return [_decoded(v, depth - 1) for v in value]
+    return None if value == "" else value
 
 
-def named_target(raw: Mapping[str, Any], types: Sequence[str] = ("Other", "Role")) -> tuple[str, str] | None:
-    """(displayName, id) of the first target of the first of ``types`` that has a display name."""
-    found = targets(raw)
-    for ttype in types:
-        for t in found:
-            name = t.get("displayName")
-            if t.get("type") == ttype and isinstance(name, str) and name.strip():
-                return name.strip(), str(t.get("id") or "")
-    return None
+def _name(value: Any) -> str | None:
+    text = _text(value)
+    return text.strip() or None if text else None
+
+
+def _targets(found: Sequence[Any]) -> tuple[Target, ...]:
+    """``targetResources`` (already a list, whatever the input shape) as :class:`Target` objects."""
+    out: list[Target] = []
+    for t in found:
+        if not isinstance(t, Mapping):
+            continue
+        props = _json_value(t.get("modifiedProperties"))
+        modified = tuple(
+            Modified(
+                str(mp.get("displayName") or ""), _decoded(mp.get("oldValue")), _decoded(mp.get("newValue"))
+            )
+            for mp in (props if isinstance(props, list) else ())
+            if isinstance(mp, Mapping)
+        )
+        out.append(
+            Target(
+                type=_text(t.get("type")),
+                id=_text(t.get("id")),
+                name=_name(t.get("displayName")),
+                upn=_text(t.get("userPrincipalName")),
+                modified=modified,
+            )
+        )
+    return tuple(out)
 
 
 def _modified(target: Mapping[str, Any], name: str) -> str | None:
@@ -146,7 +172,7 @@ def _modified(target: Mapping[str, Any], name: str) -> str | None:
     for mp in props:
         if isinstance(mp, Mapping) and mp.get("displayName") == name:
             for side in ("newValue", "oldValue"):
-                v = _json_value(mp.get(side))
+                v = _decoded(mp.get(side))
                 if isinstance(v, list):
                     v = v[0] if v else None
                 if v not in (None, ""):
@@ -277,6 +303,7 @@ def audit_event(
         end=parse_time(details.get("expirationtime")),
         details=details,
         raw=raw,
+        targets_source=lambda: _targets(targets),
     )
 
 

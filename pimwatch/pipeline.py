@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,18 +50,21 @@ class Pipeline:
         self.report_all_bad = False
         self._since_commit = 0
         # Sign-ins are ~90% of the volume. When every enabled sign-in detector only wants those of
-        # break-glass accounts (and of the privileged principals learned so far), the others are
-        # counted without being normalized (or, line by line, even parsed).
+        # break-glass accounts and those with given property values (a risk level, ...), the
+        # others are counted without being normalized (or, line by line, even parsed). Both are
+        # properties of the record itself: what is screened out does not depend on input order.
         signin = [a.plugin.meta for a in self.engine.by_kind.get("signin", [])]
         self.settings = s = config.settings
         self.screen: Screen | None = None
-        if all(m.break_glass_only or m.privileged_signins for m in signin):
-            sources: list[tuple[AbstractSet[str], AbstractSet[str]]] = [
-                (s.break_glass_ids, s.break_glass_upns)
-            ]
-            if any(m.privileged_signins for m in signin):
-                sources.append((self.engine.principals.ids, self.engine.principals.upns))
-            self.screen = Screen(tuple(sources))
+        if all(m.break_glass_only or m.signin_values for m in signin):
+            values: dict[str, set[str]] = {}
+            for m in signin:
+                for name, listed in m.signin_values.items():
+                    values.setdefault(name, set()).update(v.lower() for v in listed)
+            self.screen = Screen(
+                ((s.break_glass_ids, s.break_glass_upns),),
+                tuple((name, frozenset(values[name])) for name in sorted(values)),
+            )
         # Audit records: the activities some detector reads (None = all), and whether a record that
         # involves a break-glass account must be read whatever its activity. The records privileged
         # principals are learned from are always read.
@@ -109,9 +111,6 @@ class Pipeline:
                 process(event)
                 if self.watermark is None or event.time > self.watermark:
                     self.watermark = event.time
-                    if self.ticking and event.time - self._ticked >= TICK_EVERY:
-                        self._ticked = event.time
-                        self.engine.tick(event.time)
                 self._since_commit += 1
                 if self._since_commit >= COMMIT_EVERY:
                     self.store.commit()

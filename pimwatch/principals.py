@@ -1,10 +1,15 @@
 """Who is known to hold, or be eligible for, a privileged role — learned from the records seen.
 
-Detectors such as ``credentials.privileged_changed`` and ``activation.risky_session`` need to know
-whether a principal is privileged. Until a directory lookup exists (the Graph issue), pimwatch
-learns it from the assignment and activation records it processes: a principal that received a
-role on the privileged-role list (through PIM, or outside it) is remembered in the store. What is
-learned depends on what was seen before, so these detectors want their input in time order.
+``credentials.privileged_changed`` needs to know whether a principal is privileged. Until a
+directory lookup exists (the Graph issue), pimwatch learns it from the assignment and activation
+records it processes: a principal that received a role on the privileged-role list (through PIM, or
+outside it) is remembered in the store.
+
+What is learned so far depends on the order the records came in, so no result may hang on "known
+yet": a detector that needs it joins both ways in its own state (``credentials.privileged_changed``
+remembers the changes of principals not known yet and raises them when a record that makes the
+principal privileged arrives; :func:`privileged_subject` is the one test both sides use). The
+sign-in screen reads properties of the record itself, not this set.
 
 Each id and UPN is its own insert-if-absent window member (stamped at the epoch: never pruned, see
 :mod:`pimwatch.retention`), not one document rewritten whole: several instances learning different
@@ -60,11 +65,9 @@ class Principals:
 
     def learn(self, event: Event) -> bool:
         """Remember the target of a successful privileged assignment or activation; True if new."""
-        if event.activity not in LEARN_FROM or event.failed:
+        p = privileged_subject(event, self._settings)
+        if p is None:
             return False
-        if not self._settings.is_privileged(event.role_name, event.role_id):
-            return False
-        p = event.target if (event.target.id or event.target.upn) else event.actor
         new = False
         if p.id and p.id.lower() not in self.ids:
             self.ids.add(p.id.lower())
@@ -78,3 +81,13 @@ class Principals:
 
     def knows(self, p: Principal) -> bool:
         return bool((p.id and p.id.lower() in self.ids) or (p.upn and p.upn.lower() in self.upns))
+
+
+def privileged_subject(event: Event, settings: Settings) -> Principal | None:
+    """Whom a successful assignment or activation of a privileged role shows to be privileged."""
+    if event.activity not in LEARN_FROM or event.failed:
+        return None
+    if not settings.is_privileged(event.role_name, event.role_id):
+        return None
+    p = event.subject
+    return p if (p.id or p.upn) else None

@@ -18,7 +18,7 @@ import sys
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,19 +74,38 @@ class Screened:
 
 @dataclass(frozen=True, slots=True)
 class Screen:
-    """The only sign-ins any detector wants: those of the principals in ``sources``.
+    """The only sign-ins any detector wants: those of the accounts in ``sources`` (break-glass: ids,
+    UPNs, lower-cased), and those whose properties-level ``values`` name a wanted value (e.g.
+    ``riskLevelDuringSignIn`` ``high``; compared lower-case). Both are fixed by the configuration
+    and read from the record itself, never from what was read before: what the screen lets through
+    does not depend on the order of the input.
 
-    ``sources`` are pairs of (object ids, UPNs), lower-cased; they may grow while the run goes on
-    (the privileged principals pimwatch learns). ``wants(props)`` is the check on a parsed record.
-    ``uninteresting(line)`` is the same check on the bytes of a line-per-record Event Hub sign-in,
-    so that it is counted without being parsed: the ``properties``-level ``"userId"`` and
-    ``"userPrincipalName"`` values, read straight from the bytes, are none of the known ones. Those
-    are exactly the fields the match reads; a quote inside a JSON string is always escaped, so the
-    key pattern cannot be forged by a value. Any doubt (no such key, a nested object before it, an
-    escape sequence inside the value) means the line is parsed.
+    ``wants(props)`` is the check on a parsed record. ``uninteresting(line)`` is the same check on the
+    bytes of a line-per-record Event Hub sign-in, so that it is counted without being parsed:
+
+    * the ``properties``-level ``"userId"`` and ``"userPrincipalName"`` values are none of the
+      accounts' (they must come after ``"properties":{`` with no ``{`` in between, so not inside a
+      nested object);
+    * each of the ``values`` fields occurs at most once as a key after ``"properties":{``, and then
+      as a plain ASCII string (or null) that is not a wanted value. A key never occurs inside a
+      JSON string: its quotes would be escaped. So a record that has the field in a nested object
+      as well as at the properties level is parsed (a doubt), never wrongly skipped.
+
+    Any doubt (a key missing or repeated, another layout, an escape sequence in a value) means the
+    line is parsed.
     """
 
     sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
+    values: tuple[tuple[str, frozenset[str]], ...] = ()
+    # ``values`` for the byte check: (b'"name"', wanted values as bytes), built once.
+    _keys: tuple[tuple[bytes, frozenset[bytes]], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = tuple(
+            (b'"' + name.encode() + b'"', frozenset(v.lower().encode() for v in wanted))
+            for name, wanted in self.values
+        )
+        object.__setattr__(self, "_keys", keys)
 
     def known(self, uid: object, upn: object) -> bool:
         for ids, upns in self.sources:
@@ -97,12 +116,13 @@ class Screen:
         return False
 
     def wants(self, props: Mapping[str, Any]) -> bool:
+        for name, wanted in self.values:
+            value = props.get(name)
+            if value is not None and str(value).lower() in wanted:
+                return True
         return self.known(props.get("userId"), props.get("userPrincipalName"))
 
     def uninteresting(self, line: bytes) -> bool:
-        # The values must be properties-level keys: after '"properties":{' with no '{' in between
-        # (so not inside a nested object). Anything else — a missing key, an escape sequence in
-        # the value, another layout — and the line is parsed instead.
         props = line.find(b'"properties":{')
         if props < 0:
             return False
@@ -120,6 +140,21 @@ class Screen:
             for ids, upns in self.sources:
                 if v in ids or v in upns:
                     return False
+        for key, wanted in self._keys:
+            at = line.rfind(key)  # the last one, then any other after the properties: one scan
+            if at < start:
+                continue  # not a properties-level field (one before the properties is not read)
+            if line.find(key, start, at) >= 0:
+                return False  # twice: which is the properties-level one is not known here
+            begin = at + len(key)
+            if line.startswith(b':"', begin):
+                end = line.find(b'"', begin + 2)
+                value = line[begin + 2 : end]
+                # An escape or a non-ASCII byte: a doubt (the comparison is on the decoded text).
+                if end < 0 or not value.isascii() or b"\\" in value or value.lower() in wanted:
+                    return False
+            elif not line.startswith(b":null", begin):
+                return False
         return True
 
 

@@ -6,16 +6,16 @@ every risky sign-in stays a window member.
 **The horizon** (:func:`horizon`) is how far back, in *event* time, the detectors read window members.
 It is the largest of:
 
-* what each *enabled* detector needs (:func:`needs`): every parameter named ``*_days``, ``*_hours``,
-  ``*_minutes`` or ``*_seconds`` is taken to be how far back it reads (so a new detector is covered
-  without a change here), plus its ``lateness_*`` parameters (``approval.overdue``: ``sla_minutes``
-  + ``lateness_minutes``), plus :data:`SLACK` — a record that arrives late (behind the watermark, or
-  on a partition that lags) must still find its whole window. The exceptions, checked one by one
-  against the detectors, are in :data:`NOT_HISTORY`: parameters whose state is not window members
-  (the alert buckets of ``suppress_minutes`` live in the outbox, which is never pruned), or is a key
-  with its own TTL, or a key without TTL. A detector that reads activation ends
-  (:mod:`pimwatch.lifecycle` memos, looked up up to :data:`pimwatch.lifecycle.LONGEST_ACTIVATION`
-  after an activation) needs that too;
+* what each *enabled* detector needs (:func:`needs`), as it declares it: its window's ``within``
+  (``within_minutes`` as configured) and every :class:`~pimwatch.detector.Params` field marked
+  :class:`~pimwatch.detector.History` (``activation.first_time``'s ``lookback_days``,
+  ``approval.overdue``'s ``sla_minutes``), plus the fields marked as lateness (``lateness_minutes``),
+  plus :data:`SLACK` — a record that arrives late (behind the watermark, or on a partition that
+  lags) must still find its whole window. Durations that are not look-backs stay unmarked: the
+  alert buckets of ``suppress_minutes`` live in the outbox, which is never pruned; a TTL
+  (``remember_hours``) or a key without TTL (``learning_hours``) is not window members. A detector
+  that reads activation ends (:mod:`pimwatch.lifecycle` memos, looked up up to
+  :data:`pimwatch.lifecycle.LONGEST_ACTIVATION` after an activation) needs that too;
 * :data:`FLOOR`, 7 days: activations last up to a day and Entra delivers late;
 * ``pipeline.retention_days`` when the operator sets it: it may only raise the horizon — a value
   under what the detectors need is a config error naming the parameter that needs more
@@ -47,8 +47,7 @@ trip per entity: 2,000 took 10 s on Azurite (20 per key: 1.4 s, 103 round trips)
 10-30 ms a round trip, so 500 is 5-15 s at worst. A call that reached the cap makes the next call
 (the next minute's timer) due at once, until the backlog is gone: 500 a minute is 720,000 a day.
 
-**Not pruned, and growing:** ``activation.risky_session`` keeps one ``countries:<principal>``
-document per privileged principal (it trims itself); claims (no detector uses them yet).
+**Not pruned, and growing:** claims (no detector uses them yet).
 ``approval.overdue``'s ``decided:<request>`` keys expire after a week (their own TTL).
 """
 
@@ -61,7 +60,7 @@ from typing import TYPE_CHECKING
 
 from pimwatch import principals
 from pimwatch.activities import ACTIVATION_END
-from pimwatch.detector import ParamValue, Plugin
+from pimwatch.detector import History, Plugin
 from pimwatch.lifecycle import LONGEST_ACTIVATION
 from pimwatch.progress import REGISTRY
 from pimwatch.store import Store
@@ -77,21 +76,6 @@ EVERY = timedelta(hours=6)
 LIMIT = 500  # window members (and as many expired keys) per call: see the module docstring
 DUE = "retention:due"  # the wall-clock time the next prune is due (ISO)
 KEEP_WINDOWS: tuple[str, ...] = (REGISTRY, principals.IDS, principals.UPNS)
-_UNITS = {
-    "_days": timedelta(days=1),
-    "_hours": timedelta(hours=1),
-    "_minutes": timedelta(minutes=1),
-    "_seconds": timedelta(seconds=1),
-}
-# "<detector id>.<parameter>" (or a parameter every detector has): durations that are not how far
-# back window members are read, and why.
-NOT_HISTORY: dict[str, str] = {
-    "suppress_minutes": "alert buckets: the alert in the outbox (never pruned) holds its records",
-    "activation.first_time.learning_hours": "counted from its watching-since key, which has no TTL",
-    "activation.risky_session.new_country_days": "a countries document without TTL that trims itself",
-    "approval.self_approved.remember_hours": "the TTL of its keys, which expire on their own",
-    "settings.changed.max_activation_hours": "a policy threshold, not state",
-}
 
 
 @dataclass(frozen=True)
@@ -114,13 +98,6 @@ class Pruned:
         return self.members + self.deliveries
 
 
-def _duration(name: str, value: ParamValue) -> timedelta | None:
-    for suffix, unit in _UNITS.items():
-        if name.endswith(suffix) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return unit * float(value)
-    return None
-
-
 def needs(detectors: Mapping[str, DetectorConfig], plugins: Sequence[Plugin]) -> list[Need]:
     """What every enabled detector needs kept (see the module docstring), largest first."""
     out: list[Need] = []
@@ -130,17 +107,18 @@ def needs(detectors: Mapping[str, DetectorConfig], plugins: Sequence[Plugin]) ->
         if cfg is None or not cfg.enabled:
             continue
         spans: dict[str, timedelta] = {}
-        for name, value in cfg.params.items():
-            span = _duration(name, value)
-            if span is not None and name not in NOT_HISTORY and f"{det_id}.{name}" not in NOT_HISTORY:
-                spans[name] = span
-        late = {n: s for n, s in spans.items() if n.startswith("lateness_")}
+        late: dict[str, timedelta] = {}
+        if cfg.window.within > timedelta(0):
+            spans["within_minutes"] = cfg.window.within
+        for name, info in type(cfg.params).model_fields.items():
+            for mark in info.metadata:
+                if isinstance(mark, History):
+                    (late if mark.lateness else spans)[name] = mark.unit * getattr(cfg.params, name)
         extra = sum(late.values(), timedelta())
         plus = "".join(f" + {n}" for n in sorted(late))
         for name, span in spans.items():
-            if name not in late:
-                out.append(Need(f"detectors.{det_id}.{name}{plus}", span + extra))
-        if late and len(late) == len(spans):
+            out.append(Need(f"detectors.{det_id}.{name}{plus}", span + extra))
+        if late and not spans:
             out.append(Need(f"detectors.{det_id}.{' + '.join(sorted(late))}", extra))
         if plugin.meta.activities is not None and plugin.meta.activities & ACTIVATION_END:
             out.append(Need(f"detectors.{det_id} (activation ends, pimwatch.lifecycle)", LONGEST_ACTIVATION))

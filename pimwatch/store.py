@@ -9,7 +9,10 @@ The contract is small on purpose, so an Azure Table store can implement it:
 * ``remove`` — forget one window member;
 * ``claim`` — insert-if-absent, True exactly once per key;
 * ``merge_alert`` — the outbox: insert an alert, or fold it into the stored one with the same id
-  (atomically: read, :func:`pimwatch.alerts.fold`, write);
+  (atomically: read, :func:`pimwatch.alerts.fold`, write). The incoming alert's ``events`` are its
+  contributing records and its accumulated context lists their values; the store keeps, per alert,
+  an insert-if-absent membership of the records and values it has counted, so a record delivered
+  twice counts once and the fold only adds what is new: O(1) whatever the alert's count;
 * ``resolve_alerts`` — mark the open alerts of a detector and key resolved (at an event time);
 * ``mark_queued`` — the caller has queued the alert's deliveries (see below);
 * ``prune`` — forget window members older than an event time and expired keys (the TTL clean-up,
@@ -36,7 +39,7 @@ from typing import Any, Literal, Protocol
 
 import orjson
 
-from pimwatch.alerts import Alert, fold
+from pimwatch.alerts import Alert, fold, incoming_values, list_values, record_member, records, shows
 
 MergeResult = Literal["new", "updated", "unchanged"]
 
@@ -135,6 +138,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     created REAL NOT NULL, updated REAL NOT NULL,
     akey TEXT NOT NULL, status TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (detector, akey, status);
+CREATE TABLE IF NOT EXISTS alert_members (
+    alert_id TEXT NOT NULL, member TEXT NOT NULL, PRIMARY KEY (alert_id, member)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS deliveries (
     alert_id TEXT NOT NULL, sink TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
@@ -144,7 +149,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (alert_id, sink, kind)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, status, next_at);
 """
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 # The deliveries' columns, in the order _delivery reads them (never ``SELECT *``: a state file made
 # before the claims had its lease columns added at the end by _add_lease_columns).
 _DELIVERY_COLUMNS = (
@@ -152,6 +157,7 @@ _DELIVERY_COLUMNS = (
     " holder, lease_until"
 )
 KV_CACHE_SIZE = 4096
+HOT_ALERTS = 256  # alerts kept decoded between folds (see _folding)
 
 
 class SqliteStore:
@@ -160,6 +166,7 @@ class SqliteStore:
     def __init__(self, path: str = ":memory:") -> None:
         self.path = path
         self._kv_cache: dict[str, tuple[bytes | None, float | None]] = {}
+        self._hot: dict[str, tuple[int, float, Alert]] = {}
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED")
             self._db.execute(
@@ -231,58 +238,85 @@ class SqliteStore:
 
     # outbox --------------------------------------------------------------------------------
     def merge_alert(self, alert: Alert) -> MergeResult:
+        """Fold ``alert`` in: its records and values not counted before (insert-if-absent into
+        ``alert_members``), then one bounded read and write of the stored alert, whatever its count."""
         now = time.time()
-        # Insert-if-absent first: a new alert costs one statement; an existing one is folded.
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                alert.id,
-                alert.detector,
-                alert.severity.value,
-                alert.first_seen,
-                alert.last_seen,
-                alert.count,
-                orjson.dumps(alert.to_store()),
-                now,
-                now,
-                alert.key,
-                alert.status,
-            ),
-        )
-        if cur.rowcount == 1:
-            return "new"
-        existing = self.get_alert(alert.id)
-        if existing is None or not fold(existing, alert):
+        fresh_events = [(t, rid) for t, rid in records(alert) if self._member(alert.id, record_member(rid))]
+        existing = self._folding(alert.id)
+        new_values: dict[str, int] = {}
+        for name, member, value in incoming_values(alert):
+            if existing is not None and shows(list_values(existing.context, name), value):
+                continue  # shown, so counted already
+            if self._member(alert.id, member):
+                new_values[name] = new_values.get(name, 0) + 1
+        if not fresh_events and not new_values:
             return "unchanged"
-        self._db.execute(
-            "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=? WHERE id=?",
-            (
-                existing.severity.value,
-                existing.first_seen,
-                existing.last_seen,
-                existing.count,
-                orjson.dumps(existing.to_store()),
-                now,
-                existing.id,
-            ),
-        )
-        return "updated"
+        self._hot.pop(alert.id, None)  # folded in place below: cached again once written
+        folded = fold(existing, alert, fresh_events, new_values)
+        doc = orjson.dumps(folded.to_store())
+        first, last = folded.first_seen, folded.last_seen
+        if existing is None:
+            self._db.execute(
+                "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    *(folded.id, folded.detector, folded.severity.value, first, last, folded.count),
+                    *(doc, now, now, folded.key, folded.status),
+                ),
+            )
+        else:
+            self._db.execute(
+                "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=?"
+                " WHERE id=?",
+                (folded.severity.value, first, last, folded.count, doc, now, folded.id),
+            )
+        if len(self._hot) >= HOT_ALERTS:
+            self._hot.clear()
+        self._hot[folded.id] = (folded.count, now, folded)
+        return "new" if existing is None else "updated"
+
+    def _folding(self, alert_id: str) -> Alert | None:
+        """The stored alert, to fold into: the copy this process last wrote while the row's (count,
+        updated) still match it (a rolled-back or other write changes them), else read and decoded."""
+        row = self._db.execute("SELECT count, updated FROM outbox WHERE id=?", (alert_id,)).fetchone()
+        if row is None:
+            return None
+        hot = self._hot.get(alert_id)
+        if hot is not None and (hot[0], hot[1]) == (row[0], row[1]):
+            return hot[2]
+        return self.get_alert(alert_id)
+
+    def _member(self, alert_id: str, member: str) -> bool:
+        """Insert-if-absent into the alert's membership: True when it was not there."""
+        cur = self._db.execute("INSERT OR IGNORE INTO alert_members VALUES (?, ?)", (alert_id, member))
+        return cur.rowcount == 1
 
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
         # The key itself, or the key plus the record id the engine appends when suppress_minutes
         # is 0; and only alerts that began before the closing record.
         # Two index range lookups on (detector, akey): the exact key, and keys in [key|, key}) —
         # '}' follows '|' in byte order — with no further '|' after the record id.
+        # An alert is resolved at the EARLIEST closing record at or after its start, whatever the
+        # order they are read in: one resolved already by a later record moves to this one (it is
+        # not resolved anew: its resolve was queued the first time).
         rows = self._db.execute(
-            "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status='open' AND first_seen <= ?"
+            "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status IN ('open', 'resolved')"
+            " AND first_seen <= ?"
             " UNION ALL"
-            " SELECT doc FROM outbox WHERE detector=? AND akey >= ? AND akey < ? AND status='open'"
-            " AND first_seen <= ? AND instr(substr(akey, ?), '|') = 0",
+            " SELECT doc FROM outbox WHERE detector=? AND akey >= ? AND akey < ?"
+            " AND status IN ('open', 'resolved') AND first_seen <= ? AND instr(substr(akey, ?), '|') = 0",
             (detector, key, at, detector, key + "|", key + "}", at, len(key) + 2),
         ).fetchall()
         done = []
         for (doc,) in rows:
             alert = Alert.from_store(orjson.loads(doc))
+            if alert.status == "resolved":
+                if alert.resolved_at is not None and alert.resolved_at > at:
+                    alert.resolved_at = at
+                    self._db.execute(
+                        "UPDATE outbox SET doc=?, updated=? WHERE id=?",
+                        (orjson.dumps(alert.to_store()), time.time(), alert.id),
+                    )
+                continue
             alert.status, alert.resolved_at = "resolved", at
             self._db.execute(
                 "UPDATE outbox SET status='resolved', doc=?, updated=? WHERE id=?",

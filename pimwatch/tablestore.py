@@ -12,6 +12,7 @@ members    window key              member                    ``member``, ``at``,
 claims     key                     ``c``                     ``at``
 outbox     alert id                ``a``                     ``detector``, ``akey``, ``status``,
                                                              ``first_seen``, ``count``, ``doc_*`` …
+outbox     alert id                ``m`` + member            ``member``: a record or value counted
 outboxkeys detector ``~`` key      alert id                  ``id``: what ``resolve_alerts`` looks up
 deliveries sink                    alert id ``~`` kind       as :class:`pimwatch.store.Delivery`
                                                              (``holder``, ``lease_until``: its claim)
@@ -26,7 +27,16 @@ key whose encoding is longer than 400 characters keeps its first 300 and ends wi
 hex SHA-256 of the whole key (Azure's limit is 1 KiB; ``!!`` never occurs in a short encoding).
 
 **Idempotency** is insert-if-absent (``create_entity``; 409 ``ResourceExistsError`` means "already
-there"): ``add``, ``claim``, ``enqueue`` and a new alert in ``merge_alert``.
+there"): ``add``, ``claim``, ``enqueue``, and in ``merge_alert`` the alert's membership rows.
+
+**Folding an alert** (``merge_alert``) is O(1) whatever its count: the alert's partition holds its
+bounded entity (row ``a``: count, a sample of event ids, bounded context lists, see
+:mod:`pimwatch.alerts`) and one membership row per record and accumulated value it has counted.
+The rows of the records and values not counted yet and the alert (inserted, or replaced under its
+ETag) go in one entity-group transaction: all or nothing, so a crash between them cannot lose or
+double a count, and a retried batch finds its rows and changes nothing. A row that exists fails the
+transaction at its index (it is dropped and the rest retried); more than two candidates are first
+looked up in one query. Cost per fold: read, transaction (+1 per already-known value or conflict).
 
 **Read-modify-write** (folding an alert, resolving, delivery state) reads the entity with its ETag
 and writes it back with ``match_condition=IfNotModified``; a 412 (``ResourceModifiedError``: another
@@ -38,13 +48,11 @@ the ETag of the row it read (a 412 re-reads and decides again), so of two delive
 wins; ``mark_sent``/``mark_failed`` change the row only for its holder. A row written before claims
 existed has neither property and counts as unclaimed.
 
-**Large values** (the outbox document grows with an alert's events): JSON bytes are stored as
+**Large values** (key/value documents, window payloads): JSON bytes are stored as
 binary properties ``<name>_0 … <name>_<n-1>`` of at most 64 000 bytes each (Azure's limit is 64 KiB
 per property) with ``<name>_n`` = n, zlib-compressed (``<name>_z``) when longer than one chunk; at
-most 14 chunks (896 000 bytes, under the 1 MiB entity limit; about 19 000 events with GUID record
-ids). A new alert larger than that refuses with :class:`StoreError`; a stored alert that a fold
-would grow past it is kept as it is (logged as an error: the newest record ids are dropped rather
-than stalling the partition on a write that can never succeed).
+most 14 chunks (896 000 bytes, under the 1 MiB entity limit). An alert is bounded, so it never
+grows past that with its count; one whose own context is that large refuses with :class:`StoreError`.
 
 **Resolving** must not scan the outbox: before an alert is written, ``outboxkeys`` gets a row under
 its (detector, key) and one under (detector, key without its last ``|segment``) — the two keys whose
@@ -61,8 +69,8 @@ them: a process that dies between writing an alert and queueing it leaves the wo
 **Entity-group transactions** batch the clean-up deletes (``purge``, ``prune``: up to 100 entities of
 one partition per round trip). The hot path is point operations, because the contract answers per
 call and one conflicting insert would fail a whole transaction: ``add``/``claim``/``enqueue`` one
-round trip; ``merge_alert`` of a new alert 1 + 1–2 index upserts (skipped for ids this process has
-already indexed), of a known one 3 (insert conflict, read, conditional replace) + 2 per 412.
+round trip; ``merge_alert`` 2 (read, transaction) + 1–2 index upserts for an id this process has
+not indexed yet, + 1 per already-known value (or a lookup query) and + 2 per 412.
 
 Failures of the service itself (network, 5xx after the SDK's retries, auth) raise
 :class:`StoreError`, so the runtime stalls the partition instead of losing the batch.
@@ -78,8 +86,9 @@ import random
 import re
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -93,10 +102,18 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
-from pimwatch.alerts import Alert, fold
+from pimwatch.alerts import (
+    Alert,
+    fold,
+    incoming_values,
+    list_values,
+    record_member,
+    records,
+    shows,
+)
 from pimwatch.store import Delivery, Member, MergeResult, Store, StoreError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 TABLES = ("kv", "members", "claims", "outbox", "outboxkeys", "deliveries", "meta")
 INDEX_CACHE_SIZE = 65_536
 MAX_RETRIES = 50  # ETag conflicts on one entity before giving up
@@ -109,7 +126,6 @@ _UNSAFE = frozenset("%/\\#?'~!")
 _PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")
 
 log = logging.getLogger("pimwatch.tablestore")
-_N = f"{MAX_CHUNKS * CHUNK_BYTES} bytes"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -354,7 +370,11 @@ class TableStore:
 
     @_guard
     def merge_alert(self, alert: Alert) -> MergeResult:
-        table = self._t["outbox"]
+        """Fold ``alert`` in with entity-group transactions in the alert's own partition: the
+        membership rows of its records and values not counted before (inserts: one that exists
+        fails the transaction at its index, and is then known) and the bounded alert entity
+        (insert, or replace under its ETag) commit together or not at all, so a crash or a
+        retried batch can neither lose nor double a count. O(1) whatever the alert's count."""
         pk = table_key(alert.id)
         if alert.id not in self._indexed:  # before the alert itself: resolve_alerts must find it
             for ipk in _index_keys(alert.detector, alert.key):
@@ -364,42 +384,81 @@ class TableStore:
             if len(self._indexed) >= INDEX_CACHE_SIZE:
                 self._indexed.clear()
             self._indexed.add(alert.id)
-        for attempt in range(MAX_RETRIES):
+        todo = [(record_member(rid), (t, rid)) for t, rid in records(alert)]
+        values = [(member, (name, item)) for name, member, item in incoming_values(alert)]
+        result: MergeResult = "unchanged"
+        stored = self._stored(pk)
+        if stored is not None and len(todo) + len(values) > 2:  # many: learn which exist, in one query
+            known = self._existing_members(pk, [m for m, _ in (*todo, *values)])
+            todo = [x for x in todo if x[0] not in known]
+            values = [x for x in values if x[0] not in known]
+        conflicts = 0
+        while conflicts < MAX_RETRIES:
+            existing = self._alert_of(stored) if stored is not None else None
+            queued = stored is not None and stored.get("tq") is not False
+            if existing is not None:  # what it shows is counted already
+                sampled = {record_member(rid) for _, rid in existing.events}
+                todo = [x for x in todo if x[0] not in sampled]
+                values = [v for v in values if not shows(list_values(existing.context, v[1][0]), v[1][1])]
+            if not todo and not values:
+                return result if result != "unchanged" or queued or stored is None else "new"
+            room = BATCH_LIMIT - 1
+            rows, vals = todo[:room], values[: room - len(todo[:room])]
+            part = replace(alert, context=dict(alert.context))
+            for name in alert.accumulate:
+                if name in part.context:
+                    part.context[name] = [item for _, (n, item) in vals if n == name]
+            folded = fold(existing, part, [e for _, e in rows], Counter(n for _, (n, _i) in vals))
             now = time.time()
+            created = now if stored is None else float(stored.get("created", now))
+            rq = stored is not None and bool(stored.get("rq"))
+            entity = self._alert_entity(folded, created, now, tq=queued, rq=rq)
+            ops: list[Any] = [("create", self._member_row(pk, m)) for m, _ in (*rows, *vals)]
+            if stored is None:
+                ops.append(("create", entity))
+            else:
+                cond = {"mode": UpdateMode.REPLACE, "etag": _etag(stored)}
+                ops.append(("update", entity, {**cond, "match_condition": MatchConditions.IfNotModified}))
             try:
-                table.create_entity(self._alert_entity(alert, now, now))
-                return "new"
-            except ResourceExistsError:
-                pass
-            try:
-                stored = table.get_entity(pk, "a")
-            except ResourceNotFoundError:
-                continue  # deleted in between: insert again
-            existing = self._alert_of(stored)
-            # Not queued yet (the writer died before queueing it): still "new" for whoever sees it.
-            queued = stored.get("tq") is not False
-            if not fold(existing, alert):
-                return "unchanged" if queued else "new"
-            try:
-                entity = self._alert_entity(
-                    existing, float(stored.get("created", now)), now, tq=queued, rq=bool(stored.get("rq"))
-                )
-            except TooLarge:
-                # Tens of thousands of records in one alert: it was raised (and queued) long ago;
-                # the newest records' ids are not kept rather than stalling the partition for ever.
-                log.error("alert %s is full (%s): records folded in after this are not kept", alert.id, _N)
-                return "unchanged" if queued else "new"
-            try:
-                table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=_etag(stored),
-                    match_condition=MatchConditions.IfNotModified,
-                )
-                return "updated" if queued else "new"
-            except (ResourceModifiedError, ResourceNotFoundError):
-                _backoff(attempt)  # another writer folded first: read its result and fold again
+                self._t["outbox"].submit_transaction(ops)
+            except TableTransactionError as exc:
+                if exc.index < len(ops) - 1 and getattr(exc, "error_code", None) == "EntityAlreadyExists":
+                    known_one = ops[exc.index][1]["member"]  # counted before: drop it, try the rest
+                    todo = [x for x in todo if x[0] != known_one]
+                    values = [x for x in values if x[0] != known_one]
+                    continue
+                conflicts += 1
+                _backoff(conflicts)  # another writer folded or created it first: read, fold again
+                stored = self._stored(pk)
+                continue
+            todo, values = todo[len(rows) :], values[len(vals) :]
+            result = "updated" if queued else "new"
+            if not todo and not values:
+                return result
+            stored = self._stored(pk)  # more than one transaction's worth: go on from the new state
         raise StoreError(f"table store: alert {alert.id} still conflicting after {MAX_RETRIES} attempts")
+
+    def _existing_members(self, pk: str, members: list[str]) -> set[str]:
+        """Which of an alert's ``members`` it has counted already (one query per 50)."""
+        found: set[str] = set()
+        for i in range(0, len(members), 50):
+            chunk = members[i : i + 50]
+            params = {"pk": pk, **{f"r{j}": "m" + table_key(m) for j, m in enumerate(chunk)}}
+            rows = " or ".join(f"RowKey eq @r{j}" for j in range(len(chunk)))
+            query = f"PartitionKey eq @pk and ( {rows} )"
+            found |= {str(e["member"]) for e in self._t["outbox"].query_entities(query, parameters=params)}
+        return found
+
+    def _stored(self, pk: str) -> TableEntity | None:
+        try:
+            return self._t["outbox"].get_entity(pk, "a")
+        except ResourceNotFoundError:
+            return None
+
+    @staticmethod
+    def _member_row(pk: str, member: str) -> dict[str, Any]:
+        """A record or value an alert has counted: in the alert's partition, beside its ``a`` row."""
+        return {"PartitionKey": pk, "RowKey": "m" + table_key(member), "member": member}
 
     @_guard
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
@@ -497,7 +556,8 @@ class TableStore:
 
     @_guard
     def _all_alerts(self) -> list[Alert]:
-        rows = sorted(self._t["outbox"].list_entities(), key=lambda e: (str(e["first_seen"]), str(e["id"])))
+        alerts = self._t["outbox"].query_entities("RowKey eq 'a'")  # not the membership rows
+        rows = sorted(alerts, key=lambda e: (str(e["first_seen"]), str(e["id"])))
         return [self._alert_of(e) for e in rows]
 
     # deliveries ----------------------------------------------------------------------------

@@ -9,13 +9,21 @@ ISO strings; ids are derived from the content so cases stay deterministic.
 
 from __future__ import annotations
 
+import copy
+import csv
 import hashlib
+import io
+import json
 import uuid
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pimwatch.activities import PIM_SERVICE, PIM_SERVICE_NAME
 
 TENANT = "7d1c7a44-2b7e-4f0e-9d51-7c2a3d9e8b10"
 RESOURCE_ID = f"/tenants/{TENANT}/providers/Microsoft.aadiam"
-PIM_SYSTEM = ("9dfd627f-bdc5-4b1c-af9d-c85097fdeff8", None, "Azure AD PIM")
+WORKSPACE = "0f3e7c52-6a4d-4b8e-9c1f-2d7a5b9e4c33"  # a Log Analytics workspace id, never the tenant
+PIM_SYSTEM = (PIM_SERVICE, None, PIM_SERVICE_NAME)  # PIM's system identity as a record's actor
 User = tuple[str, str | None, str | None]  # (object id, UPN, display name)
 
 
@@ -290,3 +298,121 @@ def pim_alert(
         d for d in props["additionalDetails"] if not d["key"].startswith(("RoleDefinition", "TemplateId"))
     ]
     return rec
+
+
+# --- the same record in the other input shapes (entra-events.md §2) ---------------------------
+
+
+def as_graph(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A Graph directoryAudit / signIn object: the Event Hub ``properties``, without the EH-only keys."""
+    obj = copy.deepcopy(dict(rec["properties"]))
+    user_ = (obj.get("initiatedBy") or {}).get("user")
+    if isinstance(user_, dict):
+        user_.pop("roles", None)
+    for t in obj.get("targetResources") or []:
+        t.pop("administrativeUnits", None)
+    return obj
+
+
+LA_TABLE = {
+    "SignInLogs": "SigninLogs",
+    "NonInteractiveUserSignInLogs": "AADNonInteractiveUserSignInLogs",
+}
+
+
+# Log Analytics column → Event Hub ``properties`` key: scalars, then dynamic columns (JSON text).
+_LA_AUDIT = {
+    "ActivityDateTime": "activityDateTime",
+    "ActivityDisplayName": "activityDisplayName",
+    "LoggedByService": "loggedByService",
+    "Result": "result",
+    "ResultReason": "resultReason",
+    "AADOperationType": "operationType",
+}
+_LA_AUDIT_JSON = {
+    "InitiatedBy": "initiatedBy",
+    "TargetResources": "targetResources",
+    "AdditionalDetails": "additionalDetails",
+}
+_LA_SIGNIN = {
+    "CreatedDateTime": "createdDateTime",
+    "UserId": "userId",
+    "UserPrincipalName": "userPrincipalName",
+    "UserDisplayName": "userDisplayName",
+    "AppId": "appId",
+    "AppDisplayName": "appDisplayName",
+    "IPAddress": "ipAddress",
+    "ClientAppUsed": "clientAppUsed",
+    "ConditionalAccessStatus": "conditionalAccessStatus",
+    "AuthenticationRequirement": "authenticationRequirement",
+    "RiskLevelDuringSignIn": "riskLevelDuringSignIn",
+    "RiskLevelAggregated": "riskLevelAggregated",
+    "RiskState": "riskState",
+    "IsInteractive": "isInteractive",
+}
+_LA_SIGNIN_JSON = {
+    "LocationDetails": "location",
+    "Status": "status",
+    "DeviceDetail": "deviceDetail",
+    "MfaDetail": "mfaDetail",
+    "ConditionalAccessPolicies": "appliedConditionalAccessPolicies",
+    "AuthenticationDetails": "authenticationDetails",
+}
+
+
+def as_log_analytics(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A Log Analytics row (entra-events.md §2.3): PascalCase, dynamic columns as JSON strings."""
+    p = rec["properties"]
+    row: dict[str, Any] = {
+        "TenantId": WORKSPACE,
+        "SourceSystem": "Azure AD",
+        "TimeGenerated": rec["time"],
+        "ResourceId": rec["resourceId"],
+        "OperationName": rec["operationName"],
+        "OperationVersion": rec["operationVersion"],
+        "ResultType": rec.get("resultType", ""),
+        "ResultSignature": rec["resultSignature"],
+        "ResultDescription": rec.get("resultDescription", ""),
+        "DurationMs": rec["durationMs"],
+        "CorrelationId": rec["correlationId"],
+        "Identity": rec.get("identity", ""),
+        "Level": str(rec["Level"]),
+        "Location": rec.get("location", ""),
+        "AADTenantId": rec["tenantId"],
+        "Id": p["id"],
+    }
+    audit = rec["category"] == "AuditLogs"
+    row["Type"] = "AuditLogs" if audit else LA_TABLE[rec["category"]]
+    row["Category"] = p["category"] if audit else rec["category"]
+    row |= {column: p[key] for column, key in (_LA_AUDIT if audit else _LA_SIGNIN).items()}
+    row |= {
+        column: json.dumps(p[key]) for column, key in (_LA_AUDIT_JSON if audit else _LA_SIGNIN_JSON).items()
+    }
+    return row
+
+
+def csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """Log Analytics rows as an exported CSV file."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def as_csv_rows(records: Iterable[Mapping[str, Any]]) -> list[dict[str, str | None]]:
+    """Event Hub records as the rows ``pimwatch replay`` reads from a Log Analytics CSV export of them:
+    every value text, JSON columns as JSON text, empty cells ``None``."""
+    text = io.StringIO(csv_bytes([as_log_analytics(r) for r in records]).decode(), newline="")
+    return [{k: (v if v != "" else None) for k, v in row.items()} for row in csv.DictReader(text)]
+
+
+def in_every_shape(*records: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Event Hub records as each input shape gives them: Event Hub, Graph, Log Analytics JSON and
+    Log Analytics CSV (the rows as the CSV reader yields them)."""
+    return {
+        "Event Hub": [dict(r) for r in records],
+        "Graph": [as_graph(r) for r in records],
+        "Log Analytics JSON": [as_log_analytics(r) for r in records],
+        "Log Analytics CSV": as_csv_rows(records),
+    }

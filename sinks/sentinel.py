@@ -226,10 +226,10 @@ def bounded_row(alert: Alert) -> Row:
 
 def _row(alert: Alert, lim: _Limits) -> Row:
     principal = alert.principal
-    count = len(alert.events)
+    count = alert.count  # the events are a sample of them (pimwatch.alerts.SAMPLE)
     event_ids: list[str] = [_text(eid, _EVENT_ID_CHARS) for _, eid in alert.events[: lim.items]]
-    if count > lim.items:
-        event_ids.append(f"{MARK} {count - lim.items} more")
+    if count > len(event_ids):
+        event_ids.append(f"{MARK} {count - len(event_ids)} more")
     return {
         "TimeGenerated": _text(alert.last_seen, 64),
         "AlertId": _text(alert.id, 64),

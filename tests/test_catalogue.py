@@ -1,35 +1,11 @@
-"""docs/detectors.md is generated from the detectors' metadata and must not go stale."""
+"""docs/detectors.md is generated from the detectors' metadata and must not go stale; the README
+links to it instead of copying it (adding a detector touches one file, plus the generated catalogue)."""
 
 from __future__ import annotations
 
 from pimwatch.catalogue import render_markdown
 from pimwatch.detector import discover
 from tests.conftest import REPO
-
-ISSUE_IDS = {
-    "breakglass.signin",
-    "breakglass.activity",
-    "activation.simultaneous",
-    "activation.repeated_failure",
-    "settings.changed",
-    "assignment.outside_pim",
-    "assignment.privileged",
-    "assignment.permanent",
-    "assignment.bulk",
-    "assignment.self",
-    "activation.too_frequent",
-    "activation.off_hours",
-    "activation.first_time",
-    "activation.denied",
-    "activation.risky_session",
-    "approval.overdue",
-    "approval.self_approved",
-    "pim.alert_tampering",
-    "pim.builtin_alert",
-    "elevation.root_access",
-    "conditional_access.weakened",
-    "credentials.privileged_changed",
-}
 
 
 def test_docs_catalogue_is_current() -> None:
@@ -40,11 +16,16 @@ def test_docs_catalogue_is_current() -> None:
     )
 
 
-def test_the_catalogue_has_every_detector_of_the_contract() -> None:
-    assert {p.meta.id for p in discover()} == ISSUE_IDS
-
-
-def test_the_readme_table_lists_every_detector() -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+def test_the_catalogue_has_a_section_per_detector() -> None:
+    text = (REPO / "docs" / "detectors.md").read_text(encoding="utf-8")
     for p in discover():
-        assert f"| `{p.meta.id}` | {p.meta.severity.value}" in readme, p.meta.id
+        assert f"\n## {p.meta.id}\n" in text, p.meta.id
+        for key in p.meta.defaults():
+            assert f"| `{key}` |" in text.split(f"\n## {p.meta.id}\n", 1)[1], (p.meta.id, key)
+
+
+def test_the_readme_links_the_catalogue_instead_of_copying_it() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "(docs/detectors.md)" in readme
+    rows = [p.meta.id for p in discover() if f"| `{p.meta.id}` |" in readme]
+    assert not rows, f"README.md has catalogue rows again (they go stale): {rows}"

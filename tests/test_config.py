@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -75,11 +76,11 @@ def test_values_take_effect(plugins: list[Plugin]) -> None:
         plugins,
     )
     sim = cfg.detectors["activation.simultaneous"]
-    assert (sim.enabled, sim.severity, sim.params["threshold"], sim.params["within_minutes"]) == (
+    assert (sim.enabled, sim.severity, sim.window.threshold, sim.window.within) == (
         False,
         Severity.CRITICAL,
         4,
-        10,
+        timedelta(minutes=10),
     )
     s = cfg.settings
     assert s.break_glass_ids == {"c0ffee00-0000-4000-8000-00000000b001"}
@@ -127,4 +128,112 @@ def test_a_detector_can_validate_values_the_type_check_cannot_judge(plugins: lis
         "such as 'UTC' or 'Europe/Berlin')"
     ]
     ok = build({"detectors": {"activation.off_hours": {"timezone": "Europe/Berlin"}}}, plugins)
-    assert ok.detectors["activation.off_hours"].params["timezone"] == "Europe/Berlin"
+    assert ok.detectors["activation.off_hours"].params.timezone == "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"threshold": "3"}, "detectors.activation.simultaneous.threshold: expected an integer, got '3'"),
+        (
+            {"within_minutes": 2.5},
+            "detectors.activation.simultaneous.within_minutes: expected an integer, got 2.5",
+        ),
+        (
+            {"suppress_minutes": -1},
+            "detectors.activation.simultaneous.suppress_minutes: expected an integer >= 0, got -1",
+        ),
+        (
+            {"window": 3},
+            "detectors.activation.simultaneous.window: unknown parameter (allowed: enabled, severity, "
+            "suppress_minutes, threshold, within_minutes)",
+        ),
+    ],
+)
+def test_the_declared_window_is_overridden_by_its_three_keys(
+    plugins: list[Plugin], overrides: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build({"detectors": {"activation.simultaneous": overrides}}, plugins)
+    assert exc.value.problems == [problem]
+
+
+def test_only_the_keys_of_the_declared_window_are_accepted(plugins: list[Plugin]) -> None:
+    # activation.risky_session declares a window width but counts nothing: no threshold to set.
+    with pytest.raises(ConfigError) as exc:
+        build({"detectors": {"activation.risky_session": {"threshold": 2}}}, plugins)
+    assert exc.value.problems == [
+        "detectors.activation.risky_session.threshold: unknown parameter (allowed: enabled, severity, "
+        "flag_conditional_access, risk_levels, suppress_minutes, within_minutes)"
+    ]
+    cfg = build(
+        {"detectors": {"activation.risky_session": {"within_minutes": 90, "suppress_minutes": 5}}}, plugins
+    )
+    risky = cfg.detectors["activation.risky_session"]
+    assert (risky.window.threshold, risky.window.within, risky.window.suppress) == (
+        1,
+        timedelta(minutes=90),
+        timedelta(minutes=5),
+    )
+    assert risky.window.accumulate == ("reasons", "risky_sign_ins")  # declared, not configurable
+    assert risky.values()["within_minutes"] == 90
+
+
+@pytest.mark.parametrize(
+    ("detector", "overrides", "problem"),
+    [
+        (
+            "activation.risky_session",
+            {"flag_conditional_access": "yes"},
+            "detectors.activation.risky_session.flag_conditional_access: expected true or false, got 'yes'",
+        ),
+        (
+            "activation.off_hours",
+            {"timezone": 1},
+            "detectors.activation.off_hours.timezone: expected a string, got 1",
+        ),
+        (
+            "activation.off_hours",
+            {"workdays": ["Mon", 2]},
+            "detectors.activation.off_hours.workdays: expected a list of strings, got ['Mon', 2]",
+        ),
+        (
+            "activation.first_time",
+            {"lookback_days": True},
+            "detectors.activation.first_time.lookback_days: expected an integer, got True",
+        ),
+        (
+            "settings.changed",
+            {"max_activation_hours": -2},
+            "detectors.settings.changed.max_activation_hours: expected an integer >= 0, got -2",
+        ),
+        (
+            "activation.off_hours",
+            {"start_hour": 20, "end_hour": 8},
+            "detectors.activation.off_hours.end_hour: expected an hour after start_hour (20) up to 24, got 8",
+        ),
+    ],
+)
+def test_typed_parameters_are_checked_at_config_time(
+    plugins: list[Plugin], detector: str, overrides: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build({"detectors": {detector: overrides}}, plugins)
+    assert exc.value.problems == [problem]
+
+
+def test_problems_follow_the_order_of_the_file(plugins: list[Plugin]) -> None:
+    with pytest.raises(ConfigError) as exc:
+        build(
+            {
+                "detectors": {
+                    "activation.simultaneous": {"threshold": 0, "within_minutes": -1, "enabled": "no"}
+                }
+            },
+            plugins,
+        )
+    assert [p.split(":")[0].rsplit(".", 1)[1] for p in exc.value.problems] == [
+        "threshold",
+        "within_minutes",
+        "enabled",
+    ]

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from pimwatch.activities import PIM_SERVICE  # "Azure AD PIM", the identity of PIM's scans
 from pimwatch.cli import main
 from tests.conftest import REPO
 
 DEMO = REPO / "samples" / "demo"
-PIM_SYSTEM = "9dfd627f-bdc5-4b1c-af9d-c85097fdeff8"  # "Azure AD PIM", the identity of PIM's scans
 
 # (detector, severity, principal UPN or id, count): every alert of the demo day, sorted.
 EXPECTED = [
@@ -61,7 +61,7 @@ EXPECTED = [
     ("credentials.privileged_changed", "high", "adm-judy@contoso.com", 1),  # s
     ("elevation.root_access", "high", "adm-xavier@contoso.com", 1),  # h
     ("pim.alert_tampering", "high", "adm-chuck@contoso.com", 1),  # e
-    ("pim.builtin_alert", "low", PIM_SYSTEM, 2),  # j: PIM's own severity, one alert per name per day
+    ("pim.builtin_alert", "low", PIM_SERVICE, 2),  # j: PIM's own severity, one alert per name per day
     ("settings.changed", "critical", "adm-sybil@contoso.com", 1),  # d
     ("settings.changed", "critical", "adm-walter@contoso.com", 1),
     ("settings.changed", "high", "adm-sybil@contoso.com", 1),  # d

@@ -10,26 +10,23 @@ from hypothesis import strategies as st
 
 from pimwatch.detector import discover
 from pimwatch.harness import run_records
-from tests.streams import CONFIG, mixed_stream
+from tests.streams import CONFIG, full_stream
 
 PLUGINS = discover()
-STREAM = mixed_stream()
-# Detectors that depend on what came before (history, learned principals, deadlines) want time
-# order; their alerts are left out of the any-order comparison (their own cases test them).
-ORDERED = {p.meta.id for p in PLUGINS if p.meta.ordered}
+STREAM = full_stream()
 
 
 def _alerts(records: list[Any]) -> list[dict[str, Any]]:
     alerts, pipeline = run_records(records, PLUGINS, CONFIG)
     assert not pipeline.stats.bad and not pipeline.stats.detector_errors
-    return sorted((a.to_dict() for a in alerts if a.detector not in ORDERED), key=lambda a: a["id"])
+    return sorted((a.to_dict() for a in alerts), key=lambda a: a["id"])
 
 
 BASELINE = _alerts(STREAM)
 
 
 def test_baseline_has_alerts_of_every_detector() -> None:
-    assert {a["detector"] for a in BASELINE} == {p.meta.id for p in PLUGINS} - ORDERED
+    assert {a["detector"] for a in BASELINE} == {p.meta.id for p in PLUGINS}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 from pimwatch.activities import ACTIVATION_COMPLETED
-from pimwatch.alerts import Severity
+from pimwatch.alerts import SAMPLE, Severity
 from pimwatch.detector import Detector, Hit, Plugin, Skip, State, discover
+from pimwatch.engine import bucket_of
 from pimwatch.event import Event
 from pimwatch.harness import run_records
 from pimwatch.testing import pim, user
+from pimwatch.timeutil import iso
 
 REAL = discover()
 ALICE = user("adm-alice")
@@ -81,3 +85,30 @@ def test_a_record_with_an_unreadable_time_is_quarantined_not_processed() -> None
     alerts, pipeline = run_records([*BURST, bad], REAL)
     assert len(alerts) == 1 and alerts[0].count == 3
     assert sum(pipeline.stats.bad.values()) == 1
+
+
+def test_windows_evaluated_incrementally_match_the_whole_window_rule_in_any_order() -> None:
+    """The engine folds only what a new member changes; the alerts still equal the rule evaluated
+    over the whole set (every window [r - 10 min, r] with 3 distinct roles joins the alert of r's
+    hour), whatever the order and duplication."""
+    rnd = random.Random(5)
+    roles = [(f"Role {i}", f"00000000-0000-4000-8000-{i:012d}") for i in range(4)]
+    base = datetime(2026, 3, 10, 13, 30, tzinfo=UTC)
+    picks = [(base + timedelta(seconds=rnd.randrange(0, 7200)), rnd.choice(roles)) for _ in range(120)]
+    picks.sort()
+    records = [_act(iso(t), role) for t, role in picks]
+    reference: dict[str, set[int]] = {}
+    for t, _ in picks:
+        window = [i for i, (u, _) in enumerate(picks) if t - timedelta(minutes=10) <= u <= t]
+        if len({picks[i][1] for i in window}) >= 3:
+            reference.setdefault(bucket_of(t.timestamp(), timedelta(minutes=60)), set()).update(window)
+    in_order, _ = run_records(records, REAL)
+    burst = [a for a in in_order if a.detector == "activation.simultaneous"]
+    assert sorted(a.count for a in burst) == sorted(len(v) for v in reference.values())
+    assert all(len(a.events) == min(a.count, 2 * SAMPLE) for a in burst)
+    want = [a.to_dict() for a in in_order]
+    for seed in range(3):
+        shuffled = records + records[seed::7]  # duplicates too
+        random.Random(seed).shuffle(shuffled)
+        got, _ = run_records(shuffled, REAL)
+        assert [a.to_dict() for a in got] == want

@@ -5,7 +5,10 @@ Field locations: shared/reference/entra-events.md §1.3–1.5, §2, §3.3, §4. 
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import itertools
 import json
 import random
 from collections import Counter
@@ -19,17 +22,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimwatch.activities import ACTIVATION_COMPLETED, PIM_ACTIVITIES, ROLE_SETTING_UPDATED, canonical
+from pimwatch import activities
+from pimwatch.activities import (
+    ACTIVATION_COMPLETED,
+    PIM_ACTIVITIES,
+    ROLE_SETTING_UPDATED,
+    canonical,
+    register,
+)
+from pimwatch.cli import main
 from pimwatch.config import build
 from pimwatch.detector import Plugin
-from pimwatch.event import NOBODY, Event
+from pimwatch.event import NOBODY, Event, Modified
 from pimwatch.harness import run_records
 from pimwatch.normalize import BadRecord, audit_event, la_to_camel, signin_event
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Routed, Skipped, classify, read_file, route_record
 from pimwatch.store import SqliteStore
-from pimwatch.testing import TENANT, directory, pim, signin, user
+from pimwatch.testing import TENANT, as_log_analytics, csv_bytes, directory, in_every_shape, pim, signin, user
 from pimwatch.timeutil import parse_time
 from tests.conftest import SHARED_SAMPLES
 
@@ -706,3 +717,113 @@ def test_same_record_in_many_orders_of_drift_is_one_event(samples: Path) -> None
     drifted["durationMs"] = "0"
     drifted["properties"]["activityDisplayName"] += "."
     assert event_of(drifted) == event_of(rec)
+
+
+# --- 4. targets and modified properties: decoded once, the same for every input shape ------------
+
+
+def _events_in_every_shape(*records: dict[str, Any]) -> dict[str, list[Event]]:
+    out: dict[str, list[Event]] = {}
+    for shape, recs in in_every_shape(*records).items():
+        items = [i for r in recs for i in classify(r, "test", 1)]
+        assert all(isinstance(i, Routed) for i in items), items
+        out[shape] = [normalize(i) for i in items if isinstance(i, Routed)]
+    return out
+
+
+def test_sample_01_modified_properties_are_decoded_the_same_in_every_shape(samples: Path) -> None:
+    shapes = _events_in_every_shape(sample_record(samples, "01"))
+    assert list(shapes) == ["Event Hub", "Graph", "Log Analytics JSON", "Log Analytics CSV"]
+    assert [e.shape for (e,) in shapes.values()] == ["eventhub", "graph", "loganalytics", "loganalytics"]
+    want = (
+        Modified("Role.ObjectID", None, "260a316b-1246-41c7-bc20-16569a1bd28d"),
+        Modified("Role.DisplayName", None, "Security Administrator"),
+        Modified("Role.TemplateId", None, "194ae4cb-b126-40b2-bd5b-6091b380977d"),
+        Modified("Role.WellKnownObjectName", None, "SecurityAdmins"),
+        Modified("TargetId.ServicePrincipalNames", None, "9205c433-2781-42be-a046-c21ef6b5e608"),
+    )
+    for shape, (e,) in shapes.items():
+        assert e.modified == want, shape
+        assert [(t.type, t.id, t.name) for t in e.targets] == [
+            ("ServicePrincipal", "febf6383-8bed-4efb-8244-c9a456a1f172", "Test Service Principal"),
+            ("Role", "260a316b-1246-41c7-bc20-16569a1bd28d", None),
+        ], shape
+        assert e.targets[0].modified == want and e.targets[1].modified == ()
+
+
+def test_policy_values_as_text_text_of_text_or_a_list_of_text_decode_to_the_same_object() -> None:
+    policy = {"id": "p1", "state": "enabled", "conditions": {"users": {"includeUsers": ["All"]}}}
+    text = json.dumps(policy)
+    rec = directory("Update conditional access policy", "2026-03-10T09:00:00Z", user("adm-kim"), user("x"))
+    rec["properties"]["targetResources"][0]["modifiedProperties"] = [
+        {"displayName": "ConditionalAccessPolicy", "oldValue": text, "newValue": json.dumps(text)},
+        {"displayName": "PolicyDetail", "oldValue": json.dumps([text]), "newValue": ""},
+        {"displayName": "Note", "oldValue": "[redacted]", "newValue": "plain text"},
+    ]
+    for shape, (e,) in _events_in_every_shape(rec).items():
+        assert e.modified == (
+            Modified("ConditionalAccessPolicy", policy, policy),
+            Modified("PolicyDetail", [policy], None),
+            Modified("Note", "[redacted]", "plain text"),
+        ), shape
+
+
+def test_named_target_is_the_first_named_target_of_the_first_type_in_every_shape() -> None:
+    rec = pim("Triggered PIM alert", "2026-03-10T09:00:00Z", user("adm-eve"))
+    rec["properties"]["targetResources"][:0] = [
+        {"id": "unnamed-other", "displayName": "  ", "type": "Other"},
+        {"id": "alert-1", "displayName": " Stale accounts ", "type": "Other"},
+    ]
+    for shape, (e,) in _events_in_every_shape(rec).items():
+        assert e.named_target() == ("Stale accounts", "alert-1"), shape
+        assert e.named_target(("Role",)) == ("User Administrator", "fe930be7-5e62-47db-91af-98c3a49a38b1")
+        assert e.named_target(("Group",)) is None
+
+
+def test_signins_have_no_targets() -> None:
+    e = event_of(signin(user("alice"), "2026-03-10T09:00:00Z"))
+    assert e.targets == () and e.modified == () and e.named_target() is None
+
+
+def test_a_log_analytics_csv_export_names_the_settings_weakening(tmp_path: Path) -> None:
+    """§10.2 end to end: ``pimwatch replay`` of a CSV export, as a user runs it."""
+    from detectors.settings_changed import WEAK_PROPS
+
+    path = tmp_path / "AuditLogs.csv"
+    path.write_bytes(csv_bytes([as_log_analytics(WEAK_PROPS)]))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["replay", "--format", "jsonl", str(path)]) == 0
+    (alert,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert alert["detector"] == "settings.changed"
+    assert alert["title"].endswith(
+        "— weakened: IsApprovalRequired changed from True to False; "
+        "ExpirationRule.MaximumDuration changed from PT8H to P1D"
+    )
+
+
+# --- 5. activity names: registration does not depend on order (PYTHONHASHSEED) -------------------
+
+
+def test_registered_spellings_do_not_depend_on_the_order_of_registration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = ["Update conditional access policy", "Update Conditional Access policy", "Disable PIM Alert"]
+    probes = [*names, "UPDATE CONDITIONAL ACCESS POLICY", "disable pim alert"]
+    seen = set()
+    for order in itertools.permutations(names):
+        monkeypatch.setattr(activities, "_KNOWN", {n.lower(): n for n in PIM_ACTIVITIES})
+        monkeypatch.setattr(activities, "_EXACT", set(PIM_ACTIVITIES))
+        monkeypatch.setattr(activities, "_CACHE", {})
+        register(order[:1])
+        register(order[1:])
+        seen.add(tuple(canonical(p) for p in probes))
+    assert seen == {
+        (
+            "Update conditional access policy",  # a registered spelling stays as written
+            "Update Conditional Access policy",
+            "Disable PIM alert",  # Microsoft's reference spelling of a PIM name wins
+            "Update Conditional Access policy",  # other drift: the smallest registered spelling
+            "Disable PIM alert",
+        )
+    }

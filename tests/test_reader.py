@@ -5,7 +5,6 @@ Formats and drift: shared/reference/entra-events.md §0, §1, §2. Real records:
 
 from __future__ import annotations
 
-import copy
 import csv
 import gzip
 import io
@@ -32,10 +31,12 @@ from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, expand, read_file, route_record
 from pimwatch.store import SqliteStore
 from pimwatch.testing import TENANT, directory, pim, signin, user
+from pimwatch.testing import as_graph as to_graph
+from pimwatch.testing import as_log_analytics as to_la
+from pimwatch.testing import csv_bytes as to_csv
 from tests.conftest import SHARED_SAMPLES
 
 FIXTURES = Path(__file__).parent / "fixtures"
-WORKSPACE = "0f3e7c52-6a4d-4b8e-9c1f-2d7a5b9e4c33"  # a Log Analytics workspace id, never the tenant
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -253,98 +254,6 @@ RECORDS: list[dict[str, Any]] = [
         signin(ALICE, "2026-03-10T09:06:00Z", category="NonInteractiveUserSignInLogs", app="Microsoft Graph"),
     )
 ]
-
-
-def to_graph(rec: Mapping[str, Any]) -> dict[str, Any]:
-    """A Graph directoryAudit / signIn object: the Event Hub ``properties``, without the EH-only keys."""
-    obj = copy.deepcopy(dict(rec["properties"]))
-    user_ = (obj.get("initiatedBy") or {}).get("user")
-    if isinstance(user_, dict):
-        user_.pop("roles", None)
-    for t in obj.get("targetResources") or []:
-        t.pop("administrativeUnits", None)
-    return obj
-
-
-LA_TABLE = {
-    "SignInLogs": "SigninLogs",
-    "NonInteractiveUserSignInLogs": "AADNonInteractiveUserSignInLogs",
-}
-
-
-def to_la(rec: Mapping[str, Any]) -> dict[str, Any]:
-    """A Log Analytics row (entra-events.md §2.3): PascalCase, dynamic columns as JSON strings."""
-    p = rec["properties"]
-
-    def js(value: Any) -> str:
-        return json.dumps(value)
-
-    row: dict[str, Any] = {
-        "TenantId": WORKSPACE,
-        "SourceSystem": "Azure AD",
-        "TimeGenerated": rec["time"],
-        "ResourceId": rec["resourceId"],
-        "OperationName": rec["operationName"],
-        "OperationVersion": rec["operationVersion"],
-        "ResultType": rec.get("resultType", ""),
-        "ResultSignature": rec["resultSignature"],
-        "ResultDescription": rec.get("resultDescription", ""),
-        "DurationMs": rec["durationMs"],
-        "CorrelationId": rec["correlationId"],
-        "Identity": rec["identity"],
-        "Level": str(rec["Level"]),
-        "Location": rec.get("location", ""),
-        "AADTenantId": rec["tenantId"],
-        "Id": p["id"],
-    }
-    if rec["category"] == "AuditLogs":
-        row |= {
-            "Type": "AuditLogs",
-            "Category": p["category"],
-            "ActivityDateTime": p["activityDateTime"],
-            "ActivityDisplayName": p["activityDisplayName"],
-            "LoggedByService": p["loggedByService"],
-            "Result": p["result"],
-            "ResultReason": p["resultReason"],
-            "AADOperationType": p["operationType"],
-            "InitiatedBy": js(p["initiatedBy"]),
-            "TargetResources": js(p["targetResources"]),
-            "AdditionalDetails": js(p["additionalDetails"]),
-        }
-    else:
-        row |= {
-            "Type": LA_TABLE[rec["category"]],
-            "Category": rec["category"],
-            "CreatedDateTime": p["createdDateTime"],
-            "UserId": p["userId"],
-            "UserPrincipalName": p["userPrincipalName"],
-            "UserDisplayName": p["userDisplayName"],
-            "AppId": p["appId"],
-            "AppDisplayName": p["appDisplayName"],
-            "IPAddress": p["ipAddress"],
-            "ClientAppUsed": p["clientAppUsed"],
-            "ConditionalAccessStatus": p["conditionalAccessStatus"],
-            "AuthenticationRequirement": p["authenticationRequirement"],
-            "RiskLevelDuringSignIn": p["riskLevelDuringSignIn"],
-            "RiskLevelAggregated": p["riskLevelAggregated"],
-            "RiskState": p["riskState"],
-            "IsInteractive": p["isInteractive"],
-            "LocationDetails": js(p["location"]),
-            "Status": js(p["status"]),
-            "DeviceDetail": js(p["deviceDetail"]),
-            "MfaDetail": js(p["mfaDetail"]),
-            "ConditionalAccessPolicies": js(p["appliedConditionalAccessPolicies"]),
-            "AuthenticationDetails": js(p["authenticationDetails"]),
-        }
-    return row
-
-
-def to_csv(rows: list[dict[str, Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 def _graph_page(objs: list[dict[str, Any]], endpoint: str, more: bool) -> bytes:
@@ -933,3 +842,54 @@ def _kinds(items: list[Item]) -> tuple[list[type], int]:
     return [type(i) for i in items if not isinstance(i, Screened)], sum(
         i.count for i in items if isinstance(i, Screened)
     )
+
+
+def _risky_line(risk: str = "high", ca: str = "success") -> bytes:
+    return orjson.dumps(signin(user("erin"), "2026-03-10T02:30:00Z", risk=risk, ca=ca))
+
+
+@pytest.mark.parametrize(
+    ("line", "parsed"),
+    [
+        (_risky_line("none"), False),
+        (_risky_line("high"), True),
+        (_risky_line("HIGH"), True),  # compared in lower case, like the parsed record
+        (_risky_line("low"), True),  # a level a config may ask for: the detector judges it
+        (_risky_line("none", ca="failure"), True),
+        (_risky_line("none", ca="notApplied"), False),
+        (
+            _risky_line("none").replace(b'"riskLevelDuringSignIn":"none"', b'"riskLevelDuringSignIn":null'),
+            False,
+        ),
+        # doubts: an escape in the value, a repeated key, another layout after the key
+        (
+            _risky_line("none").replace(
+                b'"riskLevelDuringSignIn":"none"', b'"riskLevelDuringSignIn":"hig\\u0068"'
+            ),
+            True,
+        ),
+        (
+            _risky_line("none").replace(b'"riskState":', b'"x":{"riskLevelAggregated":"none"},"riskState":'),
+            True,
+        ),
+        (
+            _risky_line("none").replace(
+                b'"riskLevelDuringSignIn":"none"', b'"riskLevelDuringSignIn": "high"'
+            ),
+            True,
+        ),
+    ],
+)
+def test_screen_lets_through_sign_ins_by_their_own_risk_and_conditional_access(
+    plugins: list[Plugin], tmp_path: Path, line: bytes, parsed: bool
+) -> None:
+    """What a sign-in detector needs besides break-glass accounts is read from the record itself
+    (activation.risky_session: risk levels, Conditional Access failure), so the screen is the same
+    whatever was read before; the byte check and the check on the parsed record agree."""
+    pipeline = pipeline_for(plugins, {}, tmp_path)
+    screen = pipeline.screen
+    assert screen is not None
+    assert screen.uninteresting(line) is not parsed
+    props = orjson.loads(line)["properties"]
+    if b'"x":' not in line:  # (a doubt the parsed record clears: that one is not wanted)
+        assert screen.wants(props) is parsed

@@ -113,11 +113,19 @@ def test_what_each_detector_needs(plugins: list[Plugin]) -> None:
     assert not [w for w in needs if "suppress_minutes" in w or "remember_hours" in w]
 
 
-def test_every_exception_names_a_real_parameter(plugins: list[Plugin]) -> None:
-    params = {f"{p.meta.id}.{name}" for p in plugins for name in p.meta.params}
-    shared = {name for p in plugins for name in p.meta.params}
-    for name in retention.NOT_HISTORY:
-        assert name in params or name in shared, f"{name} is no detector parameter"
+def test_durations_not_marked_as_history_ask_for_none(plugins: list[Plugin]) -> None:
+    """A TTL, a learning period, a policy limit or a trimmed document: long values, no history."""
+    cfg = _config(
+        {
+            "detectors": {
+                "approval.self_approved": {"remember_hours": 5000},
+                "settings.changed": {"max_activation_hours": 9000},
+                "activation.first_time": {"learning_hours": 9000},
+            }
+        },
+        plugins,
+    )
+    assert retention.horizon(cfg, plugins) == timedelta(days=15)  # lookback_days 14, plus a day
 
 
 def test_retention_days_under_what_the_detectors_need_is_a_config_error(plugins: list[Plugin]) -> None:
@@ -192,9 +200,10 @@ def test_prune_forgets_what_is_past_the_horizon_and_keeps_the_rest(
     done = retention.prune(store, watermark, retention.horizon(config, plugins), NOW)
     store.commit()
     assert done.before == T0 + timedelta(days=6, hours=1)
-    # old0..2, first_time's history, the activation in two windows (too_frequent, simultaneous) and
-    # in simultaneous's own list of activations (matched with their ends)
-    assert (done.members, done.deliveries, done.more) == (7, 1, False)
+    # old0..2, first_time's history and its activation not judged yet (due), the activation in two
+    # windows (too_frequent, simultaneous) and in simultaneous's own list of activations (matched
+    # with their ends), credentials.privileged_changed's marker of the principal (id and UPN)
+    assert (done.members, done.deliveries, done.more) == (10, 1, False)
     assert [m.member for m in store.members("w", *everything)] == ["new"]
     assert store.members(history, *everything) == []
     assert [m.member for m in store.members(REGISTRY, *everything)] == ["partition-0"]
@@ -447,13 +456,15 @@ def test_the_prune_command_on_a_state_file(tmp_path: Path) -> None:
     code, out, _ = _cli("prune", "--state", str(state), "--dry-run")
     assert code == 0
     assert out == (
-        f"{state}: would forget 4 window members older than 2026-03-15T12:00:00Z (watermark"
+        # the first activation in first_time's history, too_frequent's and simultaneous's windows
+        # and simultaneous's list; credentials.privileged_changed's marker of the admin (id, UPN)
+        f"{state}: would forget 6 window members older than 2026-03-15T12:00:00Z (watermark"
         " 2026-03-30T12:00:00Z less 15 days) and the expired keys;"
         " 0 sent deliveries older than 30 days would go\n"
     )
     assert members() == 2
     code, out, _ = _cli("prune", "--state", str(state))
-    assert code == 0 and "forgot 4 window members" in out
+    assert code == 0 and "forgot 6 window members" in out
     assert members() == 1
     config = tmp_path / "keep.yaml"
     config.write_text("pipeline:\n  retention_days: 60\n")

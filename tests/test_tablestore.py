@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from azure.core.exceptions import ResourceModifiedError
+from azure.core.exceptions import ServiceResponseError
+from azure.data.tables import TableTransactionError
 
-from pimwatch.alerts import Alert, Severity
+from pimwatch.alerts import LIST_LIMIT, SAMPLE, Alert, Severity, sample
 from pimwatch.store import SqliteStore, StoreError
 from pimwatch.tablestore import TableStore, table_key
 
@@ -164,17 +165,41 @@ def test_alerts_are_ordered_by_first_seen_then_id(store: AnyStore) -> None:
     assert [x.id for x in store.alerts()] == ["c", "a", "b"]
 
 
-def test_a_large_alert_is_stored_whole(store: AnyStore) -> None:
-    # ~4000 events: the outbox document is far beyond one 64 KiB table property.
+def test_a_busy_alert_is_bounded_and_its_count_exact(store: AnyStore) -> None:
+    # 4000 records in two folds (the second repeats 100 of the first), 300 distinct roles: the alert
+    # keeps an exact count, the first and last SAMPLE event ids and LIST_LIMIT roles + an omitted count.
     events = [
         (f"2026-03-10T12:{i // 100 % 60:02d}:{i % 60:02d}Z", f"record-{i:05d}-{'y' * 30}")
         for i in range(4000)
     ]
-    assert store.merge_alert(_alert(events[:2000])) == "new"
+    roles = [f"R{i:03d}" for i in range(300)]
+    assert store.merge_alert(_alert(events[:2000], context={"roles": roles[:200]})) == "new"
     store.mark_queued("a1", "trigger")
-    assert store.merge_alert(_alert(events[2000:])) == "updated"
+    assert store.merge_alert(_alert(events[1900:], context={"roles": roles[100:]})) == "updated"
     a = store.get_alert("a1")
-    assert a is not None and a.count == 4000 and sorted(a.events) == sorted(events)
+    assert a is not None and a.count == 4000
+    assert a.events == sample(events) and len(a.events) == 2 * SAMPLE
+    assert (a.first_seen, a.last_seen) == (min(events)[0], max(events)[0])
+    assert a.context["roles"] == roles[:LIST_LIMIT] and a.context["roles_omitted"] == 300 - LIST_LIMIT
+    # everything again, in another split: nothing new, nothing changes
+    assert store.merge_alert(_alert(events[::2], context={"roles": roles})) == "unchanged"
+    assert store.get_alert("a1") == a
+
+
+def test_a_duplicate_record_does_not_count_even_beyond_the_sample(store: AnyStore) -> None:
+    # The sample forgets the middle records; the store's membership still knows them.
+    events = [(f"2026-03-10T12:00:{i:02d}Z", f"e{i:02d}") for i in range(50)]
+    for e in events:
+        store.merge_alert(_alert([e], context={"roles": [f"R{int(e[1][1:]) % 30:02d}"]}))
+    store.mark_queued("a1", "trigger")
+    middle = events[25]
+    assert store.merge_alert(_alert([middle], context={"roles": ["R25"]})) == "unchanged"
+    a = store.get_alert("a1")
+    assert a is not None and a.count == 50 and middle not in a.events
+    assert len(a.context["roles"]) == LIST_LIMIT and a.context["roles_omitted"] == 30 - LIST_LIMIT
+    assert store.merge_alert(_alert([middle], context={"roles": ["R99"]})) == "updated"  # a new value
+    b = store.get_alert("a1")
+    assert b is not None and b.count == 50 and b.context["roles_omitted"] == 31 - LIST_LIMIT
 
 
 def test_resolve_matches_the_key_or_the_key_and_one_record_id_and_only_earlier_alerts(
@@ -317,10 +342,11 @@ def test_table_keys_are_safe_and_injective() -> None:
 
 def test_too_large_an_alert_is_refused_clearly(azurite_tables: str) -> None:
     s = TableStore(azurite_tables, prefix=_prefix())
-    rnd = random.Random(7)  # incompressible record ids: ~1.2 MB even with zlib
-    events = [(f"2026-03-10T12:00:{i % 60:02d}Z", rnd.randbytes(48).hex()) for i in range(12_000)]
+    # Its count cannot make an alert too large (it is bounded); a detector's own context can.
+    rnd = random.Random(7)  # incompressible: ~1.2 MB even with zlib
+    huge = {"dump": rnd.randbytes(1_000_000).hex()}
     with pytest.raises(StoreError, match="over the 896000 bytes"):
-        s.merge_alert(_alert(events))
+        s.merge_alert(_alert([("2026-03-10T12:00:00Z", "e")], context=huge))
 
 
 def test_bad_prefix_and_unreachable_service_are_store_errors() -> None:
@@ -350,19 +376,19 @@ def test_a_concurrent_fold_is_retried_not_lost(azurite_tables: str) -> None:
         return got
 
     outbox.get_entity = get_then_race  # type: ignore[method-assign]
-    real_update = outbox.update_entity
+    real_submit = outbox.submit_transaction
     conflicts: list[str] = []
 
-    def update(*args: Any, **kwargs: Any) -> Any:
+    def submit(*args: Any, **kwargs: Any) -> Any:
         try:
-            return real_update(*args, **kwargs)
-        except ResourceModifiedError:
-            conflicts.append("412")
+            return real_submit(*args, **kwargs)
+        except TableTransactionError as exc:
+            conflicts.append(str(exc.error_code))
             raise
 
-    outbox.update_entity = update  # type: ignore[method-assign]
+    outbox.submit_transaction = submit  # type: ignore[method-assign]
     assert a.merge_alert(_alert([("2026-03-10T12:01:00Z", "eA")])) == "updated"
-    assert interleaved == ["updated"] and conflicts == ["412"]
+    assert interleaved == ["updated"] and conflicts == ["UpdateConditionNotSatisfied"]
     final = b.get_alert("a1")
     assert final is not None and [eid for _, eid in final.events] == ["e0", "eA", "eB"]
 
@@ -469,20 +495,42 @@ def test_an_alert_stays_new_until_queued_and_resolved_until_its_resolve_is_queue
     assert got is not None and (got.status, got.count) == ("resolved", 2)
 
 
-def test_an_alert_full_to_the_entity_limit_stops_growing_instead_of_failing(
-    azurite_tables: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    # A fold that would outgrow one entity must not raise: the runtime would stall the partition
-    # retrying a write that can never succeed. The stored alert stays as it was; the error is logged.
+def test_an_alert_never_reaches_the_entity_limit(azurite_tables: str) -> None:
+    # Once, 12,000 records with long ids overflowed one entity (the alert then stopped growing).
+    # Bounded, the alert entity stays one small chunk whatever its count, and the count is exact.
     s = TableStore(azurite_tables, prefix=_prefix())
     rnd = random.Random(8)
     events = [(f"2026-03-10T12:00:{i % 60:02d}Z", rnd.randbytes(48).hex()) for i in range(12_000)]
     assert s.merge_alert(_alert(events[:6000])) == "new"
     s.mark_queued("a1", "trigger")
-    assert s.merge_alert(_alert(events[6000:])) == "unchanged"
+    assert s.merge_alert(_alert(events[6000:])) == "updated"
+    entity = s._t["outbox"].get_entity(table_key("a1"), "a")
+    assert entity["doc_n"] == 1 and len(bytes(entity["doc_0"])) < 8000
     kept = s.get_alert("a1")
-    assert kept is not None and kept.count == 6000
-    assert "is full" in caplog.text
+    assert kept is not None and kept.count == entity["count"] == 12_000
+
+
+def test_a_fold_whose_answer_is_lost_is_not_counted_twice(azurite_tables: str) -> None:
+    # The transaction commits but its answer never arrives (the line drops): the caller raises, the
+    # batch is retried, and the retry finds its membership rows: the count stays right.
+    s = TableStore(azurite_tables, prefix=_prefix())
+    assert s.merge_alert(_alert([("2026-03-10T12:00:00Z", "e0")], context={"roles": ["A"]})) == "new"
+    s.mark_queued("a1", "trigger")
+    outbox = s._t["outbox"]
+    real = outbox.submit_transaction
+
+    def commit_then_lose(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise ServiceResponseError("connection reset after the commit")
+
+    outbox.submit_transaction = commit_then_lose  # type: ignore[method-assign]
+    late = _alert([("2026-03-10T12:05:00Z", "e1")], context={"roles": ["B"]})
+    with pytest.raises(StoreError):
+        s.merge_alert(late)
+    outbox.submit_transaction = real  # type: ignore[method-assign]
+    assert s.merge_alert(late) == "unchanged"  # the retry
+    got = s.get_alert("a1")
+    assert got is not None and (got.count, got.context["roles"]) == (2, ["A", "B"])
 
 
 def test_instances_learning_different_principals_keep_each_others(azurite_tables: str) -> None:

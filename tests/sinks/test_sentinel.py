@@ -612,3 +612,12 @@ def _no_secret(exc: BaseException, url: str) -> None:
     for secret in (TOKEN, SECRET, url, "127.0.0.1", "dataCollectionRules", "Custom-X of dcr"):
         assert secret not in text, secret
     assert exc.__cause__ is None and exc.__suppress_context__
+
+
+def test_a_busy_alert_says_how_many_event_ids_its_sample_leaves_out() -> None:
+    # A folded alert keeps a sample of its event ids (the first and the most recent), not all.
+    events = [(f"2026-03-10T02:{n % 60:02d}:00.000000Z", f"rec-{n:05d}") for n in range(20)]
+    (row,) = sentinel.render([alert(events=events, count=5000)], config())[0]
+    assert row["Count"] == 5000
+    assert row["EventIds"][:20] == [eid for _, eid in events]
+    assert row["EventIds"][20:] == [f"{sentinel.MARK} 4980 more"]

@@ -1,0 +1,123 @@
+"""Everything a detector author needs, in one import: ``from pimwatch.detection import ...``.
+
+A detector module declares ``DETECTOR = Detector(...)`` (its :class:`Window` and its
+:class:`Params`), ``detect(event, state)`` returning a :class:`Hit`, a :class:`Resolve`, both or
+None (or raising :class:`Skip`), optionally ``tick(now, state)``, and ``CASES`` built with
+:mod:`pimwatch.detection.records`. The nouns:
+
+* :class:`Event` (``subject``: the principal acted on, else the actor) and :class:`Principal`;
+* :class:`Detector`, :class:`Window`, :class:`Params` (with :data:`Count`, :class:`History`),
+  :class:`Severity`;
+* :class:`State` (``params``, ``window``, ``settings``, ``principals``, scoped ``add/members/...``)
+  and its :class:`Member`;
+* :class:`Hit`, :class:`Resolve`, :class:`Skip`, :class:`Case`;
+* helpers: the audit activity names and :func:`canonical`, the activation lifecycle
+  (:func:`activation_key`, :func:`ended`, :func:`with_end`, ...), time (:func:`iso`,
+  :func:`parse_time`, :func:`minutes`), and ``model_validator`` for checks a type cannot make.
+
+This package re-exports the modules that hold them today; the layout commit moves them here.
+"""
+
+from __future__ import annotations
+
+from pydantic import model_validator
+
+from pimwatch.activities import (
+    ACTIVATION_APPROVAL_REQUESTED,
+    ACTIVATION_APPROVED,
+    ACTIVATION_CANCELED,
+    ACTIVATION_COMPLETED,
+    ACTIVATION_DENIED,
+    ACTIVATION_END,
+    ACTIVATION_ENDED,
+    ACTIVATION_EXPIRED_REQUEST,
+    ACTIVATION_REQUEST_ACTIVITIES,
+    ACTIVATION_REQUESTED,
+    PIM_ACTIVITIES,
+    PIM_SERVICE,
+    PIM_SERVICE_NAME,
+    ROLE_SETTING_UPDATED,
+    canonical,
+    is_pim_activation_failure,
+)
+from pimwatch.alerts import Severity
+from pimwatch.detection import records
+from pimwatch.detector import (
+    DEFAULT_PRIVILEGED_ROLES,
+    Case,
+    Count,
+    Detector,
+    History,
+    Hit,
+    Params,
+    Resolve,
+    Settings,
+    Skip,
+    State,
+    Window,
+    minutes,
+)
+from pimwatch.event import Event, Modified, Principal, Target
+from pimwatch.lifecycle import (
+    LONGEST_ACTIVATION,
+    ActivationKey,
+    activation_key,
+    end_of,
+    ended,
+    remember_end,
+    with_end,
+)
+from pimwatch.principals import LEARN_FROM, privileged_subject
+from pimwatch.store import Member
+from pimwatch.timeutil import iso, parse_time
+
+__all__ = [
+    "ACTIVATION_APPROVAL_REQUESTED",
+    "ACTIVATION_APPROVED",
+    "ACTIVATION_CANCELED",
+    "ACTIVATION_COMPLETED",
+    "ACTIVATION_DENIED",
+    "ACTIVATION_END",
+    "ACTIVATION_ENDED",
+    "ACTIVATION_EXPIRED_REQUEST",
+    "ACTIVATION_REQUESTED",
+    "ACTIVATION_REQUEST_ACTIVITIES",
+    "DEFAULT_PRIVILEGED_ROLES",
+    "LEARN_FROM",
+    "LONGEST_ACTIVATION",
+    "PIM_ACTIVITIES",
+    "PIM_SERVICE",
+    "PIM_SERVICE_NAME",
+    "ROLE_SETTING_UPDATED",
+    "ActivationKey",
+    "Case",
+    "Count",
+    "Detector",
+    "Event",
+    "History",
+    "Hit",
+    "Member",
+    "Modified",
+    "Params",
+    "Principal",
+    "Resolve",
+    "Settings",
+    "Severity",
+    "Skip",
+    "State",
+    "Target",
+    "Window",
+    "activation_key",
+    "canonical",
+    "end_of",
+    "ended",
+    "is_pim_activation_failure",
+    "iso",
+    "minutes",
+    "model_validator",
+    "parse_time",
+    "privileged_subject",
+    "records",
+    "remember_end",
+    "with_end",
+]
