@@ -36,7 +36,7 @@ from pimwatch.delivery import Deliverer, LoadedSink, Outcome, Policy
 from pimwatch.detector import Plugin
 from pimwatch.harness import run_records
 from pimwatch.sink import Http, SinkConfig
-from pimwatch.store import SqliteStore
+from pimwatch.store import SCHEMA_VERSION, SqliteStore
 from pimwatch.tablestore import TableStore
 from sinks import webhook
 from tests.loopback import Answer, Request, serve
@@ -490,11 +490,12 @@ def test_a_deliver_process_killed_mid_send_loses_its_claim_and_the_delivery_goes
 
 
 def test_a_state_file_from_before_claims_gets_its_lease_columns(tmp_path: Path) -> None:
+    """A file of this schema version written before claims existed (the columns are additive)."""
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
     db.executescript(
         "CREATE TABLE meta (k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;"
-        "INSERT INTO meta VALUES ('schema', '3');"
+        f"INSERT INTO meta VALUES ('schema', '{SCHEMA_VERSION}');"
         "CREATE TABLE deliveries (alert_id TEXT NOT NULL, sink TEXT NOT NULL, kind TEXT NOT NULL,"
         " status TEXT NOT NULL, attempts INTEGER NOT NULL, next_at REAL NOT NULL, first_at REAL NOT NULL,"
         " updated REAL NOT NULL, last_error TEXT NOT NULL, answer TEXT NOT NULL,"
