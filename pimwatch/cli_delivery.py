@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import orjson
@@ -20,7 +21,8 @@ from pimwatch.delivery import Deliverer, LoadedSink, Outcome
 from pimwatch.detector import Plugin
 from pimwatch.harness import run_records
 from pimwatch.sink import Http, SinkError
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.store import Delivery, SqliteStore, StoreError
+from pimwatch.timeutil import iso
 
 
 def add_parsers(sub: Any) -> None:
@@ -69,10 +71,13 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
 
 def report(outcome: Outcome, store: SqliteStore, err: IO[str]) -> None:
     """The delivery part of a run's summary; dead letters are always counted, never hidden."""
-    for name in sorted(set(outcome.sent) | set(outcome.pending) | set(outcome.dead)):
+    for name in sorted(set(outcome.sent) | set(outcome.pending) | set(outcome.dead) | set(outcome.lost)):
+        lost = outcome.lost.get(name, 0)
         err.write(
             f"  sink {name}: {outcome.sent.get(name, 0)} sent, {outcome.pending.get(name, 0)} to retry, "
-            f"{outcome.dead.get(name, 0)} dead — {outcome.answers.get(name, '')}\n"
+            f"{outcome.dead.get(name, 0)} dead"
+            + (f", {lost} taken over by another run after their lease expired" if lost else "")
+            + f" — {outcome.answers.get(name, '')}\n"
         )
     dead = len(store.deliveries("dead"))
     pending = len(store.deliveries("pending"))
@@ -116,18 +121,34 @@ def _outbox(args: argparse.Namespace) -> int:
             rows = store.deliveries(args.status)
             if not rows:
                 sys.stdout.write("No deliveries.\n")
+            now = time.time()
             for d in rows:
                 alert = store.get_alert(d.alert_id)
                 title = alert.title if alert else "(alert no longer in the outbox)"
                 sys.stdout.write(
-                    f"{d.status:<8} {d.sink:<14} {d.kind:<8} attempts={d.attempts:<3} {d.alert_id}  "
-                    f"{' '.join(title.split())[:100]}"
+                    f"{_shown_status(d, now):<8} {d.sink:<14} {d.kind:<8} attempts={d.attempts:<3} "
+                    f"{d.alert_id}  {' '.join(title.split())[:100]}"
                     + (f"\n         last error: {d.last_error}" if d.last_error else "")
+                    + _lease_line(d, now)
                     + "\n"
                 )
     finally:
         store.close()
     return 0
+
+
+def _shown_status(d: Delivery, now: float) -> str:
+    """ "claimed" for a pending delivery a deliverer is sending now (under a live lease)."""
+    return "claimed" if d.status == "pending" and d.holder and d.lease_until > now else d.status
+
+
+def _lease_line(d: Delivery, now: float) -> str:
+    if d.status != "pending" or not d.holder:
+        return ""
+    until = iso(datetime.fromtimestamp(d.lease_until, UTC))
+    if d.lease_until > now:
+        return f"\n         claimed by {d.holder} until {until} (another run takes it over after that)"
+    return f"\n         lease of {d.holder} expired at {until}: the next run takes it over"
 
 
 def _test_alert(sink: LoadedSink, severity: Severity) -> int:

@@ -8,14 +8,30 @@ and jitter, honouring ``Retry-After``, within a deadline well under the Function
 still undelivered stays pending for the next run (the timer, ``pimwatch deliver``) until it reaches
 ``max_attempts`` or ``max_age_hours`` and becomes a dead letter. A permanent error (other 4xx) is a
 dead letter at once. Dead letters are kept, listed and re-sendable (``pimwatch outbox``).
+
+**A delivery is claimed before it is sent**, so two deliverers at once (two ``pimwatch deliver`` on
+one state file, two Functions instances draining the outbox) never both send it: the deliverer
+takes a *lease* on each due row of a unit (``Store.lease``: a holder token and an expiry; a
+conditional UPDATE in SQLite, committed before the send; ETag-conditional on Azure Tables), sends
+only what it won, and ``mark_sent``/``mark_failed`` count only for the lease's holder. A claimant
+that dies keeps its lease until it expires; the next run after that takes the delivery over. The
+lease outlasts the longest send the policy allows (:meth:`Deliverer.lease_seconds`), so a live
+claimant never loses its lease. Sooner than that, a run on the claimant's own host takes over at
+once the claims of a process that is provably gone (:func:`claimant_gone`): a worker restarted
+after a crash resumes its deliveries instead of waiting out its predecessor's leases. A resolve is
+not claimed while another deliverer's live lease is on its trigger: an alert's trigger still goes
+before its resolve.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import random
+import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -32,6 +48,48 @@ from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch.delivery")
 DEAD_LETTERS = "delivery.dead_letters"
+# The requests one try of a send may make, each bounded by the sink's ``timeout_seconds``: a token,
+# then the post (SMTP: connect/TLS, login, the message). The lease is sized by it.
+REQUESTS_PER_SEND = 4
+
+
+def _this_host() -> str | None:
+    """This machine and boot (hostname and boot id), for claim holders; None where the boot id is
+    unknown (not Linux): then no claim is ever taken over before its lease expires."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot[:8]}"
+
+
+HOST = _this_host()
+INCARNATION = uuid.uuid4().hex[:8]  # this process, told apart from an earlier one with the same pid
+
+
+def new_holder() -> str:
+    """A claim's holder token: ``host:pid:incarnation:claim``."""
+    return f"{HOST or socket.gethostname()}:{os.getpid()}:{INCARNATION}:{uuid.uuid4().hex[:8]}"
+
+
+def claimant_gone(holder: str) -> bool:
+    """True only when the claim's holder provably no longer runs: it was made on this host and boot,
+    by a process id that is not running, or by an earlier process that had this process's id. Any
+    doubt (another host, a process id in use, no boot id) is False: the lease is waited out."""
+    parts = holder.rsplit(":", 3)
+    if HOST is None or len(parts) != 4 or parts[0] != HOST or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return parts[2] != INCARNATION
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, under another user
+        return False
+    return False
 
 
 class Policy(BaseModel):
@@ -45,6 +103,7 @@ class Policy(BaseModel):
     run_deadline_seconds: float = 60.0  # per sink per run; the Functions timeout is 5-10 min
     retries_in_run: int = 2
     alert_on_dead_letters: bool = True  # a "delivery.dead_letters" alert through the other sinks
+    lease_margin_seconds: float = 30.0  # added to the longest send: clock skew between instances
 
 
 @dataclass(frozen=True)
@@ -105,9 +164,25 @@ class Outcome:
     pending: dict[str, int] = field(default_factory=dict)
     dead: dict[str, int] = field(default_factory=dict)
     answers: dict[str, str] = field(default_factory=dict)
+    # Sent or failed after this run's lease had been taken over (the lease was too short): the
+    # result is the new holder's, this run's is dropped.
+    lost: dict[str, int] = field(default_factory=dict)
 
     def count(self, bucket: dict[str, int], sink: str, n: int = 1) -> None:
-        bucket[sink] = bucket.get(sink, 0) + n
+        if n:
+            bucket[sink] = bucket.get(sink, 0) + n
+
+
+def _parts(sink: LoadedSink, alerts: Sequence[Alert]) -> int:
+    """How many requests' worth the unit renders to: a list payload is sent one part at a time. A
+    render that fails counts one (the send attempt reports the failure)."""
+    if not sink.batch or not alerts:
+        return 1
+    try:
+        rendered = sink.render(alerts)
+    except Exception:
+        return 1
+    return len(rendered) if isinstance(rendered, list) else 1
 
 
 class Deliverer:
@@ -163,6 +238,19 @@ class Deliverer:
         delay = self.rng.uniform(delay / 2, delay)
         return max(delay, hint or 0.0)
 
+    def lease_seconds(self, sink: LoadedSink, parts: int = 1) -> float:
+        """How long a claim on one unit lasts: the longest its send can take under the policy.
+
+        Every try makes at most :data:`REQUESTS_PER_SEND` requests, plus one per further part of a
+        payload rendered in ``parts`` (a Splunk or Sentinel batch split by size, syslog messages),
+        each within the sink's ``timeout_seconds``; there are ``retries_in_run + 1`` tries; the waits
+        between them end before ``run_deadline_seconds`` after the sink's run began; plus
+        ``lease_margin_seconds``. Defaults (10 s timeout, one part): 60 + 3 x 4 x 10 + 30 = 210 s.
+        A deliverer that dies holds its unit that long (less on its own host: :func:`claimant_gone`)."""
+        p = self.policy
+        requests = (p.retries_in_run + 1) * (REQUESTS_PER_SEND + max(0, parts - 1))
+        return p.run_deadline_seconds + requests * sink.config.timeout_seconds + p.lease_margin_seconds
+
     def warnings(self) -> list[str]:
         """Start-up warnings of the sinks (e.g. Opsgenie's API shutdown date)."""
         out = []
@@ -214,7 +302,10 @@ class Deliverer:
 
     def _run_sink(self, name: str, sink: LoadedSink, outcome: Outcome) -> None:
         started = self.clock()
-        due = self.store.due(name, started)
+        # Unclaimed, or the lease expired, or its claimant is gone: another live run's are left alone.
+        due = [
+            d for d in self.store.due(name, started) if d.lease_until <= started or claimant_gone(d.holder)
+        ]
         if not due:
             return
         units = [due] if sink.batch else [[d] for d in due]
@@ -228,10 +319,35 @@ class Deliverer:
                 # (its resolve delivery follows): the page is never skipped.
                 if d.kind == "trigger" and alert.status != "open":
                     alert = replace(alert, status="open", resolved_at=None)
-                alerts.append(alert)
-            if not alerts:
+                alerts.append((d, alert))
+            lease = self.lease_seconds(sink, _parts(sink, [a for _, a in alerts]))
+            holder, claimed = self._claim(name, [d for d, _ in alerts], lease)
+            if not claimed:
                 continue
-            self._attempt(name, sink, unit, alerts, started, outcome)
+            won = {(d.alert_id, d.kind) for d in claimed}
+            mine = [a for d, a in alerts if (d.alert_id, d.kind) in won]
+            self._attempt(name, sink, claimed, mine, started, outcome, holder)
+
+    def _claim(self, name: str, unit: list[Delivery], lease: float) -> tuple[str, list[Delivery]]:
+        """Lease what of ``unit`` no other deliverer holds, and commit the leases before the send:
+        (the holder token, the deliveries won, in order)."""
+        holder = new_holder()
+        won = []
+        for d in unit:
+            now = self.clock()
+            takeover = d.holder if d.lease_until > now else ""  # still live: its claimant is gone
+            if takeover:
+                log.info(
+                    "sink %s: taking over %s's claim on %s (that process is gone)", name, takeover, d.alert_id
+                )
+            if self.store.lease(
+                d.alert_id, name, d.kind, holder=holder, now=now, until=now + lease, takeover=takeover
+            ):
+                won.append(d)
+        # Visible to every other deliverer before anything is sent (and, in SQLite, the write lock a
+        # refused claim took is let go at once).
+        self.store.commit()
+        return holder, won
 
     def _attempt(
         self,
@@ -241,6 +357,7 @@ class Deliverer:
         alerts: list[Alert],
         started: float,
         outcome: Outcome,
+        holder: str,
     ) -> None:
         p = self.policy
         tries = 0
@@ -249,7 +366,7 @@ class Deliverer:
             try:
                 answer = sink.send(sink.render(alerts), self.http)
             except PermanentError as exc:
-                self._fail(name, unit, str(exc), dead=True, outcome=outcome, alerts=alerts)
+                self._fail(name, unit, str(exc), dead=True, outcome=outcome, alerts=alerts, holder=holder)
                 return
             except TransientError as exc:
                 attempts = unit[0].attempts + tries
@@ -262,7 +379,14 @@ class Deliverer:
                 too_old = now - unit[0].first_at > p.max_age_hours * 3600
                 dead = attempts >= p.max_attempts or too_old
                 self._fail(
-                    name, unit, str(exc), dead=dead, outcome=outcome, next_at=now + wait, alerts=alerts
+                    name,
+                    unit,
+                    str(exc),
+                    dead=dead,
+                    outcome=outcome,
+                    next_at=now + wait,
+                    alerts=alerts,
+                    holder=holder,
                 )
                 return
             except Exception as exc:  # a bug in a sink: kept for retry, logged, never lost
@@ -274,15 +398,28 @@ class Deliverer:
                     dead=False,
                     outcome=outcome,
                     next_at=self.clock() + self.backoff(unit[0].attempts + 1, None),
+                    holder=holder,
                 )
                 return
             now = self.clock()
-            for d in unit:
-                self.store.mark_sent(d.alert_id, name, d.kind, answer, now)
+            marked = sum(
+                self.store.mark_sent(d.alert_id, name, d.kind, answer, now, holder=holder) for d in unit
+            )
             self.store.commit()  # durable at once: a crash after this never sends it again
-            outcome.count(outcome.sent, name, len(unit))
+            self._lost(name, len(unit) - marked, outcome)
+            outcome.count(outcome.sent, name, marked)
             outcome.answers[name] = answer
             return
+
+    def _lost(self, name: str, n: int, outcome: Outcome) -> None:
+        if n:
+            outcome.count(outcome.lost, name, n)
+            log.warning(
+                "sink %s: %d deliveries outlasted their lease and were taken over by another run: "
+                "this run's result is dropped (the lease is too short for this sink's sends)",
+                name,
+                n,
+            )
 
     def _fail(
         self,
@@ -294,14 +431,20 @@ class Deliverer:
         outcome: Outcome,
         next_at: float = 0.0,
         alerts: Sequence[Alert] = (),
+        holder: str = "",
     ) -> None:
         now = self.clock()
         if dead and self.archive is not None and not self._archive_dead(name, unit, alerts, error, now):
             dead, next_at = False, now + self.backoff(unit[0].attempts + 1, None)
-        for d in unit:
-            self.store.mark_failed(d.alert_id, name, d.kind, dead=dead, next_at=next_at, error=error, now=now)
+        marked = sum(
+            self.store.mark_failed(
+                d.alert_id, name, d.kind, dead=dead, next_at=next_at, error=error, now=now, holder=holder
+            )
+            for d in unit
+        )
         self.store.commit()
-        outcome.count(outcome.dead if dead else outcome.pending, name, len(unit))
+        self._lost(name, len(unit) - marked, outcome)
+        outcome.count(outcome.dead if dead else outcome.pending, name, marked)
         outcome.answers[name] = error
         (log.error if dead else log.warning)("%s (%s)", error, "dead letter" if dead else "will retry")
 

@@ -81,6 +81,10 @@ class Delivery:
     first_at: float
     last_error: str
     answer: str
+    # The claim (lease) of the deliverer sending it now: its holder token and the epoch second the
+    # lease expires; "" and 0 when unclaimed. Another deliverer takes it over only after expiry.
+    holder: str = ""
+    lease_until: float = 0.0
 
 
 class KV(Protocol):
@@ -116,10 +120,32 @@ class Deliveries(Protocol):
 
     def enqueue(self, alert_id: str, sink: str, kind: str, now: float, due: float | None = None) -> bool: ...
     def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]: ...
-    def mark_sent(self, alert_id: str, sink: str, kind: str, answer: str, now: float) -> None: ...
+    def lease(
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        holder: str,
+        now: float,
+        until: float,
+        takeover: str = "",
+    ) -> bool: ...
+    def mark_sent(
+        self, alert_id: str, sink: str, kind: str, answer: str, now: float, *, holder: str = ""
+    ) -> bool: ...
     def mark_failed(
-        self, alert_id: str, sink: str, kind: str, *, dead: bool, next_at: float, error: str, now: float
-    ) -> None: ...
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        dead: bool,
+        next_at: float,
+        error: str,
+        now: float,
+        holder: str = "",
+    ) -> bool: ...
     def deliveries(self, status: str | None = None) -> list[Delivery]: ...
     def requeue(self, status: str = "dead", sink: str | None = None, now: float = 0.0) -> int: ...
     def purge(self, status: str, before: float) -> int: ...
@@ -159,10 +185,17 @@ CREATE TABLE IF NOT EXISTS deliveries (
     alert_id TEXT NOT NULL, sink TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,
     attempts INTEGER NOT NULL, next_at REAL NOT NULL, first_at REAL NOT NULL, updated REAL NOT NULL,
     last_error TEXT NOT NULL, answer TEXT NOT NULL,
+    holder TEXT NOT NULL DEFAULT '', lease_until REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (alert_id, sink, kind)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, status, next_at);
 """
 SCHEMA_VERSION = "4"
+# The deliveries' columns, in the order _delivery reads them (never ``SELECT *``: a state file made
+# before the claims had its lease columns added at the end by _add_lease_columns).
+_DELIVERY_COLUMNS = (
+    "alert_id, sink, kind, status, attempts, next_at, first_at, updated, last_error, answer,"
+    " holder, lease_until"
+)
 KV_CACHE_SIZE = 4096
 HOT_ALERTS = 256  # alerts kept decoded between folds (see _folding)
 
@@ -182,6 +215,7 @@ class SqliteStore:
             )
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            _add_lease_columns(self._db)
             row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
@@ -346,47 +380,114 @@ class SqliteStore:
     # deliveries (per alert, per sink: the outbox's delivery state) -----------------------------
     def enqueue(self, alert_id: str, sink: str, kind: str, now: float, due: float | None = None) -> bool:
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, '', '')",
+            f"INSERT OR IGNORE INTO deliveries ({_DELIVERY_COLUMNS})"
+            " VALUES (?, ?, ?, 'pending', 0, ?, ?, ?, '', '', '', 0)",
             (alert_id, sink, kind, now if due is None else due, now, now),
         )
         return cur.rowcount == 1
 
     def due(self, sink: str, now: float, limit: int = 500) -> list[Delivery]:
+        """Pending and due, claimed or not (``holder``, ``lease_until``: the deliverer decides)."""
         rows = self._db.execute(
-            "SELECT * FROM deliveries WHERE sink=? AND status='pending' AND next_at <= ?"
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries"
+            " WHERE sink=? AND status='pending' AND next_at <= ?"
             " ORDER BY first_at, alert_id, kind = 'resolve' LIMIT ?",  # an alert's trigger first
             (sink, now, limit),
         ).fetchall()
         return [_delivery(r) for r in rows]
 
-    def mark_sent(self, alert_id: str, sink: str, kind: str, answer: str, now: float) -> None:
-        self._db.execute(
-            "UPDATE deliveries SET status='sent', attempts=attempts+1, updated=?, answer=?, last_error=''"
-            " WHERE alert_id=? AND sink=? AND kind=?",
-            (now, answer[:500], alert_id, sink, kind),
+    def lease(
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        holder: str,
+        now: float,
+        until: float,
+        takeover: str = "",
+    ) -> bool:
+        """Claim the delivery for ``holder`` until ``until``: one conditional UPDATE (still pending,
+        due, unclaimed or its lease expired or held by ``takeover``, a claimant known to be gone; a
+        resolve not while another holder's live lease is on its trigger). The caller commits before
+        sending, so other processes see the claim."""
+        cur = self._db.execute(
+            "UPDATE deliveries SET holder=?, lease_until=?"
+            " WHERE alert_id=? AND sink=? AND kind=? AND status='pending' AND next_at <= ?"
+            " AND (lease_until <= ? OR (? != '' AND holder = ?))"
+            " AND NOT (kind = 'resolve' AND EXISTS (SELECT 1 FROM deliveries t WHERE t.alert_id=?"
+            " AND t.sink=? AND t.kind='trigger' AND t.status='pending' AND t.holder NOT IN ('', ?, ?)"
+            " AND t.lease_until > ?))",
+            (
+                holder,
+                until,
+                alert_id,
+                sink,
+                kind,
+                now,
+                now,
+                takeover,
+                takeover,
+                alert_id,
+                sink,
+                holder,
+                takeover,
+                now,
+            ),
         )
+        return cur.rowcount == 1
+
+    def mark_sent(
+        self, alert_id: str, sink: str, kind: str, answer: str, now: float, *, holder: str = ""
+    ) -> bool:
+        """Only for the claim's ``holder`` ("": unclaimed); a claimant whose lease was taken over
+        gets False and changes nothing."""
+        cur = self._db.execute(
+            "UPDATE deliveries SET status='sent', attempts=attempts+1, updated=?, answer=?, last_error='',"
+            " holder='', lease_until=0 WHERE alert_id=? AND sink=? AND kind=? AND holder=?",
+            (now, answer[:500], alert_id, sink, kind, holder),
+        )
+        return cur.rowcount == 1
 
     def mark_failed(
-        self, alert_id: str, sink: str, kind: str, *, dead: bool, next_at: float, error: str, now: float
-    ) -> None:
-        self._db.execute(
-            "UPDATE deliveries SET status=?, attempts=attempts+1, next_at=?, updated=?, last_error=?"
-            " WHERE alert_id=? AND sink=? AND kind=?",
-            ("dead" if dead else "pending", next_at, now, error[:500], alert_id, sink, kind),
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        dead: bool,
+        next_at: float,
+        error: str,
+        now: float,
+        holder: str = "",
+    ) -> bool:
+        """Only for the claim's ``holder``, as :meth:`mark_sent`."""
+        cur = self._db.execute(
+            "UPDATE deliveries SET status=?, attempts=attempts+1, next_at=?, updated=?, last_error=?,"
+            " holder='', lease_until=0 WHERE alert_id=? AND sink=? AND kind=? AND holder=?",
+            ("dead" if dead else "pending", next_at, now, error[:500], alert_id, sink, kind, holder),
         )
+        return cur.rowcount == 1
 
     def deliveries(self, status: str | None = None) -> list[Delivery]:
         if status is None:
-            rows = self._db.execute("SELECT * FROM deliveries ORDER BY first_at, alert_id, sink").fetchall()
+            rows = self._db.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries ORDER BY first_at, alert_id, sink"
+            ).fetchall()
         else:
             rows = self._db.execute(
-                "SELECT * FROM deliveries WHERE status=? ORDER BY first_at, alert_id, sink", (status,)
+                f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE status=?"
+                " ORDER BY first_at, alert_id, sink",
+                (status,),
             ).fetchall()
         return [_delivery(r) for r in rows]
 
     def requeue(self, status: str = "dead", sink: str | None = None, now: float = 0.0) -> int:
-        """Dead letters (or another status) back to pending, due at ``now``, attempts reset."""
-        query = "UPDATE deliveries SET status='pending', attempts=0, next_at=?, updated=? WHERE status=?"
+        """Dead letters (or another status) back to pending, due at ``now``, attempts reset, unclaimed."""
+        query = (
+            "UPDATE deliveries SET status='pending', attempts=0, next_at=?, updated=?,"
+            " holder='', lease_until=0 WHERE status=?"
+        )
         args: tuple[Any, ...] = (now, now, status)
         if sink is not None:
             query += " AND sink=?"
@@ -464,5 +565,15 @@ class SqliteStore:
 
 
 def _delivery(row: tuple[Any, ...]) -> Delivery:
-    alert_id, sink, kind, status, attempts, next_at, first_at, _updated, last_error, answer = row
-    return Delivery(alert_id, sink, kind, status, attempts, next_at, first_at, last_error, answer)
+    alert_id, sink, kind, status, attempts, next_at, first_at, _updated, error, answer, holder, until = row
+    return Delivery(alert_id, sink, kind, status, attempts, next_at, first_at, error, answer, holder, until)
+
+
+def _add_lease_columns(db: sqlite3.Connection) -> None:
+    """A state file from before delivery claims gets the two lease columns (additive, so the schema
+    version stays: an unclaimed row is ``holder=''``, ``lease_until=0``)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+    if "holder" not in columns:
+        db.execute("ALTER TABLE deliveries ADD COLUMN holder TEXT NOT NULL DEFAULT ''")
+    if "lease_until" not in columns:
+        db.execute("ALTER TABLE deliveries ADD COLUMN lease_until REAL NOT NULL DEFAULT 0")

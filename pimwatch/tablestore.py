@@ -15,6 +15,7 @@ outbox     alert id                ``a``                     ``detector``, ``ake
 outbox     alert id                ``m`` + member            ``member``: a record or value counted
 outboxkeys detector ``~`` key      alert id                  ``id``: what ``resolve_alerts`` looks up
 deliveries sink                    alert id ``~`` kind       as :class:`pimwatch.store.Delivery`
+                                                             (``holder``, ``lease_until``: its claim)
 meta       name                    ``v``                     ``v``
 ========== ======================= ========================= ==========================================
 
@@ -41,6 +42,11 @@ looked up in one query. Cost per fold: read, transaction (+1 per already-known v
 and writes it back with ``match_condition=IfNotModified``; a 412 (``ResourceModifiedError``: another
 writer got there first) re-reads and retries, up to :data:`MAX_RETRIES` times with a short jittered
 backoff, then raises :class:`StoreError`. No update is ever lost.
+
+**Deliveries are claimed** before they are sent: ``lease`` sets ``holder`` and ``lease_until`` under
+the ETag of the row it read (a 412 re-reads and decides again), so of two deliverers exactly one
+wins; ``mark_sent``/``mark_failed`` change the row only for its holder. A row written before claims
+existed has neither property and counts as unclaimed.
 
 **Large values** (key/value documents, window payloads): JSON bytes are stored as
 binary properties ``<name>_0 … <name>_<n-1>`` of at most 64 000 bytes each (Azure's limit is 64 KiB
@@ -197,6 +203,12 @@ def _etag(entity: TableEntity) -> str:
     return str(entity.metadata["etag"])
 
 
+def _held_by_other(delivery: TableEntity, holders: tuple[str, str], now: float) -> bool:
+    """Under a live claim of someone other than ``holders``."""
+    owner = str(delivery.get("holder") or "")
+    return owner not in ("", *holders) and float(delivery.get("lease_until") or 0.0) > now
+
+
 class TableStore:
     """State in Azure Table Storage (or Azurite). Safe for many processes and instances at once."""
 
@@ -217,6 +229,7 @@ class TableStore:
         self.prefix = prefix
         self.round_trips = 0  # HTTP requests answered (the benchmark's cost measure)
         self._indexed: set[str] = set()  # alert ids this process has written to outboxkeys
+        self._due_read: dict[tuple[str, str], TableEntity] = {}  # the last ``due`` rows, with ETags
         options: dict[str, Any] = {"raw_response_hook": self._count, **(client_options or {})}
         try:
             if connection_string is not None:
@@ -564,6 +577,8 @@ class TableStore:
             first_at=float(e["first_at"]),
             last_error=e["last_error"],
             answer=e["answer"],
+            holder=str(e.get("holder") or ""),
+            lease_until=float(e.get("lease_until") or 0.0),
         )
 
     @_guard
@@ -582,6 +597,8 @@ class TableStore:
             "updated": float(now),
             "last_error": "",
             "answer": "",
+            "holder": "",
+            "lease_until": 0.0,
         }
         try:
             self._t["deliveries"].create_entity(entity)
@@ -595,10 +612,49 @@ class TableStore:
             "PartitionKey eq @pk and status eq @pending and next_at le @now",
             parameters={"pk": table_key(sink), "pending": "pending", "now": float(now)},
         )
+        read = list(rows)  # claimed or not (``holder``, ``lease_until``: the deliverer decides)
+        # What was read, with its ETag: ``lease`` claims under it without reading the row again.
+        self._due_read = {(e["PartitionKey"], e["RowKey"]): e for e in read}
         found = sorted(  # an alert's trigger before its resolve
-            (self._delivery(e) for e in rows), key=lambda d: (d.first_at, d.alert_id, d.kind == "resolve")
+            (self._delivery(e) for e in read), key=lambda d: (d.first_at, d.alert_id, d.kind == "resolve")
         )
         return found[:limit]
+
+    @_guard
+    def lease(
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        holder: str,
+        now: float,
+        until: float,
+        takeover: str = "",
+    ) -> bool:
+        """Claim the delivery for ``holder`` until ``until`` (ETag-conditional: of two claimants one
+        wins): still pending, due, unclaimed or its lease expired or held by ``takeover`` (a claimant
+        known to be gone); a resolve not while another holder's live lease is on its trigger (the
+        trigger goes first)."""
+        table = self._t["deliveries"]
+        pk, rk = self._delivery_keys(alert_id, sink, kind)
+        if kind == "resolve":
+            try:
+                trigger = table.get_entity(*self._delivery_keys(alert_id, sink, "trigger"))
+            except ResourceNotFoundError:
+                pass
+            else:
+                if trigger["status"] == "pending" and _held_by_other(trigger, (holder, takeover), now):
+                    return False
+
+        def change(e: TableEntity) -> dict[str, Any] | None:
+            owner = str(e.get("holder") or "")
+            free = float(e.get("lease_until") or 0.0) <= now or (takeover != "" and owner == takeover)
+            if e["status"] != "pending" or float(e["next_at"]) > now or not free:
+                return None
+            return {"holder": holder, "lease_until": float(until)}
+
+        return self._modify(table, pk, rk, change, self._due_read.pop((pk, rk), None))
 
     def _modify(
         self,
@@ -608,7 +664,8 @@ class TableStore:
         change: Callable[[TableEntity], dict[str, Any] | None],
         current: TableEntity | None = None,
     ) -> bool:
-        """Read, ``change`` (None: leave it), merge back under the ETag; retry on a conflict."""
+        """Read, ``change`` (None: leave it), merge back under the ETag; retry on a conflict.
+        True when it was changed."""
         for attempt in range(MAX_RETRIES):
             if current is None:
                 try:
@@ -636,37 +693,63 @@ class TableStore:
         )
 
     @_guard
-    def mark_sent(self, alert_id: str, sink: str, kind: str, answer: str, now: float) -> None:
+    def mark_sent(
+        self, alert_id: str, sink: str, kind: str, answer: str, now: float, *, holder: str = ""
+    ) -> bool:
+        """Only for the claim's ``holder`` ("": unclaimed); a claimant whose lease was taken over
+        gets False and changes nothing."""
         pk, rk = self._delivery_keys(alert_id, sink, kind)
-        self._modify(
+        return self._modify(
             self._t["deliveries"],
             pk,
             rk,
-            lambda e: {
-                "status": "sent",
-                "attempts": int(e["attempts"]) + 1,
-                "updated": float(now),
-                "answer": answer[:500],
-                "last_error": "",
-            },
+            lambda e: (
+                None
+                if (e.get("holder") or "") != holder
+                else {
+                    "status": "sent",
+                    "attempts": int(e["attempts"]) + 1,
+                    "updated": float(now),
+                    "answer": answer[:500],
+                    "last_error": "",
+                    "holder": "",
+                    "lease_until": 0.0,
+                }
+            ),
         )
 
     @_guard
     def mark_failed(
-        self, alert_id: str, sink: str, kind: str, *, dead: bool, next_at: float, error: str, now: float
-    ) -> None:
+        self,
+        alert_id: str,
+        sink: str,
+        kind: str,
+        *,
+        dead: bool,
+        next_at: float,
+        error: str,
+        now: float,
+        holder: str = "",
+    ) -> bool:
+        """Only for the claim's ``holder``, as :meth:`mark_sent`."""
         pk, rk = self._delivery_keys(alert_id, sink, kind)
-        self._modify(
+        return self._modify(
             self._t["deliveries"],
             pk,
             rk,
-            lambda e: {
-                "status": "dead" if dead else "pending",
-                "attempts": int(e["attempts"]) + 1,
-                "next_at": float(next_at),
-                "updated": float(now),
-                "last_error": error[:500],
-            },
+            lambda e: (
+                None
+                if (e.get("holder") or "") != holder
+                else {
+                    "status": "dead" if dead else "pending",
+                    "attempts": int(e["attempts"]) + 1,
+                    "next_at": float(next_at),
+                    "updated": float(now),
+                    "last_error": error[:500],
+                    "holder": "",
+                    "lease_until": 0.0,
+                }
+            ),
         )
 
     @_guard
@@ -693,7 +776,14 @@ class TableStore:
         def change(e: TableEntity) -> dict[str, Any] | None:
             if e["status"] != status:
                 return None
-            return {"status": "pending", "attempts": 0, "next_at": float(now), "updated": float(now)}
+            return {
+                "status": "pending",
+                "attempts": 0,
+                "next_at": float(now),
+                "updated": float(now),
+                "holder": "",
+                "lease_until": 0.0,
+            }
 
         rows = list(table.query_entities(query, parameters=params))
         return sum(self._modify(table, e["PartitionKey"], e["RowKey"], change, e) for e in rows)

@@ -18,6 +18,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering (a slow server)
     drop: bool = False  # close the connection without answering
+    hold: threading.Event | None = None  # answer only once this is set (a sink that blocks)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Server:
                         Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     answer = outer.answers[0] if len(outer.answers) == 1 else outer.answers.pop(0)
+                if answer.hold is not None:
+                    answer.hold.wait()
                 if answer.delay:
                     time.sleep(answer.delay)
                 if answer.drop:

@@ -18,6 +18,18 @@ KEY = "R0UT1NGKEY-secret-value-123"
 
 
 def _setup(tmp_path: Path, pd_url: str) -> tuple[Path, Path, str, Path]:
+    sink = (
+        "{type: pagerduty, min_severity: high, routing_key: '${PD_KEY}',"
+        + f" url: '{pd_url}', timeout_seconds: 1}}"
+    )
+    delivery = "{retries_in_run: 1, base_delay_seconds: 0.01, max_delay_seconds: 0.05}"
+    stream, cfg, archive = stream_and_config(tmp_path, delivery, oncall=sink)
+    return stream, cfg, str(tmp_path / "state.db"), archive
+
+
+def stream_and_config(tmp_path: Path, delivery: str, **sinks: str) -> tuple[Path, Path, Path]:
+    """The mixed stream as a file, and a config with its break-glass accounts, ``delivery``, the
+    ``sinks`` given (name: YAML flow mapping) and an ``archive`` file sink: (stream, config, archive)."""
     stream = tmp_path / "s.jsonl"
     stream.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in mixed_stream()))
     archive = tmp_path / "alerts.jsonl"
@@ -25,13 +37,12 @@ def _setup(tmp_path: Path, pd_url: str) -> tuple[Path, Path, str, Path]:
     cfg.write_text(
         "break_glass:\n  accounts:\n"
         + "".join(f"    - {a}\n" for a in BREAK_GLASS)
-        + "delivery: {retries_in_run: 1, base_delay_seconds: 0.01, max_delay_seconds: 0.05}\n"
+        + f"delivery: {delivery}\n"
         + "sinks:\n"
-        + f"  oncall: {{type: pagerduty, min_severity: high, routing_key: '${{PD_KEY}}', url: '{pd_url}',"
-        + " timeout_seconds: 1}\n"
+        + "".join(f"  {name}: {sink}\n" for name, sink in sinks.items())
         + f"  archive: {{type: file, path: '{archive}'}}\n"
     )
-    return stream, cfg, str(tmp_path / "state.db"), archive
+    return stream, cfg, archive
 
 
 def _paged(requests: list) -> list[dict]:  # type: ignore[type-arg]
