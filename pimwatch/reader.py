@@ -9,13 +9,18 @@ is decided per record, by its keys.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import csv
 import gzip
 import io
-import json
+import itertools
 import os
+import re
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -83,7 +88,7 @@ class Screen:
     ``"userPrincipalName"`` values, read straight from the bytes, are none of the known ones. Those
     are exactly the fields the match reads; a quote inside a JSON string is always escaped, so the
     key pattern cannot be forged by a value. Any doubt (no such key, a nested object before it, an
-    escape sequence inside the value) means the line is parsed.
+    escape sequence inside the value, a repeated key) means the line is parsed.
     """
 
     sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
@@ -111,6 +116,8 @@ class Screen:
         upn = line.find(b'"userPrincipalName":"', start)
         if uid < 0 or upn < 0 or line.find(b"{", start, max(uid, upn)) >= 0:
             return False
+        if line.find(b'"userId":"', uid + 1) >= 0 or line.find(b'"userPrincipalName":"', upn + 1) >= 0:
+            return False  # a repeated key: the parser, which keeps the last one, decides
         for begin in (uid + 10, upn + 21):
             end = line.find(b'"', begin)
             value = line[begin:end]
@@ -132,32 +139,49 @@ _SCREEN_CATEGORIES = {
 
 @dataclass(frozen=True, slots=True)
 class Bad:
-    """Input that could not be read as a record: quarantined whole, with the reason."""
+    """Input that could not be read as a record: quarantined whole, with the reason.
+
+    ``offset``: where ``raw`` starts, in bytes from the start of the file's text (decompressed,
+    UTF-8), when known. ``data``: the exact bytes when they are not UTF-8 (``raw`` then shows them
+    with replacement characters; the quarantine keeps ``data``).
+    """
 
     source: str
     line: int
     reason: str
     raw: str
+    offset: int | None = None
+    data: bytes | None = None
 
 
 Item = Routed | Skipped | Screened | Bad
+
+
+UNREADABLE = "unreadable input"  # the reason of a file that failed while being read (the run exits 1)
 
 
 class InputError(OSError):
     """An input path that cannot be read at all (exit code 1)."""
 
 
-def classify(obj: Any, source: str, line: int) -> Iterator[Item]:
-    """Unwrap envelopes, pages and arrays; route each record by its keys."""
+def classify(obj: Any, source: str, line: int, replays: int = 0) -> Iterator[Item]:
+    """Unwrap envelopes, pages and arrays (of arrays: no recursion); route each record by its keys."""
     if isinstance(obj, list):
-        for item in obj:
-            yield from classify(item, source, line)
+        todo = [iter(obj)]
+        while todo:
+            item = next(todo[-1], todo)  # ``todo`` itself marks the end of a list
+            if item is todo:
+                todo.pop()
+            elif isinstance(item, list):
+                todo.append(iter(item))
+            else:
+                yield from classify(item, source, line, replays)
         return
     if not isinstance(obj, dict):
         yield Bad(source, line, f"expected a JSON object, got {type(obj).__name__}", _dump(obj))
         return
-    if len(obj) == 4 and is_quarantined(obj):
-        yield from unquarantine(obj)
+    if 4 <= len(obj) <= 5 and is_quarantined(obj):
+        yield from unquarantine(obj, replays)
         return
     records = obj.get("records")
     if isinstance(records, list):
@@ -173,34 +197,49 @@ def classify(obj: Any, source: str, line: int) -> Iterator[Item]:
 
 
 QUARANTINE_KEYS = frozenset({"source", "line", "reason", "raw"})
+QUARANTINE_KEYS_BASE64 = frozenset({"source", "line", "reason", "raw_base64"})
+MAX_REPLAYS = 4  # a quarantine entry inside a quarantine entry ... is read again this deep at most
 
 
 def is_quarantined(obj: Mapping[str, Any]) -> bool:
-    """A quarantine record (pimwatch/quarantine.py): exactly the keys source, line, reason, raw."""
-    return obj.keys() == QUARANTINE_KEYS and type(obj["raw"]) is str
+    """A quarantine record (pimwatch/quarantine.py): the keys source, line, reason and either raw
+    (the text read) or raw_base64 (bytes that are not UTF-8), and optionally offset."""
+    keys = obj.keys() - {"offset"}
+    if keys == QUARANTINE_KEYS:
+        return type(obj["raw"]) is str
+    return keys == QUARANTINE_KEYS_BASE64 and type(obj["raw_base64"]) is str
 
 
-def unquarantine(rec: Mapping[str, Any]) -> Iterator[Item]:
-    """A quarantine record read back: its ``raw`` text is read again as the original input (a record,
-    an Event Hub message, a line), under its original source and line, so the records a fixed parser
-    now understands are replayed and the rest are quarantined again as they were."""
+def unquarantine(rec: Mapping[str, Any], replays: int = 0) -> Iterator[Item]:
+    """A quarantine record read back: its raw input is read again as it was first read (a line, a
+    value, an Event Hub message), under its original source, line and offset. What the reader now
+    understands is replayed; when nothing in it is readable, the entry comes back exactly as it was
+    (same reason, same bytes), so replaying the quarantine gives the same quarantine."""
     source = str(rec["source"])
     line = rec["line"] if type(rec["line"]) is int else 0
-    raw: str = rec["raw"]
-    if not raw.strip():  # a note about an unreadable file: nothing to read again
-        yield Bad(source, line, str(rec["reason"]), raw)
-        return
-    data = raw.encode()
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        yield from _salvage_lines(data, source, line)  # complete values in it are read, the rest is bad
-        return
-    if type(obj) is dict and "records" not in obj and "value" not in obj and not is_quarantined(obj):
-        item = route_record(obj, source, line)
-        yield Bad(source, line, item.reason, raw) if type(item) is Bad else item
+    offset = rec.get("offset") if type(rec.get("offset")) is int else None
+    reason = str(rec["reason"])
+    exact: bytes | None = None
+    if "raw_base64" in rec:
+        try:
+            exact = base64.b64decode(rec["raw_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            yield Bad(source, line, f"unreadable quarantine entry (raw_base64 is not base64): {reason}", "")
+            return
+        raw = exact.decode(errors="replace")
+        data = exact
     else:
-        yield from classify(obj, source, line)
+        raw = rec["raw"]
+        data = raw.encode(errors="surrogatepass")
+    again = Bad(source, line, reason, raw, offset, exact)
+    if not data.strip() or replays >= MAX_REPLAYS:  # e.g. a note about an unreadable file
+        yield again
+        return
+    items = list(read_bytes(data, source, line, offset or 0, replays + 1))
+    if all(type(i) is Bad for i in items):
+        yield again
+    else:
+        yield from items
 
 
 def route_record(rec: Any, source: str, line: int, *, in_envelope: bool = False) -> Item:
@@ -271,8 +310,13 @@ def _dump(obj: Any) -> str:
 # --- files ---------------------------------------------------------------------------------------
 
 
-def expand(paths: Iterable[str]) -> list[str]:
-    """Files of ``paths`` (folders recursively, sorted); raises InputError for a missing path."""
+def expand(paths: Iterable[str], skipped: Counter[str] | None = None) -> list[str]:
+    """Files of ``paths`` (folders recursively, sorted); raises InputError for a missing path.
+
+    In a folder, hidden folders and files (``.git``, ``.venv``, ...), files whose name says they are
+    not logs, and files whose first bytes are not text are left out; each one is counted in
+    ``skipped`` under the reason. A file named on the command line is always read.
+    """
     out: list[str] = []
     for p in paths:
         if p == "-":
@@ -280,12 +324,35 @@ def expand(paths: Iterable[str]) -> list[str]:
             continue
         path = Path(p)
         if path.is_dir():
-            out.extend(str(f) for f in sorted(path.rglob("*")) if f.is_file() and _log_file(f))
+            out.extend(_walk(path, skipped if skipped is not None else Counter()))
         elif path.is_file():
             out.append(p)
         else:
             raise InputError(f"{p}: no such file or folder")
     return out
+
+
+def _walk(root: Path, skipped: Counter[str]) -> list[str]:
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root, onerror=lambda exc: skipped.update(["unreadable folder"])):
+        hidden = [d for d in dirs if d.startswith(".")]
+        skipped["hidden folder"] += len(hidden)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # not descended into
+        for name in files:
+            f = Path(folder, name)
+            if name.startswith("."):
+                skipped["hidden file"] += 1
+            elif not _log_file(f):
+                skipped["not a log file name"] += 1
+            elif not f.is_file():
+                skipped["not a regular file"] += 1
+            else:
+                why = _not_text(f)
+                if why:
+                    skipped[why] += 1
+                else:
+                    found.append(str(f))
+    return sorted(found)
 
 
 LOG_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson", ".csv", ".log", ""})
@@ -299,6 +366,66 @@ def _log_file(f: Path) -> bool:
     return Path(name).suffix.lower() in LOG_SUFFIXES
 
 
+def _not_text(f: Path) -> str | None:
+    """Why a file in a folder is not a text log, from its first bytes (decompressed), or None."""
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(_SNIFF)
+            if head[:2] == b"\x1f\x8b":
+                fh.seek(0)
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    head = gz.read(_SNIFF)
+    except (OSError, EOFError, zlib.error):
+        return None  # read anyway: the error is reported, with the file's name, when it is read
+    return _binary(head)
+
+
+_SNIFF = 8192
+_CONTROL = bytes(c for c in range(32) if c not in b"\t\n\r\f") + b"\x7f"
+
+
+def _binary(head: bytes) -> str | None:
+    """``"not text (binary content)"`` when ``head`` is not the start of a text file in any encoding
+    pimwatch reads (NUL bytes outside UTF-16/UTF-32, or more than 1 % control characters)."""
+    if not head or _encoding(head)[0] != "utf-8":
+        return None
+    if b"\x00" in head or len(head) - len(head.translate(None, _CONTROL)) > len(head) // 100:
+        return "not text (binary content)"
+    return None
+
+
+# Byte order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _encoding(head: bytes) -> tuple[str, int]:
+    """(encoding, length of its byte order mark) from a file's first bytes.
+
+    A BOM decides (Windows PowerShell 5.1 ``>`` and ``Out-File`` write UTF-16 LE with one, Notepad
+    and ``Out-File -Encoding utf8`` UTF-8 with one). Without a BOM, a text log starts with an ASCII
+    character (``{``, ``[``, a CSV header), so the places of NUL bytes among the first four tell
+    UTF-32 and UTF-16 from UTF-8.
+    """
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name, len(bom)
+    if len(head) >= 4 and head[0] and not head[1] and not head[2] and not head[3]:
+        return "utf-32-le", 0
+    if len(head) >= 4 and not head[0] and not head[1] and not head[2] and head[3]:
+        return "utf-32-be", 0
+    if len(head) >= 4 and head[0] and not head[1] and head[2] and not head[3]:
+        return "utf-16-le", 0
+    if len(head) >= 4 and not head[0] and head[1] and not head[2] and head[3]:
+        return "utf-16-be", 0
+    return "utf-8", 0
+
+
 def _open(path: str) -> io.BufferedReader:
     raw: Any
     if path == "-":
@@ -309,6 +436,10 @@ def _open(path: str) -> io.BufferedReader:
         except OSError as exc:
             raise InputError(f"{path}: {exc.strerror or exc}") from exc
     buf: io.BufferedReader = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, 1 << 20)
+    return buf
+
+
+def _decompressed(buf: io.BufferedReader) -> io.BufferedReader:
     if buf.peek(2)[:2] == b"\x1f\x8b":
         # GzipFile buffers by itself; not wrapped in a large buffer so that, when a later part of
         # the file is corrupt, the lines decompressed before it are still handed out first.
@@ -317,124 +448,394 @@ def _open(path: str) -> io.BufferedReader:
     return buf
 
 
+def _utf8_lines(f: io.BufferedReader, encoding: str, bom: int) -> Iterator[bytes]:
+    """The file's lines as UTF-8 bytes (each with its ``\\n``), decoded chunk by chunk: memory is
+    one chunk plus the longest line, whatever the file's size and encoding."""
+    if bom:
+        f.read(bom)
+    if encoding == "utf-8":
+        yield from f
+        return
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    rest = b""
+    while chunk := f.read(1 << 20):
+        parts = (rest + decoder.decode(chunk).encode()).split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            yield part + b"\n"
+    rest += decoder.decode(b"", final=True).encode()
+    if rest:
+        yield rest
+
+
 def read_file(path: str, counter: list[int], screen: Screen | None = None) -> Iterator[Item]:
-    """Items of one file. ``counter[0]`` is advanced by the bytes read (after decompression)."""
+    """Items of one file. ``counter[0]`` is advanced by the bytes read (after decompression, as UTF-8).
+
+    Raises InputError only when the file cannot be opened; a file that fails later (EIO, a corrupt
+    gzip stream) yields what was read before the failure, then a Bad item whose reason starts with
+    ``unreadable input`` (the CLI exits 1 at the end of such a run).
+    """
     f = _open(path)
+    scanner: _Json | _Csv | None = None
     try:
+        f = _decompressed(f)  # peeks: inside the try
+        head = f.peek(_SNIFF)[:_SNIFF]
+        encoding, bom = _encoding(head)
+        binary = _binary(head)
+        if binary:
+            yield Bad(path, 0, f"{binary}: not read", "")
+            return
+        lines = _utf8_lines(f, encoding, bom)
+        first = next(lines, b"")
+        lines = itertools.chain((first,), lines)
         name = path.lower().removesuffix(".gz")
-        try:
-            head = f.peek(4096)[:4096]  # decompresses already: inside the try
-            if name.endswith(".csv") or _looks_like_csv(head):
-                yield from _read_csv(f, path, counter)
-            else:
-                yield from _read_json(f, path, counter, screen)
-        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            yield Bad(path, 0, f"unreadable input (the records before this point were read): {exc}", "")
+        if name.endswith(".csv") or _looks_like_csv(first):
+            scanner = _Csv(path, counter)
+        else:
+            scanner = _Json(path, counter, screen)
+        yield from scanner.read(lines)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        if scanner is not None:
+            yield from scanner.end()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        yield Bad(path, 0, f"{UNREADABLE} (the records before this point were read): {reason}", "")
     finally:
         if path != "-":
             f.close()
 
 
-def _looks_like_csv(head: bytes) -> bool:
-    first = head.removeprefix(_BOM).split(b"\n", 1)[0].strip()
+def _looks_like_csv(first: bytes) -> bool:
+    first = first.removeprefix(_BOM).strip()
     return bool(first) and first[:1] not in (b"{", b"[") and b"," in first
 
 
 _BOM = b"\xef\xbb\xbf"
 
+MAX_DEPTH = 64
+"""Deepest nesting of a JSON value read (Entra records nest fewer than 10 levels). A deeper value is
+quarantined with that reason: no parser or detector recursion is ever exposed to it."""
+MAX_VALUE = 64 << 20
+"""Largest JSON value held whole. The bytes of a longer unclosed value are quarantined in pieces."""
+PIECE = 1 << 20
+"""Largest quarantine entry for text that is no JSON value at all (or the rest of a too-long one)."""
 
-def _read_json(
-    f: io.BufferedReader, source: str, counter: list[int], screen: Screen | None = None
-) -> Iterator[Item]:
-    if f.peek(3)[:3] == _BOM:  # PowerShell 5.1 and Notepad write one
-        f.read(3)
-    first = f.peek(1 << 16).lstrip()[:1]
-    if first == b"[":
-        data = f.read()
-        counter[0] += len(data)
+# Inside a value only brackets count, strings aside (a JSON string never spans lines, so an
+# unterminated one ends at its line's end and the brackets after it are not counted).
+_VALUE_TOKEN = re.compile(rb'"(?:[^"\\\n]|\\.)*"?|[\[\]{}]')
+_BRACKET = re.compile(rb"[\[\]{}]")
+_OUTSIDE = re.compile(rb"[^\s,]")  # the next thing between values: whitespace and commas skipped
+_JUNK_END = re.compile(rb"[\[\]{]")
+_OPEN = b"{["[0], b"{["[1]
+_CLOSE = {ord("}"): ord("{"), ord("]"): ord("[")}
+
+
+def _depth(data: bytes) -> int:
+    """Deepest bracket nesting of ``data`` (strings aside)."""
+    depth = deepest = 0
+    for m in _BRACKET_OR_STRING.finditer(data):
+        c = data[m.start()]
+        if c in _OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c != 34:  # not a string: a closing bracket
+            depth -= 1
+    return deepest
+
+
+_BRACKET_OR_STRING = _VALUE_TOKEN
+_DEEP = f"too deeply nested (more than {MAX_DEPTH} levels): not read"
+_LONG = f"malformed JSON: a value longer than {MAX_VALUE} bytes (kept in pieces)"
+
+
+class _Json:
+    """JSON in any layout, read line by line in one pass (time linear in the size, memory bounded by
+    the largest value).
+
+    A line that is a JSON document by itself is parsed at once (JSON Lines, the production shape).
+    Otherwise brackets are counted to find where each value ends: a top-level value, or each element
+    of a top-level array (so a huge pretty-printed array is read element by element), and the value
+    is parsed alone. A value that cannot be parsed is quarantined whole, with its line and byte
+    offset; one that never closes ends where a line opens an object at its indentation or left of it
+    (the next record of a truncated JSON Lines file or pretty-printed array), and the scan goes on
+    from there. Text that is no value at all is quarantined in pieces of at most ``PIECE`` bytes.
+
+    Duplicate keys: the last one wins, everywhere (orjson, and the sign-in screen leaves a record
+    with repeated user keys to the parser).
+    """
+
+    def __init__(self, source: str, counter: list[int], screen: Screen | None = None, replays: int = 0):
+        self.source = source
+        self.counter = counter
+        self.screen = screen
+        self.replays = replays  # how many quarantine entries deep this text is (replay in replay)
+        self.screened: dict[str, int] = {}
+        self.array = False  # inside a top-level array: its elements are the values
+        self.stack: list[int] = []  # open brackets of the pending value
+        self.extra = 0  # open brackets beyond MAX_DEPTH (not kept)
+        self.deep = False  # the pending value went deeper than MAX_DEPTH
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.at = (0, 0, 0)  # line, offset, column where the pending value (or junk) starts
+        self.junk: list[bytes] = []
+        self.junk_size = 0
+        self.overflow = False  # the pending value was longer than MAX_VALUE: quarantined piecewise
+
+    # -- driving --
+
+    def read(self, lines: Iterable[bytes], line_no: int = 1, offset: int = 0) -> Iterator[Item]:
+        nbytes = 0
+        for line in lines:
+            yield from self.feed(line, line_no, offset)
+            line_no += 1
+            offset += len(line)
+            nbytes += len(line)
+            if line_no & 1023 == 0:
+                self.counter[0] += nbytes
+                nbytes = 0
+                yield from _flush(self.screened)
+        self.counter[0] += nbytes
+        yield from self.end()
+
+    def end(self) -> Iterator[Item]:
+        if self.stack or self.extra:
+            yield self._bad_value("malformed JSON: the value is not closed at the end of the input")
+        yield from self._flush_junk()
+        yield from _flush(self.screened)
+
+    # -- one line --
+
+    def feed(self, line: bytes, no: int, off: int) -> Iterator[Item]:
+        pos = 0
+        if self.stack or self.extra:
+            if self._resync(line):
+                yield self._bad_value("malformed JSON: the value is not closed before the next record")
+            else:
+                pos = self._scan(line, 0)
+                if self.stack or self.extra:
+                    yield from self._hold(line)
+                    return
+                yield from self._complete(line[:pos])
+        if pos == 0:
+            stripped = line.strip()
+            if not stripped:
+                return
+            if self.junk and stripped[:1] in (b"{", b"["):
+                yield from self._flush_junk()
+            if not self.junk and (not self.array or stripped[:1] == b"{"):
+                if not self.array and self._screen_line(line):
+                    return
+                try:
+                    obj = orjson.loads(stripped.removesuffix(b",") if self.array else line)
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    yield from self._document(obj, line, no, off)
+                    return
+        yield from self._between(line, pos, no, off)
+
+    def _resync(self, line: bytes) -> bool:
+        """Whether ``line``, met inside an unclosed value, starts the next record instead: it begins
+        at the value's column or left of it (where a pretty printer puts only the value's closing
+        bracket) and opens an object, or is a JSON document by itself."""
+        stripped = line.lstrip(b" \t")
+        if len(line) - len(stripped) > self.at[2] or stripped[:1] in (b"}", b"]", b"\n", b"\r", b""):
+            return False
+        if stripped[:1] == b"{":
+            return True
         try:
-            doc = orjson.loads(data)
+            orjson.loads(stripped)
         except orjson.JSONDecodeError:
-            yield from _salvage_lines(data, source)
+            return False
+        return True
+
+    def _between(self, line: bytes, pos: int, no: int, off: int) -> Iterator[Item]:
+        """The rest of ``line`` from ``pos``, outside any value."""
+        n = len(line)
+        while pos < n:
+            m = _OUTSIDE.search(line, pos)
+            if m is None:
+                if self.junk:
+                    self._add_junk(line[pos:])
+                return
+            i = m.start()
+            c = line[i]
+            if c == 123 or (c == 91 and self.array):  # "{", or an array inside the top-level one
+                yield from self._flush_junk()
+                self.at = (no, off + i, i)
+                self.stack.append(c)
+                end = self._scan(line, i + 1)
+                if self.stack or self.extra:
+                    yield from self._hold(line[i:])
+                    return
+                yield from self._complete(line[i:end])
+                pos = end
+            elif c == 91 or c == 93:  # "[" opens the top-level array, "]" closes it (or is stray)
+                yield from self._flush_junk()
+                self.array = c == 91
+                pos = i + 1
+            else:
+                if not self.junk:
+                    self.at = (no, off + i, i)
+                j = _JUNK_END.search(line, i)
+                end = n if j is None else j.start()
+                self._add_junk(line[pos:end] if self.junk else line[i:end])
+                if self.junk_size >= PIECE:
+                    yield from self._flush_junk()
+                pos = end
+
+    def _scan(self, line: bytes, pos: int) -> int:
+        """Count brackets from ``pos``; where the pending value closes, else ``len(line)``."""
+        if _BRACKET.search(line, pos) is None:
+            return len(line)
+        stack = self.stack
+        limit = MAX_DEPTH - self.array  # the top-level array is one level of the document
+        for m in _VALUE_TOKEN.finditer(line, pos):
+            c = line[m.start()]
+            if c == 34:
+                continue
+            if c in _OPEN:
+                if len(stack) >= limit:
+                    self.extra += 1
+                    self.deep = True
+                else:
+                    stack.append(c)
+            elif self.extra:
+                self.extra -= 1
+            else:
+                stack.pop()  # a mismatched bracket closes it all the same; the parser will say
+                if not stack:
+                    return m.end()
+        return len(line)
+
+    # -- values --
+
+    def _hold(self, part: bytes) -> Iterator[Item]:
+        self.parts.append(part)
+        self.size += len(part)
+        if self.size > (PIECE if self.overflow else MAX_VALUE):
+            line, offset, column = self.at
+            data = self._take()
+            yield _bad(self.source, line, _LONG, data, offset)
+            self.overflow = True
+            self.at = (line + data.count(b"\n"), offset + len(data), column)
+
+    def _take(self) -> bytes:
+        data = b"".join(self.parts)
+        self.parts.clear()
+        self.size = 0
+        return data
+
+    def _bad_value(self, reason: str) -> Bad:
+        line, offset, _ = self.at
+        if self.deep:
+            reason = _DEEP
+        self.stack.clear()
+        self.extra = 0
+        self.deep = False
+        self.overflow = False
+        return _bad(self.source, line, reason, self._take().rstrip(), offset)
+
+    def _complete(self, tail: bytes) -> Iterator[Item]:
+        self.parts.append(tail)
+        line, offset, _ = self.at
+        deep, overflow = self.deep, self.overflow
+        self.deep = self.overflow = False
+        data = self._take()
+        if overflow:
+            yield _bad(self.source, line, _LONG, data, offset)
             return
-        yield from classify(doc, source, 1)
-        return
-    # JSON Lines unless the first line alone is not a complete document (pretty-printed JSON).
-    line_no = 0
-    nbytes = 0
-    pending: list[bytes] = []
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
-    uninteresting = screen.uninteresting if screen is not None else None
-    screened: dict[str, int] = {}
-    wants = screen.wants if screen is not None else None
-    for line in f:
-        nbytes += len(line)
-        line_no += 1
-        if pending:
-            pending.append(line)
-            continue
-        if uninteresting is not None:
-            # A bare Event Hub record: Entra writes its top-level "category" before "properties";
-            # only an exact match counts, and never in an envelope (its first record's category
-            # says nothing about the others). Graph and Log Analytics sign-ins carry no "category".
-            i = line.find(b'"category":"', 0, 1024) if line[:1] == b"{" else -1
-            if i >= 0 and line.find(b'"records"', 0, i) < 0:
-                category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
-                if category is not None and uninteresting(line):
-                    screened[category] = screened.get(category, 0) + 1  # counted in batches
-                    if line_no & 4095 == 0:
-                        yield from _flush(screened)
-                    continue
+        if deep:
+            yield _bad(self.source, line, _DEEP, data, offset)
+            return
         try:
-            obj = loads(line)
-        except decode_error as exc:
-            if not line.strip():
-                continue
-            if line_no == 1:
-                pending.append(line)
-                continue
-            yield Bad(source, line_no, f"malformed JSON: {exc}", _text(line.strip()))
-            continue
-        if type(obj) is dict and len(obj) == 4 and is_quarantined(obj):
-            yield from unquarantine(obj)
-        elif type(obj) is dict and "records" not in obj and "value" not in obj:
-            item = route_record(obj, source, line_no)
-            if type(item) is Bad:  # keep the line as it was read, not as re-serialized
-                item = Bad(source, line_no, item.reason, _text(line.strip()))
-            yield item
-        elif type(obj) is dict and type(records := obj.get("records")) is list:
-            # An Event Hub message: inlined (this is the production shape) with the sign-in check;
-            # the sign-ins of no interest are counted with the file's others, in batches.
-            for rec in records:
-                if wants is not None and type(rec) is dict:
-                    category = rec.get("category")
-                    if category in _SIGNIN_EH:
-                        props = rec.get("properties")
-                        if type(props) is dict and not wants(props):
-                            screened[category] = screened.get(category, 0) + 1
-                            continue
-                yield route_record(rec, source, line_no, in_envelope=True)
-        elif type(obj) is dict or type(obj) is list:
-            yield from classify(obj, source, line_no)
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            yield _bad(self.source, line, f"malformed JSON: {exc}", data, offset)
+            return
+        yield from self._document(obj, data, line, offset, checked=True)
+
+    def _document(self, obj: Any, data: bytes, no: int, off: int, *, checked: bool = False) -> Iterator[Item]:
+        """One parsed JSON document (a line, or a value found by counting brackets)."""
+        source = self.source
+        if not checked and data.count(b"{") + data.count(b"[") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+            yield _bad(source, no, _DEEP, data.strip(), off)
+            return
+        if type(obj) is dict:
+            if 4 <= len(obj) <= 5 and is_quarantined(obj):
+                yield from unquarantine(obj, self.replays)
+                return
+            records = obj.get("records")
+            if type(records) is list:
+                # An Event Hub message (the production shape) with the sign-in check; the sign-ins
+                # of no interest are counted with the file's others, in batches.
+                wants = self.screen.wants if self.screen is not None else None
+                for rec in records:
+                    if wants is not None and type(rec) is dict:
+                        category = rec.get("category")
+                        if category in _SIGNIN_EH:
+                            props = rec.get("properties")
+                            if type(props) is dict and not wants(props):
+                                self.screened[category] = self.screened.get(category, 0) + 1
+                                continue
+                    yield route_record(rec, source, no, in_envelope=True)
+                return
+            if "value" not in obj:
+                item = route_record(obj, source, no)
+                # kept as the text that was read, not as re-serialized
+                yield _bad(source, no, item.reason, data.strip(), off) if type(item) is Bad else item
+                return
+        elif type(obj) is not list:
+            yield _bad(source, no, f"expected a JSON object, got {type(obj).__name__}", data.strip(), off)
+            return
+        yield from classify(obj, source, no)
+
+    def _screen_line(self, line: bytes) -> bool:
+        """Whether a bare Event Hub sign-in line is of no interest (counted, never parsed)."""
+        screen = self.screen
+        if screen is None or line[:1] != b"{":
+            return False
+        # Entra writes its top-level "category" before "properties"; only an exact match counts,
+        # and never in an envelope (its first record's category says nothing about the others),
+        # nor when the key is repeated (the parser, which keeps the last, decides).
+        i = line.find(b'"category":"', 0, 1024)
+        if i < 0 or line.find(b'"records"', 0, i) >= 0 or line.find(b'"category":"', i + 12) >= 0:
+            return False
+        category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
+        if category is None or not screen.uninteresting(line):
+            return False
+        self.screened[category] = self.screened.get(category, 0) + 1
+        return True
+
+    # -- text that is no value --
+
+    def _add_junk(self, part: bytes) -> None:
+        self.junk.append(part)
+        self.junk_size += len(part)
+
+    def _flush_junk(self) -> Iterator[Item]:
+        if not self.junk:
+            return
+        data = b"".join(self.junk)
+        self.junk.clear()
+        self.junk_size = 0
+        if not data.strip():
+            return
+        line, offset, _ = self.at
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            reason = "malformed JSON: text outside any JSON object"
         else:
-            yield Bad(
-                source, line_no, f"expected a JSON object, got {type(obj).__name__}", _text(line.strip())
-            )
-        if line_no & 1023 == 0:
-            counter[0] += nbytes
-            nbytes = 0
-    counter[0] += nbytes
-    yield from _flush(screened)
-    if pending:
-        start = line_no - len(pending) + 1
-        data = b"".join(pending)
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            yield from _salvage_lines(data, source, start)
-            return
-        yield from classify(doc, source, start)
+            reason = f"expected a JSON object, got {type(value).__name__}"
+        yield _bad(self.source, line, reason, data.strip(), offset)
+
+
+def _bad(source: str, line: int, reason: str, data: bytes, offset: int | None = None) -> Bad:
+    """A Bad item keeping ``data`` exactly: as text when it is UTF-8, else as bytes too."""
+    try:
+        return Bad(source, line, reason, data.decode(), offset)
+    except UnicodeDecodeError:
+        return Bad(source, line, reason, data.decode(errors="replace"), offset, data)
 
 
 def _flush(screened: dict[str, int]) -> Iterator[Screened]:
@@ -443,72 +844,61 @@ def _flush(screened: dict[str, int]) -> Iterator[Screened]:
     screened.clear()
 
 
-_DECODER = json.JSONDecoder()
+def read_bytes(data: bytes, source: str, line: int = 1, offset: int = 0, replays: int = 0) -> Iterator[Item]:
+    """Items of ``data`` read as a JSON file's text (the quarantine's ``raw`` read again)."""
+    yield from _Json(source, [0], None, replays).read(_split_lines(data), line, offset)
 
 
-def _salvage_lines(data: bytes, source: str, start: int = 1) -> Iterator[Item]:
-    """A broken document: pull out every complete JSON value it still holds, keep the rest as bad.
-
-    Values are found one after another (separators ``,[]`` and whitespace skipped); an unreadable
-    stretch runs to the next line that opens an object at the same or a lower indentation, and is
-    quarantined whole. Works for JSON Lines, one-line arrays and pretty-printed arrays alike.
-    """
-    text = _text(data)
-    n = len(text)
-    pos = 0
-    line = start
-    counted = 0  # text[:counted] has been scanned for newlines into ``line``
-    while True:
-        while pos < n and text[pos] in " \t\r\n,[]":
-            pos += 1
-        if pos >= n:
-            return
-        line += text.count("\n", counted, pos)
-        counted = pos
-        if text[pos] == "{":
-            try:
-                obj, end = _DECODER.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                end = _next_object(text, pos)
-                yield Bad(source, line, f"malformed JSON: {exc.msg}", text[pos:end].strip())
-            else:
-                yield from classify(obj, source, line)
-        else:
-            end = _next_object(text, pos)
-            yield Bad(source, line, "malformed JSON: not a JSON object", text[pos:end].strip())
-        pos = end
+def _split_lines(data: bytes) -> Iterator[bytes]:
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end + 1
+        yield data[start:end]
+        start = end
 
 
-def _next_object(text: str, pos: int) -> int:
-    """Where the next line opening an object at ``pos``'s indentation (or less) starts, else the end."""
-    indent = pos - (text.rfind("\n", 0, pos) + 1)
-    i = text.find("\n", pos)
-    while i >= 0:
-        j = i + 1
-        stripped = len(text) - len(text[j:].lstrip(" \t"))
-        if stripped < len(text) and text[stripped] == "{" and stripped - j <= indent:
-            return j
-        i = text.find("\n", j)
-    return len(text)
+class _Csv:
+    """CSV (Log Analytics exports): one record per row, keyed by the header; a ragged row is
+    quarantined as the text that was read (so a replay finds it as bad as before)."""
 
+    def __init__(self, source: str, counter: list[int]):
+        self.source = source
+        self.counter = counter
 
-def _text(b: bytes) -> str:
-    return b.decode("utf-8", errors="replace")
+    def read(self, lines: Iterable[bytes]) -> Iterator[Item]:
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        taken: list[bytes] = []
+        where = [0]  # byte offset of the next line
 
+        def text() -> Iterator[str]:
+            for line in lines:
+                taken.append(line)
+                yield line.decode(errors="replace")
 
-def _read_csv(f: io.BufferedReader, source: str, counter: list[int]) -> Iterator[Item]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.DictReader(text)
-    for row in reader:
-        line = reader.line_num
-        if None in row:
-            extra = row.pop(None)  # type: ignore[call-overload,unused-ignore]
-            yield Bad(source, line, "CSV row has more fields than the header", _dump({**row, "": extra}))
-            continue
-        cleaned = {k: (v if v != "" else None) for k, v in row.items() if k}
-        counter[0] += sum(len(v) for v in row.values() if v)
-        yield from classify(cleaned, source, line)
+        reader = csv.reader(text())
+        header: list[str] | None = None
+        for row in reader:
+            raw = b"".join(taken)
+            line = reader.line_num - len(taken) + 1
+            taken.clear()
+            offset = where[0]
+            where[0] += len(raw)
+            self.counter[0] += len(raw)
+            if header is None:
+                header = row
+                continue
+            if not any(row):
+                continue
+            if len(row) > len(header):
+                yield _bad(self.source, line, "CSV row has more fields than the header", raw.strip(), offset)
+                continue
+            cleaned = {k: (v if v != "" else None) for k, v in zip(header, row, strict=False) if k}
+            cleaned.update((k, None) for k in header[len(row) :] if k)
+            yield from classify(cleaned, self.source, line)
+
+    def end(self) -> Iterator[Item]:
+        return iter(())
 
 
 def size_of(path: str) -> int:
