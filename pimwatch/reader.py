@@ -88,7 +88,8 @@ class Screen:
     ``"userPrincipalName"`` values, read straight from the bytes, are none of the known ones. Those
     are exactly the fields the match reads; a quote inside a JSON string is always escaped, so the
     key pattern cannot be forged by a value. Any doubt (no such key, a nested object before it, an
-    escape sequence inside the value, a repeated key) means the line is parsed.
+    escape sequence inside the value) means the line is parsed. A repeated key resolves as in the
+    parser: the last one counts.
     """
 
     sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
@@ -112,12 +113,12 @@ class Screen:
         if props < 0:
             return False
         start = props + 14
-        uid = line.find(b'"userId":"', start)
-        upn = line.find(b'"userPrincipalName":"', start)
+        # The last occurrences, as the parser keeps the last of a repeated key; with no '{' before
+        # them, they are properties-level keys of the properties object the parser keeps.
+        uid = line.rfind(b'"userId":"', start)
+        upn = line.rfind(b'"userPrincipalName":"', start)
         if uid < 0 or upn < 0 or line.find(b"{", start, max(uid, upn)) >= 0:
             return False
-        if line.find(b'"userId":"', uid + 1) >= 0 or line.find(b'"userPrincipalName":"', upn + 1) >= 0:
-            return False  # a repeated key: the parser, which keeps the last one, decides
         for begin in (uid + 10, upn + 21):
             end = line.find(b'"', begin)
             value = line[begin:end]
@@ -453,9 +454,10 @@ def _utf8_lines(f: io.BufferedReader, encoding: str, bom: int) -> Iterator[bytes
     one chunk plus the longest line, whatever the file's size and encoding."""
     if bom:
         f.read(bom)
-    if encoding == "utf-8":
-        yield from f
-        return
+    return iter(f) if encoding == "utf-8" else _transcoded(f, encoding)
+
+
+def _transcoded(f: io.BufferedReader, encoding: str) -> Iterator[bytes]:
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     rest = b""
     while chunk := f.read(1 << 20):
@@ -526,7 +528,7 @@ _BRACKET = re.compile(rb"[\[\]{}]")
 _OUTSIDE = re.compile(rb"[^\s,]")  # the next thing between values: whitespace and commas skipped
 _JUNK_END = re.compile(rb"[\[\]{]")
 _OPEN = b"{["[0], b"{["[1]
-_CLOSE = {ord("}"): ord("{"), ord("]"): ord("[")}
+_NOT_OPENING = bytes(c for c in range(256) if c not in b"{[")  # deleted: what is left is counted
 
 
 def _depth(data: bytes) -> int:
@@ -583,17 +585,59 @@ class _Json:
     # -- driving --
 
     def read(self, lines: Iterable[bytes], line_no: int = 1, offset: int = 0) -> Iterator[Item]:
-        nbytes = 0
+        # The production shape (a record or an Event Hub message per line) is read inline here;
+        # anything else goes through feed().
+        loads, decode_error, source = orjson.loads, orjson.JSONDecodeError, self.source
+        uninteresting = self.screen.uninteresting if self.screen is not None else None
+        screened = self.screened
+        start = offset
         for line in lines:
-            yield from self.feed(line, line_no, offset)
+            if self.stack or self.extra or self.junk or self.array:
+                yield from self.feed(line, line_no, offset)
+            elif (
+                # A bare Event Hub sign-in of no interest: counted, never parsed. Entra writes the
+                # top-level "category" before "properties"; only an exact match counts, never in an
+                # envelope (its first record's category says nothing about the others), nor when
+                # the key is repeated (the parser, which keeps the last one, decides).
+                uninteresting is not None
+                and line[:1] == b"{"
+                and (i := line.find(b'"category":"', 0, 1024)) >= 0
+                and (category := _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)]))
+                and line.find(b'"records"', 0, i) < 0
+                and line.find(b'"category":"', i + 12) < 0
+                and uninteresting(line)
+            ):
+                screened[category] = screened.get(category, 0) + 1
+            else:
+                try:
+                    obj = loads(line)
+                except decode_error:
+                    yield from self.feed(line, line_no, offset)
+                else:
+                    if len(line.translate(None, _NOT_OPENING)) > MAX_DEPTH and _depth(line) > MAX_DEPTH:
+                        yield _bad(source, line_no, _DEEP, line.strip(), offset)
+                    elif (
+                        type(obj) is dict
+                        and "records" not in obj
+                        and "value" not in obj
+                        and not 4 <= len(obj) <= 5
+                    ):
+                        item = route_record(obj, source, line_no)
+                        # kept as the text that was read, not as re-serialized
+                        yield (
+                            _bad(source, line_no, item.reason, line.strip(), offset)
+                            if type(item) is Bad
+                            else item
+                        )
+                    else:
+                        yield from self._document(obj, line, line_no, offset)
             line_no += 1
             offset += len(line)
-            nbytes += len(line)
             if line_no & 1023 == 0:
-                self.counter[0] += nbytes
-                nbytes = 0
+                self.counter[0] += offset - start
+                start = offset
                 yield from _flush(self.screened)
-        self.counter[0] += nbytes
+        self.counter[0] += offset - start
         yield from self.end()
 
     def end(self) -> Iterator[Item]:
@@ -622,14 +666,12 @@ class _Json:
             if self.junk and stripped[:1] in (b"{", b"["):
                 yield from self._flush_junk()
             if not self.junk and (not self.array or stripped[:1] == b"{"):
-                if not self.array and self._screen_line(line):
-                    return
                 try:
                     obj = orjson.loads(stripped.removesuffix(b",") if self.array else line)
                 except orjson.JSONDecodeError:
                     pass
                 else:
-                    yield from self._document(obj, line, no, off)
+                    yield from self._document(obj, line, no, off, checked=False)
                     return
         yield from self._between(line, pos, no, off)
 
@@ -752,12 +794,12 @@ class _Json:
         except orjson.JSONDecodeError as exc:
             yield _bad(self.source, line, f"malformed JSON: {exc}", data, offset)
             return
-        yield from self._document(obj, data, line, offset, checked=True)
+        yield from self._document(obj, data, line, offset)
 
-    def _document(self, obj: Any, data: bytes, no: int, off: int, *, checked: bool = False) -> Iterator[Item]:
+    def _document(self, obj: Any, data: bytes, no: int, off: int, *, checked: bool = True) -> Iterator[Item]:
         """One parsed JSON document (a line, or a value found by counting brackets)."""
         source = self.source
-        if not checked and data.count(b"{") + data.count(b"[") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        if not checked and len(data.translate(None, _NOT_OPENING)) > MAX_DEPTH and _depth(data) > MAX_DEPTH:
             yield _bad(source, no, _DEEP, data.strip(), off)
             return
         if type(obj) is dict:
@@ -788,23 +830,6 @@ class _Json:
             yield _bad(source, no, f"expected a JSON object, got {type(obj).__name__}", data.strip(), off)
             return
         yield from classify(obj, source, no)
-
-    def _screen_line(self, line: bytes) -> bool:
-        """Whether a bare Event Hub sign-in line is of no interest (counted, never parsed)."""
-        screen = self.screen
-        if screen is None or line[:1] != b"{":
-            return False
-        # Entra writes its top-level "category" before "properties"; only an exact match counts,
-        # and never in an envelope (its first record's category says nothing about the others),
-        # nor when the key is repeated (the parser, which keeps the last, decides).
-        i = line.find(b'"category":"', 0, 1024)
-        if i < 0 or line.find(b'"records"', 0, i) >= 0 or line.find(b'"category":"', i + 12) >= 0:
-            return False
-        category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
-        if category is None or not screen.uninteresting(line):
-            return False
-        self.screened[category] = self.screened.get(category, 0) + 1
-        return True
 
     # -- text that is no value --
 
