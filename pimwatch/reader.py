@@ -903,13 +903,24 @@ class _Csv:
 
         reader = csv.reader(text())
         header: list[str] | None = None
-        for row in reader:
+        while True:
+            try:
+                row = next(reader, None)
+            except csv.Error as exc:  # e.g. a bare carriage return inside a field
+                row, error = [], f"malformed CSV: {exc}"
+            else:
+                if row is None:
+                    return
+                error = ""
             raw = b"".join(taken)
             line = reader.line_num - len(taken) + 1
             taken.clear()
             offset = where[0]
             where[0] += len(raw)
             self.counter[0] += len(raw)
+            if error:
+                yield _bad(self.source, line, error, raw.strip(), offset)
+                continue
             if header is None:
                 header = row
                 continue
