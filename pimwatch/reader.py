@@ -21,7 +21,7 @@ import re
 import sys
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -531,20 +531,19 @@ _OPEN = b"{["[0], b"{["[1]
 _NOT_OPENING = bytes(c for c in range(256) if c not in b"{[")  # deleted: what is left is counted
 
 
-def _depth(data: bytes) -> int:
-    """Deepest bracket nesting of ``data`` (strings aside)."""
-    depth = deepest = 0
-    for m in _BRACKET_OR_STRING.finditer(data):
-        c = data[m.start()]
-        if c in _OPEN:
-            depth += 1
-            deepest = max(deepest, depth)
-        elif c != 34:  # not a string: a closing bracket
-            depth -= 1
-    return deepest
+def _too_deep(obj: Any) -> bool:
+    """Whether a parsed value nests deeper than MAX_DEPTH (walked without recursion)."""
+    todo = [(obj, 1)]
+    while todo:
+        value, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if type(value) is dict or type(value) is list:
+            children = value.values() if type(value) is dict else value
+            todo.extend((v, depth + 1) for v in children if type(v) is dict or type(v) is list)
+    return False
 
 
-_BRACKET_OR_STRING = _VALUE_TOKEN
 _DEEP = f"too deeply nested (more than {MAX_DEPTH} levels): not read"
 _LONG = f"malformed JSON: a value longer than {MAX_VALUE} bytes (kept in pieces)"
 
@@ -581,6 +580,9 @@ class _Json:
         self.junk: list[bytes] = []
         self.junk_size = 0
         self.overflow = False  # the pending value was longer than MAX_VALUE: quarantined piecewise
+        self.closing: bytes | None = None  # the line that closes a pretty-printed pending value
+        self.deeper = b""  # how the lines inside it start
+        self.guess = True  # whether to guess where a pretty-printed value ends
 
     # -- driving --
 
@@ -592,7 +594,10 @@ class _Json:
         screened = self.screened
         start = offset
         for line in lines:
-            if self.stack or self.extra or self.junk or self.array:
+            if self.closing is not None and line.startswith(self.deeper) and self.size < MAX_VALUE:
+                self.parts.append(line)  # inside a pretty-printed value (see _between)
+                self.size += len(line)
+            elif self.stack or self.extra or self.junk or self.array:
                 yield from self.feed(line, line_no, offset)
             elif (
                 # A bare Event Hub sign-in of no interest: counted, never parsed. Entra writes the
@@ -614,7 +619,7 @@ class _Json:
                 except decode_error:
                     yield from self.feed(line, line_no, offset)
                 else:
-                    if len(line.translate(None, _NOT_OPENING)) > MAX_DEPTH and _depth(line) > MAX_DEPTH:
+                    if len(line.translate(None, _NOT_OPENING)) > MAX_DEPTH and _too_deep(obj):
                         yield _bad(source, line_no, _DEEP, line.strip(), offset)
                     elif (
                         type(obj) is dict
@@ -641,6 +646,8 @@ class _Json:
         yield from self.end()
 
     def end(self) -> Iterator[Item]:
+        if self.closing is not None:  # the guessed closing line never came: count brackets
+            yield from self._recount()
         if self.stack or self.extra:
             yield self._bad_value("malformed JSON: the value is not closed at the end of the input")
         yield from self._flush_junk()
@@ -652,7 +659,18 @@ class _Json:
         pos = 0
         if self.stack or self.extra:
             if self._resync(line):
-                yield self._bad_value("malformed JSON: the value is not closed before the next record")
+                if self.closing is not None:  # the guess may be wrong: count brackets first
+                    yield from self._recount()
+                if self.stack or self.extra:
+                    yield self._bad_value("malformed JSON: the value is not closed before the next record")
+            elif self.closing is not None:
+                if line.rstrip(b" \t\r\n,") != self.closing:
+                    yield from self._hold(line)
+                    return
+                end = yield from self._close_pretty(line)
+                if end is None:
+                    return
+                pos = end
             else:
                 pos = self._scan(line, 0)
                 if self.stack or self.extra:
@@ -705,6 +723,14 @@ class _Json:
                 yield from self._flush_junk()
                 self.at = (no, off + i, i)
                 self.stack.append(c)
+                if c == 123 and self.guess and not line[i + 1 :].strip():
+                    # "{" alone on its line: pretty-printed, so the value very likely ends at the
+                    # first line holding only "}" at the same indentation; lines are collected
+                    # without counting brackets, and the parser checks the guess.
+                    self.closing = line[:i] + b"}"
+                    self.deeper = line[:i] + b" "
+                    yield from self._hold(line[i:])
+                    return
                 end = self._scan(line, i + 1)
                 if self.stack or self.extra:
                     yield from self._hold(line[i:])
@@ -761,6 +787,56 @@ class _Json:
             self.overflow = True
             self.at = (line + data.count(b"\n"), offset + len(data), column)
 
+    def _close_pretty(self, line: bytes) -> Generator[Item, None, int | None]:
+        """``line`` holds only the guessed closing "}" of the pretty-printed pending value: parsed
+        whole if the guess was right, else brackets are counted (``_recount``). Returns where
+        reading ``line`` goes on, or None when it is consumed."""
+        assert self.closing is not None
+        pos = len(self.closing)
+        if not self.overflow:
+            data = b"".join(self.parts) + line[:pos]
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                first, offset, _ = self.at
+                self.closing = None
+                self.stack.clear()
+                self.parts.clear()
+                self.size = 0
+                yield from self._document(obj, data, first, offset, checked=False)
+                return pos
+        self.parts.append(line)
+        yield from self._recount()
+        return None
+
+    def _recount(self) -> Iterator[Item]:
+        """A wrong guess about where a pretty-printed value ends: brackets are counted over what was
+        collected, as if no guess had been made. Bytes after a value that ends earlier are read
+        again without guessing, so each byte is read at most twice."""
+        self.closing = None
+        if self.overflow:  # its start is quarantined already: the rest goes with it
+            yield self._bad_value(_LONG)
+            return
+        first, offset, _ = self.at
+        data = self._take()
+        self.stack[:] = [123]
+        end = self._scan(data, 1)
+        if self.stack or self.extra:  # still open: collected on, counting brackets
+            self.parts.append(data)
+            self.size = len(data)
+            return
+        yield from self._complete(data[:end])
+        self.guess = False
+        try:
+            no, off = first + data.count(b"\n", 0, end), offset + end
+            for part in _split_lines(data[end:]):
+                yield from self.feed(part, no, off)
+                no, off = no + 1, off + len(part)
+        finally:
+            self.guess = True
+
     def _take(self) -> bytes:
         data = b"".join(self.parts)
         self.parts.clear()
@@ -775,6 +851,7 @@ class _Json:
         self.extra = 0
         self.deep = False
         self.overflow = False
+        self.closing = None
         return _bad(self.source, line, reason, self._take().rstrip(), offset)
 
     def _complete(self, tail: bytes) -> Iterator[Item]:
@@ -799,7 +876,7 @@ class _Json:
     def _document(self, obj: Any, data: bytes, no: int, off: int, *, checked: bool = True) -> Iterator[Item]:
         """One parsed JSON document (a line, or a value found by counting brackets)."""
         source = self.source
-        if not checked and len(data.translate(None, _NOT_OPENING)) > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        if not checked and len(data.translate(None, _NOT_OPENING)) > MAX_DEPTH and _too_deep(obj):
             yield _bad(source, no, _DEEP, data.strip(), off)
             return
         if type(obj) is dict:

@@ -58,23 +58,32 @@ JUNK = st.one_of(
 PIECES = st.lists(
     st.one_of(st.integers(0, len(RECORDS) - 1), JUNK.map(lambda j: ("junk", j))), min_size=1, max_size=12
 )
-LAYOUTS = ["lines", "array", "pretty-array", "envelopes", "concatenated-pretty"]
+LAYOUTS = ["lines", "array", "pretty-array", "envelopes", "concatenated-pretty", "odd-pretty", "deep-pretty"]
 ENCODINGS = ["utf-8", "utf-8-bom", "utf-16-le-bom", "utf-16-be-bom", "utf-32-le-bom"]
 
 
 def _render(pieces: list[Any], layout: str) -> bytes:
     def good(i: int, pretty: bool = False) -> bytes:
-        return json.dumps(RECORDS[i], indent=2).encode() if pretty else orjson.dumps(RECORDS[i])
+        if not pretty:
+            return orjson.dumps(RECORDS[i])
+        text = json.dumps(RECORDS[i], indent=2)
+        if layout == "odd-pretty":  # hand-edited: closing brackets at the left margin
+            text = "\n".join(
+                x.lstrip() if x.strip() in ("}", "},", "]", "],") else x for x in text.split("\n")
+            )
+        elif layout == "deep-pretty":  # every line but the first indented further
+            text = text.replace("\n", "\n      ")
+        return text.encode()
 
     parts: list[bytes] = []
     for p in pieces:
         if isinstance(p, int):
-            parts.append(good(p, layout in ("pretty-array", "concatenated-pretty")))
+            parts.append(good(p, layout not in ("lines", "array", "envelopes")))
         else:
             parts.append(p[1])
     if layout == "array":
         return b"[" + b",".join(parts) + b"]"
-    if layout == "pretty-array":
+    if layout in ("pretty-array", "odd-pretty"):
         return b"[\n" + b",\n".join(parts) + b"\n]\n"
     if layout == "envelopes":
         lines = [

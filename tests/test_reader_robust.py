@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import copy
 import gzip
+import json
 import os
 import tracemalloc
 from pathlib import Path
@@ -388,3 +389,41 @@ def test_a_gzip_file_is_read_like_the_plain_one_including_its_bad_spans(tmp_path
         (i.line, i.offset, i.raw) for i in b if isinstance(i, Bad)
     ]
     assert not any(isinstance(i, Screened) for i in a)
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH, 100, 2_000])
+def test_a_deep_pretty_printed_object_is_quarantined_and_the_next_one_read(
+    depth: int, tmp_path: Path
+) -> None:
+    opening = b"".join(b" " * i + b'"a": {\n' for i in range(1, depth))
+    closing = b"".join(b" " * i + b"}\n" for i in reversed(range(1, depth)))
+    deep = b"{\n" + opening + b" " * depth + b'"a": 1\n' + closing + b"}"
+    if depth < 1_000:
+        assert json.loads(deep)
+    good = orjson.dumps(orjson.loads(_good()[0]), option=orjson.OPT_INDENT_2)
+    path = tmp_path / "deep.json"
+    path.write_bytes(deep + b"\n" + good + b"\n")
+    items = read(path)
+    if depth <= MAX_DEPTH:
+        assert [_describe(i) for i in items] == [("Bad",), R_AUDIT_EH]  # read; {"a": ...} is no record
+        assert isinstance(items[0], Bad) and items[0].reason.startswith("unrecognised record shape")
+    else:
+        assert [_describe(i) for i in items] == [("Bad",), R_AUDIT_EH]
+        assert isinstance(items[0], Bad) and items[0].reason == DEEP and items[0].raw.encode() == deep
+
+
+def test_valid_json_with_closing_brackets_at_odd_indentation_is_still_read(tmp_path: Path) -> None:
+    """Where a pretty-printed value ends is guessed from the indentation, and checked by the parser;
+    a wrong guess (hand-edited JSON) falls back to counting brackets: valid JSON is always read."""
+    rec = orjson.loads(_good()[0])
+    text = json.dumps(rec, indent=2)
+    odd = "\n".join(
+        line.lstrip() if line.strip() in ("}", "},", "]", "],") else line for line in text.split("\n")
+    )
+    assert odd != text and json.loads(odd) == rec
+    early = "{\n" + text[1:].replace("\n  }", "\n}", 1)  # an inner "}" where the outer one goes
+    assert json.loads(early) == rec
+    for name, doc in {"odd": odd, "early": early, "indented": text.replace("\n", "\n    ")}.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(f"[\n{doc},\n{doc}\n]\n{doc}\n")
+        assert [_describe(i) for i in read(path)] == [R_AUDIT_EH] * 3, name
