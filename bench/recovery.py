@@ -13,6 +13,7 @@ Cases:
   pretty-broken    a pretty-printed JSON array; one element in the middle has an unterminated string
   pretty-unclosed  a pretty-printed JSON array; one element in the middle stops half-way
   junk-middle      JSON Lines with 10 % of the file, in the middle, text that is no JSON at all
+  page-truncated   one pretty-printed {"value": [...]} page (a Graph export) cut off in its last record
 
 Examples::
 
@@ -35,7 +36,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GEN_EVENTS = REPO.parent / "shared" / "bench" / "gen_events.py"
-CASES = ("truncated-line", "bad-first-line", "pretty-broken", "pretty-unclosed", "junk-middle")
+CASES = (
+    "truncated-line",
+    "bad-first-line",
+    "pretty-broken",
+    "pretty-unclosed",
+    "junk-middle",
+    "page-truncated",
+)
 CHILD = """
 import sys, time
 from pimwatch.reader import Bad, Routed, read_file
@@ -82,6 +90,10 @@ def build(case: str, lines: list[bytes], size: int) -> tuple[bytes, int]:
             : size // 10
         ]
         return b"\n".join(chosen[:mid]) + b"\n" + junk + b"\n".join(chosen[mid:]) + b"\n", len(chosen)
+    if case == "page-truncated":
+        page = json.dumps({"@odata.context": "x", "value": [json.loads(line) for line in chosen]}, indent=2)
+        data = page.encode()
+        return data[: data.rindex(b'"properties"')], len(chosen) - 1
     pretty = [json.dumps(json.loads(line), indent=2).encode() for line in chosen]
     if case == "pretty-broken":
         pretty[mid] = pretty[mid].replace(b'": "', b'": ', 1)  # an unterminated string

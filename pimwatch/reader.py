@@ -544,6 +544,10 @@ def _too_deep(obj: Any) -> bool:
     return False
 
 
+# The start of a Graph page or an Event Hub message: scalar members, then the records array.
+_PAGE_HEAD = re.compile(
+    rb'\{\s*(?:"[^"\\]*"\s*:\s*(?:"(?:[^"\\\n]|\\.)*"|[-+.\w]+)\s*,\s*)*"(?:value|records)"\s*:\s*\['
+)
 _DEEP = f"too deeply nested (more than {MAX_DEPTH} levels): not read"
 _LONG = f"malformed JSON: a value longer than {MAX_VALUE} bytes (kept in pieces)"
 
@@ -574,8 +578,7 @@ class _Json:
         self.stack: list[int] = []  # open brackets of the pending value
         self.extra = 0  # open brackets beyond MAX_DEPTH (not kept)
         self.deep = False  # the pending value went deeper than MAX_DEPTH
-        self.parts: list[bytes] = []
-        self.size = 0
+        self.buf = bytearray()  # the pending value's bytes so far
         self.at = (0, 0, 0)  # line, offset, column where the pending value (or junk) starts
         self.junk: list[bytes] = []
         self.junk_size = 0
@@ -594,9 +597,8 @@ class _Json:
         screened = self.screened
         start = offset
         for line in lines:
-            if self.closing is not None and line.startswith(self.deeper) and self.size < MAX_VALUE:
-                self.parts.append(line)  # inside a pretty-printed value (see _between)
-                self.size += len(line)
+            if self.closing is not None and line.startswith(self.deeper) and len(self.buf) < MAX_VALUE:
+                self.buf += line  # inside a pretty-printed value (see _between)
             elif self.stack or self.extra or self.junk or self.array:
                 yield from self.feed(line, line_no, offset)
             elif (
@@ -646,10 +648,7 @@ class _Json:
         yield from self.end()
 
     def end(self) -> Iterator[Item]:
-        if self.closing is not None:  # the guessed closing line never came: count brackets
-            yield from self._recount()
-        if self.stack or self.extra:
-            yield self._bad_value("malformed JSON: the value is not closed at the end of the input")
+        yield from self._abandon("malformed JSON: the value is not closed at the end of the input")
         yield from self._flush_junk()
         yield from _flush(self.screened)
 
@@ -659,10 +658,7 @@ class _Json:
         pos = 0
         if self.stack or self.extra:
             if self._resync(line):
-                if self.closing is not None:  # the guess may be wrong: count brackets first
-                    yield from self._recount()
-                if self.stack or self.extra:
-                    yield self._bad_value("malformed JSON: the value is not closed before the next record")
+                yield from self._abandon("malformed JSON: the value is not closed before the next record")
             elif self.closing is not None:
                 if line.rstrip(b" \t\r\n,") != self.closing:
                     yield from self._hold(line)
@@ -778,9 +774,8 @@ class _Json:
     # -- values --
 
     def _hold(self, part: bytes) -> Iterator[Item]:
-        self.parts.append(part)
-        self.size += len(part)
-        if self.size > (PIECE if self.overflow else MAX_VALUE):
+        self.buf += part
+        if len(self.buf) > (PIECE if self.overflow else MAX_VALUE):
             line, offset, column = self.at
             data = self._take()
             yield _bad(self.source, line, _LONG, data, offset)
@@ -794,7 +789,7 @@ class _Json:
         assert self.closing is not None
         pos = len(self.closing)
         if not self.overflow:
-            data = b"".join(self.parts) + line[:pos]
+            data = bytes(self.buf) + line[:pos]
             try:
                 obj = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -803,11 +798,10 @@ class _Json:
                 first, offset, _ = self.at
                 self.closing = None
                 self.stack.clear()
-                self.parts.clear()
-                self.size = 0
+                self.buf.clear()
                 yield from self._document(obj, data, first, offset, checked=False)
                 return pos
-        self.parts.append(line)
+        self.buf += line
         yield from self._recount()
         return None
 
@@ -824,8 +818,7 @@ class _Json:
         self.stack[:] = [123]
         end = self._scan(data, 1)
         if self.stack or self.extra:  # still open: collected on, counting brackets
-            self.parts.append(data)
-            self.size = len(data)
+            self.buf += data
             return
         yield from self._complete(data[:end])
         self.guess = False
@@ -838,10 +831,53 @@ class _Json:
             self.guess = True
 
     def _take(self) -> bytes:
-        data = b"".join(self.parts)
-        self.parts.clear()
-        self.size = 0
+        data = bytes(self.buf)
+        self.buf.clear()
         return data
+
+    def _abandon(self, reason: str) -> Iterator[Item]:
+        """No more of the pending value will come: what of it is complete is read, the rest is given
+        up (reading inside a broken page can leave a value of its own pending: given up too)."""
+        while True:
+            if self.closing is not None and not self._page():  # the guessed "}" never came: count
+                yield from self._recount()
+            if not (self.stack or self.extra):
+                return
+            yield from self._give_up(reason)
+
+    def _give_up(self, reason: str) -> Iterator[Item]:
+        """The pending value cannot be completed: quarantined, or read inside (``_broken``)."""
+        if self.deep or self.overflow:
+            yield self._bad_value(reason)
+            return
+        first, offset, _ = self.at
+        self.stack.clear()
+        self.extra = 0
+        self.closing = None
+        yield from self._broken(self._take(), reason, first, offset)
+
+    def _broken(self, data: bytes, reason: str, first: int, offset: int) -> Iterator[Item]:
+        """A value that does not parse: quarantined whole, unless it is a Graph page or an Event Hub
+        message (a truncated download, a damaged record in it). Then only its head is quarantined
+        and its records are read one by one, like the elements of a top-level array."""
+        head = _PAGE_HEAD.match(data, 0, 1 << 16)
+        if head is None:
+            yield _bad(self.source, first, reason, data.rstrip(), offset)
+            return
+        end = head.end()
+        yield _bad(self.source, first, f"{reason} (its records are read one by one)", data[:end], offset)
+        outer, self.array = self.array, True
+        no, off = first + data.count(b"\n", 0, end), offset + end
+        del head
+        for part in _split_lines(data, end):
+            yield from self.feed(part, no, off)
+            no, off = no + 1, off + len(part)
+        if not (self.array or self.stack or self.extra):
+            self.array = outer
+
+    def _page(self) -> bool:
+        """Whether the pending value starts like a Graph page or an Event Hub message."""
+        return _PAGE_HEAD.match(self.buf, 0, 1 << 16) is not None
 
     def _bad_value(self, reason: str) -> Bad:
         line, offset, _ = self.at
@@ -855,7 +891,7 @@ class _Json:
         return _bad(self.source, line, reason, self._take().rstrip(), offset)
 
     def _complete(self, tail: bytes) -> Iterator[Item]:
-        self.parts.append(tail)
+        self.buf += tail
         line, offset, _ = self.at
         deep, overflow = self.deep, self.overflow
         self.deep = self.overflow = False
@@ -869,7 +905,7 @@ class _Json:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            yield _bad(self.source, line, f"malformed JSON: {exc}", data, offset)
+            yield from self._broken(data, f"malformed JSON: {exc}", line, offset)
             return
         yield from self._document(obj, data, line, offset)
 
@@ -951,8 +987,7 @@ def read_bytes(data: bytes, source: str, line: int = 1, offset: int = 0, replays
     yield from _Json(source, [0], None, replays).read(_split_lines(data), line, offset)
 
 
-def _split_lines(data: bytes) -> Iterator[bytes]:
-    start = 0
+def _split_lines(data: bytes, start: int = 0) -> Iterator[bytes]:
     while start < len(data):
         end = data.find(b"\n", start)
         end = len(data) if end < 0 else end + 1

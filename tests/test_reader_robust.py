@@ -21,6 +21,7 @@ import pytest
 
 from pimwatch.detector import Plugin
 from pimwatch.reader import MAX_DEPTH, PIECE, Bad, Routed, Screened, read_file
+from pimwatch.testing import as_graph as to_graph
 from pimwatch.testing import signin
 from tests.test_reader import (
     AUDITS,
@@ -427,3 +428,43 @@ def test_valid_json_with_closing_brackets_at_odd_indentation_is_still_read(tmp_p
         path = tmp_path / f"{name}.json"
         path.write_text(f"[\n{doc},\n{doc}\n]\n{doc}\n")
         assert [_describe(i) for i in read(path)] == [R_AUDIT_EH] * 3, name
+
+
+def _page(pretty: bool) -> bytes:
+    page = {
+        "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#auditLogs/directoryAudits",
+        "value": [to_graph(r) for r in AUDITS],
+    }
+    return json.dumps(page, indent=2).encode() if pretty else orjson.dumps(page)
+
+
+@pytest.mark.parametrize("pretty", [True, False], ids=["pretty", "compact"])
+@pytest.mark.parametrize("damage", ["truncated", "broken-record", "truncated-then-a-record"])
+def test_a_damaged_graph_page_or_event_hub_message_gives_its_whole_records(
+    damage: str, pretty: bool, tmp_path: Path
+) -> None:
+    """A download cut short, or one damaged record: the page's (or message's) head is quarantined
+    and every whole record in it is read; the damaged one is quarantined."""
+    for kind, data in {"page": _page(pretty), "message": _lines(orjson.dumps({"records": AUDITS}))}.items():
+        if kind == "message" and pretty:
+            data = json.dumps({"records": AUDITS}, indent=2).encode()
+        cut = data.index(b"activityDisplayName" if kind == "page" else b'"operationName"', len(data) * 2 // 3)
+        damaged = {
+            "truncated": data[:cut],
+            "broken-record": data[: cut - 1] + b"oops" + data[cut - 1 :],
+            "truncated-then-a-record": data[:cut] + b"\n" + _good()[0] + b"\n",
+        }[damage]
+        path = tmp_path / f"{kind}.json"
+        path.write_bytes(damaged)
+        items = read(path)
+        routed = [i for i in items if isinstance(i, Routed)]
+        # the records whose id is before the cut, but the cut one (a Graph object starts with its id)
+        whole = sum(1 for r in AUDITS if r["properties"]["id"].encode() in data[:cut]) - (kind == "page")
+        extra = 1 if damage == "truncated-then-a-record" else 0
+        if damage == "broken-record":
+            whole = len(AUDITS) - 1
+        assert len(routed) == whole + extra, (kind, damage, [_describe(i) for i in items])
+        bads = [i for i in items if isinstance(i, Bad)]
+        assert (
+            bads[0].line == 1 and bads[0].offset == 0 and "its records are read one by one" in bads[0].reason
+        )
