@@ -285,20 +285,64 @@ def _graph_signin(rec: dict[str, Any], source: str, line: int) -> Item:
 
 def _la_row(rec: dict[str, Any], source: str, line: int) -> Item:
     table = rec.get("Type")
-    if isinstance(table, str) and table:
-        if table not in _LA_TABLES:
-            return Skipped(table, "loganalytics")
-        route, category = _LA_TABLES[table]
-    elif "ActivityDisplayName" in rec or "InitiatedBy" in rec or "TargetResources" in rec:
-        route, category = "audit", "AuditLogs"
-    elif "UserPrincipalName" in rec or "UserId" in rec:
-        interactive = rec.get("IsInteractive")
-        non = interactive is False or (isinstance(interactive, str) and interactive.lower() == "false")
-        route, category = "signin", ("NonInteractiveUserSignInLogs" if non else "SignInLogs")
+    known = _LA_TABLES.get(table) if isinstance(table, str) else None
+    if known is not None:
+        route, category = known
+    elif isinstance(table, str) and table and (table in _OTHER_TABLES or not _la_columns(rec, strict=True)):
+        return Skipped(table, "loganalytics")  # another table (or a "Type" and nothing to go by)
+    elif (inferred := _la_columns(rec, strict=bool(table))) is not None:
+        # No "Type", or a query projected or overwrote it: the columns say which table it is.
+        route, category = inferred
     else:
         return Skipped(str(rec.get("Category") or "(unknown table)"), "loganalytics")
     props, top = la_to_camel(rec)
     return Routed(route, "loganalytics", category, props, top, rec, source, line)  # type: ignore[arg-type]
+
+
+# Log Analytics tables of the Entra connector that pimwatch does not read: a row of one of them is
+# skipped even when its columns look like a sign-in's.
+_OTHER_TABLES = frozenset(
+    {
+        "AADServicePrincipalSignInLogs",
+        "AADManagedIdentitySignInLogs",
+        "AADProvisioningLogs",
+        "ADFSSignInLogs",
+        "AADRiskyUsers",
+        "AADUserRiskEvents",
+        "AADRiskyServicePrincipals",
+        "AADServicePrincipalRiskEvents",
+        "MicrosoftGraphActivityLogs",
+        "NetworkAccessTraffic",
+        "ManagedIdentitySignInLogs",
+        "AzureActivity",
+        "OfficeActivity",
+        "SigninLogs_CL",
+    }
+)
+
+
+def _la_columns(rec: Mapping[str, Any], *, strict: bool) -> tuple[Route, str] | None:
+    """The table a Log Analytics row is from, by its columns: ``Type`` is absent (a query dropped it:
+    one telling column is enough), or is no table name (``strict``: a query overwrote it, so the
+    row must look like the table's: an audit record's activity and actor or targets, a sign-in's
+    user and app, conditional access status or IP address)."""
+    audit = ("InitiatedBy" in rec or "TargetResources" in rec) and "ActivityDisplayName" in rec
+    if audit or (
+        not strict and ("ActivityDisplayName" in rec or "InitiatedBy" in rec or "TargetResources" in rec)
+    ):
+        return "audit", "AuditLogs"
+    if ("UserPrincipalName" in rec or "UserId" in rec) and (
+        not strict or "AppDisplayName" in rec or "ConditionalAccessStatus" in rec or "IPAddress" in rec
+    ):
+        interactive = rec.get("IsInteractive")
+        category = rec.get("Category")
+        non = (
+            interactive is False
+            or (isinstance(interactive, str) and interactive.lower() == "false")
+            or (isinstance(category, str) and category.lower() == "noninteractiveusersigninlogs")
+        )
+        return "signin", ("NonInteractiveUserSignInLogs" if non else "SignInLogs")
+    return None
 
 
 def _dump(obj: Any) -> str:
@@ -995,6 +1039,9 @@ def _split_lines(data: bytes, start: int = 0) -> Iterator[bytes]:
         start = end
 
 
+_UNIT = re.compile(r"\s+\[[^\]]*\]\s*$")  # a unit suffix on a column name, " [UTC]"
+
+
 class _Csv:
     """CSV (Log Analytics exports): one record per row, keyed by the header; a ragged row is
     quarantined as the text that was read (so a replay finds it as bad as before)."""
@@ -1034,7 +1081,7 @@ class _Csv:
                 yield _bad(self.source, line, error, raw.strip(), offset)
                 continue
             if header is None:
-                header = row
+                header = [_UNIT.sub("", name) for name in row]  # "TimeGenerated [UTC]": the portal's
                 continue
             if not any(row):
                 continue
