@@ -1,10 +1,15 @@
 """Bytes → routed records, whatever the input shape (entra-events.md §1, §2, §2.4).
 
-Files: JSON Lines, one JSON document (object or array, pretty-printed or not), CSV (Log
-Analytics exports), each optionally gzip-compressed; ``-`` is stdin; folders are read
-recursively. Objects: Event Hub messages ``{"records": [...]}``, Event Hub records, Graph
-``directoryAudit``/``signIn`` objects and ``{"value": [...]}`` pages, Log Analytics rows. The shape
-is decided per record, by its keys.
+Files: JSON Lines, one JSON document (object or array, pretty-printed or not), concatenated
+documents, CSV (Log Analytics exports, the portal's too), each optionally gzip-compressed, in UTF-8,
+UTF-16 or UTF-32 (found from the first bytes); ``-`` is stdin; folders are read recursively, hidden
+folders and binary files left out. Objects: Event Hub messages ``{"records": [...]}``, Event Hub
+records, Graph ``directoryAudit``/``signIn`` objects and ``{"value": [...]}`` pages, Log Analytics
+rows. The shape is decided per record, by its keys.
+
+Reading is one pass, linear in the size, memory bounded by the largest JSON value (``_Json``): bad
+input is quarantined with its line and byte offset and reading goes on; nothing raises out of
+``read_file`` but InputError for a file that cannot be opened.
 """
 
 from __future__ import annotations
@@ -295,6 +300,10 @@ def _la_row(rec: dict[str, Any], source: str, line: int) -> Item:
         route, category = inferred
     else:
         return Skipped(str(rec.get("Category") or "(unknown table)"), "loganalytics")
+    if "TableName" in rec:
+        # `az monitor log-analytics query` writes every value as str(value): a null is "None"
+        # (export-shapes.md (b)).
+        rec = {k: (None if v == "None" else v) for k, v in rec.items()}
     props, top = la_to_camel(rec)
     return Routed(route, "loganalytics", category, props, top, rec, source, line)  # type: ignore[arg-type]
 
@@ -1051,7 +1060,7 @@ class _Csv:
         self.counter = counter
 
     def read(self, lines: Iterable[bytes]) -> Iterator[Item]:
-        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        csv.field_size_limit(MAX_VALUE)  # an unclosed quote: one bad row, not the rest of the file held
         taken: list[bytes] = []
         where = [0]  # byte offset of the next line
 
@@ -1060,7 +1069,7 @@ class _Csv:
                 taken.append(line)
                 yield line.decode(errors="replace")
 
-        reader = csv.reader(text())
+        reader = csv.reader(text(), strict=True)  # an unclosed quote at the end is an error, not a row
         header: list[str] | None = None
         while True:
             try:

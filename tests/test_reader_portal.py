@@ -9,6 +9,7 @@ overwrite ``Type``, and ``az monitor log-analytics query`` adds ``TableName``.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -159,3 +160,40 @@ def test_a_utc_offset_in_a_us_time_moves_the_event_time() -> None:
     assert isinstance(item, Routed)
     (event,) = routed_events([item])
     assert event.time == at.replace(microsecond=0)
+
+
+def az_rows(table: str) -> bytes:
+    """``az monitor log-analytics query -w WS --analytics-query 'AuditLogs'`` > file (export-shapes.md
+    (b)): one JSON array, every value str(value) (so "True", "None", "0"), TableName added, keys
+    sorted, two-space indentation."""
+    rows = []
+    for rec in RECORDS:
+        if rec["category"] != table:
+            continue
+        row: dict[str, Any] = {k: str(v) for k, v in to_la(rec).items()}
+        row["TableName"] = "PrimaryResult"
+        row["ResultDescription"] = "None"
+        rows.append(row)
+    return (
+        json.dumps(rows, ensure_ascii=False, indent=2, sort_keys=True, separators=(",", ": ")).encode()
+        + b"\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-8", "utf-16"]
+)  # `>` in Windows PowerShell 5.1: UTF-16 LE, BOM, CRLF
+def test_az_monitor_log_analytics_query_output_gives_the_events_of_the_event_hub_shape(
+    encoding: str, tmp_path: Path
+) -> None:
+    events = []
+    for table in ("AuditLogs", "SignInLogs", "NonInteractiveUserSignInLogs"):
+        data = az_rows(table)
+        if encoding == "utf-16":
+            data = data.decode().replace("\n", "\r\n").encode("utf-16")
+        path = tmp_path / f"{table}.json"
+        path.write_bytes(data)
+        items = read(path)
+        assert all(isinstance(i, Routed) and i.props.get("resultDescription") is None for i in items)
+        events += routed_events(items)
+    assert [key_fields(e) for e in sorted(events, key=_by_id)] == [key_fields(e) for e in baseline()]

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from pimwatch.detector import Plugin
-from pimwatch.reader import MAX_DEPTH, PIECE, Bad, Routed, Screened, read_file
+from pimwatch.reader import MAX_DEPTH, PIECE, Bad, Routed, Screened, Skipped, read_file
 from pimwatch.testing import as_graph as to_graph
 from pimwatch.testing import signin
 from tests.test_reader import (
@@ -468,3 +468,16 @@ def test_a_damaged_graph_page_or_event_hub_message_gives_its_whole_records(
         assert (
             bads[0].line == 1 and bads[0].offset == 0 and "its records are read one by one" in bads[0].reason
         )
+
+
+def test_a_csv_row_with_an_unclosed_quote_is_quarantined_not_swallowed(tmp_path: Path) -> None:
+    head = "TimeGenerated,OperationName,Category\n"
+    good = "2026-03-10T08:00:00Z,Add member to role,RoleManagement\n"
+    broken = '2026-03-10T08:01:00Z,"Add member to role,RoleManagement\n'
+    path = tmp_path / "la.csv"
+    path.write_text(head + good + broken + good * 3)
+    items = read(path)
+    assert [type(i) for i in items] == [Skipped, Bad]  # the rows have no table: skipped, not lost
+    bad = items[1]
+    assert isinstance(bad, Bad) and bad.reason == "malformed CSV: unexpected end of data"
+    assert (bad.line, bad.offset) == (3, len(head + good)) and bad.raw == (broken + good * 3).strip()
