@@ -170,8 +170,11 @@ class InputError(OSError):
     """An input path that cannot be read at all (exit code 1)."""
 
 
-def classify(obj: Any, source: str, line: int, replays: int = 0) -> Iterator[Item]:
-    """Unwrap envelopes, pages and arrays (of arrays: no recursion); route each record by its keys."""
+def classify(
+    obj: Any, source: str, line: int, replays: int = 0, *, check_depth: bool = False
+) -> Iterator[Item]:
+    """Unwrap envelopes, pages and arrays (of arrays: no recursion); route each record by its keys.
+    ``check_depth``: each record nested deeper than MAX_DEPTH is quarantined (not yet checked)."""
     if isinstance(obj, list):
         todo = [iter(obj)]
         while todo:
@@ -181,7 +184,7 @@ def classify(obj: Any, source: str, line: int, replays: int = 0) -> Iterator[Ite
             elif isinstance(item, list):
                 todo.append(iter(item))
             else:
-                yield from classify(item, source, line, replays)
+                yield from classify(item, source, line, replays, check_depth=check_depth)
         return
     if not isinstance(obj, dict):
         yield Bad(source, line, f"expected a JSON object, got {type(obj).__name__}", _dump(obj))
@@ -192,14 +195,20 @@ def classify(obj: Any, source: str, line: int, replays: int = 0) -> Iterator[Ite
     records = obj.get("records")
     if isinstance(records, list):
         for rec in records:
-            yield route_record(rec, source, line, in_envelope=True)
+            yield _route_checked(rec, source, line, True, check_depth)
         return
     value = obj.get("value")
     if isinstance(value, list) and ("@odata.context" in obj or "@odata.nextLink" in obj or len(obj) == 1):
         for rec in value:
-            yield route_record(rec, source, line, in_envelope=True)
+            yield _route_checked(rec, source, line, True, check_depth)
         return
-    yield route_record(obj, source, line)
+    yield _route_checked(obj, source, line, False, check_depth)
+
+
+def _route_checked(rec: Any, source: str, line: int, in_envelope: bool, check_depth: bool) -> Item:
+    if check_depth and _too_deep(rec):
+        return Bad(source, line, _DEEP, _dump(rec))
+    return route_record(rec, source, line, in_envelope=in_envelope)
 
 
 QUARANTINE_KEYS = frozenset({"source", "line", "reason", "raw"})
@@ -357,8 +366,11 @@ def _la_columns(rec: Mapping[str, Any], *, strict: bool) -> tuple[Route, str] | 
 def _dump(obj: Any) -> str:
     try:
         return orjson.dumps(obj).decode()
-    except TypeError:
-        return repr(obj)
+    except TypeError:  # orjson refuses more than 254 levels, among others
+        try:
+            return repr(obj)
+        except RecursionError:
+            return f"({type(obj).__name__} too deeply nested to show)"
 
 
 # --- files ---------------------------------------------------------------------------------------
@@ -566,9 +578,10 @@ def _looks_like_csv(first: bytes) -> bool:
 
 _BOM = b"\xef\xbb\xbf"
 
-MAX_DEPTH = 64
-"""Deepest nesting of a JSON value read (Entra records nest fewer than 10 levels). A deeper value is
-quarantined with that reason: no parser or detector recursion is ever exposed to it."""
+MAX_DEPTH = 254
+"""Deepest nesting of a JSON value read (Entra records nest fewer than 10 levels): the deepest orjson
+writes, so any value read can be stored. A deeper value is quarantined with that reason: no parser,
+detector or store ever sees it (and nothing recurses deeper than this)."""
 MAX_VALUE = 64 << 20
 """Largest JSON value held whole. The bytes of a longer unclosed value are quarantined in pieces."""
 PIECE = 1 << 20
@@ -585,15 +598,12 @@ _NOT_OPENING = bytes(c for c in range(256) if c not in b"{[")  # deleted: what i
 
 
 def _too_deep(obj: Any) -> bool:
-    """Whether a parsed value nests deeper than MAX_DEPTH (walked without recursion)."""
-    todo = [(obj, 1)]
-    while todo:
-        value, depth = todo.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if type(value) is dict or type(value) is list:
-            children = value.values() if type(value) is dict else value
-            todo.extend((v, depth + 1) for v in children if type(v) is dict or type(v) is list)
+    """Whether a parsed value nests deeper than MAX_DEPTH: orjson refuses to write it (its limit is
+    MAX_DEPTH; nothing else in a value orjson read can make it fail)."""
+    try:
+        orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return True
     return False
 
 
@@ -674,8 +684,8 @@ class _Json:
                 except decode_error:
                     yield from self.feed(line, line_no, offset)
                 else:
-                    if len(line.translate(None, _NOT_OPENING)) > MAX_DEPTH and _too_deep(obj):
-                        yield _bad(source, line_no, _DEEP, line.strip(), offset)
+                    if len(line.translate(None, _NOT_OPENING)) > MAX_DEPTH:
+                        yield from self._document(obj, line, line_no, offset, checked=False)
                     elif (
                         type(obj) is dict
                         and "records" not in obj
@@ -965,9 +975,14 @@ class _Json:
     def _document(self, obj: Any, data: bytes, no: int, off: int, *, checked: bool = True) -> Iterator[Item]:
         """One parsed JSON document (a line, or a value found by counting brackets)."""
         source = self.source
-        if not checked and len(data.translate(None, _NOT_OPENING)) > MAX_DEPTH and _too_deep(obj):
-            yield _bad(source, no, _DEEP, data.strip(), off)
-            return
+        # Depth: a document of few brackets is shallow; else a single record is walked whole, and
+        # the records of an envelope, a page or an array one by one (only those that are routed).
+        each = not checked and len(data.translate(None, _NOT_OPENING)) > MAX_DEPTH
+        if each and not (type(obj) is dict and (type(obj.get("records")) is list or "value" in obj)):
+            each = False
+            if _too_deep(obj):
+                yield _bad(source, no, _DEEP, data.strip(), off)
+                return
         if type(obj) is dict:
             if 4 <= len(obj) <= 5 and is_quarantined(obj):
                 yield from unquarantine(obj, self.replays)
@@ -985,7 +1000,7 @@ class _Json:
                             if type(props) is dict and not wants(props):
                                 self.screened[category] = self.screened.get(category, 0) + 1
                                 continue
-                    yield route_record(rec, source, no, in_envelope=True)
+                    yield _route_checked(rec, source, no, True, each)
                 return
             if "value" not in obj:
                 item = route_record(obj, source, no)
@@ -995,7 +1010,7 @@ class _Json:
         elif type(obj) is not list:
             yield _bad(source, no, f"expected a JSON object, got {type(obj).__name__}", data.strip(), off)
             return
-        yield from classify(obj, source, no)
+        yield from classify(obj, source, no, self.replays, check_depth=each)
 
     # -- text that is no value --
 

@@ -328,7 +328,7 @@ def test_replaying_the_quarantine_gives_the_same_quarantine(
             invalid,  # not UTF-8
             b'{"a": NaN}',  # accepted by Python's json, not by orjson
             b'{"a": [1, 2',  # truncated
-            b"[" * 100 + b"]" * 100,  # too deep
+            b"[" * 300 + b"]" * 300,  # too deep
             b"42",
             b'{"error": "no such record"}',  # unrecognised shape
             *good[1:],
@@ -392,7 +392,7 @@ def test_a_gzip_file_is_read_like_the_plain_one_including_its_bad_spans(tmp_path
     assert not any(isinstance(i, Screened) for i in a)
 
 
-@pytest.mark.parametrize("depth", [MAX_DEPTH, 100, 2_000])
+@pytest.mark.parametrize("depth", [MAX_DEPTH, MAX_DEPTH + 1, 2_000])
 def test_a_deep_pretty_printed_object_is_quarantined_and_the_next_one_read(
     depth: int, tmp_path: Path
 ) -> None:
@@ -481,3 +481,15 @@ def test_a_csv_row_with_an_unclosed_quote_is_quarantined_not_swallowed(tmp_path:
     bad = items[1]
     assert isinstance(bad, Bad) and bad.reason == "malformed CSV: unexpected end of data"
     assert (bad.line, bad.offset) == (3, len(head + good)) and bad.raw == (broken + good * 3).strip()
+
+
+def test_the_depth_limit_is_what_the_store_can_write() -> None:
+    def nest(n: int) -> Any:
+        x: Any = 1
+        for _ in range(n):
+            x = [x]
+        return x
+
+    orjson.dumps(nest(MAX_DEPTH))
+    with pytest.raises(orjson.JSONEncodeError):
+        orjson.dumps(nest(MAX_DEPTH + 1))
