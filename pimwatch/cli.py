@@ -36,7 +36,7 @@ from pimwatch.detector import Plugin, discover
 from pimwatch.driver import Driver, WatermarkTick
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
-from pimwatch.reader import InputError, Item, expand, read_file
+from pimwatch.reader import UNREADABLE, InputError, Item, expand, read_file
 from pimwatch.sink import Http
 from pimwatch.store import SqliteStore, StoreError
 
@@ -145,11 +145,15 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     except ConfigError as exc:
         return _config_error(exc)
     templating.configure(config.templates)
+    skipped: Counter[str] = Counter()
     try:
-        files = expand(args.paths)
+        files = expand(args.paths, skipped)
     except InputError as exc:
         sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
         return 1
+    if skipped:
+        why = ", ".join(f"{n:,} {reason}" for reason, n in sorted(skipped.items()))
+        sys.stderr.write(f"pimwatch: in the folders, not read: {why}\n")
     tmpdir = None
     state_path = args.state
     if state_path is None:
@@ -213,7 +217,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     store.close()
     if tmpdir is not None:
         tmpdir.cleanup()
-    return 1 if unreadable else 0
+    return 1 if unreadable or pipeline.stats.bad.get(UNREADABLE) else 0
 
 
 def _progress(items: Iterator[Item], counter: list[int], started: float) -> Iterator[Item]:

@@ -324,13 +324,19 @@ def _auth_methods(props: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(seen)
 
 
+_INT64 = range(-(2**63), 2**63)
+
+
 def _int(value: Any) -> int | None:
+    """An error or result code; None for anything else, including integers no store can hold
+    (beyond 64 bits: orjson, SQLite and Azure Tables refuse them)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        return value if value in _INT64 else None
+    if isinstance(value, str) and value.isascii() and value.strip().lstrip("-").isdigit() and len(value) < 40:
+        n = int(value)
+        return n if n in _INT64 else None
     return None
 
 

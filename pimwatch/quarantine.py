@@ -1,13 +1,19 @@
 """Bad input is kept whole, with where it came from and why, as JSON Lines in an archive.
 
-A record is ``{"source", "line", "reason", "raw"}`` (``raw``: the text as read). ``pimwatch replay``
-reads quarantine files back: each record's ``raw`` is re-read as the original input, under its
-original source and line (pimwatch/reader.py), so what a fixed parser now understands is replayed.
+A record is ``{"source", "line", "reason", "raw"}`` (``raw``: the text as read), with ``"offset"``
+(bytes from the start of the file's text) when it is known. Bytes that are not UTF-8 are kept
+exactly, base64-encoded, under ``"raw_base64"`` instead of ``"raw"``. ``pimwatch replay`` reads
+quarantine files back: each record's raw input is re-read as the original input, under its original
+source, line and offset (pimwatch/reader.py): what a fixed parser now understands is replayed, and
+an entry of which nothing is readable comes back unchanged (replaying the quarantine gives the same
+quarantine).
 """
 
 from __future__ import annotations
 
+import base64
 import os
+from typing import Any
 
 from pimwatch.archive import Archive, FileArchive
 from pimwatch.reader import Bad
@@ -36,7 +42,7 @@ class Quarantine:
         return cls(archive=archive)
 
     def put(self, bad: Bad) -> None:
-        self.archive.append({"source": bad.source, "line": bad.line, "reason": bad.reason, "raw": bad.raw})
+        self.archive.append(entry(bad))
         self.count += 1
 
     def flush(self) -> None:
@@ -47,3 +53,15 @@ class Quarantine:
 
     def close(self) -> None:
         self.archive.flush()
+
+
+def entry(bad: Bad) -> dict[str, Any]:
+    """The quarantine record of ``bad``."""
+    rec: dict[str, Any] = {"source": bad.source, "line": bad.line, "reason": bad.reason}
+    if bad.data is not None:
+        rec["raw_base64"] = base64.b64encode(bad.data).decode()
+    else:
+        rec["raw"] = bad.raw
+    if bad.offset is not None:
+        rec["offset"] = bad.offset
+    return rec

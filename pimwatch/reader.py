@@ -1,22 +1,32 @@
 """Bytes → routed records, whatever the input shape (entra-events.md §1, §2, §2.4).
 
-Files: JSON Lines, one JSON document (object or array, pretty-printed or not), CSV (Log
-Analytics exports), each optionally gzip-compressed; ``-`` is stdin; folders are read
-recursively. Objects: Event Hub messages ``{"records": [...]}``, Event Hub records, Graph
-``directoryAudit``/``signIn`` objects and ``{"value": [...]}`` pages, Log Analytics rows. The shape
-is decided per record, by its keys.
+Files: JSON Lines, one JSON document (object or array, pretty-printed or not), concatenated
+documents, CSV (Log Analytics exports, the portal's too), each optionally gzip-compressed, in UTF-8,
+UTF-16 or UTF-32 (found from the first bytes); ``-`` is stdin; folders are read recursively, hidden
+folders and binary files left out. Objects: Event Hub messages ``{"records": [...]}``, Event Hub
+records, Graph ``directoryAudit``/``signIn`` objects and ``{"value": [...]}`` pages, Log Analytics
+rows. The shape is decided per record, by its keys.
+
+Reading is one pass, linear in the size, memory bounded by the largest JSON value (``_Json``): bad
+input is quarantined with its line and byte offset and reading goes on; nothing raises out of
+``read_file`` but InputError for a file that cannot be opened.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import codecs
 import csv
 import gzip
 import io
-import json
+import itertools
 import os
+import re
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,8 +137,10 @@ class Screen:
         if props < 0:
             return False
         start = props + 14
-        uid = line.find(b'"userId":"', start)
-        upn = line.find(b'"userPrincipalName":"', start)
+        # The last occurrences, as the parser keeps the last of a repeated key; with no '{' before
+        # them, they are properties-level keys of the properties object the parser keeps.
+        uid = line.rfind(b'"userId":"', start)
+        upn = line.rfind(b'"userPrincipalName":"', start)
         if uid < 0 or upn < 0 or line.find(b"{", start, max(uid, upn)) >= 0:
             return False
         for begin in (uid + 10, upn + 21):
@@ -167,75 +179,116 @@ _SCREEN_CATEGORIES = {
 
 @dataclass(frozen=True, slots=True)
 class Bad:
-    """Input that could not be read as a record: quarantined whole, with the reason."""
+    """Input that could not be read as a record: quarantined whole, with the reason.
+
+    ``offset``: where ``raw`` starts, in bytes from the start of the file's text (decompressed,
+    UTF-8), when known. ``data``: the exact bytes when they are not UTF-8 (``raw`` then shows them
+    with replacement characters; the quarantine keeps ``data``).
+    """
 
     source: str
     line: int
     reason: str
     raw: str
+    offset: int | None = None
+    data: bytes | None = None
 
 
 Item = Routed | Skipped | Screened | Bad
+
+
+UNREADABLE = "unreadable input"  # the reason of a file that failed while being read (the run exits 1)
 
 
 class InputError(OSError):
     """An input path that cannot be read at all (exit code 1)."""
 
 
-def classify(obj: Any, source: str, line: int) -> Iterator[Item]:
-    """Unwrap envelopes, pages and arrays; route each record by its keys."""
+def classify(
+    obj: Any, source: str, line: int, replays: int = 0, *, check_depth: bool = False
+) -> Iterator[Item]:
+    """Unwrap envelopes, pages and arrays (of arrays: no recursion); route each record by its keys.
+    ``check_depth``: each record nested deeper than MAX_DEPTH is quarantined (not yet checked)."""
     if isinstance(obj, list):
-        for item in obj:
-            yield from classify(item, source, line)
+        todo = [iter(obj)]
+        while todo:
+            item = next(todo[-1], todo)  # ``todo`` itself marks the end of a list
+            if item is todo:
+                todo.pop()
+            elif isinstance(item, list):
+                todo.append(iter(item))
+            else:
+                yield from classify(item, source, line, replays, check_depth=check_depth)
         return
     if not isinstance(obj, dict):
         yield Bad(source, line, f"expected a JSON object, got {type(obj).__name__}", _dump(obj))
         return
-    if len(obj) == 4 and is_quarantined(obj):
-        yield from unquarantine(obj)
+    if 4 <= len(obj) <= 5 and is_quarantined(obj):
+        yield from unquarantine(obj, replays)
         return
     records = obj.get("records")
     if isinstance(records, list):
         for rec in records:
-            yield route_record(rec, source, line, in_envelope=True)
+            yield _route_checked(rec, source, line, True, check_depth)
         return
     value = obj.get("value")
     if isinstance(value, list) and ("@odata.context" in obj or "@odata.nextLink" in obj or len(obj) == 1):
         for rec in value:
-            yield route_record(rec, source, line, in_envelope=True)
+            yield _route_checked(rec, source, line, True, check_depth)
         return
-    yield route_record(obj, source, line)
+    yield _route_checked(obj, source, line, False, check_depth)
+
+
+def _route_checked(rec: Any, source: str, line: int, in_envelope: bool, check_depth: bool) -> Item:
+    if check_depth and _too_deep(rec):
+        return Bad(source, line, _DEEP, _dump(rec))
+    return route_record(rec, source, line, in_envelope=in_envelope)
 
 
 QUARANTINE_KEYS = frozenset({"source", "line", "reason", "raw"})
+QUARANTINE_KEYS_BASE64 = frozenset({"source", "line", "reason", "raw_base64"})
+MAX_REPLAYS = 4  # a quarantine entry inside a quarantine entry ... is read again this deep at most
 
 
 def is_quarantined(obj: Mapping[str, Any]) -> bool:
-    """A quarantine record (pimwatch/quarantine.py): exactly the keys source, line, reason, raw."""
-    return obj.keys() == QUARANTINE_KEYS and type(obj["raw"]) is str
+    """A quarantine record (pimwatch/quarantine.py): the keys source, line, reason and either raw
+    (the text read) or raw_base64 (bytes that are not UTF-8), and optionally offset."""
+    keys = obj.keys() - {"offset"}
+    if keys == QUARANTINE_KEYS:
+        return type(obj["raw"]) is str
+    return keys == QUARANTINE_KEYS_BASE64 and type(obj["raw_base64"]) is str
 
 
-def unquarantine(rec: Mapping[str, Any]) -> Iterator[Item]:
-    """A quarantine record read back: its ``raw`` text is read again as the original input (a record,
-    an Event Hub message, a line), under its original source and line, so the records a fixed parser
-    now understands are replayed and the rest are quarantined again as they were."""
+def unquarantine(rec: Mapping[str, Any], replays: int = 0) -> Iterator[Item]:
+    """A quarantine record read back: its raw input is read again as it was first read (a line, a
+    value, an Event Hub message), under its original source, line and offset. What the reader now
+    understands is replayed; when nothing in it is readable, the entry comes back exactly as it was
+    (same reason, same bytes), so replaying the quarantine gives the same quarantine."""
     source = str(rec["source"])
     line = rec["line"] if type(rec["line"]) is int else 0
-    raw: str = rec["raw"]
-    if not raw.strip():  # a note about an unreadable file: nothing to read again
-        yield Bad(source, line, str(rec["reason"]), raw)
-        return
-    data = raw.encode()
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        yield from _salvage_lines(data, source, line)  # complete values in it are read, the rest is bad
-        return
-    if type(obj) is dict and "records" not in obj and "value" not in obj and not is_quarantined(obj):
-        item = route_record(obj, source, line)
-        yield Bad(source, line, item.reason, raw) if type(item) is Bad else item
+    offset = rec.get("offset") if type(rec.get("offset")) is int else None
+    reason = str(rec["reason"])
+    exact: bytes | None = None
+    if "raw_base64" in rec:
+        try:
+            exact = base64.b64decode(rec["raw_base64"], validate=True)
+        except (binascii.Error, ValueError):
+            yield Bad(source, line, f"unreadable quarantine entry (raw_base64 is not base64): {reason}", "")
+            return
+        raw = exact.decode(errors="replace")
+        data = exact
     else:
-        yield from classify(obj, source, line)
+        raw = rec["raw"]
+        data = raw.encode(errors="surrogatepass")
+    again = Bad(source, line, reason, raw, offset, exact)
+    if not data.strip() or replays >= MAX_REPLAYS:  # e.g. a note about an unreadable file
+        yield again
+        return
+    items = list(read_bytes(data, source, line, offset or 0, replays + 1))
+    if all(type(i) is Bad for i in items):
+        yield again
+    else:
+        yield from items
 
 
 def route_record(rec: Any, source: str, line: int, *, in_envelope: bool = False) -> Item:
@@ -280,34 +333,90 @@ def _graph_signin(rec: dict[str, Any], source: str, line: int) -> Item:
 
 def _la_row(rec: dict[str, Any], source: str, line: int) -> Item:
     table = rec.get("Type")
-    if isinstance(table, str) and table:
-        if table not in _LA_TABLES:
-            return Skipped(table, "loganalytics")
-        route, category = _LA_TABLES[table]
-    elif "ActivityDisplayName" in rec or "InitiatedBy" in rec or "TargetResources" in rec:
-        route, category = "audit", "AuditLogs"
-    elif "UserPrincipalName" in rec or "UserId" in rec:
-        interactive = rec.get("IsInteractive")
-        non = interactive is False or (isinstance(interactive, str) and interactive.lower() == "false")
-        route, category = "signin", ("NonInteractiveUserSignInLogs" if non else "SignInLogs")
+    known = _LA_TABLES.get(table) if isinstance(table, str) else None
+    if known is not None:
+        route, category = known
+    elif isinstance(table, str) and table and (table in _OTHER_TABLES or not _la_columns(rec, strict=True)):
+        return Skipped(table, "loganalytics")  # another table (or a "Type" and nothing to go by)
+    elif (inferred := _la_columns(rec, strict=bool(table))) is not None:
+        # No "Type", or a query projected or overwrote it: the columns say which table it is.
+        route, category = inferred
     else:
         return Skipped(str(rec.get("Category") or "(unknown table)"), "loganalytics")
+    if "TableName" in rec:
+        # `az monitor log-analytics query` writes every value as str(value): a null is "None"
+        # (export-shapes.md (b)).
+        rec = {k: (None if v == "None" else v) for k, v in rec.items()}
     props, top = la_to_camel(rec)
     return Routed(route, "loganalytics", category, props, top, rec, source, line)  # type: ignore[arg-type]
+
+
+# Log Analytics tables of the Entra connector that pimwatch does not read: a row of one of them is
+# skipped even when its columns look like a sign-in's.
+_OTHER_TABLES = frozenset(
+    {
+        "AADServicePrincipalSignInLogs",
+        "AADManagedIdentitySignInLogs",
+        "AADProvisioningLogs",
+        "ADFSSignInLogs",
+        "AADRiskyUsers",
+        "AADUserRiskEvents",
+        "AADRiskyServicePrincipals",
+        "AADServicePrincipalRiskEvents",
+        "MicrosoftGraphActivityLogs",
+        "NetworkAccessTraffic",
+        "ManagedIdentitySignInLogs",
+        "AzureActivity",
+        "OfficeActivity",
+        "SigninLogs_CL",
+    }
+)
+
+
+def _la_columns(rec: Mapping[str, Any], *, strict: bool) -> tuple[Route, str] | None:
+    """The table a Log Analytics row is from, by its columns: ``Type`` is absent (a query dropped it:
+    one telling column is enough), or is no table name (``strict``: a query overwrote it, so the
+    row must look like the table's: an audit record's activity and actor or targets, a sign-in's
+    user and app, conditional access status or IP address)."""
+    audit = ("InitiatedBy" in rec or "TargetResources" in rec) and "ActivityDisplayName" in rec
+    if audit or (
+        not strict and ("ActivityDisplayName" in rec or "InitiatedBy" in rec or "TargetResources" in rec)
+    ):
+        return "audit", "AuditLogs"
+    if ("UserPrincipalName" in rec or "UserId" in rec) and (
+        not strict or "AppDisplayName" in rec or "ConditionalAccessStatus" in rec or "IPAddress" in rec
+    ):
+        interactive = rec.get("IsInteractive")
+        category = rec.get("Category")
+        non = (
+            interactive is False
+            or (isinstance(interactive, str) and interactive.lower() == "false")
+            or (isinstance(category, str) and category.lower() == "noninteractiveusersigninlogs")
+        )
+        return "signin", ("NonInteractiveUserSignInLogs" if non else "SignInLogs")
+    return None
 
 
 def _dump(obj: Any) -> str:
     try:
         return orjson.dumps(obj).decode()
-    except TypeError:
-        return repr(obj)
+    except TypeError:  # orjson refuses more than 254 levels, among others
+        try:
+            return repr(obj)
+        except RecursionError:
+            return f"({type(obj).__name__} too deeply nested to show)"
 
 
 # --- files ---------------------------------------------------------------------------------------
 
 
-def expand(paths: Iterable[str]) -> list[str]:
-    """Files of ``paths`` (folders recursively, sorted); raises InputError for a missing path."""
+def expand(paths: Iterable[str], skipped: Counter[str] | None = None) -> list[str]:
+    """Files of ``paths`` (folders recursively, sorted); raises InputError for a missing path.
+
+    In a folder, hidden folders and files (``.git``, ``.venv``, ...), files whose name says they are
+    not logs, and files whose first bytes are not text are left out; each one is counted in
+    ``skipped`` under the reason. A file named on the command line is always read.
+    """
     out: list[str] = []
     for p in paths:
         if p == "-":
@@ -315,12 +424,35 @@ def expand(paths: Iterable[str]) -> list[str]:
             continue
         path = Path(p)
         if path.is_dir():
-            out.extend(str(f) for f in sorted(path.rglob("*")) if f.is_file() and _log_file(f))
+            out.extend(_walk(path, skipped if skipped is not None else Counter()))
         elif path.is_file():
             out.append(p)
         else:
             raise InputError(f"{p}: no such file or folder")
     return out
+
+
+def _walk(root: Path, skipped: Counter[str]) -> list[str]:
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root, onerror=lambda exc: skipped.update(["unreadable folder"])):
+        hidden = [d for d in dirs if d.startswith(".")]
+        skipped["hidden folder"] += len(hidden)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # not descended into
+        for name in files:
+            f = Path(folder, name)
+            if name.startswith("."):
+                skipped["hidden file"] += 1
+            elif not _log_file(f):
+                skipped["not a log file name"] += 1
+            elif not f.is_file():
+                skipped["not a regular file"] += 1
+            else:
+                why = _not_text(f)
+                if why:
+                    skipped[why] += 1
+                else:
+                    found.append(str(f))
+    return sorted(found)
 
 
 LOG_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson", ".csv", ".log", ""})
@@ -334,6 +466,66 @@ def _log_file(f: Path) -> bool:
     return Path(name).suffix.lower() in LOG_SUFFIXES
 
 
+def _not_text(f: Path) -> str | None:
+    """Why a file in a folder is not a text log, from its first bytes (decompressed), or None."""
+    try:
+        with open(f, "rb") as fh:
+            head = fh.read(_SNIFF)
+            if head[:2] == b"\x1f\x8b":
+                fh.seek(0)
+                with gzip.GzipFile(fileobj=fh) as gz:
+                    head = gz.read(_SNIFF)
+    except (OSError, EOFError, zlib.error):
+        return None  # read anyway: the error is reported, with the file's name, when it is read
+    return _binary(head)
+
+
+_SNIFF = 8192
+_CONTROL = bytes(c for c in range(32) if c not in b"\t\n\r\f") + b"\x7f"
+
+
+def _binary(head: bytes) -> str | None:
+    """``"not text (binary content)"`` when ``head`` is not the start of a text file in any encoding
+    pimwatch reads (NUL bytes outside UTF-16/UTF-32, or more than 1 % control characters)."""
+    if not head or _encoding(head)[0] != "utf-8":
+        return None
+    if b"\x00" in head or len(head) - len(head.translate(None, _CONTROL)) > len(head) // 100:
+        return "not text (binary content)"
+    return None
+
+
+# Byte order marks, longest first (the UTF-32 LE mark starts with the UTF-16 LE one).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+
+
+def _encoding(head: bytes) -> tuple[str, int]:
+    """(encoding, length of its byte order mark) from a file's first bytes.
+
+    A BOM decides (Windows PowerShell 5.1 ``>`` and ``Out-File`` write UTF-16 LE with one, Notepad
+    and ``Out-File -Encoding utf8`` UTF-8 with one). Without a BOM, a text log starts with an ASCII
+    character (``{``, ``[``, a CSV header), so the places of NUL bytes among the first four tell
+    UTF-32 and UTF-16 from UTF-8.
+    """
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name, len(bom)
+    if len(head) >= 4 and head[0] and not head[1] and not head[2] and not head[3]:
+        return "utf-32-le", 0
+    if len(head) >= 4 and not head[0] and not head[1] and not head[2] and head[3]:
+        return "utf-32-be", 0
+    if len(head) >= 4 and head[0] and not head[1] and head[2] and not head[3]:
+        return "utf-16-le", 0
+    if len(head) >= 4 and not head[0] and head[1] and not head[2] and head[3]:
+        return "utf-16-be", 0
+    return "utf-8", 0
+
+
 def _open(path: str) -> io.BufferedReader:
     raw: Any
     if path == "-":
@@ -344,6 +536,10 @@ def _open(path: str) -> io.BufferedReader:
         except OSError as exc:
             raise InputError(f"{path}: {exc.strerror or exc}") from exc
     buf: io.BufferedReader = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw, 1 << 20)
+    return buf
+
+
+def _decompressed(buf: io.BufferedReader) -> io.BufferedReader:
     if buf.peek(2)[:2] == b"\x1f\x8b":
         # GzipFile buffers by itself; not wrapped in a large buffer so that, when a later part of
         # the file is corrupt, the lines decompressed before it are still handed out first.
@@ -352,124 +548,534 @@ def _open(path: str) -> io.BufferedReader:
     return buf
 
 
+def _utf8_lines(f: io.BufferedReader, encoding: str, bom: int) -> Iterator[bytes]:
+    """The file's lines as UTF-8 bytes (each with its ``\\n``), decoded chunk by chunk: memory is
+    one chunk plus the longest line, whatever the file's size and encoding."""
+    if bom:
+        f.read(bom)
+    return iter(f) if encoding == "utf-8" else _transcoded(f, encoding)
+
+
+def _transcoded(f: io.BufferedReader, encoding: str) -> Iterator[bytes]:
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    rest = b""
+    while chunk := f.read(1 << 20):
+        parts = (rest + decoder.decode(chunk).encode()).split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            yield part + b"\n"
+    rest += decoder.decode(b"", final=True).encode()
+    if rest:
+        yield rest
+
+
 def read_file(path: str, counter: list[int], screen: Screen | None = None) -> Iterator[Item]:
-    """Items of one file. ``counter[0]`` is advanced by the bytes read (after decompression)."""
+    """Items of one file. ``counter[0]`` is advanced by the bytes read (after decompression, as UTF-8).
+
+    Raises InputError only when the file cannot be opened; a file that fails later (EIO, a corrupt
+    gzip stream) yields what was read before the failure, then a Bad item whose reason starts with
+    ``unreadable input`` (the CLI exits 1 at the end of such a run).
+    """
     f = _open(path)
+    scanner: _Json | _Csv | None = None
     try:
+        f = _decompressed(f)  # peeks: inside the try
+        head = f.peek(_SNIFF)[:_SNIFF]
+        encoding, bom = _encoding(head)
+        binary = _binary(head)
+        if binary:
+            yield Bad(path, 0, f"{binary}: not read", "")
+            return
+        lines = _utf8_lines(f, encoding, bom)
+        first = next(lines, b"")
+        lines = itertools.chain((first,), lines)
         name = path.lower().removesuffix(".gz")
-        try:
-            head = f.peek(4096)[:4096]  # decompresses already: inside the try
-            if name.endswith(".csv") or _looks_like_csv(head):
-                yield from _read_csv(f, path, counter)
-            else:
-                yield from _read_json(f, path, counter, screen)
-        except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            yield Bad(path, 0, f"unreadable input (the records before this point were read): {exc}", "")
+        if name.endswith(".csv") or _looks_like_csv(first):
+            scanner = _Csv(path, counter)
+        else:
+            scanner = _Json(path, counter, screen)
+        yield from scanner.read(lines)
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        if scanner is not None:
+            yield from scanner.end()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        yield Bad(path, 0, f"{UNREADABLE} (the records before this point were read): {reason}", "")
     finally:
         if path != "-":
             f.close()
 
 
-def _looks_like_csv(head: bytes) -> bool:
-    first = head.removeprefix(_BOM).split(b"\n", 1)[0].strip()
+def _looks_like_csv(first: bytes) -> bool:
+    first = first.removeprefix(_BOM).strip()
     return bool(first) and first[:1] not in (b"{", b"[") and b"," in first
 
 
 _BOM = b"\xef\xbb\xbf"
 
+MAX_DEPTH = 254
+"""Deepest nesting of a JSON value read (Entra records nest fewer than 10 levels): the deepest orjson
+writes, so any value read can be stored. A deeper value is quarantined with that reason: no parser,
+detector or store ever sees it (and nothing recurses deeper than this)."""
+MAX_VALUE = 64 << 20
+"""Largest JSON value held whole. The bytes of a longer unclosed value are quarantined in pieces."""
+PIECE = 1 << 20
+"""Largest quarantine entry for text that is no JSON value at all (or the rest of a too-long one)."""
 
-def _read_json(
-    f: io.BufferedReader, source: str, counter: list[int], screen: Screen | None = None
-) -> Iterator[Item]:
-    if f.peek(3)[:3] == _BOM:  # PowerShell 5.1 and Notepad write one
-        f.read(3)
-    first = f.peek(1 << 16).lstrip()[:1]
-    if first == b"[":
-        data = f.read()
-        counter[0] += len(data)
+# Inside a value only brackets count, strings aside (a JSON string never spans lines, so an
+# unterminated one ends at its line's end and the brackets after it are not counted).
+_VALUE_TOKEN = re.compile(rb'"(?:[^"\\\n]|\\.)*"?|[\[\]{}]')
+_BRACKET = re.compile(rb"[\[\]{}]")
+_OUTSIDE = re.compile(rb"[^\s,]")  # the next thing between values: whitespace and commas skipped
+_JUNK_END = re.compile(rb"[\[\]{]")
+_OPEN = b"{["[0], b"{["[1]
+_NOT_OPENING = bytes(c for c in range(256) if c not in b"{[")  # deleted: what is left is counted
+
+
+def _too_deep(obj: Any) -> bool:
+    """Whether a parsed value nests deeper than MAX_DEPTH: orjson refuses to write it (its limit is
+    MAX_DEPTH; nothing else in a value orjson read can make it fail)."""
+    try:
+        orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return True
+    return False
+
+
+# The start of a Graph page or an Event Hub message: scalar members, then the records array.
+_PAGE_HEAD = re.compile(
+    rb'\{\s*(?:"[^"\\]*"\s*:\s*(?:"(?:[^"\\\n]|\\.)*"|[-+.\w]+)\s*,\s*)*"(?:value|records)"\s*:\s*\['
+)
+_DEEP = f"too deeply nested (more than {MAX_DEPTH} levels): not read"
+_LONG = f"malformed JSON: a value longer than {MAX_VALUE} bytes (kept in pieces)"
+
+
+class _Json:
+    """JSON in any layout, read line by line in one pass (time linear in the size, memory bounded by
+    the largest value).
+
+    A line that is a JSON document by itself is parsed at once (JSON Lines, the production shape).
+    Otherwise brackets are counted to find where each value ends: a top-level value, or each element
+    of a top-level array (so a huge pretty-printed array is read element by element), and the value
+    is parsed alone. A value that cannot be parsed is quarantined whole, with its line and byte
+    offset; one that never closes ends where a line opens an object at its indentation or left of it
+    (the next record of a truncated JSON Lines file or pretty-printed array), and the scan goes on
+    from there. Text that is no value at all is quarantined in pieces of at most ``PIECE`` bytes.
+
+    Duplicate keys: the last one wins, everywhere (orjson, and the sign-in screen leaves a record
+    with repeated user keys to the parser).
+    """
+
+    def __init__(self, source: str, counter: list[int], screen: Screen | None = None, replays: int = 0):
+        self.source = source
+        self.counter = counter
+        self.screen = screen
+        self.replays = replays  # how many quarantine entries deep this text is (replay in replay)
+        self.screened: dict[str, int] = {}
+        self.array = False  # inside a top-level array: its elements are the values
+        self.stack: list[int] = []  # open brackets of the pending value
+        self.extra = 0  # open brackets beyond MAX_DEPTH (not kept)
+        self.deep = False  # the pending value went deeper than MAX_DEPTH
+        self.buf = bytearray()  # the pending value's bytes so far
+        self.at = (0, 0, 0)  # line, offset, column where the pending value (or junk) starts
+        self.junk: list[bytes] = []
+        self.junk_size = 0
+        self.overflow = False  # the pending value was longer than MAX_VALUE: quarantined piecewise
+        self.closing: bytes | None = None  # the line that closes a pretty-printed pending value
+        self.deeper = b""  # how the lines inside it start
+        self.guess = True  # whether to guess where a pretty-printed value ends
+
+    # -- driving --
+
+    def read(self, lines: Iterable[bytes], line_no: int = 1, offset: int = 0) -> Iterator[Item]:
+        # The production shape (a record or an Event Hub message per line) is read inline here;
+        # anything else goes through feed().
+        loads, decode_error, source = orjson.loads, orjson.JSONDecodeError, self.source
+        uninteresting = self.screen.uninteresting if self.screen is not None else None
+        screened = self.screened
+        start = offset
+        for line in lines:
+            if self.closing is not None and line.startswith(self.deeper) and len(self.buf) < MAX_VALUE:
+                self.buf += line  # inside a pretty-printed value (see _between)
+            elif self.stack or self.extra or self.junk or self.array:
+                yield from self.feed(line, line_no, offset)
+            elif (
+                # A bare Event Hub sign-in of no interest: counted, never parsed. Entra writes the
+                # top-level "category" before "properties"; only an exact match counts, never in an
+                # envelope (its first record's category says nothing about the others), nor when
+                # the key is repeated (the parser, which keeps the last one, decides).
+                uninteresting is not None
+                and line[:1] == b"{"
+                and (i := line.find(b'"category":"', 0, 1024)) >= 0
+                and (category := _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)]))
+                and line.find(b'"records"', 0, i) < 0
+                and line.find(b'"category":"', i + 12) < 0
+                and uninteresting(line)
+            ):
+                screened[category] = screened.get(category, 0) + 1
+            else:
+                try:
+                    obj = loads(line)
+                except decode_error:
+                    yield from self.feed(line, line_no, offset)
+                else:
+                    if len(line.translate(None, _NOT_OPENING)) > MAX_DEPTH:
+                        yield from self._document(obj, line, line_no, offset, checked=False)
+                    elif (
+                        type(obj) is dict
+                        and "records" not in obj
+                        and "value" not in obj
+                        and not 4 <= len(obj) <= 5
+                    ):
+                        item = route_record(obj, source, line_no)
+                        # kept as the text that was read, not as re-serialized
+                        yield (
+                            _bad(source, line_no, item.reason, line.strip(), offset)
+                            if type(item) is Bad
+                            else item
+                        )
+                    else:
+                        yield from self._document(obj, line, line_no, offset)
+            line_no += 1
+            offset += len(line)
+            if line_no & 1023 == 0:
+                self.counter[0] += offset - start
+                start = offset
+                yield from _flush(self.screened)
+        self.counter[0] += offset - start
+        yield from self.end()
+
+    def end(self) -> Iterator[Item]:
+        yield from self._abandon("malformed JSON: the value is not closed at the end of the input")
+        yield from self._flush_junk()
+        yield from _flush(self.screened)
+
+    # -- one line --
+
+    def feed(self, line: bytes, no: int, off: int) -> Iterator[Item]:
+        pos = 0
+        if self.stack or self.extra:
+            if self._resync(line):
+                yield from self._abandon("malformed JSON: the value is not closed before the next record")
+            elif self.closing is not None:
+                if line.rstrip(b" \t\r\n,") != self.closing:
+                    yield from self._hold(line)
+                    return
+                end = yield from self._close_pretty(line)
+                if end is None:
+                    return
+                pos = end
+            else:
+                pos = self._scan(line, 0)
+                if self.stack or self.extra:
+                    yield from self._hold(line)
+                    return
+                yield from self._complete(line[:pos])
+        if pos == 0:
+            stripped = line.strip()
+            if not stripped:
+                return
+            if self.junk and stripped[:1] in (b"{", b"["):
+                yield from self._flush_junk()
+            if not self.junk and (not self.array or stripped[:1] == b"{"):
+                try:
+                    obj = orjson.loads(stripped.removesuffix(b",") if self.array else line)
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    yield from self._document(obj, line, no, off, checked=False)
+                    return
+        yield from self._between(line, pos, no, off)
+
+    def _resync(self, line: bytes) -> bool:
+        """Whether ``line``, met inside an unclosed value, starts the next record instead: it begins
+        at the value's column or left of it (where a pretty printer puts only the value's closing
+        bracket) and opens an object, or is a JSON document by itself."""
+        stripped = line.lstrip(b" \t")
+        if len(line) - len(stripped) > self.at[2] or stripped[:1] in (b"}", b"]", b"\n", b"\r", b""):
+            return False
+        if stripped[:1] == b"{":
+            return True
         try:
-            doc = orjson.loads(data)
+            orjson.loads(stripped)
         except orjson.JSONDecodeError:
-            yield from _salvage_lines(data, source)
+            return False
+        return True
+
+    def _between(self, line: bytes, pos: int, no: int, off: int) -> Iterator[Item]:
+        """The rest of ``line`` from ``pos``, outside any value."""
+        n = len(line)
+        while pos < n:
+            m = _OUTSIDE.search(line, pos)
+            if m is None:
+                if self.junk:
+                    self._add_junk(line[pos:])
+                return
+            i = m.start()
+            c = line[i]
+            if c == 123 or (c == 91 and self.array):  # "{", or an array inside the top-level one
+                yield from self._flush_junk()
+                self.at = (no, off + i, i)
+                self.stack.append(c)
+                if c == 123 and self.guess and not line[i + 1 :].strip():
+                    # "{" alone on its line: pretty-printed, so the value very likely ends at the
+                    # first line holding only "}" at the same indentation; lines are collected
+                    # without counting brackets, and the parser checks the guess.
+                    self.closing = line[:i] + b"}"
+                    self.deeper = line[:i] + b" "
+                    yield from self._hold(line[i:])
+                    return
+                end = self._scan(line, i + 1)
+                if self.stack or self.extra:
+                    yield from self._hold(line[i:])
+                    return
+                yield from self._complete(line[i:end])
+                pos = end
+            elif c == 91 or c == 93:  # "[" opens the top-level array, "]" closes it (or is stray)
+                yield from self._flush_junk()
+                self.array = c == 91
+                pos = i + 1
+            else:
+                if not self.junk:
+                    self.at = (no, off + i, i)
+                j = _JUNK_END.search(line, i)
+                end = n if j is None else j.start()
+                self._add_junk(line[pos:end] if self.junk else line[i:end])
+                if self.junk_size >= PIECE:
+                    yield from self._flush_junk()
+                pos = end
+
+    def _scan(self, line: bytes, pos: int) -> int:
+        """Count brackets from ``pos``; where the pending value closes, else ``len(line)``."""
+        if _BRACKET.search(line, pos) is None:
+            return len(line)
+        stack = self.stack
+        limit = MAX_DEPTH - self.array  # the top-level array is one level of the document
+        for m in _VALUE_TOKEN.finditer(line, pos):
+            c = line[m.start()]
+            if c == 34:
+                continue
+            if c in _OPEN:
+                if len(stack) >= limit:
+                    self.extra += 1
+                    self.deep = True
+                else:
+                    stack.append(c)
+            elif self.extra:
+                self.extra -= 1
+            else:
+                stack.pop()  # a mismatched bracket closes it all the same; the parser will say
+                if not stack:
+                    return m.end()
+        return len(line)
+
+    # -- values --
+
+    def _hold(self, part: bytes) -> Iterator[Item]:
+        self.buf += part
+        if len(self.buf) > (PIECE if self.overflow else MAX_VALUE):
+            line, offset, column = self.at
+            data = self._take()
+            yield _bad(self.source, line, _LONG, data, offset)
+            self.overflow = True
+            self.at = (line + data.count(b"\n"), offset + len(data), column)
+
+    def _close_pretty(self, line: bytes) -> Generator[Item, None, int | None]:
+        """``line`` holds only the guessed closing "}" of the pretty-printed pending value: parsed
+        whole if the guess was right, else brackets are counted (``_recount``). Returns where
+        reading ``line`` goes on, or None when it is consumed."""
+        assert self.closing is not None
+        pos = len(self.closing)
+        if not self.overflow:
+            data = bytes(self.buf) + line[:pos]
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
+            else:
+                first, offset, _ = self.at
+                self.closing = None
+                self.stack.clear()
+                self.buf.clear()
+                yield from self._document(obj, data, first, offset, checked=False)
+                return pos
+        self.buf += line
+        yield from self._recount()
+        return None
+
+    def _recount(self) -> Iterator[Item]:
+        """A wrong guess about where a pretty-printed value ends: brackets are counted over what was
+        collected, as if no guess had been made. Bytes after a value that ends earlier are read
+        again without guessing, so each byte is read at most twice."""
+        self.closing = None
+        if self.overflow:  # its start is quarantined already: the rest goes with it
+            yield self._bad_value(_LONG)
             return
-        yield from classify(doc, source, 1)
-        return
-    # JSON Lines unless the first line alone is not a complete document (pretty-printed JSON).
-    line_no = 0
-    nbytes = 0
-    pending: list[bytes] = []
-    loads = orjson.loads
-    decode_error = orjson.JSONDecodeError
-    uninteresting = screen.uninteresting if screen is not None else None
-    screened: dict[str, int] = {}
-    wants = screen.wants if screen is not None else None
-    for line in f:
-        nbytes += len(line)
-        line_no += 1
-        if pending:
-            pending.append(line)
-            continue
-        if uninteresting is not None:
-            # A bare Event Hub record: Entra writes its top-level "category" before "properties";
-            # only an exact match counts, and never in an envelope (its first record's category
-            # says nothing about the others). Graph and Log Analytics sign-ins carry no "category".
-            i = line.find(b'"category":"', 0, 1024) if line[:1] == b"{" else -1
-            if i >= 0 and line.find(b'"records"', 0, i) < 0:
-                category = _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)])
-                if category is not None and uninteresting(line):
-                    screened[category] = screened.get(category, 0) + 1  # counted in batches
-                    if line_no & 4095 == 0:
-                        yield from _flush(screened)
-                    continue
+        first, offset, _ = self.at
+        data = self._take()
+        self.stack[:] = [123]
+        end = self._scan(data, 1)
+        if self.stack or self.extra:  # still open: collected on, counting brackets
+            self.buf += data
+            return
+        yield from self._complete(data[:end])
+        self.guess = False
         try:
-            obj = loads(line)
-        except decode_error as exc:
-            if not line.strip():
-                continue
-            if line_no == 1:
-                pending.append(line)
-                continue
-            yield Bad(source, line_no, f"malformed JSON: {exc}", _text(line.strip()))
-            continue
-        if type(obj) is dict and len(obj) == 4 and is_quarantined(obj):
-            yield from unquarantine(obj)
-        elif type(obj) is dict and "records" not in obj and "value" not in obj:
-            item = route_record(obj, source, line_no)
-            if type(item) is Bad:  # keep the line as it was read, not as re-serialized
-                item = Bad(source, line_no, item.reason, _text(line.strip()))
-            yield item
-        elif type(obj) is dict and type(records := obj.get("records")) is list:
-            # An Event Hub message: inlined (this is the production shape) with the sign-in check;
-            # the sign-ins of no interest are counted with the file's others, in batches.
-            for rec in records:
-                if wants is not None and type(rec) is dict:
-                    category = rec.get("category")
-                    if category in _SIGNIN_EH:
-                        props = rec.get("properties")
-                        if type(props) is dict and not wants(props):
-                            screened[category] = screened.get(category, 0) + 1
-                            continue
-                yield route_record(rec, source, line_no, in_envelope=True)
-        elif type(obj) is dict or type(obj) is list:
-            yield from classify(obj, source, line_no)
+            no, off = first + data.count(b"\n", 0, end), offset + end
+            for part in _split_lines(data[end:]):
+                yield from self.feed(part, no, off)
+                no, off = no + 1, off + len(part)
+        finally:
+            self.guess = True
+
+    def _take(self) -> bytes:
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
+
+    def _abandon(self, reason: str) -> Iterator[Item]:
+        """No more of the pending value will come: what of it is complete is read, the rest is given
+        up (reading inside a broken page can leave a value of its own pending: given up too)."""
+        while True:
+            if self.closing is not None and not self._page():  # the guessed "}" never came: count
+                yield from self._recount()
+            if not (self.stack or self.extra):
+                return
+            yield from self._give_up(reason)
+
+    def _give_up(self, reason: str) -> Iterator[Item]:
+        """The pending value cannot be completed: quarantined, or read inside (``_broken``)."""
+        if self.deep or self.overflow:
+            yield self._bad_value(reason)
+            return
+        first, offset, _ = self.at
+        self.stack.clear()
+        self.extra = 0
+        self.closing = None
+        yield from self._broken(self._take(), reason, first, offset)
+
+    def _broken(self, data: bytes, reason: str, first: int, offset: int) -> Iterator[Item]:
+        """A value that does not parse: quarantined whole, unless it is a Graph page or an Event Hub
+        message (a truncated download, a damaged record in it). Then only its head is quarantined
+        and its records are read one by one, like the elements of a top-level array."""
+        head = _PAGE_HEAD.match(data, 0, 1 << 16)
+        if head is None:
+            yield _bad(self.source, first, reason, data.rstrip(), offset)
+            return
+        end = head.end()
+        yield _bad(self.source, first, f"{reason} (its records are read one by one)", data[:end], offset)
+        outer, self.array = self.array, True
+        no, off = first + data.count(b"\n", 0, end), offset + end
+        del head
+        for part in _split_lines(data, end):
+            yield from self.feed(part, no, off)
+            no, off = no + 1, off + len(part)
+        if not (self.array or self.stack or self.extra):
+            self.array = outer
+
+    def _page(self) -> bool:
+        """Whether the pending value starts like a Graph page or an Event Hub message."""
+        return _PAGE_HEAD.match(self.buf, 0, 1 << 16) is not None
+
+    def _bad_value(self, reason: str) -> Bad:
+        line, offset, _ = self.at
+        if self.deep:
+            reason = _DEEP
+        self.stack.clear()
+        self.extra = 0
+        self.deep = False
+        self.overflow = False
+        self.closing = None
+        return _bad(self.source, line, reason, self._take().rstrip(), offset)
+
+    def _complete(self, tail: bytes) -> Iterator[Item]:
+        self.buf += tail
+        line, offset, _ = self.at
+        deep, overflow = self.deep, self.overflow
+        self.deep = self.overflow = False
+        data = self._take()
+        if overflow:
+            yield _bad(self.source, line, _LONG, data, offset)
+            return
+        if deep:
+            yield _bad(self.source, line, _DEEP, data, offset)
+            return
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            yield from self._broken(data, f"malformed JSON: {exc}", line, offset)
+            return
+        yield from self._document(obj, data, line, offset)
+
+    def _document(self, obj: Any, data: bytes, no: int, off: int, *, checked: bool = True) -> Iterator[Item]:
+        """One parsed JSON document (a line, or a value found by counting brackets)."""
+        source = self.source
+        # Depth: a document of few brackets is shallow; else a single record is walked whole, and
+        # the records of an envelope, a page or an array one by one (only those that are routed).
+        each = not checked and len(data.translate(None, _NOT_OPENING)) > MAX_DEPTH
+        if each and not (type(obj) is dict and (type(obj.get("records")) is list or "value" in obj)):
+            each = False
+            if _too_deep(obj):
+                yield _bad(source, no, _DEEP, data.strip(), off)
+                return
+        if type(obj) is dict:
+            if 4 <= len(obj) <= 5 and is_quarantined(obj):
+                yield from unquarantine(obj, self.replays)
+                return
+            records = obj.get("records")
+            if type(records) is list:
+                # An Event Hub message (the production shape) with the sign-in check; the sign-ins
+                # of no interest are counted with the file's others, in batches.
+                wants = self.screen.wants if self.screen is not None else None
+                for rec in records:
+                    if wants is not None and type(rec) is dict:
+                        category = rec.get("category")
+                        if category in _SIGNIN_EH:
+                            props = rec.get("properties")
+                            if type(props) is dict and not wants(props):
+                                self.screened[category] = self.screened.get(category, 0) + 1
+                                continue
+                    yield _route_checked(rec, source, no, True, each)
+                return
+            if "value" not in obj:
+                item = route_record(obj, source, no)
+                # kept as the text that was read, not as re-serialized
+                yield _bad(source, no, item.reason, data.strip(), off) if type(item) is Bad else item
+                return
+        elif type(obj) is not list:
+            yield _bad(source, no, f"expected a JSON object, got {type(obj).__name__}", data.strip(), off)
+            return
+        yield from classify(obj, source, no, self.replays, check_depth=each)
+
+    # -- text that is no value --
+
+    def _add_junk(self, part: bytes) -> None:
+        self.junk.append(part)
+        self.junk_size += len(part)
+
+    def _flush_junk(self) -> Iterator[Item]:
+        if not self.junk:
+            return
+        data = b"".join(self.junk)
+        self.junk.clear()
+        self.junk_size = 0
+        if not data.strip():
+            return
+        line, offset, _ = self.at
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            reason = "malformed JSON: text outside any JSON object"
         else:
-            yield Bad(
-                source, line_no, f"expected a JSON object, got {type(obj).__name__}", _text(line.strip())
-            )
-        if line_no & 1023 == 0:
-            counter[0] += nbytes
-            nbytes = 0
-    counter[0] += nbytes
-    yield from _flush(screened)
-    if pending:
-        start = line_no - len(pending) + 1
-        data = b"".join(pending)
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            yield from _salvage_lines(data, source, start)
-            return
-        yield from classify(doc, source, start)
+            reason = f"expected a JSON object, got {type(value).__name__}"
+        yield _bad(self.source, line, reason, data.strip(), offset)
+
+
+def _bad(source: str, line: int, reason: str, data: bytes, offset: int | None = None) -> Bad:
+    """A Bad item keeping ``data`` exactly: as text when it is UTF-8, else as bytes too."""
+    try:
+        return Bad(source, line, reason, data.decode(), offset)
+    except UnicodeDecodeError:
+        return Bad(source, line, reason, data.decode(errors="replace"), offset, data)
 
 
 def _flush(screened: dict[str, int]) -> Iterator[Screened]:
@@ -478,72 +1084,74 @@ def _flush(screened: dict[str, int]) -> Iterator[Screened]:
     screened.clear()
 
 
-_DECODER = json.JSONDecoder()
+def read_bytes(data: bytes, source: str, line: int = 1, offset: int = 0, replays: int = 0) -> Iterator[Item]:
+    """Items of ``data`` read as a JSON file's text (the quarantine's ``raw`` read again)."""
+    yield from _Json(source, [0], None, replays).read(_split_lines(data), line, offset)
 
 
-def _salvage_lines(data: bytes, source: str, start: int = 1) -> Iterator[Item]:
-    """A broken document: pull out every complete JSON value it still holds, keep the rest as bad.
+def _split_lines(data: bytes, start: int = 0) -> Iterator[bytes]:
+    while start < len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end + 1
+        yield data[start:end]
+        start = end
 
-    Values are found one after another (separators ``,[]`` and whitespace skipped); an unreadable
-    stretch runs to the next line that opens an object at the same or a lower indentation, and is
-    quarantined whole. Works for JSON Lines, one-line arrays and pretty-printed arrays alike.
-    """
-    text = _text(data)
-    n = len(text)
-    pos = 0
-    line = start
-    counted = 0  # text[:counted] has been scanned for newlines into ``line``
-    while True:
-        while pos < n and text[pos] in " \t\r\n,[]":
-            pos += 1
-        if pos >= n:
-            return
-        line += text.count("\n", counted, pos)
-        counted = pos
-        if text[pos] == "{":
+
+_UNIT = re.compile(r"\s+\[[^\]]*\]\s*$")  # a unit suffix on a column name, " [UTC]"
+
+
+class _Csv:
+    """CSV (Log Analytics exports): one record per row, keyed by the header; a ragged row is
+    quarantined as the text that was read (so a replay finds it as bad as before)."""
+
+    def __init__(self, source: str, counter: list[int]):
+        self.source = source
+        self.counter = counter
+
+    def read(self, lines: Iterable[bytes]) -> Iterator[Item]:
+        csv.field_size_limit(MAX_VALUE)  # an unclosed quote: one bad row, not the rest of the file held
+        taken: list[bytes] = []
+        where = [0]  # byte offset of the next line
+
+        def text() -> Iterator[str]:
+            for line in lines:
+                taken.append(line)
+                yield line.decode(errors="replace")
+
+        reader = csv.reader(text(), strict=True)  # an unclosed quote at the end is an error, not a row
+        header: list[str] | None = None
+        while True:
             try:
-                obj, end = _DECODER.raw_decode(text, pos)
-            except json.JSONDecodeError as exc:
-                end = _next_object(text, pos)
-                yield Bad(source, line, f"malformed JSON: {exc.msg}", text[pos:end].strip())
+                row = next(reader, None)
+            except csv.Error as exc:  # e.g. a bare carriage return inside a field
+                row, error = [], f"malformed CSV: {exc}"
             else:
-                yield from classify(obj, source, line)
-        else:
-            end = _next_object(text, pos)
-            yield Bad(source, line, "malformed JSON: not a JSON object", text[pos:end].strip())
-        pos = end
+                if row is None:
+                    return
+                error = ""
+            raw = b"".join(taken)
+            line = reader.line_num - len(taken) + 1
+            taken.clear()
+            offset = where[0]
+            where[0] += len(raw)
+            self.counter[0] += len(raw)
+            if error:
+                yield _bad(self.source, line, error, raw.strip(), offset)
+                continue
+            if header is None:
+                header = [_UNIT.sub("", name) for name in row]  # "TimeGenerated [UTC]": the portal's
+                continue
+            if not any(row):
+                continue
+            if len(row) > len(header):
+                yield _bad(self.source, line, "CSV row has more fields than the header", raw.strip(), offset)
+                continue
+            cleaned = {k: (v if v != "" else None) for k, v in zip(header, row, strict=False) if k}
+            cleaned.update((k, None) for k in header[len(row) :] if k)
+            yield from classify(cleaned, self.source, line)
 
-
-def _next_object(text: str, pos: int) -> int:
-    """Where the next line opening an object at ``pos``'s indentation (or less) starts, else the end."""
-    indent = pos - (text.rfind("\n", 0, pos) + 1)
-    i = text.find("\n", pos)
-    while i >= 0:
-        j = i + 1
-        stripped = len(text) - len(text[j:].lstrip(" \t"))
-        if stripped < len(text) and text[stripped] == "{" and stripped - j <= indent:
-            return j
-        i = text.find("\n", j)
-    return len(text)
-
-
-def _text(b: bytes) -> str:
-    return b.decode("utf-8", errors="replace")
-
-
-def _read_csv(f: io.BufferedReader, source: str, counter: list[int]) -> Iterator[Item]:
-    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    text = io.TextIOWrapper(f, encoding="utf-8-sig", errors="replace", newline="")
-    reader = csv.DictReader(text)
-    for row in reader:
-        line = reader.line_num
-        if None in row:
-            extra = row.pop(None)  # type: ignore[call-overload,unused-ignore]
-            yield Bad(source, line, "CSV row has more fields than the header", _dump({**row, "": extra}))
-            continue
-        cleaned = {k: (v if v != "" else None) for k, v in row.items() if k}
-        counter[0] += sum(len(v) for v in row.values() if v)
-        yield from classify(cleaned, source, line)
+    def end(self) -> Iterator[Item]:
+        return iter(())
 
 
 def size_of(path: str) -> int:

@@ -169,7 +169,11 @@ def test_every_shared_sample_has_an_expected_routing(samples: Path) -> None:
 def test_shared_sample_is_routed_as_expected(samples: Path, prefix: str) -> None:
     items = read(sample(samples, prefix))
     assert [_describe(i) for i in items] == EXPECTED_ROUTING[prefix]
-    assert all(i.line == 1 for i in items if isinstance(i, Routed | Bad))
+    # Each record carries the line its value starts on (an array's elements are read one by one).
+    lines = sample(samples, prefix).read_bytes().split(b"\n")
+    for i in items:
+        if isinstance(i, Routed | Bad):
+            assert lines[i.line - 1].lstrip(b"\xef\xbb\xbf [")[:1] == b"{", (i.line, lines[i.line - 1][:40])
 
 
 def test_sample_11_excerpts_are_quarantined_whole_as_an_unrecognised_shape(samples: Path) -> None:
@@ -509,8 +513,12 @@ def test_each_bad_line_is_quarantined_with_source_line_reason_and_raw(
     replay(["--quarantine", str(q), str(BAD_LINES)], capsys)
     text = BAD_LINES.read_text().split("\n")
     entries = quarantined(q)
-    assert [set(e) for e in entries] == [{"source", "line", "reason", "raw"}] * 4
+    assert [set(e) for e in entries] == [{"source", "line", "reason", "raw", "offset"}] * 4
     assert [(e["source"], e["line"]) for e in entries] == [(str(BAD_LINES), n) for n in (2, 4, 5, 7)]
+    starts = [0]
+    for t in text:
+        starts.append(starts[-1] + len(t.encode()) + 1)
+    assert [e["offset"] for e in entries] == [starts[n - 1] for n in (2, 4, 5, 7)]  # byte offsets
     by_line = {e["line"]: e for e in entries}
     assert by_line[2]["reason"].startswith("malformed JSON")
     assert by_line[4]["reason"] == "expected a JSON object, got int"
