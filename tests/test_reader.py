@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pimwatch.activities import ACTIVATION_COMPLETED, ROLE_SETTING_UPDATED
 from pimwatch.cli import main
@@ -893,3 +895,78 @@ def test_screen_lets_through_sign_ins_by_their_own_risk_and_conditional_access(
     props = orjson.loads(line)["properties"]
     if b'"x":' not in line:  # (a doubt the parsed record clears: that one is not wanted)
         assert screen.wants(props) is parsed
+
+
+# The sign-in screen's byte check against the parsed record, on any layout of the fields it reads:
+# the fields in any order, a field missing, repeated at the properties level or nested, a value
+# that is null, not a string, escaped or not ASCII, and a field that shares the risk fields' prefix.
+_BG_ID, _BG_UPN = "c0ffee00-0000-4000-8000-00000000b001", "bg-admin01@contoso.onmicrosoft.com"
+_SCREEN = Screen(
+    ((frozenset({_BG_ID}), frozenset({_BG_UPN})),),
+    (
+        ("conditionalAccessStatus", frozenset({"failure"})),
+        ("riskLevelAggregated", frozenset({"low", "medium", "high"})),
+        ("riskLevelDuringSignIn", frozenset({"low", "medium", "high"})),
+    ),
+)
+_FIELD_VALUES: dict[str, list[Any]] = {
+    "conditionalAccessStatus": ["success", "failure", "FAILURE", "notApplied", None, 1, "failur\\u0065"],
+    "riskLevelAggregated": ["none", "low", "High", "medium", None, True, "hīgh", "hig\\u0068"],
+    "riskLevelDuringSignIn": ["none", "HIGH", "hidden", "", None, ["high"], "nóne"],
+    "riskLevelOther": ["high", "none"],  # shares the probe "riskLevel, is no field the screen reads
+    "userId": ["11111111-0000-4000-8000-000000000000", _BG_ID, _BG_ID.upper(), "c0ffee00\\u002d"],
+    "userPrincipalName": ["erin@contoso.com", _BG_UPN, _BG_UPN.upper(), "Ērin@contoso.com", "bg\\u002dadmin"],
+}
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> bytes:
+    """An object from key/value pairs, keys possibly repeated; a string value holding ``\\u`` is
+    written as that escape (so the bytes hold an escape sequence)."""
+    out = []
+    for key, value in pairs:
+        text = orjson.dumps(value).replace(b"\\\\u", b"\\u")
+        out.append(orjson.dumps(key) + b":" + text)
+    return b"{" + b",".join(out) + b"}"
+
+
+@st.composite
+def _signin_lines(draw: st.DrawFn) -> tuple[bytes, bool]:
+    """A sign-in line and whether it is simple: every field the screen reads at most once in the
+    line, at the properties level, as a plain ASCII string (no escape) or null, and no object before
+    the user fields."""
+    pairs: list[tuple[str, Any]] = [("id", "r1")]
+    for name, values in _FIELD_VALUES.items():
+        user_field = name in ("userId", "userPrincipalName")
+        for _ in range(draw(st.sampled_from([1] * 6 + ([2] if user_field else [0, 2])))):
+            value = draw(st.one_of(st.just(values[0]), st.just(values[0]), st.sampled_from(values)))
+            nested = draw(st.sampled_from([False] * 5 + [True]))
+            pairs.append(("x", {name: value}) if nested else (name, value))
+    pairs = [pairs[i] for i in draw(st.permutations(range(len(pairs))))] + [("status", {"errorCode": 0})]
+    names = [next(iter(v)) if k == "x" else k for k, v in pairs]
+    users = [i for i, k in enumerate(names) if k in ("userId", "userPrincipalName")]
+    simple = not any(type(v) is dict for _, v in pairs[: max(users) + 1])
+    for name in _FIELD_VALUES:
+        mine = [v for k, v in pairs if k == name] + [v[name] for k, v in pairs if k == "x" and name in v]
+        nested = any(k == "x" and name in v for k, v in pairs)
+        if name != "riskLevelOther" and (names.count(name) > 1 or nested):
+            simple = False
+        if name in ("userId", "userPrincipalName") and name not in dict(pairs):
+            simple = False
+        if any(v is not None and (type(v) is not str or "\\u" in v or not v.isascii()) for v in mine):
+            simple = simple and name == "riskLevelOther"
+    top = orjson.dumps({"time": "2026-03-10T02:30:00Z", "category": "SignInLogs", "tenantId": TENANT})
+    return top[:-1] + b',"properties":' + _json_pairs(pairs) + b"}", simple
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(_signin_lines())
+def test_screen_byte_check_never_hides_a_wanted_sign_in(case: tuple[bytes, bool]) -> None:
+    """Soundness on any layout: a line the bytes call uninteresting is one the parsed record does
+    not want (orjson keeps the last of a repeated key). On a simple line the two agree exactly:
+    the byte check parses nothing it need not."""
+    line, simple = case
+    props = orjson.loads(line)["properties"]
+    if _SCREEN.uninteresting(line):
+        assert not _SCREEN.wants(props)
+    elif simple:
+        assert _SCREEN.wants(props), line
