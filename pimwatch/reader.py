@@ -93,9 +93,10 @@ class Screen:
 
     sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
     values: tuple[tuple[str, frozenset[str]], ...] = ()
-    # Decodes a line to (properties fields, in the order of _names), built once.
+    # Decodes a line to its properties: userId, userPrincipalName, then the values fields.
     _decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False, compare=False)
-    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # ``values`` as (index of the field in the decoded tuple, wanted values).
+    _checks: tuple[tuple[int, frozenset[str]], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = ("userId", "userPrincipalName", *(name for name, _ in self.values if name not in _USER))
@@ -108,7 +109,7 @@ class Screen:
         )
         record = msgspec.defstruct("ScreenedSignIn", [("properties", props | None, None)])
         object.__setattr__(self, "_decoder", msgspec.json.Decoder(record))
-        object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_checks", tuple((names.index(n), w) for n, w in self.values))
 
     def known(self, uid: object, upn: object) -> bool:
         for ids, upns in self.sources:
@@ -132,7 +133,13 @@ class Screen:
             return False
         if props is None:
             return False
-        return not self.wants(dict(zip(self._names, msgspec.structs.astuple(props), strict=True)))
+        # What wants() does on the parsed record, on the decoded fields (userId, UPN, then values).
+        fields = msgspec.structs.astuple(props)
+        for i, wanted in self._checks:
+            value = fields[i]
+            if value is not None and str(value).lower() in wanted:
+                return False
+        return not self.known(fields[0], fields[1])
 
 
 _USER = ("userId", "userPrincipalName")
