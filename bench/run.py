@@ -156,13 +156,20 @@ class ChildRun:
 
 
 def run_child(
-    cmd: list[str], *, stdout: Path, stderr: Path, timeout: float | None = None, in_repo: bool = False
+    cmd: list[str],
+    *,
+    stdout: Path,
+    stderr: Path,
+    timeout: float | None = None,
+    in_repo: bool = False,
+    repo: Path = REPO,
 ) -> ChildRun:
     """Run ``cmd``; reap it with ``os.wait4`` so the peak RSS is this child's alone (not RUSAGE_CHILDREN).
 
-    ``in_repo``: run from the repo root with the repo on PYTHONPATH (for ``-m pimwatch``).
+    ``in_repo``: run from the root of ``repo`` (this checkout by default) with it on PYTHONPATH (for
+    ``-m pimwatch``).
     """
-    env, cwd = (child_env(), REPO) if in_repo else (None, None)
+    env, cwd = (child_env(repo), repo) if in_repo else (None, None)
     timed_out = threading.Event()
     with stdout.open("wb") as out, stderr.open("wb") as err:
         t0 = time.perf_counter()
@@ -191,10 +198,10 @@ def run_child(
     return ChildRun(rc, seconds, rss_bytes / (1024 * 1024), cpu, timed_out.is_set())
 
 
-def child_env() -> dict[str, str]:
+def child_env(repo: Path = REPO) -> dict[str, str]:
     env = dict(os.environ)
-    # make ``-m pimwatch`` resolve to this checkout even if the package is not installed in the venv
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    # make ``-m pimwatch`` resolve to that checkout even if the package is not installed in the venv
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo), env.get("PYTHONPATH", "")) if p)
     env.pop("PYTHONSTARTUP", None)
     return env
 

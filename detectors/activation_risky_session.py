@@ -157,19 +157,19 @@ def _ended(event: Event, state: State) -> list[Hit | Resolve] | None:
 
 def _signin(event: Event, state: State[Config]) -> list[Hit | Resolve] | None:
     s = event.signin
-    pid = _pid(event.actor)
-    if s is None or not pid:
+    if s is None:
         return None
     p = state.params
     reasons = []
-    levels = {x.lower() for x in p.risk_levels}
     for level in (s.risk_during, s.risk_aggregated):
-        if level and level.lower() in levels:
+        # (the configured levels are among RISK_LEVELS: "none", the usual, is out at once)
+        if level and level.lower() in RISK_LEVELS and level.lower() in {x.lower() for x in p.risk_levels}:
             reasons.append(f"risk {level.lower()}")
             break
     if p.flag_conditional_access and s.ca_status == "failure":
         reasons.append("Conditional Access failure")
-    if not reasons:
+    pid = _pid(event.actor)
+    if not reasons or not pid:
         return None
     fact = {
         "t": iso(event.time),

@@ -47,7 +47,16 @@ _RANK = {Severity.INFO: 0, Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3
 
 
 def alert_id(detector: str, key: str, bucket: str) -> str:
-    return hashlib.sha256(f"{detector}\x1f{key}\x1f{bucket}".encode()).hexdigest()[:32]
+    name = f"{detector}\x1f{key}\x1f{bucket}"
+    found = _IDS.get(name)
+    if found is None:  # a busy alert (a spray) hashes its name once
+        if len(_IDS) >= 4096:
+            _IDS.clear()
+        found = _IDS[name] = hashlib.sha256(name.encode()).hexdigest()[:32]
+    return found
+
+
+_IDS: dict[str, str] = {}  # alert name -> id
 
 
 SAMPLE = 10  # event ids kept: the first SAMPLE and the most recent SAMPLE (at most 2 * SAMPLE)
@@ -241,7 +250,10 @@ def _smallest(kept: list[Any], more: list[Any]) -> list[Any]:
 
 def shows(values: list[Any], value: Any) -> bool:
     """Whether ``value`` is among ``values`` (the same type and equal: 1 is not True)."""
-    return any(v == value and type(v) is type(value) for v in values)
+    if value not in values:  # no element equal (nor identical): the usual answer, in C
+        return False
+    kind = type(value)
+    return any(v == value and type(v) is kind for v in values)
 
 
 def value_member(name: str, value: Any) -> str:

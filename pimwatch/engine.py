@@ -46,7 +46,16 @@ def bucket_of(ts: float, suppress: timedelta) -> str:
     size = int(suppress.total_seconds())
     if size <= 0:
         return ""
-    return iso(datetime.fromtimestamp(int(ts) // size * size, UTC))
+    start = int(ts) // size * size
+    bucket = _BUCKETS.get(start)
+    if bucket is None:  # a burst (a spray) falls in few buckets: formatted once each
+        if len(_BUCKETS) >= 4096:
+            _BUCKETS.clear()
+        bucket = _BUCKETS[start] = iso(datetime.fromtimestamp(start, UTC))
+    return bucket
+
+
+_BUCKETS: dict[int, str] = {}  # bucket start (epoch seconds) -> its ISO name
 
 
 class Changes:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from pimwatch.normalize import la_to_camel
@@ -90,32 +91,35 @@ class Screen:
     and read from the record itself, never from what was read before: what the screen lets through
     does not depend on the order of the input.
 
-    ``wants(props)`` is the check on a parsed record. ``uninteresting(line)`` is the same check on the
-    bytes of a line-per-record Event Hub sign-in, so that it is counted without being parsed:
-
-    * the ``properties``-level ``"userId"`` and ``"userPrincipalName"`` values are none of the
-      accounts' (they must come after ``"properties":{`` with no ``{`` in between, so not inside a
-      nested object);
-    * each of the ``values`` fields occurs at most once as a key after ``"properties":{``, and then
-      as a plain ASCII string (or null) that is not a wanted value. A key never occurs inside a
-      JSON string: its quotes would be escaped. So a record that has the field in a nested object
-      as well as at the properties level is parsed (a doubt), never wrongly skipped.
-
-    Any doubt (a key missing or repeated, another layout, an escape sequence in a value) means the
-    line is parsed.
+    ``wants(props)`` is the check on a parsed record. ``uninteresting(line)`` is the same check on a
+    line-per-record Event Hub sign-in, so that it is counted without being parsed whole: a typed
+    partial decode (msgspec) reads only ``properties`` and, in it, the fields the check reads
+    (``userId``, ``userPrincipalName`` and the ``values`` fields); the rest of the line is skipped
+    in C without building objects (~3 µs for a 3.7 KB sign-in, half of a full parse). It is a JSON
+    parser, so it reads what the parser reads: a field nested deeper is not a properties-level one,
+    a repeated key counts once (the last one, as orjson), escapes are decoded. A line it cannot read
+    (not JSON, ``properties`` no object or absent) is parsed, and its fault reported, as before.
     """
 
     sources: tuple[tuple[AbstractSet[str], AbstractSet[str]], ...]
     values: tuple[tuple[str, frozenset[str]], ...] = ()
-    # ``values`` for the byte check: (b'"name"', wanted values as bytes), built once.
-    _keys: tuple[tuple[bytes, frozenset[bytes]], ...] = field(init=False, repr=False, compare=False)
+    # Decodes a line to its properties: userId, userPrincipalName, then the values fields.
+    _decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False, compare=False)
+    # ``values`` as (index of the field in the decoded tuple, wanted values).
+    _checks: tuple[tuple[int, frozenset[str]], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        keys = tuple(
-            (b'"' + name.encode() + b'"', frozenset(v.lower().encode() for v in wanted))
-            for name, wanted in self.values
+        names = ("userId", "userPrincipalName", *(name for name, _ in self.values if name not in _USER))
+        # Attribute names f0, f1, ... for the JSON names (which need not be identifiers).
+        props = msgspec.defstruct(
+            "ScreenedProperties",
+            [(f"f{i}", object, None) for i in range(len(names))],
+            rename={f"f{i}": name for i, name in enumerate(names)},
+            array_like=False,
         )
-        object.__setattr__(self, "_keys", keys)
+        record = msgspec.defstruct("ScreenedSignIn", [("properties", props | None, None)])
+        object.__setattr__(self, "_decoder", msgspec.json.Decoder(record))
+        object.__setattr__(self, "_checks", tuple((names.index(n), w) for n, w in self.values))
 
     def known(self, uid: object, upn: object) -> bool:
         for ids, upns in self.sources:
@@ -133,41 +137,22 @@ class Screen:
         return self.known(props.get("userId"), props.get("userPrincipalName"))
 
     def uninteresting(self, line: bytes) -> bool:
-        props = line.find(b'"properties":{')
-        if props < 0:
+        try:
+            props = self._decoder.decode(line).properties
+        except msgspec.DecodeError:  # (ValidationError included): not for the screen to judge
             return False
-        start = props + 14
-        # The last occurrences, as the parser keeps the last of a repeated key; with no '{' before
-        # them, they are properties-level keys of the properties object the parser keeps.
-        uid = line.rfind(b'"userId":"', start)
-        upn = line.rfind(b'"userPrincipalName":"', start)
-        if uid < 0 or upn < 0 or line.find(b"{", start, max(uid, upn)) >= 0:
+        if props is None:
             return False
-        for begin in (uid + 10, upn + 21):
-            end = line.find(b'"', begin)
-            value = line[begin:end]
-            if end < 0 or b"\\" in value:
+        # What wants() does on the parsed record, on the decoded fields (userId, UPN, then values).
+        fields = msgspec.structs.astuple(props)
+        for i, wanted in self._checks:
+            value = fields[i]
+            if value is not None and str(value).lower() in wanted:
                 return False
-            v = value.decode("utf-8", "replace").lower()
-            for ids, upns in self.sources:
-                if v in ids or v in upns:
-                    return False
-        for key, wanted in self._keys:
-            at = line.rfind(key)  # the last one, then any other after the properties: one scan
-            if at < start:
-                continue  # not a properties-level field (one before the properties is not read)
-            if line.find(key, start, at) >= 0:
-                return False  # twice: which is the properties-level one is not known here
-            begin = at + len(key)
-            if line.startswith(b':"', begin):
-                end = line.find(b'"', begin + 2)
-                value = line[begin + 2 : end]
-                # An escape or a non-ASCII byte: a doubt (the comparison is on the decoded text).
-                if end < 0 or not value.isascii() or b"\\" in value or value.lower() in wanted:
-                    return False
-            elif not line.startswith(b":null", begin):
-                return False
-        return True
+        return not self.known(fields[0], fields[1])
+
+
+_USER = ("userId", "userPrincipalName")
 
 
 _SIGNIN_EH = frozenset({"SignInLogs", "NonInteractiveUserSignInLogs"})

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pimwatch.activities import ACTIVATION_COMPLETED, ROLE_SETTING_UPDATED
 from pimwatch.cli import main
@@ -870,7 +872,8 @@ def _risky_line(risk: str = "high", ca: str = "success") -> bytes:
             _risky_line("none").replace(b'"riskLevelDuringSignIn":"none"', b'"riskLevelDuringSignIn":null'),
             False,
         ),
-        # doubts: an escape in the value, a repeated key, another layout after the key
+        # read as the parser reads them: an escape in the value, the field nested deeper (not a
+        # properties-level one), repeated (the last counts), another layout after the key
         (
             _risky_line("none").replace(
                 b'"riskLevelDuringSignIn":"none"', b'"riskLevelDuringSignIn":"hig\\u0068"'
@@ -878,7 +881,15 @@ def _risky_line(risk: str = "high", ca: str = "success") -> bytes:
             True,
         ),
         (
-            _risky_line("none").replace(b'"riskState":', b'"x":{"riskLevelAggregated":"none"},"riskState":'),
+            _risky_line("none").replace(b'"riskState":', b'"x":{"riskLevelAggregated":"high"},"riskState":'),
+            False,
+        ),
+        (
+            _risky_line("high").replace(b'"riskState":', b'"riskLevelAggregated":"none","riskState":'),
+            True,  # (riskLevelDuringSignIn is still high)
+        ),
+        (
+            _risky_line("none").replace(b'"riskState":', b'"riskLevelAggregated":"HIGH","riskState":'),
             True,
         ),
         (
@@ -899,6 +910,59 @@ def test_screen_lets_through_sign_ins_by_their_own_risk_and_conditional_access(
     screen = pipeline.screen
     assert screen is not None
     assert screen.uninteresting(line) is not parsed
-    props = orjson.loads(line)["properties"]
-    if b'"x":' not in line:  # (a doubt the parsed record clears: that one is not wanted)
-        assert screen.wants(props) is parsed
+    assert screen.wants(orjson.loads(line)["properties"]) is parsed
+
+
+# The sign-in screen's byte check against the parsed record, on any layout of the fields it reads:
+# the fields in any order, a field missing, repeated at the properties level or nested, a value
+# that is null, not a string, escaped or not ASCII, and a field that shares the risk fields' prefix.
+_BG_ID, _BG_UPN = "c0ffee00-0000-4000-8000-00000000b001", "bg-admin01@contoso.onmicrosoft.com"
+_SCREEN = Screen(
+    ((frozenset({_BG_ID}), frozenset({_BG_UPN})),),
+    (
+        ("conditionalAccessStatus", frozenset({"failure"})),
+        ("riskLevelAggregated", frozenset({"low", "medium", "high"})),
+        ("riskLevelDuringSignIn", frozenset({"low", "medium", "high"})),
+    ),
+)
+_FIELD_VALUES: dict[str, list[Any]] = {
+    "conditionalAccessStatus": ["success", "failure", "FAILURE", "notApplied", None, 1, "failur\\u0065"],
+    "riskLevelAggregated": ["none", "low", "High", "medium", None, True, "hīgh", "hig\\u0068"],
+    "riskLevelDuringSignIn": ["none", "HIGH", "hidden", "", None, ["high"], "nóne"],
+    "riskLevelOther": ["high", "none"],  # shares the probe "riskLevel, is no field the screen reads
+    "userId": ["11111111-0000-4000-8000-000000000000", _BG_ID, _BG_ID.upper(), "c0ffee00\\u002d"],
+    "userPrincipalName": ["erin@contoso.com", _BG_UPN, _BG_UPN.upper(), "Ērin@contoso.com", "bg\\u002dadmin"],
+}
+
+
+def _json_pairs(pairs: list[tuple[str, Any]]) -> bytes:
+    """An object from key/value pairs, keys possibly repeated; a string value holding ``\\u`` is
+    written as that escape (so the bytes hold an escape sequence)."""
+    out = []
+    for key, value in pairs:
+        text = orjson.dumps(value).replace(b"\\\\u", b"\\u")
+        out.append(orjson.dumps(key) + b":" + text)
+    return b"{" + b",".join(out) + b"}"
+
+
+@st.composite
+def _signin_lines(draw: st.DrawFn) -> bytes:
+    pairs: list[tuple[str, Any]] = [("id", "r1")]
+    for name, values in _FIELD_VALUES.items():
+        for _ in range(draw(st.sampled_from([1] * 6 + [0, 2]))):
+            value = draw(st.one_of(st.just(values[0]), st.just(values[0]), st.sampled_from(values)))
+            nested = draw(st.sampled_from([False] * 5 + [True]))
+            pairs.append(("x", {name: value}) if nested else (name, value))
+    pairs = [pairs[i] for i in draw(st.permutations(range(len(pairs))))] + [("status", {"errorCode": 0})]
+    top = orjson.dumps({"time": "2026-03-10T02:30:00Z", "category": "SignInLogs", "tenantId": TENANT})
+    return top[:-1] + b',"properties":' + _json_pairs(pairs) + b"}"
+
+
+@settings(max_examples=600, deadline=None, derandomize=True)
+@given(_signin_lines())
+def test_screen_decides_as_the_parsed_record_on_any_layout(line: bytes) -> None:
+    """The check before parsing and the check on the parsed record agree on every layout: fields in
+    any order, missing, repeated (the last one counts, as in orjson), nested deeper (not read),
+    escaped, not ASCII, not strings; a sign-in the detectors want is never skipped, and one they do
+    not want is never parsed."""
+    assert _SCREEN.uninteresting(line) is not _SCREEN.wants(orjson.loads(line)["properties"])
