@@ -117,7 +117,9 @@ class Screen:
             rename={f"f{i}": name for i, name in enumerate(names)},
             array_like=False,
         )
-        record = msgspec.defstruct("ScreenedSignIn", [("properties", props | None, None)])
+        record = msgspec.defstruct(
+            "ScreenedSignIn", [("category", object, None), ("properties", props | None, None)]
+        )
         object.__setattr__(self, "_decoder", msgspec.json.Decoder(record))
         object.__setattr__(self, "_checks", tuple((names.index(n), w) for n, w in self.values))
 
@@ -136,12 +138,15 @@ class Screen:
                 return True
         return self.known(props.get("userId"), props.get("userPrincipalName"))
 
-    def uninteresting(self, line: bytes) -> bool:
+    def uninteresting(self, line: bytes, category: str | None = None) -> bool:
+        """``category``: the one the caller read from the bytes (the first occurrence); the parser
+        keeps the last, so a line whose decoded category differs is left to the parser."""
         try:
-            props = self._decoder.decode(line).properties
+            decoded = self._decoder.decode(line)
         except msgspec.DecodeError:  # (ValidationError included): not for the screen to judge
             return False
-        if props is None:
+        props = decoded.properties
+        if props is None or (category is not None and decoded.category != category):
             return False
         # What wants() does on the parsed record, on the decoded fields (userId, UPN, then values).
         fields = msgspec.structs.astuple(props)
@@ -687,14 +692,14 @@ class _Json:
                 # A bare Event Hub sign-in of no interest: counted, never parsed. Entra writes the
                 # top-level "category" before "properties"; only an exact match counts, never in an
                 # envelope (its first record's category says nothing about the others), nor when
-                # the key is repeated (the parser, which keeps the last one, decides).
+                # the key is repeated with another value (the screen's decode, which keeps the last
+                # one as the parser does, sees that).
                 uninteresting is not None
                 and line[:1] == b"{"
                 and (i := line.find(b'"category":"', 0, 1024)) >= 0
                 and (category := _SCREEN_CATEGORIES.get(line[i + 12 : line.find(b'"', i + 12, i + 64)]))
                 and line.find(b'"records"', 0, i) < 0
-                and line.find(b'"category":"', i + 12) < 0
-                and uninteresting(line)
+                and uninteresting(line, category)
             ):
                 screened[category] = screened.get(category, 0) + 1
             else:

@@ -966,3 +966,19 @@ def test_screen_decides_as_the_parsed_record_on_any_layout(line: bytes) -> None:
     escaped, not ASCII, not strings; a sign-in the detectors want is never skipped, and one they do
     not want is never parsed."""
     assert _SCREEN.uninteresting(line) is not _SCREEN.wants(orjson.loads(line)["properties"])
+
+
+def test_a_sign_in_line_whose_category_is_repeated_is_left_to_the_parser(tmp_path: Path) -> None:
+    """The byte path reads the first "category", the parser keeps the last: a line whose last
+    category is another table must not be counted as a screened sign-in."""
+    from pimwatch.reader import Screen, Screened, read_file
+
+    screen = Screen(((frozenset({"bg"}), frozenset()),), (("riskLevelDuringSignIn", frozenset({"high"})),))
+    props = b'"properties":{"userId":"u1","userPrincipalName":"a@contoso.com"}'
+    same = b'{"category":"SignInLogs",' + props + b',"category":"SignInLogs"}\n'
+    other = b'{"category":"SignInLogs",' + props + b',"category":"AuditLogs"}\n'
+    path = tmp_path / "repeated.jsonl"
+    path.write_bytes(same + other)
+    items = list(read_file(str(path), [0], screen))
+    assert sum(i.count for i in items if isinstance(i, Screened)) == 1
+    assert [i for i in items if not isinstance(i, Screened)]  # the other line went to the parser
