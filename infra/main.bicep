@@ -6,12 +6,25 @@
 // at most one instance per partition; per-function scaling keeps the timer and HTTP functions on their
 // own instances. Flex sets the language in functionAppConfig.runtime and deprecates the app settings
 // FUNCTIONS_WORKER_RUNTIME and FUNCTIONS_EXTENSION_VERSION, so they are not set here.
+//
+// Hardened (docs/deploy.md, "What is hardened"; tests/test_templates.py fails when one of these goes):
+// no FTP and no basic (publishing-profile) credentials, HTTPS only, TLS 1.2 minimum on the site, its
+// deployment (scm) endpoint, storage and Event Hubs, HTTP/2, no storage keys, tags on every resource
+// that takes them, zone-redundant storage by default, an optional IP allow-list in front of the HTTP
+// functions, and the Sentinel table, data collection rule and analytic rule (modules/sentinel.bicep).
+// `azd up` deploys it with main.bicepparam (azure.yaml at the repository root).
 targetScope = 'resourceGroup'
 
 // ---------------------------------------------------------------------------------------- parameters
 
 @description('Region of every resource. Flex Consumption is not in every region: az functionapp list-flexconsumption-locations.')
 param location string = resourceGroup().location
+
+@description('Tags on every resource that takes them; pimwatch adds application=pimwatch and, under azd, azd-env-name.')
+param tags object = {}
+
+@description('The azd environment (AZURE_ENV_NAME, set by main.bicepparam); tagged as azd-env-name. Empty outside azd.')
+param environmentName string = ''
 
 @description('Prefix of the resource names; a hash of the resource group id is appended for uniqueness.')
 @minLength(3)
@@ -85,11 +98,31 @@ param instanceMemoryMB int = 2048
 @maxValue(730)
 param logRetentionDays int = 30
 
-@description('Name of a data collection rule for the sentinel sink; the app gets Monitoring Metrics Publisher on it. Empty: none.')
-param sentinelDcrName string = ''
+@description('Redundancy of the storage account (state, checkpoints, package). ZRS survives the loss of a zone; use Standard_LRS only where the region has no zones.')
+@allowed([
+  'Standard_ZRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+  'Standard_LRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+])
+param storageSkuName string = 'Standard_ZRS'
 
-@description('Resource group of that data collection rule (same subscription).')
-param sentinelDcrResourceGroup string = resourceGroup().name
+@description('CIDR ranges allowed to call the HTTP functions (health, test-alert) besides their function key. Empty: any address with the key.')
+param httpAllowedIpRanges array = []
+
+@description('Log Analytics workspace with Microsoft Sentinel: creates the table PimwatchAlerts_CL, the data collection rule and the analytic rule there (modules/sentinel.bicep). Empty: no Sentinel resources.')
+param sentinelWorkspaceName string = ''
+
+@description('Resource group of that workspace (same subscription).')
+param sentinelWorkspaceResourceGroup string = resourceGroup().name
+
+@description('Region of that workspace: the data collection rule must be in the same region.')
+param sentinelWorkspaceLocation string = location
+
+@description('Whether the analytic rule that turns pimwatch alerts into Sentinel incidents is enabled.')
+param sentinelRuleEnabled bool = true
 
 // ----------------------------------------------------------------------------------------- names
 
@@ -102,6 +135,11 @@ var insightsName = 'appi-${baseName}-${suffix}'
 var planName = 'plan-${baseName}-${suffix}'
 var appName = 'func-${baseName}-${suffix}'
 var deploymentContainer = 'app-package'
+var deploySentinel = !empty(sentinelWorkspaceName)
+
+// The azd service in azure.yaml that `azd deploy` publishes to the Function App (found by this tag).
+var azdServiceName = 'pimwatch'
+var resourceTags = union({ application: 'pimwatch' }, tags, empty(environmentName) ? {} : { 'azd-env-name': environmentName })
 
 // Built-in role definitions (ids from the Azure built-in roles reference; tests/test_infra.py keeps a
 // copy of the table and fails if one of these drifts).
@@ -118,6 +156,7 @@ var roleIds = {
 resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
   name: namespaceName
   location: location
+  tags: resourceTags
   sku: {
     name: 'Standard'
     tier: 'Standard'
@@ -177,9 +216,10 @@ resource diagnosticRule 'Microsoft.EventHub/namespaces/authorizationRules@2024-0
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: storageName
   location: location
+  tags: resourceTags
   kind: 'StorageV2'
   sku: {
-    name: 'Standard_LRS'
+    name: storageSkuName
   }
   properties: {
     accessTier: 'Hot'
@@ -218,6 +258,7 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: workspaceName
   location: location
+  tags: resourceTags
   properties: {
     sku: {
       name: 'PerGB2018'
@@ -229,6 +270,7 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
 resource insights 'Microsoft.Insights/components@2020-02-02' = {
   name: insightsName
   location: location
+  tags: resourceTags
   kind: 'web'
   properties: {
     Application_Type: 'web'
@@ -239,6 +281,7 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = {
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   name: vaultName
   location: location
+  tags: resourceTags
   properties: {
     tenantId: subscription().tenantId
     sku: {
@@ -259,6 +302,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
+  tags: resourceTags
   kind: 'functionapp'
   sku: {
     name: 'FC1'
@@ -272,6 +316,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 resource app 'Microsoft.Web/sites@2024-04-01' = {
   name: appName
   location: location
+  tags: union(resourceTags, { 'azd-service-name': azdServiceName })
   kind: 'functionapp,linux'
   identity: {
     type: 'SystemAssigned'
@@ -279,6 +324,25 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    siteConfig: {
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      // health and test-alert: a function key, and with httpAllowedIpRanges also a source address from
+      // the list. The deployment endpoint (scm) keeps its own rules: azd and Core Tools publish there
+      // with an Entra token (basic credentials are off below).
+      ipSecurityRestrictionsDefaultAction: empty(httpAllowedIpRanges) ? 'Allow' : 'Deny'
+      ipSecurityRestrictions: [
+        for (cidr, i) in httpAllowedIpRanges: {
+          name: 'allowed-${i}'
+          ipAddress: cidr
+          action: 'Allow'
+          priority: 100 + i
+        }
+      ]
+      scmIpSecurityRestrictionsUseMain: false
+    }
     functionAppConfig: {
       deployment: {
         storage: {
@@ -305,16 +369,28 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   ]
 }
 
+// No FTP and no publishing-profile (basic) credentials on either endpoint: deployments authenticate
+// with Entra ID (azd, Core Tools and the CLI all do).
+resource publishingCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = [
+  for endpoint in [
+    'ftp'
+    'scm'
+  ]: {
+    parent: app
+    name: endpoint
+    properties: {
+      allow: false
+    }
+  }
+]
+
 // ------------------------------------------------------------- role assignments of the app identity
 
 resource hubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(hub.id, app.id, roleIds['Azure Event Hubs Data Receiver'])
   scope: hub
   properties: {
-    roleDefinitionId: subscriptionResourceId(
-      'Microsoft.Authorization/roleDefinitions',
-      roleIds['Azure Event Hubs Data Receiver']
-    )
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds['Azure Event Hubs Data Receiver'])
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
   }
@@ -337,10 +413,7 @@ resource tableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   name: guid(storage.id, app.id, roleIds['Storage Table Data Contributor'])
   scope: storage
   properties: {
-    roleDefinitionId: subscriptionResourceId(
-      'Microsoft.Authorization/roleDefinitions',
-      roleIds['Storage Table Data Contributor']
-    )
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds['Storage Table Data Contributor'])
     principalId: app.identity.principalId
     principalType: 'ServicePrincipal'
   }
@@ -356,13 +429,19 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-module sentinelPublisher 'modules/dcr-publisher.bicep' = if (!empty(sentinelDcrName)) {
-  name: 'pimwatch-sentinel-publisher'
-  scope: resourceGroup(sentinelDcrResourceGroup)
+// Sentinel: the custom table, the data collection rule the sentinel sink sends to (the app may
+// publish to it), and the analytic rule that turns pimwatch alerts into incidents.
+module sentinel 'modules/sentinel.bicep' = if (deploySentinel) {
+  name: 'pimwatch-sentinel'
+  scope: resourceGroup(sentinelWorkspaceResourceGroup)
   params: {
-    dcrName: sentinelDcrName
+    workspaceName: sentinelWorkspaceName
+    location: sentinelWorkspaceLocation
+    dcrName: 'dcr-${baseName}-${suffix}'
     principalId: app.identity.principalId
-    roleDefinitionId: roleIds['Monitoring Metrics Publisher']
+    publisherRoleId: roleIds['Monitoring Metrics Publisher']
+    ruleEnabled: sentinelRuleEnabled
+    tags: resourceTags
   }
 }
 
@@ -386,19 +465,29 @@ var pimwatchSettings = {
   PIMWATCH_CONFIG: configPath
 }
 
-var secretReferences = toObject(
-  sinkSecretSettings,
-  setting => setting,
-  setting => '@Microsoft.KeyVault(VaultName=${vaultName};SecretName=${replace(setting, '_', '-')})'
-)
+// What the YAML's sentinel sink reads as ${SENTINEL_LOGS_ENDPOINT} and ${SENTINEL_DCR_ID} (docs/sentinel.md).
+var sentinelSettings = deploySentinel ? {
+  SENTINEL_LOGS_ENDPOINT: sentinel.outputs.logsIngestionEndpoint
+  SENTINEL_DCR_ID: sentinel.outputs.dcrImmutableId
+} : {}
+
+// The Key Vault references of sinkSecretSettings, built by a module: its lambda (toObject) is the one
+// construct checkov's Bicep parser cannot read, and kept out of this file checkov checks main.bicep.
+module secretReferences 'modules/key-vault-references.bicep' = {
+  name: 'pimwatch-key-vault-references'
+  params: {
+    vaultName: vaultName
+    settings: sinkSecretSettings
+  }
+}
 
 // A separate resource after the role assignments, so the host's first start with these settings
 // finds its storage, hub and vault permissions in place. pimwatch's own settings win over
-// extraAppSettings and sink secrets of the same name.
+// extraAppSettings, the Sentinel settings and sink secrets of the same name.
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: app
   name: 'appsettings'
-  properties: union(extraAppSettings, secretReferences, pimwatchSettings)
+  properties: union(extraAppSettings, sentinelSettings, secretReferences.outputs.references, pimwatchSettings)
   dependsOn: [
     hubReceiver
     blobOwner
@@ -417,3 +506,5 @@ output eventHubName string = hub.name
 output diagnosticRuleId string = diagnosticRule.id
 output storageAccountName string = storage.name
 output keyVaultName string = vault.name
+output sentinelDcrImmutableId string = deploySentinel ? sentinel.outputs.dcrImmutableId : ''
+output sentinelLogsEndpoint string = deploySentinel ? sentinel.outputs.logsIngestionEndpoint : ''

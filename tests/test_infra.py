@@ -1,8 +1,7 @@
 """The deployment templates (``infra/``) against the code, host.json and ``docs/deploy.md``.
 
 No Bicep compiler installs from the registries this project reaches, so the templates are read as text
-by the small reader below (strings, ``${...}`` interpolations and comments are skipped properly; it
-is not a Bicep parser, only enough to find declarations and the entries of an object). What it
+by the small reader of ``tests/bicep.py`` (what it can and cannot see is said there). What it
 checks are the mistakes that would only show in a real subscription: an app setting the code reads
 and nobody sets, a binding that names a setting the template does not deploy, a role GUID that is
 not the role it claims, a diagnostic setting with the wrong categories, a parameter nobody explained,
@@ -14,14 +13,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pimwatch import storage
+from tests.bicep import Template, _entries, _skip, literal, read
+from tests.bicep import strings as _strings
+from tests.bicep import value as bicep_value
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -95,159 +95,6 @@ SETTING_RE = re.compile(r"\bPIMWATCH_[A-Z_]*[A-Z](?:__[a-z][A-Za-z]+)?")
 GUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
-# ------------------------------------------------------------------------------ a small Bicep reader
-
-
-def _skip(text: str, i: int, closing: str) -> int:
-    """Index of ``closing`` that ends the construct whose body starts at ``i``, skipping strings (with
-    nested ``${...}``), comments and balanced brackets on the way."""
-    stack = [closing]
-    while i < len(text):
-        c = text[i]
-        if stack[-1] == "'":  # inside a string
-            if c == "\\":
-                i += 2
-                continue
-            if c == "'":
-                stack.pop()
-                if not stack:
-                    return i
-            elif text.startswith("${", i):
-                stack.append("}")
-                i += 2
-                continue
-        elif text.startswith("//", i):
-            i = text.find("\n", i)
-            continue
-        elif text.startswith("/*", i):
-            i = text.index("*/", i) + 2
-            continue
-        elif c == "'":
-            stack.append("'")
-        elif c in "{[(":
-            stack.append({"{": "}", "[": "]", "(": ")"}[c])
-        elif c in "}])":
-            if c != stack.pop():
-                raise ValueError(f"unbalanced {c!r} at offset {i}")
-            if not stack:
-                return i
-        i += 1
-    raise ValueError(f"no closing {closing!r}")
-
-
-def _block(text: str, start: int) -> str:
-    """The text between the bracket at ``start`` and its match."""
-    closing = {"{": "}", "[": "]", "(": ")"}[text[start]]
-    return text[start + 1 : _skip(text, start + 1, closing)]
-
-
-def _value_end(text: str, i: int) -> int:
-    """End of the expression that starts at ``i`` and runs to the end of its line (brackets and
-    strings may span lines)."""
-    while i < len(text) and text[i] != "\n":
-        if text[i] in "{[(":
-            i = _skip(text, i + 1, {"{": "}", "[": "]", "(": ")"}[text[i]])
-        elif text[i] == "'":
-            i = _skip(text, i + 1, "'")
-        elif text.startswith("//", i):
-            break
-        i += 1
-    return i
-
-
-def _entries(body: str) -> dict[str, str]:
-    """The ``key: value`` entries at the top level of an object body (values as source text)."""
-    out: dict[str, str] = {}
-    key_re = re.compile(r"\s*('(?:[^'\\]|\\.)*'|[A-Za-z_][A-Za-z0-9_]*)\s*:\s*")
-    i = 0
-    while i < len(body):
-        m = key_re.match(body, i)
-        if m is None:  # a blank line, a comment, the rest of a line
-            nl = body.find("\n", i + 1)
-            i = len(body) if nl < 0 else nl
-            continue
-        end = _value_end(body, m.end())
-        out[m.group(1).strip("'")] = body[m.end() : end].strip()
-        i = end
-    return out
-
-
-def _strings(text: str) -> Iterator[tuple[int, int]]:
-    """(start, end) of every string literal outside comments."""
-    i = 0
-    while i < len(text):
-        if text.startswith("//", i):
-            i = text.find("\n", i)
-            if i < 0:
-                return
-        elif text[i] == "'":
-            end = _skip(text, i + 1, "'")
-            yield i, end
-            i = end
-        i += 1
-
-
-@dataclass
-class Param:
-    name: str
-    type: str
-    default: str | None
-    decorators: str
-
-
-@dataclass
-class Resource:
-    symbol: str
-    type: str
-    body: dict[str, str]
-
-
-@dataclass
-class Template:
-    text: str
-    params: dict[str, Param] = field(default_factory=dict)
-    variables: dict[str, str] = field(default_factory=dict)
-    resources: dict[str, Resource] = field(default_factory=dict)
-    modules: dict[str, dict[str, str]] = field(default_factory=dict)
-    outputs: set[str] = field(default_factory=set)
-
-    def var_object(self, name: str) -> dict[str, str]:
-        value = self.variables[name]
-        assert value.startswith("{"), f"var {name} is not an object literal"
-        return _entries(value[1:-1])
-
-    def of_type(self, type_: str) -> list[Resource]:
-        return [r for r in self.resources.values() if r.type.lower() == type_.lower()]
-
-
-def read(path: Path) -> Template:
-    text = path.read_text(encoding="utf-8")
-    t = Template(text)
-    decl = re.compile(
-        r"^(param|var|resource|module|output) (\w+)(?: ('[^']*'|\w+))?(?: existing)?\s*=\s*(?:if \(.*\) )?",
-        re.MULTILINE,
-    )
-    pdecl = re.compile(r"^param (\w+) (\w+)(?: = (.*))?$", re.MULTILINE)
-    for m in pdecl.finditer(text):
-        before = text[: m.start()].rstrip("\n").split("\n\n")[-1]
-        t.params[m.group(1)] = Param(m.group(1), m.group(2), m.group(3), before)
-    for m in decl.finditer(text):
-        kind, symbol, type_ = m.group(1), m.group(2), (m.group(3) or "").strip("'")
-        rest = m.end()
-        if kind == "output":
-            t.outputs.add(symbol)
-        elif kind == "var":
-            t.variables[symbol] = text[rest : _value_end(text, rest)].strip()
-        elif kind in ("resource", "module"):
-            brace = text.index("{", rest)
-            body = _entries(_block(text, brace))
-            if kind == "resource":
-                t.resources[symbol] = Resource(symbol, type_.split("@")[0], body)
-            else:
-                t.modules[symbol] = body | {"path": type_}
-    return t
-
-
 @pytest.fixture(scope="module")
 def main() -> Template:
     return read(MAIN)
@@ -263,9 +110,9 @@ def app_settings(main: Template) -> dict[str, str]:
     config = main.of_type("Microsoft.Web/sites/config")
     assert len(config) == 1 and config[0].body["name"] == "'appsettings'"
     union = config[0].body["properties"]
-    assert union == "union(extraAppSettings, secretReferences, pimwatchSettings)", (
-        "pimwatch's own settings must come last in the union, so no extra or secret setting replaces them"
-    )
+    assert union == (
+        "union(extraAppSettings, sentinelSettings, secretReferences.outputs.references, pimwatchSettings)"
+    ), "pimwatch's own settings must come last in the union, so no extra or secret setting replaces them"
     return main.var_object("pimwatchSettings")
 
 
@@ -288,11 +135,6 @@ def event_hub_binding() -> dict[str, Any]:
     functions = {str(f.get_function_name()): f for f in module.app.get_functions()}
     binding: dict[str, Any] = json.loads(functions["entra_events"].get_function_json())["bindings"][0]
     return binding
-
-
-def literal(value: str) -> str:
-    assert value.startswith("'") and value.endswith("'"), f"{value} is not a string literal"
-    return value[1:-1]
 
 
 # ------------------------------------------------------------------------------------------- tests
@@ -397,20 +239,26 @@ def test_the_app_identity_gets_each_role_on_the_right_resource(main: Template) -
         assert props["principalType"] == "'ServicePrincipal'"
         granted[role.group(1)] = a.body["scope"]
     assert granted == APP_ROLES
-    # Sentinel: Monitoring Metrics Publisher on the DCR, only when a DCR is named
-    module = main.modules["sentinelPublisher"]
-    assert module["path"] == "modules/dcr-publisher.bicep"
-    assert "roleIds['Monitoring Metrics Publisher']" in module["params"]
-    assert (
-        "module sentinelPublisher 'modules/dcr-publisher.bicep' = if (!empty(sentinelDcrName))" in main.text
-    )
-    assert main.params["sentinelDcrName"].default == "''"
-    dcr = read(INFRA / "modules" / "dcr-publisher.bicep")
-    (publisher,) = dcr.of_type("Microsoft.Authorization/roleAssignments")
-    assert (
-        publisher.body["scope"] == "dcr"
-        and dcr.resources["dcr"].type == "Microsoft.Insights/dataCollectionRules"
-    )
+    # Sentinel: Monitoring Metrics Publisher on the DCR, only when a Sentinel workspace is named
+    module = main.modules["sentinel"]
+    assert module["path"] == "modules/sentinel.bicep"
+    params = _entries(module["params"][1:-1])
+    assert params["publisherRoleId"] == "roleIds['Monitoring Metrics Publisher']"
+    assert params["principalId"] == "app.identity.principalId"
+    assert main.module_decls["sentinel"].condition == "deploySentinel"
+    assert main.variables["deploySentinel"] == "!empty(sentinelWorkspaceName)"
+    assert main.params["sentinelWorkspaceName"].default == "''"
+    sentinel = read(INFRA / "modules" / "sentinel.bicep")
+    (publisher,) = sentinel.of_type("Microsoft.Authorization/roleAssignments")
+    assert publisher.body["scope"] == "dcr"
+    assert sentinel.resources["dcr"].type == "Microsoft.Insights/dataCollectionRules"
+    assert _entries(publisher.body["properties"][1:-1]) == {
+        "roleDefinitionId": (
+            "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', publisherRoleId)"
+        ),
+        "principalId": "principalId",
+        "principalType": "'ServicePrincipal'",
+    }
     # the app settings wait for the permissions they need
     depends = main.resources["appSettings"].body["dependsOn"]
     assert {a.symbol for a in assignments} <= set(re.findall(r"\w+", depends))
@@ -501,8 +349,12 @@ def test_storage_is_keyless_and_private(main: Template) -> None:
 
 
 def test_sink_secrets_are_key_vault_references(main: Template) -> None:
-    value = main.variables["secretReferences"]
-    assert value.startswith("toObject(") and "sinkSecretSettings" in value
+    module = main.modules["secretReferences"]
+    assert module["path"] == "modules/key-vault-references.bicep"
+    assert _entries(module["params"][1:-1]) == {"vaultName": "vaultName", "settings": "sinkSecretSettings"}
+    references = (INFRA / "modules" / "key-vault-references.bicep").read_text(encoding="utf-8")
+    value = references[references.index("output references object = ") :]
+    assert value.startswith("output references object = toObject(") and "settings," in value
     assert "'@Microsoft.KeyVault(VaultName=${vaultName};SecretName=${replace(setting, '_', '-')})'" in value
     assert main.params["sinkSecretSettings"].type == "array"
 
@@ -513,6 +365,8 @@ def test_interpolations_name_declared_symbols() -> None:
     for path in sorted(INFRA.rglob("*.bicep")):
         t = read(path)
         known = set(t.params) | set(t.variables) | set(t.resources) | set(t.modules)
+        for m in re.finditer(r"\bfor\s+(?:(\w+)|\((\w+),\s*(\w+)\))\s+in\b", t.text):
+            known |= {name for name in m.groups() if name}  # loop variables
         for start, end in _strings(t.text):
             body = t.text[start + 1 : end]
             for m in re.finditer(r"(?<!\\)\$\{\s*([A-Za-z_]\w*)(\s*\()?", body):
@@ -537,7 +391,7 @@ def test_the_example_parameters_fit_the_template(main: Template) -> None:
         assert high is None or value <= int(high.group(1)), f"{name}: {value} above @maxValue"
         allowed = re.search(r"@allowed\(\[(.*?)\]\)", param.decorators, re.DOTALL)
         if allowed:
-            assert str(value) in allowed.group(1).split(), f"{name}: {value} not @allowed"
+            assert value in bicep_value(f"[{allowed.group(1)}]"), f"{name}: {value} not @allowed"
     required = {p.name for p in main.params.values() if p.default is None}
     assert required <= set(example["parameters"])
 
