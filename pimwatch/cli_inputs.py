@@ -91,7 +91,11 @@ class Checks:
         flattened = {category: n for (category, shape), n in records.items() if shape == POWERSHELL_FLATTENED}
         if flattened:
             audit = "AuditLogs" in flattened
-            how = "Export-Csv" if path.lower().removesuffix(".gz").endswith(".csv") else "ConvertTo-Json below -Depth"
+            how = (
+                "Export-Csv"
+                if path.lower().removesuffix(".gz").endswith(".csv")
+                else "ConvertTo-Json below -Depth"
+            )
             kept = (
                 "activity, time, category, result, reason, correlation id, record id, service, operation type"
                 if audit
@@ -103,6 +107,7 @@ class Checks:
                     f"Graph PowerShell {how} output: nested objects were written as .NET type names "
                     f"(Microsoft.Graph.PowerShell.Models....), so the {LOST_AUDIT if audit else LOST_SIGNIN} "
                     f"of its {sum(flattened.values()):,} records were lost; only what survives ({kept}) was "
-                    f"used, and detectors that need more could not see these records. Instead, {EXPORT_INSTEAD}",
+                    "used, and detectors that need more could not see these records. "
+                    f"Instead, {EXPORT_INSTEAD}",
                 )
             )

@@ -486,7 +486,16 @@ _TYPE_NAME = re.compile(r"(?:Microsoft\.Graph\.|System\.)[\w.`\[\], ]*")
 # The nested objects pimwatch reads (the others, such as a sign-in's DeviceDetail, GeoCoordinates and
 # conditional access policies, are dropped without a word when they are type names).
 _PS_READ = frozenset(
-    {"InitiatedBy", "User", "App", "TargetResources", "ModifiedProperties", "AdditionalDetails", "Status", "Location"}
+    {
+        "InitiatedBy",
+        "User",
+        "App",
+        "TargetResources",
+        "ModifiedProperties",
+        "AdditionalDetails",
+        "Status",
+        "Location",
+    }
 )
 # What a lost (type-name) property means, by the record's top-level property.
 PS_LOST = {

@@ -223,7 +223,10 @@ def classify(
         return
     value = obj.get("value")
     if isinstance(value, list) and (
-        "@odata.context" in obj or "@odata.nextLink" in obj or len(obj) == 1 or obj.keys() == {"value", "Count"}
+        "@odata.context" in obj
+        or "@odata.nextLink" in obj
+        or len(obj) == 1
+        or obj.keys() == {"value", "Count"}
     ):
         for rec in value:
             yield _route_checked(rec, source, line, True, check_depth)

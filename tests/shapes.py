@@ -153,10 +153,17 @@ def _date(value: Any) -> Date | None:
 
 
 def _kv(items: Any) -> list[Obj]:
-    return [Obj("MicrosoftGraphKeyValue", {"Key": i.get("key"), "Value": i.get("value")}) for i in items or []]
+    return [
+        Obj("MicrosoftGraphKeyValue", {"Key": i.get("key"), "Value": i.get("value")}) for i in items or []
+    ]
 
 
-_USER = {"displayName": "DisplayName", "id": "Id", "ipAddress": "IPAddress", "userPrincipalName": "UserPrincipalName"}
+_USER = {
+    "displayName": "DisplayName",
+    "id": "Id",
+    "ipAddress": "IPAddress",
+    "userPrincipalName": "UserPrincipalName",
+}
 _APP = {
     "appId": "AppId",
     "displayName": "DisplayName",
@@ -189,7 +196,11 @@ def ps_directory_audit(rec: Mapping[str, Any]) -> Obj:
         modified = [
             Obj(
                 "MicrosoftGraphModifiedProperty",
-                {"DisplayName": m.get("displayName"), "NewValue": m.get("newValue"), "OldValue": m.get("oldValue")},
+                {
+                    "DisplayName": m.get("displayName"),
+                    "NewValue": m.get("newValue"),
+                    "OldValue": m.get("oldValue"),
+                },
             )
             for m in t.get("modifiedProperties") or []
         ]
@@ -217,7 +228,9 @@ def ps_directory_audit(rec: Mapping[str, Any]) -> Obj:
         "TargetResources": targets,
         "UserAgent": g.get("userAgent"),
     }
-    return Obj("MicrosoftGraphDirectoryAudit", declared, {k: v for k, v in g.items() if _pascal(k) not in declared})
+    return Obj(
+        "MicrosoftGraphDirectoryAudit", declared, {k: v for k, v in g.items() if _pascal(k) not in declared}
+    )
 
 
 _SIGNIN = (
@@ -281,13 +294,30 @@ def ps_sign_in(rec: Mapping[str, Any]) -> Obj:
             "MicrosoftGraphDeviceDetail",
             {
                 _pascal(k): device.get(k)
-                for k in ("browser", "deviceId", "displayName", "isCompliant", "isManaged", "operatingSystem", "trustType")
+                for k in (
+                    "browser",
+                    "deviceId",
+                    "displayName",
+                    "isCompliant",
+                    "isManaged",
+                    "operatingSystem",
+                    "trustType",
+                )
             },
         ),
         "AppliedConditionalAccessPolicies": [
             Obj(
                 "MicrosoftGraphAppliedConditionalAccessPolicy",
-                {_pascal(k): p.get(k) for k in ("displayName", "enforcedGrantControls", "enforcedSessionControls", "id", "result")},
+                {
+                    _pascal(k): p.get(k)
+                    for k in (
+                        "displayName",
+                        "enforcedGrantControls",
+                        "enforcedSessionControls",
+                        "id",
+                        "result",
+                    )
+                },
             )
             for p in g.get("appliedConditionalAccessPolicies") or []
         ],
@@ -398,7 +428,8 @@ def windows_powershell_json(objs: Sequence[Obj], depth: int = 2) -> bytes:
 
 def _culture_date(d: Date) -> str:
     """DateTime.ToString() in en-US: ``11/26/2026 10:40:00 AM`` [INFERRED]."""
-    return f"{d.month}/{d.day}/{d.year} {d.hour % 12 or 12}:{d.minute:02d}:{d.second:02d} {'AM' if d.hour < 12 else 'PM'}"
+    clock = f"{d.hour % 12 or 12}:{d.minute:02d}:{d.second:02d} {'AM' if d.hour < 12 else 'PM'}"
+    return f"{d.month}/{d.day}/{d.year} {clock}"
 
 
 _ARRAYS = {

@@ -72,7 +72,11 @@ def pinned(alerts: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
 
 
 def _per_table(write: Callable[[Records], bytes], suffix: str) -> Callable[[Records], dict[str, bytes]]:
-    names = {"AuditLogs": "AuditLogs", "SignInLogs": "SigninLogs", "NonInteractiveUserSignInLogs": "AADNonInteractiveUserSignInLogs"}
+    names = {
+        "AuditLogs": "AuditLogs",
+        "SignInLogs": "SigninLogs",
+        "NonInteractiveUserSignInLogs": "AADNonInteractiveUserSignInLogs",
+    }
 
     def files(records: Records) -> dict[str, bytes]:
         return {f"{names[c]}{suffix}": write(rs) for c, rs in shapes.by_table(records).items()}
