@@ -9,14 +9,17 @@ fields that survive plus a note naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pimwatch.normalize import from_powershell
-from pimwatch.reader import POWERSHELL, POWERSHELL_FLATTENED, Bad, Routed, route_record
+from pimwatch.reader import POWERSHELL, POWERSHELL_FLATTENED, Bad, Routed, Skipped, route_record
 from tests import shapes
 from tests.test_reader import RECORDS, _by_id, baseline, key_fields, read, routed_events
 from tests.test_shapes_demo import demo_records, replay
@@ -241,3 +244,40 @@ def test_the_guides_export_csv_of_the_demo_day_is_explained_and_raises_only_what
     assert "actor, targets and details of its 290 records were lost" in last[1]
     assert "ConvertTo-Json -Depth 10" in last[1] and "Log Analytics or the Event Hub" in last[1]
     assert replay([path], tmp_path, "--strict")[0] == 3
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=30,
+)
+_PS_KEYS = st.sampled_from(
+    [
+        "ActivityDateTime",
+        "ActivityDisplayName",
+        "InitiatedBy",
+        "TargetResources",
+        "AdditionalDetails",
+        "CreatedDateTime",
+        "UserId",
+        "Status",
+        "Location",
+        "User",
+        "ModifiedProperties",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.dictionaries(_PS_KEYS | st.text(max_size=8), _JSON, max_size=8), _JSON)
+def test_any_powershell_looking_object_is_routed_or_quarantined_never_raises(
+    rec: dict[str, Any], extra: Any
+) -> None:
+    """Audit fields are attacker-controlled: whatever the values, the object is an item, and an
+    event is made or refused with a reason the pipeline handles (BadRecord is a ValueError)."""
+    rec["AdditionalProperties"] = extra
+    item = route_record(rec, "x.json", 1)
+    assert isinstance(item, (Routed, Skipped, Bad))
+    if isinstance(item, Routed):
+        with contextlib.suppress(ValueError):
+            routed_events([item])
