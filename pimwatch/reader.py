@@ -5,7 +5,9 @@ documents, CSV (Log Analytics exports, the portal's too), each optionally gzip-c
 UTF-16 or UTF-32 (found from the first bytes); ``-`` is stdin; folders are read recursively, hidden
 folders and binary files left out. Objects: Event Hub messages ``{"records": [...]}``, Event Hub
 records, Graph ``directoryAudit``/``signIn`` objects and ``{"value": [...]}`` pages, Log Analytics
-rows. The shape is decided per record, by its keys.
+rows, Graph PowerShell SDK objects (``ConvertTo-Json`` in PowerShell 7 and 5.1, ``Export-Csv`` with
+or without its ``#TYPE`` line: export-shapes.md (c)-(e)). The shape is decided per record, by its
+keys.
 
 Reading is one pass, linear in the size, memory bounded by the largest JSON value (``_Json``): bad
 input is quarantined with its line and byte offset and reading goes on; nothing raises out of

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pimwatch.normalize import from_powershell
 from pimwatch.reader import POWERSHELL, POWERSHELL_FLATTENED, Bad, Routed, Skipped, route_record
 from tests import shapes
-from tests.test_reader import RECORDS, _by_id, baseline, key_fields, read, routed_events
+from tests.test_reader import RECORDS, _by_id, baseline, key_fields, read, routed_events, who
 from tests.test_shapes_demo import demo_records, replay
 
 AUDITS = [r for r in RECORDS if r["category"] == "AuditLogs"]
@@ -281,3 +281,19 @@ def test_any_powershell_looking_object_is_routed_or_quarantined_never_raises(
     if isinstance(item, Routed):
         with contextlib.suppress(ValueError):
             routed_events([item])
+
+
+def test_export_csv_of_sign_ins_keeps_the_user_and_says_status_and_location_were_lost(tmp_path: Path) -> None:
+    path = tmp_path / "signins.csv"
+    path.write_bytes(shapes.export_csv(shapes.ps_objects(SIGNINS)))
+    items = read(path)
+    assert all(isinstance(i, Routed) and i.shape == POWERSHELL_FLATTENED for i in items), items
+    got = sorted(
+        (e.id, e.category, who(e.actor), e.signin.risk_during, e.signin.country) for e in routed_events(items)
+    )
+    want = sorted(
+        (e.id, e.category, who(e.actor), e.signin.risk_during, None) for e in baseline() if e.signin
+    )
+    assert got == want  # the country is in Location, a type name here
+    code, _, err = replay([path], tmp_path)
+    assert code == 0 and "the status and location of its" in err.splitlines()[-1]
