@@ -1,7 +1,8 @@
 """``pimwatch`` command line: ``replay`` exported logs, list the ``detectors``.
 
 Exit codes: 0 the run completed (whatever it found), 1 an input path could not be read,
-2 usage or config error (reported before any input is read).
+2 usage or config error (reported before any input is read), 3 (``replay --strict`` only) an input
+file gave no usable record, mostly bad or skipped ones, or lost fields (``cli_inputs``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pimwatch.cli_consume import add_parsers as add_consume_parser
 from pimwatch.cli_consume import run as run_consume
 from pimwatch.cli_delivery import add_parsers, report
 from pimwatch.cli_delivery import run as run_delivery
+from pimwatch.cli_inputs import Checks, Note
 from pimwatch.cli_prune import add_parser as add_prune_parser
 from pimwatch.cli_prune import run as run_prune
 from pimwatch.config import ConfigError, load
@@ -65,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="deliver the new and resolved alerts to the configured sinks (default: a dry run; they "
         "stay queued in the state for 'pimwatch deliver')",
+    )
+    rp.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when an input file gave no usable record, mostly bad or skipped records, or lost "
+        "fields (Export-Csv); such files are named on stderr either way",
     )
     add_parsers(sub)
     add_archive_parser(sub)
@@ -176,16 +184,21 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     driver = Driver(pipeline, WatermarkTick(), deliverer)
     counter = [0]
     unreadable = 0
+    checks = Checks(pipeline.stats)
     started = time.perf_counter()
     progress = sys.stderr.isatty() and args.format == "text"
     try:
         for path in files:
+            checks.before()
             try:
                 items = read_file(path, counter, pipeline.screen)
                 driver.feed(_progress(items, counter, started) if progress else items)
             except InputError as exc:
                 unreadable += 1
                 sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
+                checks.unopened(path, str(exc))
+                continue
+            checks.after(path)
         result = driver.finish()
     except StoreError as exc:
         sys.stderr.write(f"pimwatch: state store failed: {exc}\n")
@@ -213,11 +226,25 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
                     else "no --state, nothing kept)\n"
                 )
             )
+    _notes(checks.notes, sys.stderr)
     http.close()
     store.close()
     if tmpdir is not None:
         tmpdir.cleanup()
-    return 1 if unreadable or pipeline.stats.bad.get(UNREADABLE) else 0
+    if unreadable or pipeline.stats.bad.get(UNREADABLE):
+        return 1
+    return 3 if args.strict and checks.notes else 0
+
+
+def _notes(notes: Sequence[Note], err: IO[str], shown: int = 20) -> None:
+    """The input files to look at, last on stderr, where a person looks."""
+    if not notes:
+        return
+    err.write(f"pimwatch: {len(notes)} input file note{'s' if len(notes) > 1 else ''} (check these):\n")
+    for note in notes[:shown]:
+        err.write(f"  {_oneline(note.path, 200)}: {_oneline(note.reason, 2000)}\n")
+    if len(notes) > shown:
+        err.write(f"  ... and {len(notes) - shown} more\n")
 
 
 def _progress(items: Iterator[Item], counter: list[int], started: float) -> Iterator[Item]:

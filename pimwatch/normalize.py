@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -453,3 +454,129 @@ def la_to_camel(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
         "resourceId": row.get("ResourceId"),
     }
     return props, {k: v for k, v in top.items() if v not in (None, "")}
+
+
+# --- Graph PowerShell objects (export-shapes.md (c), (d), (e)) ----------------------------------
+
+# PascalCase property → Graph key where lower-casing the first letter is not enough.
+_PS_RENAME = {"IPAddress": "ipAddress", "RiskEventTypesV2": "riskEventTypes_v2"}
+# Windows PowerShell 5.1 writes a DateTime as "\/Date(ms since the epoch, UTC)\/" (read: "/Date(...)/").
+_PS_DATE = re.compile(r"/Date\((-?\d{1,15})(?:[+-]\d{4})?\)/")
+# Properties the SDK declares as objects or lists: Export-Csv (always) and ConvertTo-Json (below its
+# -Depth) write them as what .NET's ToString() gives, the class name
+# (Microsoft.Graph.PowerShell.Models.MicrosoftGraphAuditActivityInitiator1, ...IMicrosoftGraphKeyValue[],
+# System.Collections.Generic.Dictionary`2[...]), space-joined for a list of objects.
+_PS_NESTED = frozenset(
+    {
+        "InitiatedBy",
+        "User",
+        "App",
+        "TargetResources",
+        "ModifiedProperties",
+        "AdditionalDetails",
+        "AdditionalProperties",
+        "Status",
+        "Location",
+        "DeviceDetail",
+        "GeoCoordinates",
+        "AppliedConditionalAccessPolicies",
+    }
+)
+_TYPE_NAME = re.compile(r"(?:Microsoft\.Graph\.|System\.)[\w.`\[\], ]*")
+# The nested objects pimwatch reads (the others, such as a sign-in's DeviceDetail, GeoCoordinates and
+# conditional access policies, are dropped without a word when they are type names).
+_PS_READ = frozenset(
+    {
+        "InitiatedBy",
+        "User",
+        "App",
+        "TargetResources",
+        "ModifiedProperties",
+        "AdditionalDetails",
+        "Status",
+        "Location",
+    }
+)
+# What a lost (type-name) property means, by the record's top-level property.
+PS_LOST = {
+    "InitiatedBy": "actor",
+    "TargetResources": "targets",
+    "AdditionalDetails": "details",
+    "Status": "status",
+    "Location": "location",
+}
+
+
+def _ps_key(key: str) -> str:
+    return _PS_RENAME.get(key) or key[:1].lower() + key[1:]
+
+
+def _ps_date(value: Any) -> Any:
+    """A DateTime as PowerShell wrote it → ISO 8601 (PowerShell 7 writes ISO already)."""
+    if isinstance(value, Mapping) and "value" in value:  # a 5.1 DateTime with its ETS members
+        value = value["value"]
+    if isinstance(value, str) and (m := _PS_DATE.fullmatch(value.strip())):
+        ms = int(m.group(1))
+        if -62135596800000 <= ms <= 253402300799999:  # what datetime can hold
+            when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
+            return when.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _ps(value: Any, key: str, top: str, lost: set[str], depth: int) -> Any:
+    """One property value of a PowerShell object, in Graph key names; a type name stands for a
+    value that was not written (None, its top-level property noted in ``lost``)."""
+    if key in _PS_NESTED and isinstance(value, str):
+        if not value.strip() or _TYPE_NAME.fullmatch(value.strip()):
+            if value.strip() and top in PS_LOST and key in _PS_READ:
+                lost.add(PS_LOST[top])
+            return None
+        return _json_value(value)
+    if key.endswith("DateTime"):
+        return _ps_date(value)
+    if depth > MAX_PS_DEPTH:
+        return value
+    if isinstance(value, Mapping):
+        return _ps_object(value, top, lost, depth + 1)
+    if isinstance(value, list):
+        items = []
+        for item in value:
+            if isinstance(item, str) and key in _PS_NESTED and _TYPE_NAME.fullmatch(item.strip()):
+                if top in PS_LOST and key in _PS_READ:
+                    lost.add(PS_LOST[top])
+                continue
+            items.append(_ps(item, key, top, lost, depth + 1) if isinstance(item, (Mapping, list)) else item)
+        return items
+    return value
+
+
+MAX_PS_DEPTH = 64  # Graph objects nest fewer than 10 levels; deeper values are kept as they are
+
+
+def _ps_object(obj: Mapping[str, Any], top: str | None, lost: set[str], depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key == "AdditionalProperties" or not isinstance(key, str) or not key:
+            continue
+        out[_ps_key(key)] = _ps(value, key, top or key, lost, depth)
+    extra = obj.get("AdditionalProperties")
+    if isinstance(extra, str):
+        _ps(extra, "AdditionalProperties", top or "", lost, depth)  # a type name: nothing to take
+    elif isinstance(extra, Mapping):
+        # Graph keys the SDK model does not declare (userType, homeTenantId, ...), in Graph's names.
+        for key, value in extra.items():
+            if isinstance(key, str) and key and out.get(key) is None:
+                out[key] = _ps(value, key, top or key, lost, depth)
+    return out
+
+
+def from_powershell(obj: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """A Graph PowerShell SDK object as ConvertTo-Json or Export-Csv wrote it → (the Graph object,
+    what was lost). PascalCase properties become Graph's camelCase keys (``IPAddress`` →
+    ``ipAddress``, ``RiskEventTypesV2`` → ``riskEventTypes_v2``), each ``AdditionalProperties`` is
+    merged into its object, ``Key``/``Value`` pairs become ``key``/``value``, ``\\/Date(ms)\\/``
+    becomes ISO 8601. A nested value written as its .NET type name (Export-Csv; ConvertTo-Json
+    below its ``-Depth``) is dropped and named in the result: ``actor``, ``targets``,
+    ``details``, ``status``, ``location``."""
+    lost: set[str] = set()
+    return _ps_object(obj, None, lost, 0), frozenset(lost)

@@ -5,7 +5,9 @@ documents, CSV (Log Analytics exports, the portal's too), each optionally gzip-c
 UTF-16 or UTF-32 (found from the first bytes); ``-`` is stdin; folders are read recursively, hidden
 folders and binary files left out. Objects: Event Hub messages ``{"records": [...]}``, Event Hub
 records, Graph ``directoryAudit``/``signIn`` objects and ``{"value": [...]}`` pages, Log Analytics
-rows. The shape is decided per record, by its keys.
+rows, Graph PowerShell SDK objects (``ConvertTo-Json`` in PowerShell 7 and 5.1, ``Export-Csv`` with
+or without its ``#TYPE`` line: export-shapes.md (c)-(e)). The shape is decided per record, by its
+keys.
 
 Reading is one pass, linear in the size, memory bounded by the largest JSON value (``_Json``): bad
 input is quarantined with its line and byte offset and reading goes on; nothing raises out of
@@ -35,7 +37,7 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
-from pimwatch.normalize import la_to_camel
+from pimwatch.normalize import from_powershell, la_to_camel
 
 Route = Literal["audit", "signin"]
 _SIGNIN_CATEGORIES = {
@@ -222,7 +224,12 @@ def classify(
             yield _route_checked(rec, source, line, True, check_depth)
         return
     value = obj.get("value")
-    if isinstance(value, list) and ("@odata.context" in obj or "@odata.nextLink" in obj or len(obj) == 1):
+    if isinstance(value, list) and (
+        "@odata.context" in obj
+        or "@odata.nextLink" in obj
+        or len(obj) == 1
+        or obj.keys() == {"value", "Count"}
+    ):
         for rec in value:
             yield _route_checked(rec, source, line, True, check_depth)
         return
@@ -301,6 +308,8 @@ def route_record(rec: Any, source: str, line: int, *, in_envelope: bool = False)
         return Routed("audit", "graph", "AuditLogs", rec, {}, rec, source, line)
     if "createdDateTime" in rec and ("userPrincipalName" in rec or "userId" in rec):
         return _graph_signin(rec, source, line)
+    if _powershell(rec):
+        return _powershell_record(rec, source, line)
     if any(k in rec for k in _LA_MARKERS):
         return _la_row(rec, source, line)
     if isinstance(category, str) and not in_envelope:
@@ -309,16 +318,54 @@ def route_record(rec: Any, source: str, line: int, *, in_envelope: bool = False)
     return Bad(source, line, f"unrecognised record shape (keys: {keys})", _dump(rec))
 
 
-def _graph_signin(rec: dict[str, Any], source: str, line: int) -> Item:
+def _graph_signin(
+    rec: dict[str, Any], source: str, line: int, shape: str = "graph", raw: dict[str, Any] | None = None
+) -> Item:
     types = rec.get("signInEventTypes")
     if isinstance(types, list) and types and not any("User" in str(t) for t in types):
-        return Skipped("ServicePrincipalSignInLogs", "graph")
+        return Skipped("ServicePrincipalSignInLogs", shape)
     if not rec.get("userId") and rec.get("servicePrincipalId"):
-        return Skipped("ServicePrincipalSignInLogs", "graph")
+        return Skipped("ServicePrincipalSignInLogs", shape)
     interactive = rec.get("isInteractive")
-    non = interactive is False or (isinstance(types, list) and "nonInteractiveUser" in types)
+    non = (
+        interactive is False
+        or (isinstance(interactive, str) and interactive.lower() == "false")  # Export-Csv: "False"
+        or (isinstance(types, list) and "nonInteractiveUser" in types)
+    )
     category = "NonInteractiveUserSignInLogs" if non else "SignInLogs"
-    return Routed("signin", "graph", category, rec, {}, rec, source, line)
+    return Routed("signin", shape, category, rec, {}, rec if raw is None else raw, source, line)
+
+
+POWERSHELL = "powershell"
+POWERSHELL_FLATTENED = "powershell-flattened"
+"""Shapes of Graph PowerShell SDK objects (``Get-MgAuditLogDirectoryAudit``, ``Get-MgAuditLogSignIn``)
+through ConvertTo-Json or Export-Csv (export-shapes.md (c)-(e)); ``-flattened``: nested objects
+were written as their .NET type names (Export-Csv, ConvertTo-Json below its ``-Depth``), so an
+audit record has lost its actor, targets or details, a sign-in its status or location."""
+
+
+def _powershell(rec: Mapping[str, Any]) -> bool:
+    """Whether a PascalCase record is a Graph PowerShell object rather than a Log Analytics row: the
+    SDK declares ``AdditionalProperties`` on every model (a row never has it); without it (a
+    ``Select-Object`` of some properties), nested objects with PascalCase keys tell."""
+    if "AdditionalProperties" in rec:
+        return True
+    initiated, status = rec.get("InitiatedBy"), rec.get("Status")
+    return (type(initiated) is dict and ("User" in initiated or "App" in initiated)) or (
+        type(status) is dict and "ErrorCode" in status
+    )
+
+
+def _powershell_record(rec: dict[str, Any], source: str, line: int) -> Item:
+    obj, lost = from_powershell(rec)
+    if "activityDisplayName" in obj:
+        shape = POWERSHELL_FLATTENED if lost else POWERSHELL
+        return Routed("audit", shape, "AuditLogs", obj, {}, rec, source, line)
+    if "createdDateTime" in obj and ("userPrincipalName" in obj or "userId" in obj):
+        shape = POWERSHELL_FLATTENED if lost & {"status", "location"} else POWERSHELL
+        return _graph_signin(obj, source, line, shape, rec)
+    keys = ", ".join(sorted(map(str, rec))[:8])
+    return Bad(source, line, f"unrecognised record shape (keys: {keys})", _dump(rec))
 
 
 def _la_row(rec: dict[str, Any], source: str, line: int) -> Item:
@@ -426,7 +473,8 @@ def _walk(root: Path, skipped: Counter[str]) -> list[str]:
     found: list[str] = []
     for folder, dirs, files in os.walk(root, onerror=lambda exc: skipped.update(["unreadable folder"])):
         hidden = [d for d in dirs if d.startswith(".")]
-        skipped["hidden folder"] += len(hidden)
+        if hidden:
+            skipped["hidden folder"] += len(hidden)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # not descended into
         for name in files:
             f = Path(folder, name)
@@ -597,7 +645,12 @@ def read_file(path: str, counter: list[int], screen: Screen | None = None) -> It
 
 def _looks_like_csv(first: bytes) -> bool:
     first = first.removeprefix(_BOM).strip()
+    if first.startswith(_TYPE_LINE):  # Windows PowerShell 5.1 Export-Csv
+        return True
     return bool(first) and first[:1] not in (b"{", b"[") and b"," in first
+
+
+_TYPE_LINE = b"#TYPE "
 
 
 _BOM = b"\xef\xbb\xbf"
@@ -1129,6 +1182,8 @@ class _Csv:
                 yield _bad(self.source, line, error, raw.strip(), offset)
                 continue
             if header is None:
+                if len(row) == 1 and row[0].startswith("#TYPE "):
+                    continue  # Windows PowerShell 5.1 Export-Csv: "#TYPE <class>" before the header
                 header = [_UNIT.sub("", name) for name in row]  # "TimeGenerated [UTC]": the portal's
                 continue
             if not any(row):

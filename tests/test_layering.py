@@ -66,6 +66,7 @@ LAYER = {
     "cli_consume": "cli",
     "cli_delivery": "cli",
     "cli_prune": "cli",
+    "cli_inputs": "cli",
     "__main__": "cli",
     # the shipped test kit
     "testing": "testing",
