@@ -15,7 +15,7 @@ by :meth:`~Archive.flush`:
 
 Records are buffered by :meth:`~Archive.append` and written when :meth:`~Archive.flush` is called
 (or when the buffer reaches ``flush_bytes``, so memory stays bounded). A flush is durable when it
-returns; when it cannot write it raises :class:`ArchiveError` (a :class:`~pimwatch.store.StoreError`:
+returns; when it cannot write it raises :class:`ArchiveError` (a StoreError of the contract:
 the batch must not be checkpointed) naming the folder or container, and the unwritten records stay
 buffered — :meth:`~Archive.flush` again retries them, :meth:`~Archive.discard` drops them (when the
 batch they came from will be read again and re-archive them).
@@ -42,8 +42,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from pimwatch.storage import ENV_DEADLETTER_CONTAINER, ENV_QUARANTINE_CONTAINER, AzureStorage, SettingsError
-from pimwatch.store import StoreError
+from pimwatch.contract import StoreError
 
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, ContainerClient
@@ -341,20 +340,6 @@ class BlobArchive(_Buffered):
         options = kwargs.pop("client_options", None) or {}
         return cls(ContainerClient(account_url, container, credential=credential, **options), **kwargs)
 
-    @classmethod
-    def for_storage(cls, storage: AzureStorage, container: str, **kwargs: Any) -> BlobArchive:
-        """On the ``PIMWATCH_STORAGE`` account (:func:`pimwatch.storage.azure_storage`): with its
-        connection string, or its blob service URI and managed identity."""
-        check_container(container)
-        if storage.connection_string is not None:
-            try:
-                return cls.from_connection_string(storage.connection_string, container, **kwargs)
-            except ValueError:
-                raise SettingsError("app setting PIMWATCH_STORAGE is not a valid connection string") from None
-        if storage.blob_uri is None:
-            raise SettingsError("app setting PIMWATCH_STORAGE__blobServiceUri is not set")
-        return cls.from_account_url(storage.blob_uri, storage.credential(), container, **kwargs)
-
     @property
     def location(self) -> str:
         return f"blob container {self.container.container_name} (account {self.container.account_name})"
@@ -503,18 +488,3 @@ def _noted(blob: Any) -> tuple[int, int]:
         return int(meta["bytes"]), int(meta["records"])
     except (KeyError, ValueError):
         return 0, 0
-
-
-# --- from the app settings -----------------------------------------------------------------------
-
-_CONTAINER = re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*")
-
-
-def check_container(name: str) -> str:
-    """``name`` if it is a valid blob container name, else :class:`SettingsError` naming the settings."""
-    if not _CONTAINER.fullmatch(name):
-        raise SettingsError(
-            f"container name {name!r} (app setting {ENV_QUARANTINE_CONTAINER} or {ENV_DEADLETTER_CONTAINER})"
-            " is not valid: 3-63 lower-case letters, digits and single hyphens"
-        )
-    return name

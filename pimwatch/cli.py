@@ -31,6 +31,7 @@ from pimwatch.cli_delivery import run as run_delivery
 from pimwatch.cli_prune import add_parser as add_prune_parser
 from pimwatch.cli_prune import run as run_prune
 from pimwatch.config import ConfigError, load
+from pimwatch.contract import StoreError
 from pimwatch.delivery import Deliverer
 from pimwatch.detector import Plugin, discover
 from pimwatch.driver import Driver, WatermarkTick
@@ -38,7 +39,7 @@ from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import UNREADABLE, InputError, Item, expand, read_file
 from pimwatch.sink import Http
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.store import SqliteStore
 
 DEFAULT_QUARANTINE = "pimwatch-quarantine.jsonl"
 

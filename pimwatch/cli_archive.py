@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pimwatch.archive import Archive, ArchiveError, BlobArchive, Entry, FileArchive
-from pimwatch.storage import ENV_STORAGE, SettingsError, azure_storage
+from pimwatch.archive import Archive, ArchiveError, Entry, FileArchive
+from pimwatch.storage import ENV_STORAGE, SettingsError, azure_storage, blob_archive
 from pimwatch.timeutil import parse_time
 
 KINDS = ("quarantine", "deadletters")
@@ -90,7 +90,7 @@ def _open(args: argparse.Namespace) -> Archive:
             f"{ENV_STORAGE}__accountName / {ENV_STORAGE}__blobServiceUri (managed identity)"
         )
     container = storage.quarantine_container if args.kind == "quarantine" else storage.deadletter_container
-    return BlobArchive.for_storage(storage, container)
+    return blob_archive(storage, container)
 
 
 def _list(archive: Archive, entries: list[Entry]) -> None:

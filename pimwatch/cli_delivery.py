@@ -17,11 +17,12 @@ import orjson
 from pimwatch import templating
 from pimwatch.alerts import Severity, synthetic_alert
 from pimwatch.config import Config, ConfigError, load
+from pimwatch.contract import Delivery, StoreError
 from pimwatch.delivery import Deliverer, LoadedSink, Outcome
 from pimwatch.detector import Plugin
 from pimwatch.harness import run_records
 from pimwatch.sink import Http, SinkError
-from pimwatch.store import Delivery, SqliteStore, StoreError
+from pimwatch.store import SqliteStore
 from pimwatch.timeutil import iso
 
 

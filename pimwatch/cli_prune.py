@@ -15,9 +15,10 @@ from typing import Any
 
 from pimwatch import retention
 from pimwatch.config import Config
+from pimwatch.contract import StoreError
 from pimwatch.detector import Plugin
 from pimwatch.pipeline import WATERMARK
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.store import SqliteStore
 from pimwatch.timeutil import parse_time
 
 _ISO = "%Y-%m-%dT%H:%M:%SZ"

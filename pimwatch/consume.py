@@ -29,8 +29,8 @@ from azure.core.exceptions import AzureError
 from azure.eventhub.amqp import AmqpMessageBodyType
 
 from pimwatch.consume_settings import first_line
+from pimwatch.contract import STORE_ERRORS
 from pimwatch.runtime import Report, Runtime
-from pimwatch.store import STORE_ERRORS
 
 if TYPE_CHECKING:
     from azure.eventhub import CloseReason, EventData, PartitionContext

@@ -36,17 +36,28 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from pimwatch.alerts import Alert, Severity, alert_id
-from pimwatch.archive import Archive, ArchiveError
+from pimwatch.contract import Delivery, Store, StoreError
 from pimwatch.sink import Http, PermanentError, SinkConfig, TransientError
-from pimwatch.store import Delivery, Store
 from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch.delivery")
+
+
+class DeadLetters(Protocol):
+    """Where the deliverer also writes dead letters (:class:`pimwatch.archive.Archive`): buffered
+    by ``append``, written by ``flush``, which raises a :class:`StoreError` when it cannot write
+    (then ``discard`` drops what is unwritten)."""
+
+    def append(self, record: Mapping[str, Any]) -> None: ...
+    def flush(self) -> None: ...
+    def discard(self) -> None: ...
+
+
 DEAD_LETTERS = "delivery.dead_letters"
 # The requests one try of a send may make, each bounded by the sink's ``timeout_seconds``: a token,
 # then the post (SMTP: connect/TLS, login, the message). The lease is sized by it.
@@ -196,7 +207,7 @@ class Deliverer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        archive: Archive | None = None,
+        archive: DeadLetters | None = None,
     ):
         """``archive``: where dead letters are also written (pimwatch/archive.py), so what never
         reached a sink stays readable after the state store is pruned; None: the store only."""
@@ -470,7 +481,7 @@ class Deliverer:
                     }
                 )
             self.archive.flush()
-        except ArchiveError as exc:
+        except StoreError as exc:
             self.archive.discard()
             log.error("%s: dead letters not archived, kept pending for a retry: %s", name, exc)
             return False

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeVar
 
 from pimwatch.alerts import Severity
+from pimwatch.contract import Member, Store
 from pimwatch.event import Event, Kind, Principal
-from pimwatch.store import Member, Store
 
 if TYPE_CHECKING:
     from pimwatch.principals import Principals
@@ -331,7 +331,7 @@ class State(Generic[P]):
     def add(
         self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
     ) -> bool:
-        """Idempotent, event-time windowed membership (see :class:`pimwatch.store.Store`)."""
+        """Idempotent, event-time windowed membership (see :class:`pimwatch.contract.Store`)."""
         return self._store.add(f"{self.detector_id}\x1f{key}", member, at, value, payload)
 
     def members(self, key: str, start: datetime, end: datetime) -> list[Member]:
@@ -388,6 +388,33 @@ class Plugin:
     cases: list[Case]
     module: ModuleType
     tick: TickFn | None = None
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """One detector's config in effect (built by :func:`pimwatch.config.build`)."""
+
+    enabled: bool
+    severity: Severity
+    window: Window  # the declared window with the config's threshold / within_minutes / suppress_minutes
+    params: Params  # the detector's own Params, validated
+
+    declared: Window = field(default_factory=Window)  # the detector's own window: which window keys it has
+
+    def values(self) -> dict[str, Any]:
+        """Every config key with its value in effect (``pimwatch detectors``)."""
+        return {**self.window.keys(like=self.declared), **self.params.model_dump()}
+
+
+class DetectionConfig(Protocol):
+    """The part of the config detection reads (:class:`pimwatch.config.Config` has it): the engine
+    and the pipeline take this, not the whole config."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def detectors(self) -> Mapping[str, DetectorConfig]: ...
 
 
 def discover(package: str = "detectors") -> list[Plugin]:

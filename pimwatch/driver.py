@@ -29,13 +29,13 @@ from datetime import UTC, datetime
 from itertools import chain, islice
 from typing import Protocol
 
+from pimwatch.contract import STORE_ERRORS
 from pimwatch.delivery import Deliverer
 from pimwatch.engine import ChangeResult
 from pimwatch.pipeline import WATERMARK, Pipeline
 from pimwatch.progress import Progress, ProgressStore, expect
 from pimwatch.reader import Item
 from pimwatch.stats import Stats
-from pimwatch.store import STORE_ERRORS
 from pimwatch.timeutil import iso
 
 COMMIT_EVERY = 5000  # items per unit of work in replay: bounds the transaction, not the result

@@ -20,12 +20,11 @@ from typing import Any, Literal
 
 from pimwatch.activities import register
 from pimwatch.alerts import Alert, Severity, alert_id
-from pimwatch.config import Config, DetectorConfig
-from pimwatch.detector import Hit, Plugin, Resolve, Skip, State
+from pimwatch.contract import Member, MergeResult, Store
+from pimwatch.detector import DetectionConfig, DetectorConfig, Hit, Plugin, Resolve, Skip, State
 from pimwatch.event import Event
 from pimwatch.principals import Principals
 from pimwatch.stats import Stats
-from pimwatch.store import Member, MergeResult, Store
 from pimwatch.timeutil import iso
 
 log = logging.getLogger("pimwatch.engine")
@@ -76,7 +75,7 @@ class Changes:
 
 
 class Engine:
-    def __init__(self, plugins: Sequence[Plugin], config: Config, store: Store, stats: Stats):
+    def __init__(self, plugins: Sequence[Plugin], config: DetectionConfig, store: Store, stats: Stats):
         self.store = store
         self.stats = stats
         # What the alerts did, in order, until the driver (pimwatch/driver.py) takes them.

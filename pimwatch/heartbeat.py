@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from pimwatch.alerts import Alert, Severity, alert_id
+from pimwatch.contract import KV, Outbox
 from pimwatch.engine import ChangeResult
-from pimwatch.store import KV, Outbox
 from pimwatch.timeutil import iso, parse_time
 
 ARRIVAL = "pipeline:arrival"

@@ -10,21 +10,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from pimwatch.activities import PIM_ACTIVITIES, canonical
-from pimwatch.config import Config
-from pimwatch.detector import Plugin, Settings
+from pimwatch.contract import STORE_ERRORS, Store
+from pimwatch.detector import DetectionConfig, Plugin, Settings
 from pimwatch.engine import Engine
 from pimwatch.event import Event
 from pimwatch.normalize import BadRecord, _json_value, audit_event, signin_event
 from pimwatch.principals import LEARN_FROM
-from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, _dump, classify
 from pimwatch.stats import Stats
-from pimwatch.store import STORE_ERRORS, Store
 from pimwatch.timeutil import parse_time
 
 log = logging.getLogger("pimwatch")
@@ -32,13 +30,30 @@ WATERMARK = "pipeline:watermark"
 REPORT_BAD = 20  # bad records listed on stderr one by one; all of them go to the quarantine file
 
 
+class Rejects(Protocol):
+    """Where the pipeline keeps bad input whole (:class:`pimwatch.quarantine.Quarantine`)."""
+
+    @property
+    def path(self) -> str:
+        """Where, for messages."""
+        ...
+
+    @property
+    def count(self) -> int:
+        """Bad records put so far."""
+        ...
+
+    def put(self, bad: Bad) -> None: ...
+    def close(self) -> None: ...
+
+
 class Pipeline:
     def __init__(
         self,
         plugins: Sequence[Plugin],
-        config: Config,
+        config: DetectionConfig,
         store: Store,
-        quarantine: Quarantine,
+        quarantine: Rejects,
         report: Callable[[str], None] = log.warning,
     ):
         self.report = report

@@ -22,9 +22,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from pimwatch.activities import ACTIVATION_COMPLETED, ACTIVATION_REQUESTED
+from pimwatch.contract import Store
 from pimwatch.detector import Settings
 from pimwatch.event import Event, Principal
-from pimwatch.store import Store
 
 # Records that show a principal holding or getting a role (success only).
 LEARN_FROM: frozenset[str] = frozenset(

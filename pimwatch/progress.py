@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from pimwatch.store import KV, Windows
+from pimwatch.contract import KV, Windows
 from pimwatch.timeutil import iso, parse_time
 
 REGISTRY = "pipeline:partitions"  # window members: one per partition ever noted

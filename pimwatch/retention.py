@@ -56,18 +56,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pimwatch import principals
 from pimwatch.activities import ACTIVATION_END
-from pimwatch.detector import History, Plugin
+from pimwatch.contract import Store
+from pimwatch.detector import DetectorConfig, History, Plugin
 from pimwatch.lifecycle import LONGEST_ACTIVATION
 from pimwatch.progress import EXPECTED, REGISTRY
-from pimwatch.store import Store
 from pimwatch.timeutil import iso, parse_time
-
-if TYPE_CHECKING:
-    from pimwatch.config import Config, DetectorConfig
 
 FLOOR = timedelta(days=7)
 SLACK = timedelta(days=1)
@@ -135,7 +132,23 @@ def _computed(detectors: Mapping[str, DetectorConfig], plugins: Sequence[Plugin]
     return FLOOR, f"pimwatch's floor of {_days(FLOOR)} (activations last up to a day; Entra delivers late)"
 
 
-def horizon(config: Config, plugins: Sequence[Plugin]) -> timedelta:
+class _Kept(Protocol):
+    @property
+    def retention_days(self) -> float | None: ...
+
+
+class Retained(Protocol):
+    """What the horizon reads of the config (:class:`pimwatch.config.Config` has it): the detector
+    configs and ``pipeline.retention_days``."""
+
+    @property
+    def detectors(self) -> Mapping[str, DetectorConfig]: ...
+
+    @property
+    def pipeline(self) -> _Kept: ...
+
+
+def horizon(config: Retained, plugins: Sequence[Plugin]) -> timedelta:
     """How far back (event time) state must be kept (see the module docstring)."""
     span, _ = _computed(config.detectors, plugins)
     days = config.pipeline.retention_days

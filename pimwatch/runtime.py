@@ -21,7 +21,7 @@ Three entry points, each a few lines in the host:
   quarantined whole with the reason and the rest go on), the pipeline, and one commit that holds the
   batch's state *and* the delivery rows of its new/resolved alerts; then the alerts are delivered. A
   sink failure never raises (the alerts stay pending in the outbox for the timer). A failure of the
-  state store raises :class:`pimwatch.store.StoreError` — see :meth:`Runtime.handle` for why.
+  state store raises :class:`pimwatch.contract.StoreError` — see :meth:`Runtime.handle` for why.
 * :meth:`Runtime.tick` — the timer: clock-driven detectors, the ``pipeline.silent`` heartbeat
   (:mod:`pimwatch.heartbeat`), then the outbox is drained.
 * :meth:`Runtime.health` — the watermark (newest event time seen), outbox depth, dead letters,
@@ -36,7 +36,7 @@ watermark) without a lock in the pipeline.
 **An alert is never separated from its queueing.** With SQLite the batch's state and the delivery
 rows of its new and resolved alerts are one transaction. With Azure Tables every write is durable on
 its own, so the store keeps with each alert whether its deliveries were queued
-(:meth:`pimwatch.store.Store.mark_queued`): an instance that dies in between leaves the alert "new"
+(``Store.mark_queued``, pimwatch.contract): an instance that dies in between leaves the alert "new"
 for the retried batch, which queues it (idempotently per sink).
 """
 
@@ -56,14 +56,15 @@ from pimwatch import heartbeat, retention, templating
 from pimwatch.alerts import Severity, synthetic_alert
 from pimwatch.archive import Archive, FileArchive, writer_id
 from pimwatch.config import Config, load
+from pimwatch.contract import STORE_ERRORS, Store
 from pimwatch.delivery import Deliverer, Outcome
 from pimwatch.detector import Plugin, discover
 from pimwatch.driver import BatchResult, Driver, ProgressTick
 from pimwatch.pipeline import WATERMARK, Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.sink import Http, SinkError
-from pimwatch.storage import SettingsError, azure_storage, open_tables
-from pimwatch.store import STORE_ERRORS, SqliteStore, Store
+from pimwatch.storage import SettingsError, azure_storage, blob_archive, open_tables
+from pimwatch.store import SqliteStore
 from pimwatch.timeutil import iso, parse_time
 
 log = logging.getLogger("pimwatch.runtime")
@@ -158,15 +159,13 @@ class Runtime:
         config = load(_config_path(os.environ.get(ENV_CONFIG) or None), plugins)
         partitions = _partitions(os.environ.get(ENV_PARTITIONS))
         if storage is not None:
-            from pimwatch.archive import BlobArchive  # azure-storage-blob: only when it is used
-
-            quarantine = Quarantine.on(BlobArchive.for_storage(storage, storage.quarantine_container))
+            quarantine = Quarantine.on(blob_archive(storage, storage.quarantine_container))
             return cls(
                 config,
                 plugins,
                 lambda: open_tables(storage),
                 quarantine,
-                dead_letters=BlobArchive.for_storage(storage, storage.deadletter_container),
+                dead_letters=blob_archive(storage, storage.deadletter_container),
                 partitions=partitions,
             )
         state = os.environ.get(ENV_STATE)

@@ -17,9 +17,12 @@ Local (``func start``, a single instance): ``PIMWATCH_STATE`` (a SQLite file) an
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pimwatch.archive import BlobArchive
 
 ENV_STORAGE = "PIMWATCH_STORAGE"
 ENV_TABLE_PREFIX = "PIMWATCH_TABLE_PREFIX"
@@ -109,3 +112,30 @@ def open_tables(storage: AzureStorage, **client_options: Any) -> Any:
         credential=storage.credential(),
         client_options=client_options,
     )
+
+
+def blob_archive(storage: AzureStorage, container: str, **kwargs: Any) -> BlobArchive:
+    """A :class:`~pimwatch.archive.BlobArchive` on the ``PIMWATCH_STORAGE`` account: with its
+    connection string, or its blob service URI and managed identity."""
+    check_container(container)
+    if storage.connection_string is not None:
+        try:
+            return BlobArchive.from_connection_string(storage.connection_string, container, **kwargs)
+        except ValueError:
+            raise SettingsError("app setting PIMWATCH_STORAGE is not a valid connection string") from None
+    if storage.blob_uri is None:
+        raise SettingsError("app setting PIMWATCH_STORAGE__blobServiceUri is not set")
+    return BlobArchive.from_account_url(storage.blob_uri, storage.credential(), container, **kwargs)
+
+
+_CONTAINER = re.compile(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*")
+
+
+def check_container(name: str) -> str:
+    """``name`` if it is a valid blob container name, else :class:`SettingsError` naming the settings."""
+    if not _CONTAINER.fullmatch(name):
+        raise SettingsError(
+            f"container name {name!r} (app setting {ENV_QUARANTINE_CONTAINER} or {ENV_DEADLETTER_CONTAINER})"
+            " is not valid: 3-63 lower-case letters, digits and single hyphens"
+        )
+    return name

@@ -1,4 +1,4 @@
-"""The state store on Azure Table Storage: the same :class:`pimwatch.store.Store` contract as SQLite,
+"""The state store on Azure Table Storage: the same contract as SQLite (:mod:`pimwatch.contract`),
 shared safely by several processes and instances (every write is durable when the call returns).
 
 Layout — seven tables, ``<prefix><concern>`` (alphanumeric): ``kv``, ``members``, ``claims``,
@@ -14,7 +14,7 @@ outbox     alert id                ``a``                     ``detector``, ``ake
                                                              ``first_seen``, ``count``, ``doc_*`` …
 outbox     alert id                ``m`` + member            ``member``: a record or value counted
 outboxkeys detector ``~`` key      alert id                  ``id``: what ``resolve_alerts`` looks up
-deliveries sink                    alert id ``~`` kind       as :class:`pimwatch.store.Delivery`
+deliveries sink                    alert id ``~`` kind       as :class:`pimwatch.contract.Delivery`
                                                              (``holder``, ``lease_until``: its claim)
 meta       name                    ``v``                     ``v``
 ========== ======================= ========================= ==========================================
@@ -111,7 +111,7 @@ from pimwatch.alerts import (
     records,
     shows,
 )
-from pimwatch.store import Delivery, Member, MergeResult, Store, StoreError
+from pimwatch.contract import Delivery, Member, MergeResult, Store, StoreError
 
 SCHEMA_VERSION = "2"
 TABLES = ("kv", "members", "claims", "outbox", "outboxkeys", "deliveries", "meta")

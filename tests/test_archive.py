@@ -20,6 +20,7 @@ from pimwatch.alerts import Alert, Severity, synthetic_alert
 from pimwatch.archive import ArchiveError, BlobArchive, FileArchive, lines
 from pimwatch.cli import main
 from pimwatch.config import load
+from pimwatch.contract import StoreError
 from pimwatch.delivery import Deliverer, LoadedSink, Policy
 from pimwatch.detector import Plugin
 from pimwatch.driver import Driver
@@ -27,7 +28,7 @@ from pimwatch.normalize import BadRecord
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import Bad, Routed, read_file
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.store import SqliteStore
 from sinks import webhook
 from tests.conftest import SHARED_SAMPLES
 from tests.loopback import Answer, serve

@@ -16,10 +16,10 @@ import pytest
 from pimwatch import retention
 from pimwatch.catalogue import render_markdown
 from pimwatch.config import ConfigError, build
+from pimwatch.contract import Member
 from pimwatch.detection import Event, Principal, Window, minutes
 from pimwatch.detector import Plugin, discover
 from pimwatch.harness import matches, run_records
-from pimwatch.store import Member
 from tests.conftest import REPO
 
 ALLOWED = {"pimwatch.detection", "pimwatch.detection.records", "detectors._assignments"}

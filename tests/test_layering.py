@@ -29,6 +29,7 @@ LAYER = {
     "alerts": "detection",
     "catalogue": "detection",
     "detection": "detection",
+    "contract": "detection",
     "detector": "detection",
     "engine": "detection",
     "event": "detection",
@@ -72,29 +73,8 @@ LAYER = {
     "harness": "testing",
 }
 
-# (importer, imported): the back-edges of today, and what cuts each one before the package move.
-KNOWN = {
-    # The Store contract (protocols, Member, StoreError) moves into detection; state implements it.
-    ("detector", "store"),
-    ("engine", "store"),
-    ("principals", "store"),
-    ("pipeline", "store"),
-    ("detection", "store"),
-    ("delivery", "store"),  # the Deliveries role and the Delivery row, with the rest of the contract
-    # The engine and pipeline take the detection part of the config, not Config itself.
-    ("engine", "config"),
-    ("pipeline", "config"),
-    # The pipeline rejects bad input through a port, not the Quarantine class.
-    ("pipeline", "quarantine"),
-    # Record builders move from pimwatch.testing into pimwatch.detection.records.
-    ("detection.records", "testing"),
-    # Retention's horizon takes the detector configs; config's retention check moves into retention.
-    ("retention", "config"),
-    # BlobArchive takes an account URL and a credential, not the app settings.
-    ("archive", "storage"),
-    # The deliverer writes dead letters through a port defined in delivery.
-    ("delivery", "archive"),
-}
+# (importer, imported): the back-edges of today (none left), and what cuts each one.
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _module(path: Path) -> str:

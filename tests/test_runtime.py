@@ -30,7 +30,7 @@ import pytest
 from detectors.approval_overdue import R1, _ask
 from pimwatch import runtime
 from pimwatch.cli import main
-from pimwatch.store import StoreError
+from pimwatch.contract import StoreError
 from pimwatch.timeutil import iso
 from tests.functions_host import APP, FUNCTIONS, REPO, batch, health, messages, timer
 from tests.loopback import Answer, serve

@@ -28,13 +28,14 @@ import pytest
 from pimwatch import runtime
 from pimwatch.alerts import Alert
 from pimwatch.config import build
+from pimwatch.contract import MergeResult, Store, StoreError
 from pimwatch.detector import Plugin
 from pimwatch.harness import run_records
 from pimwatch.heartbeat import SILENT
 from pimwatch.pipeline import WATERMARK
 from pimwatch.quarantine import Quarantine
 from pimwatch.retention import KEEP_WINDOWS, LIMIT
-from pimwatch.store import MergeResult, SqliteStore, Store, StoreError
+from pimwatch.store import SqliteStore
 from pimwatch.tablestore import TableStore
 from pimwatch.timeutil import parse_time
 from tests.functions_host import FUNCTIONS, _config, batch, health, messages

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pimwatch.alerts import SAMPLE, Alert, Severity
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.contract import StoreError
+from pimwatch.store import SqliteStore
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

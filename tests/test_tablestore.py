@@ -16,7 +16,8 @@ from azure.core.exceptions import ServiceResponseError
 from azure.data.tables import TableTransactionError
 
 from pimwatch.alerts import LIST_LIMIT, SAMPLE, Alert, Severity, sample
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.contract import StoreError
+from pimwatch.store import SqliteStore
 from pimwatch.tablestore import TableStore, table_key
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

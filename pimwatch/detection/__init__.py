@@ -41,6 +41,7 @@ from pimwatch.activities import (
     is_pim_activation_failure,
 )
 from pimwatch.alerts import Severity
+from pimwatch.contract import Member
 from pimwatch.detection import records
 from pimwatch.detector import (
     DEFAULT_PRIVILEGED_ROLES,
@@ -68,7 +69,6 @@ from pimwatch.lifecycle import (
     with_end,
 )
 from pimwatch.principals import LEARN_FROM, privileged_subject
-from pimwatch.store import Member
 from pimwatch.timeutil import iso, parse_time
 
 __all__ = [
