@@ -33,10 +33,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, ValidationError
 from pydantic_core import ErrorDetails
 
-from pimwatch import retention
-from pimwatch.alerts import Severity
-from pimwatch.delivery import LoadedSink, Policy, sink_module
-from pimwatch.detector import (
+from pimwatch.delivery.deliverer import LoadedSink, Policy, sink_module
+from pimwatch.detection.alerts import Severity
+from pimwatch.detection.detector import (
     WINDOW_KEYS,
     Detector,
     DetectorConfig,
@@ -46,6 +45,7 @@ from pimwatch.detector import (
     Window,
     _looks_like_guid,
 )
+from pimwatch.state import retention
 
 
 class ConfigError(ValueError):

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from pimwatch import storage
+from pimwatch.hosting import azure_settings as storage
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -329,7 +329,7 @@ def test_every_setting_the_code_reads_is_deployed_or_deliberately_not(main: Temp
 
 
 def test_the_partitions_setting_is_the_hub_s_partition_count(main: Template) -> None:
-    """The tick clock waits for every partition the hub has (pimwatch/progress.py): the setting must
+    """The tick clock waits for every partition the hub has (pimwatch/state/progress.py): the setting must
     follow the hub's partition count, not be typed twice."""
     assert app_settings(main)["PIMWATCH_EVENTHUB_PARTITIONS"] == "string(partitionCount)"
     hub = main.resources["hub"].body["properties"]

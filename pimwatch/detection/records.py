@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pimwatch.activities import PIM_SERVICE, PIM_SERVICE_NAME
+from pimwatch.detection.activities import PIM_SERVICE, PIM_SERVICE_NAME
 
 TENANT = "7d1c7a44-2b7e-4f0e-9d51-7c2a3d9e8b10"
 RESOURCE_ID = f"/tenants/{TENANT}/providers/Microsoft.aadiam"
