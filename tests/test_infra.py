@@ -272,9 +272,9 @@ def app_settings(main: Template) -> dict[str, str]:
 def code_settings() -> dict[str, set[str]]:
     """Every ``PIMWATCH_*`` name in pimwatch/ and function_app.py, with the files that mention it."""
     found: dict[str, set[str]] = {}
-    for path in [ROOT / "function_app.py", *sorted((ROOT / "pimwatch").glob("*.py"))]:
+    for path in [ROOT / "function_app.py", *sorted((ROOT / "pimwatch").rglob("*.py"))]:
         for name in SETTING_RE.findall(path.read_text(encoding="utf-8")):
-            found.setdefault(name, set()).add(path.name)
+            found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
     return found
 
 
