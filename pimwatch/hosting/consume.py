@@ -83,7 +83,7 @@ class BatchHandler:
     checkpoint store. Nothing is lost — the next load-balancing pass (30 s + jitter, fixed) claims the
     partition again, maybe in another worker, and reads from the last checkpoint — but every failure
     costs the prefetched events, a new AMQP link and an ownership hand-over; there is no backoff of
-    ours, and with no consumer left the processor idles until the re-claim (``consume_processor``). In
+    ours, and with no consumer left the processor idles until the re-claim (``eventhub_processor``). In
     the callback the retry keeps the link and the ownership (the load balancer renews it on its own
     thread meanwhile), backs off 10 s doubling to 5 min, and leaves the batch un-checkpointed for the
     next owner if shutdown is requested. The sync processor serves all of a worker's partitions on one

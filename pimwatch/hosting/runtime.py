@@ -36,7 +36,7 @@ watermark) without a lock in the pipeline.
 **An alert is never separated from its queueing.** With SQLite the batch's state and the delivery
 rows of its new and resolved alerts are one transaction. With Azure Tables every write is durable on
 its own, so the store keeps with each alert whether its deliveries were queued
-(``Store.mark_queued``, pimwatch.contract): an instance that dies in between leaves the alert "new"
+(``Store.mark_queued``, pimwatch.detection.contract): an instance that dies in between leaves the alert "new"
 for the retried batch, which queues it (idempotently per sink).
 """
 
