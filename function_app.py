@@ -1,8 +1,9 @@
 """Azure Functions entry (Python v2 programming model): triggers only, each a few lines into
-:mod:`pimwatch.runtime`. Settings, host.json values and the retry policy: ``docs/functions.md``.
+:mod:`pimwatch.hosting.runtime`. Settings, host.json values and the retry policy: ``docs/functions.md``.
 
-Only ``azure.functions``, ``pimwatch.runtime`` and ``pimwatch.alerts`` are imported here; the runtime
-(config, detectors, sinks, state) is built on the first invocation (:func:`pimwatch.runtime.get_runtime`).
+Only ``azure.functions``, ``pimwatch.hosting.runtime`` and ``pimwatch.detection.alerts`` are imported
+here; the runtime (config, detectors, sinks, state) is built on the first invocation
+(:func:`pimwatch.hosting.runtime.get_runtime`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from pimwatch.alerts import Severity
-from pimwatch.runtime import get_runtime
+from pimwatch.detection.alerts import Severity
+from pimwatch.hosting.runtime import get_runtime
 
 app = func.FunctionApp()
 SEVERITIES = tuple(s.value for s in Severity)

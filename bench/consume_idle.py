@@ -7,9 +7,11 @@ the ownership blobs and the state are on Azurite (started here, from ``tests/azu
 processes, one after the other, each left ``--seconds`` seconds after a ``--settle`` period (imports,
 Azurite tables), then stopped with SIGTERM:
 
-- ``before``: :func:`pimwatch.consume.serve` over the SDK's own ``EventHubConsumerClient.receive_batch``
+- ``before``: :func:`pimwatch.hosting.consume.serve` over the SDK's own
+  ``EventHubConsumerClient.receive_batch``
   (the stock ``EventProcessor``) — what ``pimwatch consume`` ran before;
-- ``after``: the ``pimwatch consume`` command (``WaitingEventProcessor``, ``pimwatch/consume_processor.py``).
+- ``after``: the ``pimwatch consume`` command (``WaitingEventProcessor``,
+  ``pimwatch/hosting/eventhub_processor.py``).
 
 Reported per child: CPU seconds (user + system, ``/proc/<pid>/stat``) over the measured window, and the
 whole child's CPU from ``resource.getrusage(RUSAGE_CHILDREN)`` after it exited, with its exit code.
@@ -41,8 +43,8 @@ UNREACHABLE_HUB = "Endpoint=sb://127.0.0.1/;SharedAccessKeyName=listen;SharedAcc
 BEFORE = """
 import sys
 from datetime import UTC, datetime
-from pimwatch import consume, consume_settings as cs
-from pimwatch.runtime import Runtime
+from pimwatch.hosting import consume, consume_settings as cs
+from pimwatch.hosting.runtime import Runtime
 import os, logging
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 settings = cs.checkpoint_settings(os.environ)

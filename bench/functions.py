@@ -33,11 +33,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pimwatch.config import build  # noqa: E402
-from pimwatch.detector import discover  # noqa: E402
-from pimwatch.quarantine import Quarantine  # noqa: E402
-from pimwatch.runtime import Runtime  # noqa: E402
-from pimwatch.store import SqliteStore, Store  # noqa: E402
-from pimwatch.tablestore import TableStore  # noqa: E402
+from pimwatch.detection.contract import Store  # noqa: E402
+from pimwatch.detection.detector import discover  # noqa: E402
+from pimwatch.hosting.runtime import Runtime  # noqa: E402
+from pimwatch.state.quarantine import Quarantine  # noqa: E402
+from pimwatch.state.sqlite import SqliteStore  # noqa: E402
+from pimwatch.state.tables import TableStore  # noqa: E402
 from tests.azurite import running_azurite  # noqa: E402
 
 GEN = REPO.parent / "shared" / "bench" / "gen_events.py"

@@ -3,7 +3,7 @@
 
 Issue 10: the old recovery was super-linear (1 MB 0.6 s, 2 MB 8.4 s, 4 MB 43 s) and a bad first line
 made memory grow with the file. Each case below is written at every size from the same records
-(``../shared/bench/gen_events.py``, seed 42) and read by ``pimwatch.reader.read_file`` in a child
+(``../shared/bench/gen_events.py``, seed 42) and read by ``pimwatch.detection.reader.read_file`` in a child
 process; the child's time for the read loop and its own peak RSS (VmHWM) are reported.
 Linear means the time per MB stays the same as the size grows; flat memory means the peak RSS does.
 
@@ -46,7 +46,7 @@ CASES = (
 )
 CHILD = """
 import sys, time
-from pimwatch.reader import Bad, Routed, read_file
+from pimwatch.detection.reader import Bad, Routed, read_file
 t = time.perf_counter()
 routed = bad = 0
 for item in read_file(sys.argv[1], [0]):

@@ -125,7 +125,7 @@ def check_spray(run: PipeRun, alerts_path: Path, want: dict[str, tuple[int, int]
 def run_sample() -> int:
     """The sample bound of the code under test (first and most recent N event ids)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pimwatch.alerts import SAMPLE
+    from pimwatch.detection.alerts import SAMPLE
 
     return SAMPLE
 

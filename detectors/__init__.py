@@ -1,1 +1,1 @@
-"""Detector modules, one per file, found by pimwatch.detector.discover (no registry)."""
+"""Detector modules, one per file, found by pimwatch.detection.detector.discover (no registry)."""

@@ -12,7 +12,7 @@ first, with the same alert (every request is its own alert; several risky sign-i
 Every request's alert is resolved when the activation made from it ends (``Remove member from role
 (PIM activation expired)`` or ``... completed (PIM deactivate)`` of the same principal, role and
 scope, within two days of the request: up to a day pending approval, up to a day active;
-:mod:`pimwatch.lifecycle`): the role obtained from the suspect session is gone. An end that arrives
+:mod:`pimwatch.detection.lifecycle`): the role obtained from the suspect session is gone. An end that arrives
 before the request or the sign-in is remembered, and the alert is then created already resolved. A
 request that is denied or cancelled is not resolved (the suspect session is still worth a look).
 """

@@ -5,7 +5,7 @@ Groups and Azure resources alike). The Core Directory ``Add member to role`` tha
 same activation (initiated by MS-PIM) is a different activity and is not counted twice.
 
 The alert is resolved when the activations it is about have all ended (``Remove member from role
-(PIM activation expired)`` or ``... completed (PIM deactivate)``, :mod:`pimwatch.lifecycle`): the
+(PIM activation expired)`` or ``... completed (PIM deactivate)``, :mod:`pimwatch.detection.lifecycle`): the
 detector keeps each activation of the principal and, on every activation or end, finds the ones
 counted in a burst (``threshold`` distinct roles within ``within_minutes``, as the engine counts
 them). Counted activations that overlap in time (one starts before the others have ended) are one
@@ -65,7 +65,7 @@ DETECTOR = Detector(
 
 # How far around a record the episodes are read: a resolution closes every older open alert of the
 # principal too, so every activation that may still hold one open must be seen. The clean-up keeps a
-# week of state at least (pimwatch.retention.FLOOR); what is older is over anyway.
+# week of state at least (pimwatch.state.retention.FLOOR); what is older is over anyway.
 HISTORY = timedelta(days=7)
 
 

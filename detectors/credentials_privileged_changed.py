@@ -5,7 +5,7 @@ method or a Temporary Access Pass for them is enough (detections.md D44, D47, D4
 security-info changes (by anyone, the user included — an attacker with a stolen session registers
 their own method), on a Temporary Access Pass, and on password resets by someone else, when the
 target holds a privileged role. That is learned from the assignments and activations of privileged
-roles (:mod:`pimwatch.principals`; a directory lookup comes with the Graph issue), whenever they
+roles (:mod:`pimwatch.detection.principals`; a directory lookup comes with the Graph issue), whenever they
 happened and in either arrival order: a change of a principal not known (yet) to be privileged is
 remembered, and the record that shows the principal privileged raises it, with the same alert as if
 it had come first. Emergency accounts are left to ``breakglass.activity``, which already raises a

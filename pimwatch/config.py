@@ -33,10 +33,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, ValidationError
 from pydantic_core import ErrorDetails
 
-from pimwatch import retention
-from pimwatch.alerts import Severity
-from pimwatch.delivery import LoadedSink, Policy, sink_module
-from pimwatch.detector import WINDOW_KEYS, Detector, Params, Plugin, Settings, Window, _looks_like_guid
+from pimwatch.delivery.deliverer import LoadedSink, Policy, sink_module
+from pimwatch.detection.alerts import Severity
+from pimwatch.detection.detector import (
+    WINDOW_KEYS,
+    Detector,
+    DetectorConfig,
+    Params,
+    Plugin,
+    Settings,
+    Window,
+    _looks_like_guid,
+)
+from pimwatch.state import retention
 
 
 class ConfigError(ValueError):
@@ -74,20 +83,6 @@ class _File(BaseModel):
     delivery: Policy = Policy()
     pipeline: PipelinePolicy = PipelinePolicy()
     templates: str | None = None
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    enabled: bool
-    severity: Severity
-    window: Window  # the declared window with the config's threshold / within_minutes / suppress_minutes
-    params: Params  # the detector's own Params, validated
-
-    declared: Window = field(default_factory=Window)  # the detector's own window: which window keys it has
-
-    def values(self) -> dict[str, Any]:
-        """Every config key with its value in effect (``pimwatch detectors``)."""
-        return {**self.window.keys(like=self.declared), **self.params.model_dump()}
 
 
 class _WindowValues(BaseModel):

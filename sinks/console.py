@@ -11,8 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Literal
 
-from pimwatch.alerts import Alert
-from pimwatch.sink import Http, SinkConfig, truncate
+from pimwatch.delivery import Alert, Http, SinkConfig, truncate
 
 BATCH = True
 RESOLVES = True

@@ -62,15 +62,16 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from pimwatch import templating
-from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import (
+from pimwatch.delivery import (
+    Alert,
     Http,
     PermanentError,
+    Severity,
     SinkConfig,
     SinkError,
     TransientError,
     certificate_problem,
+    render_template,
     tls_context,
     truncate,
 )
@@ -353,7 +354,7 @@ def header_ids(alert_ids: Sequence[str], separator: str = ", ") -> str:
 
 def subject(alerts: Sequence[Alert], config: Config) -> str:
     top = sorted(alerts, key=_order)[0]
-    text = templating.render(
+    text = render_template(
         "email.subject.txt.j2",
         prefix=config.subject_prefix,
         count=len(alerts),
@@ -381,8 +382,8 @@ def render(alerts: Sequence[Alert], config: Config) -> Email:
             "listed": [_line(a) for a in listed],
             "omitted": max(0, len(ordered) - detailed - len(listed)),
         }
-        text = templating.render("email.body.txt.j2", **context)
-        html = templating.render("email.body.html.j2", **context)
+        text = render_template("email.body.txt.j2", **context)
+        html = render_template("email.body.html.j2", **context)
         if len(text.encode()) <= MAX_BODY_BYTES and len(html.encode()) <= MAX_BODY_BYTES:
             break
     return Email(subj, text, html, message_id(ids, config.sender), ids)

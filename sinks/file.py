@@ -12,8 +12,7 @@ from typing import Literal
 
 import orjson
 
-from pimwatch.alerts import Alert
-from pimwatch.sink import Http, PermanentError, SinkConfig, TransientError
+from pimwatch.delivery import Alert, Http, PermanentError, SinkConfig, TransientError
 
 BATCH = True
 RESOLVES = True

@@ -34,8 +34,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import SecretStr, ValidationInfo, field_validator
 
-from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import TRUNCATED, Http, SinkConfig, check_url, one_line, truncate
+from pimwatch.delivery import TRUNCATED, Alert, Http, Severity, SinkConfig, check_url, one_line, truncate
 
 RESOLVES = True
 

@@ -22,8 +22,7 @@ from typing import Any
 
 from pydantic import SecretStr, field_validator
 
-from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import TRUNCATED, Http, SinkConfig, check_url, one_line, truncate
+from pimwatch.delivery import TRUNCATED, Alert, Http, Severity, SinkConfig, check_url, one_line, truncate
 
 RESOLVES = True
 

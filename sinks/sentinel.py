@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
-from pimwatch import SCHEMA_VERSION
-from pimwatch.alerts import Alert
-from pimwatch.sink import (
+from pimwatch.delivery import (
+    SCHEMA_VERSION,
     TRUNCATED,
+    Alert,
     Http,
     PermanentError,
     SinkConfig,
@@ -226,7 +226,7 @@ def bounded_row(alert: Alert) -> Row:
 
 def _row(alert: Alert, lim: _Limits) -> Row:
     principal = alert.principal
-    count = alert.count  # the events are a sample of them (pimwatch.alerts.SAMPLE)
+    count = alert.count  # the events are a sample of them (pimwatch.detection.alerts.SAMPLE)
     event_ids: list[str] = [_text(eid, _EVENT_ID_CHARS) for _, eid in alert.events[: lim.items]]
     if count > len(event_ids):
         event_ids.append(f"{MARK} {count - len(event_ids)} more")

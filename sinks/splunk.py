@@ -42,8 +42,16 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from pimwatch.alerts import Alert
-from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkConfig, TransientError, check_url, truncate
+from pimwatch.delivery import (
+    TRUNCATED,
+    Alert,
+    Http,
+    PermanentError,
+    SinkConfig,
+    TransientError,
+    check_url,
+    truncate,
+)
 
 BATCH = True
 

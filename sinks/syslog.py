@@ -56,14 +56,15 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from pimwatch import __version__
-from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import (
+from pimwatch.delivery import (
     TRUNCATED,
+    Alert,
     Http,
     PermanentError,
+    Severity,
     SinkConfig,
     TransientError,
+    __version__,
     certificate_problem,
     tls_context,
     truncate,

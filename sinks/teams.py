@@ -19,8 +19,8 @@ an object id, the tenant audit log, PIM).
 
 Limits: Teams refuses messages over 28 KB and practitioners see failures from ~21 KB, so the whole
 JSON body is kept under :data:`MAX_BYTES` (20,000 bytes, UTF-8, as sent). Every alert field is
-cleaned of control and bidi characters, cut with :func:`pimwatch.sink.truncate` (visible marker),
-then Markdown-escaped with :func:`pimwatch.templating.md_escape` so links, ``<at>`` mentions and
+cleaned of control and bidi characters, cut with :func:`pimwatch.delivery.sink.truncate` (visible marker),
+then Markdown-escaped with :func:`pimwatch.delivery.templating.md_escape` so links, ``<at>`` mentions and
 formatting in audit text stay inert. When the card is still too big the per-field budgets shrink
 step by step and the card says it was shortened.
 
@@ -52,10 +52,17 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, SecretStr, field_validator
 
-from pimwatch.alerts import Alert, Severity
-from pimwatch.sink import Http, PermanentError, SinkConfig, TransientError, truncate
-from pimwatch.templating import md_escape
-from pimwatch.templating import render as render_template
+from pimwatch.delivery import (
+    Alert,
+    Http,
+    PermanentError,
+    Severity,
+    SinkConfig,
+    TransientError,
+    md_escape,
+    render_template,
+    truncate,
+)
 
 NAME = "teams"
 BATCH = False  # one card per alert

@@ -56,8 +56,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from pimwatch.alerts import Alert
-from pimwatch.sink import Http, SinkConfig, truncate
+from pimwatch.delivery import Alert, Http, SinkConfig, truncate
 
 BATCH = False  # one signed message per alert: one webhook-id, one idempotency key
 RESOLVES = True

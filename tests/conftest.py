@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
-from pimwatch.detector import Plugin, discover
-from pimwatch.harness import run_records
-from pimwatch.timeutil import iso
+from pimwatch.detection.detector import Plugin, discover
+from pimwatch.detection.timeutil import iso
+from pimwatch.testing.harness import run_records
 from tests.streams import CONFIG, mixed_stream
 
 REPO = Path(__file__).resolve().parent.parent

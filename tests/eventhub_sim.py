@@ -8,7 +8,8 @@ annotations and a data section, encoded to AMQP bytes and decoded by pyamqp's ``
 the real ``BlobCheckpointStore`` (on Azurite) through real ``PartitionContext`` objects.
 
 What is simulated: the hub and the SDK's ``EventProcessor``. :class:`SimulatedHub` has the two methods
-:func:`pimwatch.consume.serve` uses of ``EventHubConsumerClient`` — ``receive_batch`` and ``close``. For
+:func:`pimwatch.hosting.consume.serve` uses of ``EventHubConsumerClient`` — ``receive_batch`` and ``close``.
+For
 each partition it starts after the partition's checkpoint in the checkpoint store (as the processor
 does when it claims a partition: the checkpoint's offset, exclusive) or at ``starting_position`` when
 there is none, then hands out batches of at most ``max_batch_size`` events, round-robin over the
@@ -18,7 +19,7 @@ its checkpoint (as the SDK's re-claim does). Not simulated: load balancing and o
 workers, AMQP links, prefetch, retention.
 
 Run as a module it is a worker process — ``Runtime.from_env()`` (``PIMWATCH_STATE`` etc. from the
-environment) and :func:`pimwatch.consume.serve` over a simulated hub holding the messages of a file::
+environment) and :func:`pimwatch.hosting.consume.serve` over a simulated hub holding the messages of a file::
 
     PIMWATCH_SIM_STORAGE=<Azurite connection string> python -m tests.eventhub_sim --messages FILE ...
 """
@@ -168,14 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """A worker process: the real runtime and ``serve`` (signals, ticker, shutdown) over a simulated hub."""
     import os
 
-    from pimwatch import consume
-    from pimwatch.consume_settings import (
+    from pimwatch.hosting import consume
+    from pimwatch.hosting.consume_settings import (
         checkpoint_settings,
         ensure_container,
         open_checkpoint_store,
         starting_position,
     )
-    from pimwatch.runtime import Runtime
+    from pimwatch.hosting.runtime import Runtime
 
     ap = argparse.ArgumentParser(prog="python -m tests.eventhub_sim")
     ap.add_argument("--messages", type=Path, required=True)

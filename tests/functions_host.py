@@ -22,7 +22,7 @@ from azure.functions.meta import Datum
 from azure.functions.timer import TimerRequest
 
 import function_app
-from pimwatch import runtime
+from pimwatch.hosting import runtime
 from tests.streams import BREAK_GLASS
 
 REPO = Path(__file__).resolve().parent.parent

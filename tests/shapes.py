@@ -17,8 +17,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from pimwatch.detection.timeutil import parse_time
 from pimwatch.testing import as_graph, as_log_analytics
-from pimwatch.timeutil import parse_time
 
 MODELS = "Microsoft.Graph.PowerShell.Models."
 USER_CATEGORIES = ("AuditLogs", "SignInLogs", "NonInteractiveUserSignInLogs")

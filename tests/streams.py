@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_APPROVAL_REQUESTED, ACTIVATION_APPROVED, ACTIVATION_COMPLETED
-from pimwatch.detector import discover
+from pimwatch.detection.activities import (
+    ACTIVATION_APPROVAL_REQUESTED,
+    ACTIVATION_APPROVED,
+    ACTIVATION_COMPLETED,
+)
+from pimwatch.detection.detector import discover
 from pimwatch.testing import directory, pim, signin, user
 
 BREAK_GLASS = ["c0ffee00-0000-4000-8000-00000000b001", "bg-admin01@contoso.onmicrosoft.com"]

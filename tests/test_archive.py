@@ -1,5 +1,5 @@
-"""The quarantine and dead-letter archives (pimwatch/archive.py) on files and on Azurite's Blob service,
-replay of quarantine records (pimwatch/reader.py), dead letters from a real sink answering 400, and
+"""The quarantine and dead-letter archives (pimwatch/state/archive.py) on files and on Azurite's Blob service,
+replay of quarantine records (pimwatch/detection/reader.py), dead letters from a real sink answering 400, and
 ``pimwatch archive list|fetch``."""
 
 from __future__ import annotations
@@ -16,18 +16,19 @@ from typing import Any
 import orjson
 import pytest
 
-from pimwatch.alerts import Alert, Severity, synthetic_alert
-from pimwatch.archive import ArchiveError, BlobArchive, FileArchive, lines
 from pimwatch.cli import main
 from pimwatch.config import load
-from pimwatch.delivery import Deliverer, LoadedSink, Policy
-from pimwatch.detector import Plugin
-from pimwatch.driver import Driver
-from pimwatch.normalize import BadRecord
-from pimwatch.pipeline import Pipeline
-from pimwatch.quarantine import Quarantine
-from pimwatch.reader import Bad, Routed, read_file
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Policy
+from pimwatch.detection.alerts import Alert, Severity, synthetic_alert
+from pimwatch.detection.contract import StoreError
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.normalize import BadRecord
+from pimwatch.detection.pipeline import Pipeline
+from pimwatch.detection.reader import Bad, Routed, read_file
+from pimwatch.hosting.driver import Driver
+from pimwatch.state.archive import ArchiveError, BlobArchive, FileArchive, lines
+from pimwatch.state.quarantine import Quarantine
+from pimwatch.state.sqlite import SqliteStore
 from sinks import webhook
 from tests.conftest import SHARED_SAMPLES
 from tests.loopback import Answer, serve

@@ -3,8 +3,8 @@ links to it instead of copying it (adding a detector touches one file, plus the 
 
 from __future__ import annotations
 
-from pimwatch.catalogue import render_markdown
-from pimwatch.detector import discover
+from pimwatch.cli.catalogue import render_markdown
+from pimwatch.detection.detector import discover
 from tests.conftest import REPO
 
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from pimwatch.cli import main
-from pimwatch.detector import discover
+from pimwatch.detection.detector import discover
 from tests.conftest import REPO
 from tests.streams import BREAK_GLASS, mixed_stream
 
@@ -101,7 +101,7 @@ def test_replay_in_two_halves_into_one_state_equals_one_run(
     base = ["replay", "--config", str(config_file), "--format", "jsonl"]
     _run(capsys, *base, "--state", state, str(a))
     _run(capsys, *base, "--state", state, str(b))
-    from pimwatch.store import SqliteStore
+    from pimwatch.state.sqlite import SqliteStore
 
     halves = sorted((x.to_dict() for x in SqliteStore(state).alerts()), key=lambda d: d["id"])
     _, out, _ = _run(capsys, *base, str(stream_file))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pimwatch.alerts import Severity
 from pimwatch.config import ConfigError, build, load
-from pimwatch.detector import Plugin
+from pimwatch.detection.alerts import Severity
+from pimwatch.detection.detector import Plugin
 
 
 @pytest.mark.parametrize(

@@ -38,9 +38,10 @@ from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 
 from detectors.approval_overdue import R1, _ask
 from pimwatch import cli
-from pimwatch.consume import Backoff, BatchHandler, Options, event_body, serve
-from pimwatch.consume_processor import IdleWaitingConsumers, ProcessorClient
-from pimwatch.consume_settings import (
+from pimwatch.detection.timeutil import parse_time
+from pimwatch.hosting.azure_settings import SettingsError, azure_storage, open_tables
+from pimwatch.hosting.consume import Backoff, BatchHandler, Options, event_body, serve
+from pimwatch.hosting.consume_settings import (
     checkpoint_settings,
     ensure_container,
     hub_settings,
@@ -48,9 +49,8 @@ from pimwatch.consume_settings import (
     open_client,
     starting_position,
 )
-from pimwatch.runtime import Runtime
-from pimwatch.storage import SettingsError, azure_storage, open_tables
-from pimwatch.timeutil import parse_time
+from pimwatch.hosting.eventhub_processor import IdleWaitingConsumers, ProcessorClient
+from pimwatch.hosting.runtime import Runtime
 from tests.eventhub_sim import (
     ENV_SIM_STORAGE,
     GROUP,
@@ -257,7 +257,7 @@ def test_with_the_state_in_azure_tables_on_the_checkpoint_account(
     try:
         alerts = {a.id: a.count for a in tables.alerts()}
         # Each partition's progress (an enqueued time handled, noted at most once a minute while it
-        # stays behind) is shared for the tick clock (pimwatch/progress.py).
+        # stays behind) is shared for the tick clock (pimwatch/state/progress.py).
         for pid, evs in events.items():
             noted = tables.get(f"pipeline:partition:{pid}")
             assert noted is not None

@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pimwatch.activities import (
+from pimwatch.detection.activities import (
     ACTIVATION_APPROVAL_REQUESTED,
     ACTIVATION_APPROVED,
     ACTIVATION_COMPLETED,
     ACTIVATION_ENDED,
     ACTIVATION_REQUESTED,
 )
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
+from pimwatch.detection.detector import discover
 from pimwatch.testing import PIM_SYSTEM, directory, pim, signin, user
+from pimwatch.testing.harness import run_records
 
 PLUGINS = discover()
 ALICE, DAN, MALLORY = user("adm-alice"), user("approver.dan"), user("adm-mallory")

@@ -13,13 +13,13 @@ from typing import Any
 import orjson
 import pytest
 
-from pimwatch.alerts import Alert, Severity
 from pimwatch.cli import main
 from pimwatch.config import ConfigError, build
-from pimwatch.delivery import Deliverer, LoadedSink, Policy
-from pimwatch.detector import Plugin, discover
-from pimwatch.sink import PermanentError, TransientError, retry_after
-from pimwatch.store import SqliteStore
+from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Policy
+from pimwatch.delivery.sink import PermanentError, TransientError, retry_after
+from pimwatch.detection.alerts import Alert, Severity
+from pimwatch.detection.detector import Plugin, discover
+from pimwatch.state.sqlite import SqliteStore
 from sinks import file as file_sink
 from tests.streams import BREAK_GLASS, mixed_stream
 
@@ -260,7 +260,7 @@ def test_a_digest_holds_low_alerts_until_the_end_of_the_interval_and_sends_them_
 
 
 def test_a_deployment_can_override_a_template(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pimwatch import templating
+    from pimwatch.delivery import templating
 
     (tmp_path / "teams.title.txt.j2").write_text("OVERRIDDEN {{ '{{' }}")
     cfg = _config(tmp_path, f"templates: '{tmp_path}'\nsinks:\n  screen: {{type: console}}\n")

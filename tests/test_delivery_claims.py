@@ -28,16 +28,16 @@ from typing import Any
 
 import pytest
 
-from pimwatch import delivery
-from pimwatch.alerts import Alert
 from pimwatch.cli import main
 from pimwatch.config import load
-from pimwatch.delivery import Deliverer, LoadedSink, Outcome, Policy
-from pimwatch.detector import Plugin
-from pimwatch.harness import run_records
-from pimwatch.sink import Http, SinkConfig
-from pimwatch.store import SCHEMA_VERSION, SqliteStore
-from pimwatch.tablestore import TableStore
+from pimwatch.delivery import deliverer as delivery
+from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Outcome, Policy
+from pimwatch.delivery.sink import Http, SinkConfig
+from pimwatch.detection.alerts import Alert
+from pimwatch.detection.detector import Plugin
+from pimwatch.state.sqlite import SCHEMA_VERSION, SqliteStore
+from pimwatch.state.tables import TableStore
+from pimwatch.testing.harness import run_records
 from sinks import webhook
 from tests.loopback import Answer, Request, serve
 from tests.streams import CONFIG, mixed_stream
@@ -224,7 +224,7 @@ def test_an_expired_lease_is_taken_over_and_the_stale_claimant_cannot_overwrite_
     )
     assert not _take(a, "x", "trigger", "A", T + 49, T + 60)  # its retry is not due yet
     assert _take(a, "x", "trigger", "A", T + 50, T + 60)
-    # a claimant known to be gone (pimwatch.delivery.claimant_gone) is taken over before its expiry
+    # a claimant known to be gone (pimwatch.delivery.deliverer.claimant_gone) is taken over before its expiry
     assert _take(b, "x", "trigger", "B", T + 51, T + 70, takeover="A")
     assert not _sent(a, "x", "202 A", T + 52, holder="A")
 

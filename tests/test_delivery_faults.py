@@ -160,7 +160,7 @@ def test_a_process_killed_mid_delivery_loses_nothing_when_restarted(
         pd.script(Answer(202, b'{"status":"success"}'))
         assert main(["deliver", "--config", str(cfg), "--state", state]) == 0
         after = [(e["dedup_key"], e["event_action"]) for e in _paged(pd.requests)][len(before) :]
-    from pimwatch.store import SqliteStore
+    from pimwatch.state.sqlite import SqliteStore
 
     owed = {a.id for a in SqliteStore(state).alerts() if a.severity.value in ("high", "critical")}
     assert len(before) >= 2

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from pimwatch.alerts import Alert
-from pimwatch.archive import FileArchive
 from pimwatch.config import build
-from pimwatch.delivery import Deliverer, LoadedSink, Policy
-from pimwatch.detector import discover
-from pimwatch.sink import Http, TransientError
-from pimwatch.store import SqliteStore
+from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Policy
+from pimwatch.delivery.sink import Http, TransientError
+from pimwatch.detection.alerts import Alert
+from pimwatch.detection.detector import discover
+from pimwatch.state.archive import FileArchive
+from pimwatch.state.sqlite import SqliteStore
 from sinks import file as file_sink
 from tests.loopback import Answer, serve
 from tests.test_delivery import _alert as alert

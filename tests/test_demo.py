@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pimwatch.activities import PIM_SERVICE  # "Azure AD PIM", the identity of PIM's scans
 from pimwatch.cli import main
+from pimwatch.detection.activities import PIM_SERVICE  # "Azure AD PIM", the identity of PIM's scans
 from tests.conftest import REPO
 
 DEMO = REPO / "samples" / "demo"

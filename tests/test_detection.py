@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from pimwatch import retention
-from pimwatch.catalogue import render_markdown
+from pimwatch.cli.catalogue import render_markdown
 from pimwatch.config import ConfigError, build
 from pimwatch.detection import Event, Principal, Window, minutes
-from pimwatch.detector import Plugin, discover
-from pimwatch.harness import matches, run_records
-from pimwatch.store import Member
+from pimwatch.detection.contract import Member
+from pimwatch.detection.detector import Plugin, discover
+from pimwatch.state import retention
+from pimwatch.testing.harness import matches, run_records
 from tests.conftest import REPO
 
 ALLOWED = {"pimwatch.detection", "pimwatch.detection.records", "detectors._assignments"}

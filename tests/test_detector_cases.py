@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pimwatch.detector import Case, discover
-from pimwatch.harness import matches, run_records
+from pimwatch.detection.detector import Case, discover
+from pimwatch.testing.harness import matches, run_records
 
 PLUGINS = discover()
 CASES = [(p.meta.id, c) for p in PLUGINS for c in p.cases]

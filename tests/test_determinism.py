@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
+from pimwatch.detection.detector import discover
+from pimwatch.testing.harness import run_records
 from tests.streams import CONFIG, full_stream
 
 PLUGINS = discover()

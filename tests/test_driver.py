@@ -1,4 +1,4 @@
-"""The driver (pimwatch/driver.py): one unit of work per call, ticks only through its policy, one
+"""The driver (pimwatch/hosting/driver.py): one unit of work per call, ticks only through its policy, one
 queueing mechanism, and one result that says what the alerts did, in order."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from detectors.approval_overdue import R1, _ask, _decide, _later
-from pimwatch.activities import ACTIVATION_APPROVED
 from pimwatch.config import build
-from pimwatch.detector import Plugin
-from pimwatch.driver import COMMIT_EVERY, BatchResult, Driver, WatermarkTick
-from pimwatch.pipeline import Pipeline
-from pimwatch.quarantine import Quarantine
-from pimwatch.reader import InputError, Item, classify
-from pimwatch.store import SqliteStore
+from pimwatch.detection.activities import ACTIVATION_APPROVED
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.pipeline import Pipeline
+from pimwatch.detection.reader import InputError, Item, classify
+from pimwatch.hosting.driver import COMMIT_EVERY, BatchResult, Driver, WatermarkTick
+from pimwatch.state.quarantine import Quarantine
+from pimwatch.state.sqlite import SqliteStore
 from tests.streams import BREAK_GLASS, signin
 
 BG = (BREAK_GLASS[0], BREAK_GLASS[1], "Break Glass")

@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
-from pimwatch.activities import ACTIVATION_COMPLETED
-from pimwatch.alerts import SAMPLE, Severity
-from pimwatch.detector import Detector, Hit, Plugin, Skip, State, discover
-from pimwatch.engine import bucket_of
-from pimwatch.event import Event
-from pimwatch.harness import drive_records, run_records
+from pimwatch.detection.activities import ACTIVATION_COMPLETED
+from pimwatch.detection.alerts import SAMPLE, Severity
+from pimwatch.detection.detector import Detector, Hit, Plugin, Skip, State, discover
+from pimwatch.detection.engine import bucket_of
+from pimwatch.detection.event import Event
+from pimwatch.detection.timeutil import iso
 from pimwatch.testing import pim, user
-from pimwatch.timeutil import iso
+from pimwatch.testing.harness import drive_records, run_records
 
 REAL = discover()
 ALICE = user("adm-alice")

@@ -20,8 +20,8 @@ DEMO = REPO / "samples" / "demo"
 CASES_SCRIPT = """
 import sys
 import orjson
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
+from pimwatch.detection.detector import discover
+from pimwatch.testing.harness import run_records
 plugins = discover()
 for plugin in plugins:
     for case in plugin.cases:

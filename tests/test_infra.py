@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pimwatch import storage
+from pimwatch.hosting import azure_settings as storage
 from tests.bicep import Template, _entries, _skip, literal, read
 from tests.bicep import strings as _strings
 from tests.bicep import value as bicep_value
@@ -119,9 +119,9 @@ def app_settings(main: Template) -> dict[str, str]:
 def code_settings() -> dict[str, set[str]]:
     """Every ``PIMWATCH_*`` name in pimwatch/ and function_app.py, with the files that mention it."""
     found: dict[str, set[str]] = {}
-    for path in [ROOT / "function_app.py", *sorted((ROOT / "pimwatch").glob("*.py"))]:
+    for path in [ROOT / "function_app.py", *sorted((ROOT / "pimwatch").rglob("*.py"))]:
         for name in SETTING_RE.findall(path.read_text(encoding="utf-8")):
-            found.setdefault(name, set()).add(path.name)
+            found.setdefault(name, set()).add(str(path.relative_to(ROOT)))
     return found
 
 
@@ -171,7 +171,7 @@ def test_every_setting_the_code_reads_is_deployed_or_deliberately_not(main: Temp
 
 
 def test_the_partitions_setting_is_the_hub_s_partition_count(main: Template) -> None:
-    """The tick clock waits for every partition the hub has (pimwatch/progress.py): the setting must
+    """The tick clock waits for every partition the hub has (pimwatch/state/progress.py): the setting must
     follow the hub's partition count, not be typed twice."""
     assert app_settings(main)["PIMWATCH_EVENTHUB_PARTITIONS"] == "string(partitionCount)"
     hub = main.resources["hub"].body["properties"]

@@ -22,27 +22,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimwatch import activities
-from pimwatch.activities import (
+from pimwatch.cli import main
+from pimwatch.config import build
+from pimwatch.detection import activities
+from pimwatch.detection.activities import (
     ACTIVATION_COMPLETED,
     PIM_ACTIVITIES,
     ROLE_SETTING_UPDATED,
     canonical,
     register,
 )
-from pimwatch.cli import main
-from pimwatch.config import build
-from pimwatch.detector import Plugin
-from pimwatch.driver import Driver
-from pimwatch.event import NOBODY, Event, Modified
-from pimwatch.harness import run_records
-from pimwatch.normalize import BadRecord, audit_event, la_to_camel, signin_event
-from pimwatch.pipeline import Pipeline
-from pimwatch.quarantine import Quarantine
-from pimwatch.reader import Routed, Skipped, classify, read_file, route_record
-from pimwatch.store import SqliteStore
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.event import NOBODY, Event, Modified
+from pimwatch.detection.normalize import BadRecord, audit_event, la_to_camel, signin_event
+from pimwatch.detection.pipeline import Pipeline
+from pimwatch.detection.reader import Routed, Skipped, classify, read_file, route_record
+from pimwatch.detection.timeutil import parse_time
+from pimwatch.hosting.driver import Driver
+from pimwatch.state.quarantine import Quarantine
+from pimwatch.state.sqlite import SqliteStore
 from pimwatch.testing import TENANT, as_log_analytics, csv_bytes, directory, in_every_shape, pim, signin, user
-from pimwatch.timeutil import parse_time
+from pimwatch.testing.harness import run_records
 from tests.conftest import SHARED_SAMPLES
 
 # --- helpers -------------------------------------------------------------------------------------

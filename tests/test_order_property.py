@@ -21,12 +21,12 @@ from hypothesis import strategies as st
 
 from pimwatch.cli import main
 from pimwatch.config import build
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
-from pimwatch.quarantine import Quarantine
-from pimwatch.runtime import Runtime
-from pimwatch.store import SqliteStore
-from pimwatch.timeutil import parse_time
+from pimwatch.detection.detector import discover
+from pimwatch.detection.timeutil import parse_time
+from pimwatch.hosting.runtime import Runtime
+from pimwatch.state.quarantine import Quarantine
+from pimwatch.state.sqlite import SqliteStore
+from pimwatch.testing.harness import run_records
 from tests.streams import BREAK_GLASS, CONFIG, full_stream
 
 PLUGINS = discover()

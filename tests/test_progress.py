@@ -1,4 +1,4 @@
-"""Clock-driven detectors do not tick past a partition's backlog (pimwatch/progress.py).
+"""Clock-driven detectors do not tick past a partition's backlog (pimwatch/state/progress.py).
 
 ``approval.overdue`` fires on a decision's absence: while a partition is still working through old
 messages (after a stall, on a first deployment that starts an hour back), the decision may simply not
@@ -20,11 +20,11 @@ import orjson
 import pytest
 
 from detectors.approval_overdue import R1, _ask, _decide
-from pimwatch.activities import ACTIVATION_APPROVED
-from pimwatch.progress import CAUGHT_UP, FORGET, Progress, clock, expect
-from pimwatch.runtime import SetupError, _partitions
-from pimwatch.store import SqliteStore
-from pimwatch.timeutil import iso
+from pimwatch.detection.activities import ACTIVATION_APPROVED
+from pimwatch.detection.timeutil import iso
+from pimwatch.hosting.runtime import SetupError, _partitions
+from pimwatch.state.progress import CAUGHT_UP, FORGET, Progress, clock, expect
+from pimwatch.state.sqlite import SqliteStore
 from tests.functions_host import FUNCTIONS, batch, health, timer
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

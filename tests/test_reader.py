@@ -22,17 +22,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimwatch.activities import ACTIVATION_COMPLETED, ROLE_SETTING_UPDATED
 from pimwatch.cli import main
 from pimwatch.config import build
-from pimwatch.detector import Plugin
-from pimwatch.driver import Driver
-from pimwatch.event import Event, Principal
-from pimwatch.normalize import audit_event, signin_event
-from pimwatch.pipeline import Pipeline
-from pimwatch.quarantine import Quarantine
-from pimwatch.reader import Bad, Item, Routed, Screen, Screened, Skipped, expand, read_file, route_record
-from pimwatch.store import SqliteStore
+from pimwatch.detection.activities import ACTIVATION_COMPLETED, ROLE_SETTING_UPDATED
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.event import Event, Principal
+from pimwatch.detection.normalize import audit_event, signin_event
+from pimwatch.detection.pipeline import Pipeline
+from pimwatch.detection.reader import (
+    Bad,
+    Item,
+    Routed,
+    Screen,
+    Screened,
+    Skipped,
+    expand,
+    read_file,
+    route_record,
+)
+from pimwatch.hosting.driver import Driver
+from pimwatch.state.quarantine import Quarantine
+from pimwatch.state.sqlite import SqliteStore
 from pimwatch.testing import TENANT, directory, pim, signin, user
 from pimwatch.testing import as_graph as to_graph
 from pimwatch.testing import as_log_analytics as to_la
@@ -971,7 +981,7 @@ def test_screen_decides_as_the_parsed_record_on_any_layout(line: bytes) -> None:
 def test_a_sign_in_line_whose_category_is_repeated_is_left_to_the_parser(tmp_path: Path) -> None:
     """The byte path reads the first "category", the parser keeps the last: a line whose last
     category is another table must not be counted as a screened sign-in."""
-    from pimwatch.reader import Screen, Screened, read_file
+    from pimwatch.detection.reader import Screen, Screened, read_file
 
     screen = Screen(((frozenset({"bg"}), frozenset()),), (("riskLevelDuringSignIn", frozenset({"high"})),))
     props = b'"properties":{"userId":"u1","userPrincipalName":"a@contoso.com"}'

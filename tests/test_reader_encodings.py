@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pimwatch.reader import Bad, Routed, expand, read_file
+from pimwatch.detection.reader import Bad, Routed, expand, read_file
 from tests.test_reader import AUDITS, CONTAINERS, _by_id, baseline, key_fields, read, replay, routed_events
 
 ENCODINGS = {

@@ -21,8 +21,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pimwatch.quarantine import entry
-from pimwatch.reader import Bad, Item, Routed, Screened, Skipped, read_bytes, read_file
+from pimwatch.detection.reader import Bad, Item, Routed, Screened, Skipped, read_bytes, read_file
+from pimwatch.state.quarantine import entry
 from tests.test_reader import RECORDS
 
 FUZZ = settings(

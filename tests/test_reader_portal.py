@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from pimwatch.reader import Routed, Skipped, route_record
+from pimwatch.detection.reader import Routed, Skipped, route_record
+from pimwatch.detection.timeutil import parse_time
 from pimwatch.testing import as_log_analytics as to_la
 from pimwatch.testing import csv_bytes as to_csv
-from pimwatch.timeutil import parse_time
 from tests.test_reader import RECORDS, _by_id, baseline, jsonl, key_fields, read, replay, routed_events
 
 TIME_COLUMNS = ("TimeGenerated", "CreatedDateTime", "ActivityDateTime")

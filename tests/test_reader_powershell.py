@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimwatch.normalize import from_powershell
-from pimwatch.reader import POWERSHELL, POWERSHELL_FLATTENED, Bad, Routed, Skipped, route_record
+from pimwatch.detection.normalize import from_powershell
+from pimwatch.detection.reader import POWERSHELL, POWERSHELL_FLATTENED, Bad, Routed, Skipped, route_record
 from tests import shapes
 from tests.test_reader import RECORDS, _by_id, baseline, key_fields, read, routed_events, who
 from tests.test_shapes_demo import demo_records, replay

@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pimwatch.detector import Plugin
-from pimwatch.driver import Driver
-from pimwatch.reader import MAX_DEPTH, PIECE, Bad, Routed, Screened, Skipped, read_file
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.reader import MAX_DEPTH, PIECE, Bad, Routed, Screened, Skipped, read_file
+from pimwatch.hosting.driver import Driver
 from pimwatch.testing import as_graph as to_graph
 from pimwatch.testing import signin
 from tests.test_reader import (

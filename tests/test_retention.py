@@ -19,24 +19,25 @@ import orjson
 import pytest
 import yaml
 
-from pimwatch import retention, tablestore
-from pimwatch.activities import ACTIVATION_APPROVED, ACTIVATION_COMPLETED
-from pimwatch.alerts import Alert, Severity
 from pimwatch.cli import main
 from pimwatch.config import Config, ConfigError, build
-from pimwatch.detector import Plugin
-from pimwatch.driver import Driver
-from pimwatch.event import Principal
-from pimwatch.harness import run_records
-from pimwatch.pipeline import WATERMARK, Pipeline
-from pimwatch.principals import Principals
-from pimwatch.progress import REGISTRY
-from pimwatch.quarantine import Quarantine
-from pimwatch.reader import classify
-from pimwatch.store import SqliteStore
-from pimwatch.tablestore import TableStore
+from pimwatch.detection.activities import ACTIVATION_APPROVED, ACTIVATION_COMPLETED
+from pimwatch.detection.alerts import Alert, Severity
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.event import Principal
+from pimwatch.detection.pipeline import WATERMARK, Pipeline
+from pimwatch.detection.principals import Principals
+from pimwatch.detection.reader import classify
+from pimwatch.detection.timeutil import iso, parse_time
+from pimwatch.hosting.driver import Driver
+from pimwatch.state import retention
+from pimwatch.state import tables as tablestore
+from pimwatch.state.progress import REGISTRY
+from pimwatch.state.quarantine import Quarantine
+from pimwatch.state.sqlite import SqliteStore
+from pimwatch.state.tables import TableStore
 from pimwatch.testing import TENANT, guid, pim, user
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.testing.harness import run_records
 from tests.conftest import REPO
 
 AnyStore = SqliteStore | TableStore

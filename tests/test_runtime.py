@@ -1,4 +1,4 @@
-"""The Functions entry points of ``function_app.py`` and :mod:`pimwatch.runtime`, end to end.
+"""The Functions entry points of ``function_app.py`` and :mod:`pimwatch.hosting.runtime`, end to end.
 
 What this exercises, honestly: the decorated functions of ``function_app.py`` called directly (their
 user functions, as the Python worker would call them), with real ``azure.functions`` objects —
@@ -28,10 +28,10 @@ import orjson
 import pytest
 
 from detectors.approval_overdue import R1, _ask
-from pimwatch import runtime
 from pimwatch.cli import main
-from pimwatch.store import StoreError
-from pimwatch.timeutil import iso
+from pimwatch.detection.contract import StoreError
+from pimwatch.detection.timeutil import iso
+from pimwatch.hosting import runtime
 from tests.functions_host import APP, FUNCTIONS, REPO, batch, health, messages, timer
 from tests.loopback import Answer, serve
 
@@ -240,7 +240,7 @@ def test_concurrent_invocations_share_one_runtime_safely(
     runtime does all its work on its own thread, one call at a time.
 
     Pinned, not wanted: a timer that runs before the first batch of a partition has been noted as
-    behind (pimwatch/progress.py) ticks ``approval.overdue`` at the wall clock, which can raise an
+    behind (pimwatch/state/progress.py) ticks ``approval.overdue`` at the wall clock, which can raise an
     overdue alert for a request whose decision is further down the backlog; the decision resolves
     it when it arrives (a page, then its resolve)."""
     tmp = app_env(None)

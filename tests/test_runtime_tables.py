@@ -25,18 +25,19 @@ from typing import Any
 import orjson
 import pytest
 
-from pimwatch import runtime
-from pimwatch.alerts import Alert
 from pimwatch.config import build
-from pimwatch.detector import Plugin
-from pimwatch.harness import run_records
-from pimwatch.heartbeat import SILENT
-from pimwatch.pipeline import WATERMARK
-from pimwatch.quarantine import Quarantine
-from pimwatch.retention import KEEP_WINDOWS, LIMIT
-from pimwatch.store import MergeResult, SqliteStore, Store, StoreError
-from pimwatch.tablestore import TableStore
-from pimwatch.timeutil import parse_time
+from pimwatch.detection.alerts import Alert
+from pimwatch.detection.contract import MergeResult, Store, StoreError
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.pipeline import WATERMARK
+from pimwatch.detection.timeutil import parse_time
+from pimwatch.hosting import runtime
+from pimwatch.hosting.heartbeat import SILENT
+from pimwatch.state.quarantine import Quarantine
+from pimwatch.state.retention import KEEP_WINDOWS, LIMIT
+from pimwatch.state.sqlite import SqliteStore
+from pimwatch.state.tables import TableStore
+from pimwatch.testing.harness import run_records
 from tests.functions_host import FUNCTIONS, _config, batch, health, messages
 from tests.loopback import Answer, serve
 from tests.streams import CONFIG

@@ -9,7 +9,7 @@ time, so a partition's position bounds what is still unread in it, as on a hub w
 less than the detectors' allowed lateness) and the Functions instances (worker processes, each with
 its own runtime built from the app settings, which name the hub's three partitions, started
 together). The workers work through a backlog, so the clock-driven detectors may not tick past any
-partition's position (pimwatch/progress.py): whichever worker runs ahead, and whatever the machine's
+partition's position (pimwatch/state/progress.py): whichever worker runs ahead, and whatever the machine's
 load, none may page for a decision another partition has not read yet. Then the partitions catch up
 and the timer runs, as in production. The state is real (Azure Tables on Azurite). The Functions host
 and a real Event Hub do not run here.
@@ -27,10 +27,10 @@ from typing import Any
 import orjson
 import pytest
 
-from pimwatch.detector import Plugin
-from pimwatch.harness import run_records
-from pimwatch.tablestore import TableStore
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection.detector import Plugin
+from pimwatch.detection.timeutil import iso, parse_time
+from pimwatch.state.tables import TableStore
+from pimwatch.testing.harness import run_records
 from tests.streams import BREAK_GLASS
 
 PARTITIONS = 3
@@ -42,7 +42,7 @@ def _partition_worker(
     env: dict[str, str], messages: list[tuple[bytes, str]], partition: int, barrier: Any, out: Any
 ) -> None:
     os.environ.update(env)
-    from pimwatch.runtime import Runtime
+    from pimwatch.hosting.runtime import Runtime
 
     rt = Runtime.from_env()
     try:
@@ -127,7 +127,7 @@ def test_partitions_on_several_processes_raise_what_one_replay_raises(
     # The backlog is read: every partition catches up (a message enqueued just now), the timer runs.
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    from pimwatch.runtime import Runtime
+    from pimwatch.hosting.runtime import Runtime
 
     rt = Runtime.from_env()
     try:

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pimwatch.alerts import SAMPLE, Alert, Severity
-from pimwatch.store import SqliteStore, StoreError
+from pimwatch.detection.alerts import SAMPLE, Alert, Severity
+from pimwatch.detection.contract import StoreError
+from pimwatch.state.sqlite import SqliteStore
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

@@ -15,9 +15,10 @@ import pytest
 from azure.core.exceptions import ServiceResponseError
 from azure.data.tables import TableTransactionError
 
-from pimwatch.alerts import LIST_LIMIT, SAMPLE, Alert, Severity, sample
-from pimwatch.store import SqliteStore, StoreError
-from pimwatch.tablestore import TableStore, table_key
+from pimwatch.detection.alerts import LIST_LIMIT, SAMPLE, Alert, Severity, sample
+from pimwatch.detection.contract import StoreError
+from pimwatch.state.sqlite import SqliteStore
+from pimwatch.state.tables import TableStore, table_key
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 AnyStore = SqliteStore | TableStore
@@ -536,10 +537,10 @@ def test_a_fold_whose_answer_is_lost_is_not_counted_twice(azurite_tables: str) -
 def test_instances_learning_different_principals_keep_each_others(azurite_tables: str) -> None:
     """Learned privileged principals are insert-if-absent members, not one document rewritten whole:
     two instances learning at once both keep theirs, and each sees the other's after a refresh."""
-    from pimwatch.activities import ACTIVATION_COMPLETED
-    from pimwatch.detector import Settings
-    from pimwatch.normalize import audit_event
-    from pimwatch.principals import Principals
+    from pimwatch.detection.activities import ACTIVATION_COMPLETED
+    from pimwatch.detection.detector import Settings
+    from pimwatch.detection.normalize import audit_event
+    from pimwatch.detection.principals import Principals
     from pimwatch.testing import pim, user
 
     prefix = _prefix()

@@ -15,14 +15,15 @@ None (or raising :class:`Skip`), optionally ``tick(now, state)``, and ``CASES`` 
   (:func:`activation_key`, :func:`ended`, :func:`with_end`, ...), time (:func:`iso`,
   :func:`parse_time`, :func:`minutes`), and ``model_validator`` for checks a type cannot make.
 
-This package re-exports the modules that hold them today; the layout commit moves them here.
+The modules of this package hold them; this file is the one import a detector needs.
 """
 
 from __future__ import annotations
 
 from pydantic import model_validator
 
-from pimwatch.activities import (
+from pimwatch.detection import records
+from pimwatch.detection.activities import (
     ACTIVATION_APPROVAL_REQUESTED,
     ACTIVATION_APPROVED,
     ACTIVATION_CANCELED,
@@ -40,9 +41,9 @@ from pimwatch.activities import (
     canonical,
     is_pim_activation_failure,
 )
-from pimwatch.alerts import Severity
-from pimwatch.detection import records
-from pimwatch.detector import (
+from pimwatch.detection.alerts import Severity
+from pimwatch.detection.contract import Member
+from pimwatch.detection.detector import (
     DEFAULT_PRIVILEGED_ROLES,
     Case,
     Count,
@@ -57,8 +58,8 @@ from pimwatch.detector import (
     Window,
     minutes,
 )
-from pimwatch.event import Event, Modified, Principal, Target
-from pimwatch.lifecycle import (
+from pimwatch.detection.event import Event, Modified, Principal, Target
+from pimwatch.detection.lifecycle import (
     LONGEST_ACTIVATION,
     ActivationKey,
     activation_key,
@@ -67,9 +68,8 @@ from pimwatch.lifecycle import (
     remember_end,
     with_end,
 )
-from pimwatch.principals import LEARN_FROM, privileged_subject
-from pimwatch.store import Member
-from pimwatch.timeutil import iso, parse_time
+from pimwatch.detection.principals import LEARN_FROM, privileged_subject
+from pimwatch.detection.timeutil import iso, parse_time
 
 __all__ = [
     "ACTIVATION_APPROVAL_REQUESTED",

@@ -27,13 +27,13 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from detectors import breakglass_signin
-from pimwatch.alerts import Alert, Severity, alert_id
 from pimwatch.config import ConfigError, build
-from pimwatch.delivery import Deliverer, Policy
-from pimwatch.detector import Plugin
-from pimwatch.harness import run_records
-from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
-from pimwatch.store import SqliteStore
+from pimwatch.delivery.deliverer import Deliverer, Policy
+from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.detection.alerts import Alert, Severity, alert_id
+from pimwatch.detection.detector import Plugin
+from pimwatch.state.sqlite import SqliteStore
+from pimwatch.testing.harness import run_records
 from sinks import email as sink
 from tests.conftest import REPO
 from tests.loopback import Answer, serve

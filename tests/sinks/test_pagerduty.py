@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from pimwatch.alerts import Alert, Severity
 from pimwatch.config import ConfigError, build
-from pimwatch.delivery import Deliverer, LoadedSink, Policy
-from pimwatch.detector import Plugin, discover
-from pimwatch.harness import run_records
-from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
-from pimwatch.store import SqliteStore
+from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Policy
+from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.detection.alerts import Alert, Severity
+from pimwatch.detection.detector import Plugin, discover
+from pimwatch.state.sqlite import SqliteStore
+from pimwatch.testing.harness import run_records
 from sinks import pagerduty
 from tests.loopback import Answer, serve
 

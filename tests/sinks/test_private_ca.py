@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from pimwatch.config import ConfigError, build
-from pimwatch.delivery import Deliverer, LoadedSink, Policy
-from pimwatch.detector import discover
-from pimwatch.sink import Http, PermanentError, SinkConfig
-from pimwatch.store import SqliteStore
+from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Policy
+from pimwatch.delivery.sink import Http, PermanentError, SinkConfig
+from pimwatch.detection.detector import discover
+from pimwatch.state.sqlite import SqliteStore
 from tests.loopback import Answer
 from tests.sinks.private_ca import PrivateCA, serve_https
 from tests.sinks.test_syslog import alert, octet_frames, stream_listener

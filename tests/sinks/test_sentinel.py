@@ -33,11 +33,11 @@ import detectors.activation_repeated_failure as activation_repeated_failure
 import detectors.activation_too_frequent as activation_too_frequent
 import detectors.approval_overdue as approval_overdue
 import detectors.breakglass_signin as breakglass_signin
-from pimwatch.alerts import Alert, Severity
 from pimwatch.config import ConfigError, build
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
-from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.detection.alerts import Alert, Severity
+from pimwatch.detection.detector import discover
+from pimwatch.testing.harness import run_records
 from sinks import sentinel
 from tests.conftest import REPO
 from tests.loopback import Answer, Server

@@ -16,11 +16,11 @@ from pydantic import SecretStr
 
 import detectors.assignment_privileged as assignment_privileged
 import detectors.breakglass_signin as breakglass_signin
-from pimwatch.alerts import Alert, Severity
 from pimwatch.config import ConfigError, build
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
-from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.detection.alerts import Alert, Severity
+from pimwatch.detection.detector import discover
+from pimwatch.testing.harness import run_records
 from sinks import splunk
 from tests.loopback import Answer, serve
 

@@ -23,11 +23,11 @@ import pytest
 import detectors.assignment_privileged as assignment_privileged
 import detectors.breakglass_signin as breakglass_signin
 from pimwatch import __version__
-from pimwatch.alerts import Alert, Severity
 from pimwatch.config import ConfigError, build
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
-from pimwatch.sink import TRUNCATED, Http, PermanentError, TransientError
+from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, TransientError
+from pimwatch.detection.alerts import Alert, Severity
+from pimwatch.detection.detector import discover
+from pimwatch.testing.harness import run_records
 from sinks import syslog
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "sinks" / "syslog"

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 import detectors.breakglass_signin as breakglass
-from pimwatch.alerts import Alert, Severity
 from pimwatch.config import ConfigError, build
-from pimwatch.delivery import Deliverer, LoadedSink, Policy
-from pimwatch.detector import discover
-from pimwatch.harness import run_records
-from pimwatch.sink import Http, PermanentError, SinkError, TransientError
-from pimwatch.store import SqliteStore
+from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Policy
+from pimwatch.delivery.sink import Http, PermanentError, SinkError, TransientError
+from pimwatch.detection.alerts import Alert, Severity
+from pimwatch.detection.detector import discover
+from pimwatch.state.sqlite import SqliteStore
+from pimwatch.testing.harness import run_records
 from sinks import teams
 from tests.loopback import Answer, serve
 

@@ -1,0 +1,269 @@
+"""The one driver of the pipeline, for every host: feeding, ticking, the unit of work, queueing, finish.
+
+``pimwatch replay`` (:mod:`pimwatch.cli`), the Functions runtime and ``pimwatch consume``
+(:mod:`pimwatch.hosting.runtime`) and the test harness (:mod:`pimwatch.testing.harness`) are thin callers of
+:class:`Driver`; none of them touches the engine. What the driver does, in one place:
+
+* **feeding**: items go to :meth:`Pipeline.feed <pimwatch.detection.pipeline.Pipeline.feed>`, which never
+  ticks
+  and never commits;
+* **the unit of work** is one ``store.transaction()``: an Event Hub batch (:meth:`Driver.batch`), a
+  timer call (:meth:`Driver.timer`), or, in replay, every :data:`COMMIT_EVERY` items
+  (:meth:`Driver.feed`: nothing is held in memory per record, so memory stays flat however long
+  the input) and the end (:meth:`Driver.finish`);
+* **queueing** new and resolved alerts for the sinks, one mechanism for every host, inside the unit of
+  work: :meth:`Deliverer.enqueue <pimwatch.delivery.deliverer.Deliverer.enqueue>`, then ``store.mark_queued``
+  (on SQLite the alert and its delivery rows commit together; on Azure Tables the alert stays "new"
+  until marked, see :mod:`pimwatch.state.sqlite`);
+* **ticking** the clock-driven detectors, only here, at the clock of the host's :class:`TickPolicy`
+  (:class:`WatermarkTick` for replay and the harness, :class:`ProgressTick` for the Event Hub hosts);
+* **finish**: the watermark is stored, the unit committed, the quarantine flushed.
+
+Every call returns a :class:`BatchResult`: the alerts it changed, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import chain, islice
+from typing import Protocol
+
+from pimwatch.delivery.deliverer import Deliverer
+from pimwatch.detection.contract import STORE_ERRORS
+from pimwatch.detection.engine import ChangeResult
+from pimwatch.detection.pipeline import WATERMARK, Pipeline
+from pimwatch.detection.reader import Item
+from pimwatch.detection.stats import Stats
+from pimwatch.detection.timeutil import iso
+from pimwatch.state.progress import Progress, ProgressStore, expect
+
+COMMIT_EVERY = 5000  # items per unit of work in replay: bounds the transaction, not the result
+Change = tuple[str, ChangeResult]
+
+
+@dataclass
+class BatchResult:
+    """What one call of the driver did."""
+
+    # (alert id, "new" | "updated" | "resolved"), in order; each pair once (an alert may be raised
+    # and resolved by the same batch).
+    changes: list[Change] = field(default_factory=list)
+    queued: int = 0  # deliveries queued for the sinks
+    tick_clock: datetime | None = None  # where the clock-driven detectors ticked (None: not ticked)
+    watermark: datetime | None = None  # the newest event time seen
+
+    def summary(self) -> dict[str, ChangeResult]:
+        """Per alert, what this call did to it: "new" if it was raised here, else its last change."""
+        out: dict[str, ChangeResult] = {}
+        for aid, change in self.changes:
+            if out.get(aid) != "new":
+                out[aid] = change
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """How many alerts were new, updated and resolved (by :meth:`summary`)."""
+        counts: dict[str, int] = {}
+        for change in self.summary().values():
+            counts[change] = counts.get(change, 0) + 1
+        return counts
+
+
+class TickPolicy(Protocol):
+    """Where the clock-driven detectors tick; chosen by the host. Ticks never pass the tick clock."""
+
+    def note(
+        self, store: ProgressStore, partition: str | None, enqueued: Sequence[datetime | None], now: datetime
+    ) -> None:
+        """A batch of ``partition`` with these enqueued times has been fed."""
+
+    def at_batch(self, store: ProgressStore, watermark: datetime | None, now: datetime) -> datetime | None:
+        """The clock at the end of a unit of work that fed records (None: no tick)."""
+
+    def at_timer(self, store: ProgressStore, watermark: datetime | None, now: datetime) -> datetime | None:
+        """The clock of a timer call (None: no tick)."""
+
+
+class WatermarkTick:
+    """Replay and the harness: tick **only** at finish, at the watermark (the newest event time read).
+
+    Replay has all of its input. Ticking part-way, at the watermark so far, would let an absence
+    detector (``approval.overdue``, ``activation.first_time``) decide that something is absent before
+    a later file — read after, but no later in event time — brings it: the alerts would depend on the
+    order of the files. At finish nothing is left to read, so "absent" is true.
+    """
+
+    def note(
+        self, store: ProgressStore, partition: str | None, enqueued: Sequence[datetime | None], now: datetime
+    ) -> None:
+        pass
+
+    def at_batch(self, store: ProgressStore, watermark: datetime | None, now: datetime) -> datetime | None:
+        return watermark
+
+    def at_timer(self, store: ProgressStore, watermark: datetime | None, now: datetime) -> datetime | None:
+        return watermark
+
+
+class ProgressTick:
+    """The Event Hub hosts: the partition-aware clock of :mod:`pimwatch.state.progress`, for every tick.
+
+    A batch ticks at its own watermark held back by that clock, the timer at the clock. ``partitions``
+    are the hub's partition ids when the host knows them (consume: the client; Functions: an app
+    setting): they are recorded as expected, and a partition that has never reported holds the clock
+    (bounded by :data:`pimwatch.state.progress.FORGET`). Empty: only partitions seen so far count.
+    """
+
+    def __init__(self, partitions: Sequence[str] = (), progress: Progress | None = None) -> None:
+        self.partitions = tuple(partitions)
+        self.progress = progress or Progress()
+
+    def expect(self, store: ProgressStore, now: datetime) -> None:
+        if self.partitions:
+            expect(store, self.partitions, now)
+
+    def forget(self) -> None:
+        """After a store failure: note every partition again."""
+        self.progress.forget()
+
+    def note(
+        self, store: ProgressStore, partition: str | None, enqueued: Sequence[datetime | None], now: datetime
+    ) -> None:
+        if partition is not None and enqueued:
+            self.progress.note(store, partition, enqueued, now)
+
+    def at_batch(self, store: ProgressStore, watermark: datetime | None, now: datetime) -> datetime | None:
+        if watermark is None:
+            return None
+        held = self.progress.clock(store, now, cached=True)
+        return None if held is None else min(watermark, held)
+
+    def at_timer(self, store: ProgressStore, watermark: datetime | None, now: datetime) -> datetime | None:
+        return self.progress.clock(store, now)
+
+
+class Driver:
+    """Drives one :class:`Pipeline` (see the module docstring). ``deliverer``: queue new and resolved
+    alerts for its sinks (None: no sinks; alerts are still marked queued)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        tick: TickPolicy | None = None,
+        deliverer: Deliverer | None = None,
+        *,
+        commit_every: int = COMMIT_EVERY,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = pipeline.store
+        self.policy: TickPolicy = tick or WatermarkTick()
+        self.deliverer = deliverer
+        self.commit_every = commit_every
+        self._changes: dict[Change, None] = {}
+        self._queued = 0
+        self._ticked: datetime | None = None
+
+    @property
+    def stats(self) -> Stats:
+        return self.pipeline.stats
+
+    @property
+    def watermark(self) -> datetime | None:
+        return self.pipeline.watermark
+
+    # --- the calls of the hosts ------------------------------------------------------------------
+    def feed(self, items: Iterable[Item]) -> None:
+        """Replay: feed ``items``, one unit of work per :attr:`commit_every` items, each queueing its
+        changes before it commits. No tick (that is :meth:`finish`'s). An input error part-way (a
+        file that cannot be read further) keeps what was fed before it, then is raised."""
+        it = iter(items)
+        for first in it:
+            failed: Exception | None = None
+            with self.store.transaction():
+                try:
+                    self.pipeline.feed(chain((first,), islice(it, self.commit_every - 1)))
+                except STORE_ERRORS:
+                    raise
+                except Exception as exc:
+                    failed = exc
+                self._queue()
+            if failed is not None:
+                raise failed
+
+    def finish(self, now: datetime | None = None) -> BatchResult:
+        """The end of the input: tick at the policy's clock, queue, store the watermark, commit,
+        flush the quarantine."""
+        with self.store.transaction():
+            self._end(now)
+        self.pipeline.quarantine.close()
+        return self._take()
+
+    def batch(
+        self,
+        items: Iterable[Item],
+        now: datetime,
+        *,
+        partition: str | None = None,
+        enqueued: Sequence[datetime | None] = (),
+        also: Callable[[], None] | None = None,
+    ) -> BatchResult:
+        """One Event Hub batch as one unit of work: feed, note the partition's progress, tick, queue,
+        store the watermark, commit; then flush the quarantine (raises if it cannot: the host must
+        not checkpoint). ``also`` runs inside the unit (the runtime's arrival note)."""
+        with self.store.transaction():
+            self.pipeline.feed(items)
+            self.policy.note(self.store, partition, enqueued, now)
+            if also is not None:
+                also()
+            self._end(now)
+        self.pipeline.quarantine.close()
+        return self._take()
+
+    def timer(self, now: datetime, also: Callable[[], Iterable[Change]] | None = None) -> BatchResult:
+        """A timer call: tick at the policy's timer clock; ``also`` (the heartbeat) may change alerts
+        too; queue; commit."""
+        with self.store.transaction():
+            self._tick(self.policy.at_timer(self.store, self.pipeline.watermark, now))
+            for aid, change in also() if also is not None else ():
+                self.pipeline.engine.changes.note(aid, change)
+            self._queue()
+        return self._take()
+
+    # --- inside a unit of work -------------------------------------------------------------------
+    def _end(self, now: datetime | None) -> None:
+        watermark = self.pipeline.watermark
+        at = self.policy.at_batch(self.store, watermark, now or datetime.now(UTC))
+        self._tick(at)
+        self._queue()
+        if watermark is not None:
+            self.store.put(WATERMARK, iso(watermark))
+
+    def _tick(self, at: datetime | None) -> None:
+        """The only place the clock-driven detectors are ticked."""
+        if at is None:
+            return
+        self._ticked = at
+        if self.pipeline.ticking:
+            self.pipeline.engine.tick(at)
+
+    def _queue(self) -> None:
+        """Queue the new and resolved alerts for the sinks that route them, then mark them queued."""
+        sinks = self.deliverer is not None and bool(self.deliverer.sinks)
+        for aid, change in self.pipeline.engine.changes.take():
+            if (aid, change) in self._changes:
+                continue
+            self._changes[(aid, change)] = None
+            if change not in ("new", "resolved"):
+                continue
+            if sinks:
+                assert self.deliverer is not None
+                alert = self.store.get_alert(aid)
+                if alert is not None:
+                    self._queued += self.deliverer.enqueue(alert, change)
+            self.store.mark_queued(aid, "resolve" if change == "resolved" else "trigger")
+
+    def _take(self) -> BatchResult:
+        result = BatchResult(list(self._changes), self._queued, self._ticked, self.pipeline.watermark)
+        self._changes, self._queued, self._ticked = {}, 0, None
+        return result
