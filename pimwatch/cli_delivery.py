@@ -12,15 +12,13 @@ import time
 from datetime import UTC, datetime
 from typing import IO, Any
 
-import orjson
-
 from pimwatch import templating
 from pimwatch.alerts import Severity, synthetic_alert
 from pimwatch.config import Config, ConfigError, load
 from pimwatch.delivery import Deliverer, LoadedSink, Outcome
 from pimwatch.detector import Plugin
 from pimwatch.harness import run_records
-from pimwatch.sink import Http, SinkError
+from pimwatch.sink import Http, SinkError, preview
 from pimwatch.store import Delivery, SqliteStore, StoreError
 from pimwatch.timeutil import iso
 
@@ -178,11 +176,5 @@ def _render(args: argparse.Namespace, sink: LoadedSink, plugins: list[Plugin], c
         return 1
     alerts, _ = run_records(case.records, plugins, case.config)
     mine = [a for a in alerts if a.detector == args.detector][:1]
-    rendered = sink.render(mine)
-    if isinstance(rendered, bytes):
-        sys.stdout.write(rendered.decode("utf-8", "replace"))
-    elif isinstance(rendered, str):
-        sys.stdout.write(rendered)
-    else:
-        sys.stdout.write(orjson.dumps(rendered, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    sys.stdout.write(preview(sink.render(mine)))  # what the target receives, as text
     return 0

@@ -6,17 +6,15 @@ sequence.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from typing import Literal
 
 from pimwatch.alerts import Alert
-from pimwatch.sink import Http, SinkConfig, truncate
+from pimwatch.sink import Http, SinkConfig, clean, truncate
 
 BATCH = True
 RESOLVES = True
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class Config(SinkConfig):
@@ -29,7 +27,7 @@ def render(alerts: Sequence[Alert], config: Config) -> str:
     lines = []
     for a in alerts:
         state = "RESOLVED " if a.status == "resolved" else ""
-        title = _CONTROL.sub("\ufffd", truncate(a.title, config.max_title_chars))
+        title = clean(truncate(a.title, config.max_title_chars), replacement="\ufffd")
         lines.append(
             f"[{a.severity.value.upper()}] {state}{a.detector} x{a.count} {a.first_seen} {title} ({a.id})"
         )

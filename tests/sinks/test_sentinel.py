@@ -255,7 +255,7 @@ def test_last_resort_context_is_its_json_text_cut(monkeypatch: pytest.MonkeyPatc
     (row,) = sentinel.render([injection()], config())[0]
     assert list(row["Context"]) == ["_truncated"]
     text = row["Context"]["_truncated"]
-    assert text.startswith('{"justification": "[x](http://evil) <script>') and len(text) <= 1024
+    assert text.startswith('{"justification":"[x](http://evil) <script>') and len(text) <= 1024
     assert sentinel.MARK in text
 
 
@@ -553,11 +553,14 @@ def test_dropped_connection_is_transient(tls: tuple[ssl.SSLContext, str]) -> Non
     _no_secret(info.value, server.url)
 
 
-def test_untrusted_certificate_is_a_transient_connection_failure(tls: tuple[ssl.SSLContext, str]) -> None:
-    with serve_tls(tls, Answer(204)) as server, pytest.raises(TransientError) as info:
+def test_untrusted_certificate_is_permanent_as_for_every_sink(tls: tuple[ssl.SSLContext, str]) -> None:
+    """The SDK wraps the verification failure (azure-core, requests, urllib3); it is found and classified
+    as Http, e-mail and syslog classify it: permanent (waiting does not make a certificate trusted)."""
+    with serve_tls(tls, Answer(204)) as server, pytest.raises(PermanentError) as info:
         cfg = config(server.url)  # default verification: the self-signed certificate is refused
         sentinel.send(sentinel.render([alert()], cfg), cfg, Http(), credential=StaticToken())
-    assert str(info.value).startswith("sentinel: connection failed")
+    assert str(info.value).startswith("sentinel: TLS certificate verification failed (")
+    assert str(info.value).endswith("; set tls_ca_file for a private CA")
     assert server.requests == []
 
 

@@ -307,7 +307,7 @@ def test_hopelessly_large_event_keeps_its_identity() -> None:
 def test_lone_surrogates_do_not_break_rendering() -> None:
     [body] = splunk.render([alert(title="bad \ud800 surrogate")], config())
     [env] = events(body)
-    assert env["event"]["title"] == "bad ? surrogate"
+    assert env["event"]["title"] == "bad \ufffd surrogate"
 
 
 # --- status handling ----------------------------------------------------------------------------
