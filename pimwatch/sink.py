@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
+import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -233,6 +234,10 @@ class Http:
     """
 
     def __init__(self, client: httpx.Client | None = None):
+        # httpx logs every request's URL at INFO, and a sink URL can be the credential (a Teams
+        # Workflows sig, a webhook token): the Functions host and ``consume`` log at INFO.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._client = client
         self._trust: Trust | None = None
         self._clients: dict[str, httpx.Client] = {}  # one per private CA bundle, shared by the views

@@ -35,6 +35,8 @@ def render(alerts: Sequence[Alert], config: Config) -> str:
 
 
 def send(rendered: str, config: Config, http: Http) -> str:
+    if not rendered:
+        return "nothing to print"
     stream = sys.stdout if config.stream == "stdout" else sys.stderr
     stream.write(rendered)
     stream.flush()

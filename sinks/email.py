@@ -340,9 +340,10 @@ def subject(alerts: Sequence[Alert], config: Config) -> str:
 
 
 def render(alerts: Sequence[Alert], config: Config) -> Email:
-    """One digest message for ``alerts`` (most severe first), both bodies bounded."""
+    """One digest message for ``alerts`` (most severe first), both bodies bounded; no alerts, no
+    message (an empty :class:`Email` that :func:`send` does not send)."""
     if not alerts:
-        raise ValueError("email renders at least one alert")
+        return Email("", "", "", "", ())
     ordered = sorted(alerts, key=_order)
     ids = tuple(a.id for a in ordered)
     subj = subject(ordered, config)
@@ -454,6 +455,8 @@ def _token(provider: TokenProvider, scope: str) -> str:
 
 
 def send(rendered: Email, config: Config, http: Http, *, token_provider: TokenProvider | None = None) -> str:
+    if not rendered.alert_ids:
+        return "nothing to send"
     provider = token_provider or default_token_provider(config)
     if config.transport == "graph":
         return _send_graph(rendered, config, http, provider)

@@ -316,8 +316,10 @@ def send(
                 logs=logs,
                 on_error=lambda e: failed.append(e.error),
             )
-            if failed:
-                raise _upload_error(failed[0], calls, len(rendered), config.timeout_seconds) from None
+            error = _upload_error(failed[0], calls, len(rendered), config.timeout_seconds) if failed else None
+            failed.clear()
+            if error is not None:
+                raise error from None
             calls += 1
             rows += len(batch)
     return f"204 No Content: {rows} row(s) in {calls} call(s)"
@@ -372,7 +374,9 @@ def _token_error(exc: Exception) -> SinkError:
     return TransientError(f"sentinel: could not get a token ({what}); check the identity configuration")
 
 
-def _upload_error(exc: Exception, done: int, total: int, timeout: float) -> SinkError:
+def _upload_error(exc: Exception, done: int, total: int, timeout: float) -> SinkError | None:
+    """The error for a failed upload call, or None when the service answered 2xx (the SDK expects
+    exactly 204; every sink counts any 2xx as delivered)."""
     from azure.core.exceptions import (
         HttpResponseError,
         ServiceRequestTimeoutError,
@@ -385,9 +389,7 @@ def _upload_error(exc: Exception, done: int, total: int, timeout: float) -> Sink
         detail = f" ({code})" if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
         response = getattr(exc, "response", None)
         headers: Mapping[str, str] = getattr(response, "headers", None) or {}
-        error = classify("sentinel", exc.status_code, exc.reason or "", headers, detail=detail + progress)
-        if error is not None:
-            return error
+        return classify("sentinel", exc.status_code, exc.reason or "", headers, detail=detail + progress)
     timed_out = isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError)
     error = transport_error("sentinel", exc, timeout, timed_out=timed_out)
     return type(error)(f"{error}{progress}")

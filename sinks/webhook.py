@@ -8,8 +8,9 @@ One POST per alert, body (compact UTF-8 JSON)::
                                           # first_seen, last_seen, count, event_ids, context, status ...
 
 Every string in ``data`` (dictionary keys included) is cut to ``max_field_chars`` characters (default
-8192), every list and mapping to :data:`MAX_ITEMS` entries, with the visible marker " …[truncated]":
-audit text is attacker-controlled and unbounded.
+8192), every list and mapping to :data:`MAX_ITEMS` entries and the whole of ``data`` to about
+:data:`MAX_DATA_CHARS` characters, with the visible marker " …[truncated]": audit text is
+attacker-controlled and unbounded.
 
 Headers:
 
@@ -66,6 +67,7 @@ SECRET_PREFIX = "whsec_"
 MIN_KEY_BYTES = 24  # the spec: "Random. At least 24 bytes"
 MAX_ITEMS = 1000  # per list / mapping in ``data`` (cuts are marked)
 MAX_DEPTH = 16
+MAX_DATA_CHARS = 65_536  # characters of ``data`` in all (at least max_field_chars): a bounded body
 
 now: Callable[[], float] = time.time  # the attempt clock; tests replace it
 
@@ -116,7 +118,8 @@ def render(alerts: Sequence[Alert], config: Config) -> dict[str, Any]:
     alert = alerts[0]
     resolved = alert.status == "resolved"
     limit = config.max_field_chars
-    data = bounded(alert.to_dict(), limit, MAX_ITEMS, max_depth=MAX_DEPTH, key_limit=limit)
+    budget = max(MAX_DATA_CHARS, 2 * limit)
+    data = bounded(alert.to_dict(), limit, MAX_ITEMS, max_depth=MAX_DEPTH, key_limit=limit, budget=budget)
     when = (alert.resolved_at or alert.last_seen) if resolved else alert.last_seen
     return {
         "webhook_id": f"{alert.id}_resolved" if resolved else alert.id,
