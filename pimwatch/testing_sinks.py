@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pimwatch.alerts import Alert, Severity
@@ -56,6 +57,30 @@ OFF_HOURS: dict[str, Any] = {
 """An off-hours activation: a medium alert whose id is the severity's rank repeated."""
 
 
+# Fields of one realistic alert per kind, for golden files (a suite adds its own context).
+BREAKGLASS_SIGNIN: dict[str, Any] = {
+    "detector": "breakglass.signin",
+    "title": "Break-glass account bg-admin01@contoso.onmicrosoft.com signed in (interactive) from "
+    "185.220.101.4, Bucharest, RO — single-factor, password, no Conditional Access",
+    "principal": BREAKGLASS["principal"],
+}
+OUTSIDE_PIM: dict[str, Any] = {
+    "detector": "assignment.outside_pim",
+    "title": "Global Administrator assigned to Zoë Müller outside PIM (active, permanent)",
+    "principal": {
+        "id": "5e0a1b2c-3d4e-4f50-8a61-72b3c4d5e6f7",
+        "upn": "zoe@contoso.com",
+        "name": "Zoë Müller",
+    },
+}
+PIM_BUILTIN: dict[str, Any] = {
+    "detector": "pim.builtin_alert",
+    "title": "PIM alert: Roles are being assigned outside of Privileged Identity Management",
+    "principal": {"id": "9dfd627f-bdc5-4b1c-af9d-c85097fdeff8", "upn": None, "name": "Azure AD PIM"},
+    "context": {"alert": "RolesAssignedOutsidePimAlert", "incident_count": 3},
+}
+
+
 def sample_alert(
     severity: Severity = Severity.CRITICAL, base: Mapping[str, Any] = BREAKGLASS, **changes: Any
 ) -> Alert:
@@ -71,17 +96,18 @@ def sample_alert(
 
 def injection_alert(junk: str = HOSTILE, *, events: int = 100, **changes: Any) -> Alert:
     """A critical alert whose every attacker-controlled field holds ``junk`` and 100 KB more: a long
-    title, summary and principal name, a deep, a long and a wide context, ``events`` event ids."""
+    title and principal name, a deep, a long and a wide context with many keys, ``events`` event ids.
+    (The summary and runbook are the detector's own text.)"""
     big = junk + "A" * INJECTION_CHARS
     fields: dict[str, Any] = {
         "title": big,
-        "summary": big,
         "principal": {"id": "x", "upn": "<at>admin</at>@evil|x=y", "name": big},
         "context": {
             "justification": big,
             "nested": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": big}}}}}}}}},
             "many": [f"{junk}{i}" for i in range(500)],
             "wide": {f"k{i}": big[:5000] for i in range(300)},
+            **{f"k{i:02d}": big[:2000] for i in range(30)},
         },
         "events": [(f"2026-03-10T02:{i % 60:02d}:00.000000Z", f"rec-{i}") for i in range(events)],
     }
@@ -141,3 +167,27 @@ def check_golden(path: Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     assert path.read_text(encoding="utf-8") == text, f"{path} differs (UPDATE_GOLDEN=1 to regenerate)"
+
+
+def deliver(sink: ModuleType, rendered: Any, config: Any, **kwargs: Any) -> str:
+    """``sink.send`` with a fresh :class:`~pimwatch.sink.Http` (trusting the sink's CA), closed after."""
+    from pimwatch.sink import Http
+
+    http = Http().for_sink(config)
+    try:
+        return str(sink.send(rendered, config, http, **kwargs))
+    finally:
+        http.close()
+
+
+def case_alerts(*cases: Any) -> list[Alert]:
+    """The alerts real records make: each detector case run through the pipeline, in order."""
+    from pimwatch.detector import discover
+    from pimwatch.harness import run_records
+
+    plugins = discover()
+    out: list[Alert] = []
+    for case in cases:
+        alerts, _ = run_records(case.records, plugins, case.config)
+        out += alerts
+    return out

@@ -31,6 +31,7 @@ import logging
 import pkgutil
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from pimwatch.alerts import Alert
 from pimwatch.config import ConfigError, build, sink_module, sinks_package
 from pimwatch.detector import discover
 from pimwatch.sink import MARK, Http, PermanentError, SinkError, TransientError
-from pimwatch.testing_sinks import STATUS_TABLE, injection_alert, leaked, sample_alert, strings
+from pimwatch.testing_sinks import STATUS_TABLE, deliver, injection_alert, leaked, sample_alert, strings
 from tests.loopback import Answer, Server
 from tests.sinks.conftest import Recorder, StaticToken, password_authenticator, smtp_server
 from tests.sinks.private_ca import PrivateCA, serve_https
@@ -296,11 +297,7 @@ def make(sink_type: str, where: str | None = None, ca: str | None = None, **extr
 
 def send(sink_type: str, alerts: list[Alert], cfg: Any) -> str:
     sink = module(sink_type)
-    http = Http().for_sink(cfg)
-    try:
-        return str(sink.send(sink.render(alerts, cfg), cfg, http, **TARGETS[sink_type].send_kwargs()))
-    finally:
-        http.close()
+    return deliver(sink, sink.render(alerts, cfg), cfg, **TARGETS[sink_type].send_kwargs())
 
 
 def assert_secret_free(target: Target, error: BaseException, logs: str) -> None:
@@ -367,6 +364,28 @@ def test_untrusted_certificate_is_permanent(sink_type: str, private_ca: PrivateC
 
 
 @pytest.mark.parametrize("sink_type", HTTPS)
+@pytest.mark.parametrize("how", ["timeout", "dropped"])
+def test_no_answer_is_transient(sink_type: str, how: str, private_ca: PrivateCA) -> None:
+    """A server that never answers within timeout_seconds (it waits for the test, not for a clock), or
+    closes the connection without answering."""
+    release = threading.Event()
+    answer = Answer(hold=release) if how == "timeout" else Answer(drop=True)
+    try:
+        with serve_https(private_ca, answer) as server, pytest.raises(TransientError) as info:
+            send(
+                sink_type,
+                [sample_alert()],
+                make(sink_type, server.url, str(private_ca.ca_file), timeout_seconds=0.3),
+            )
+            release.set()
+    finally:
+        release.set()
+    expected = "timed out after 0.3 s" if how == "timeout" else "connection failed"
+    assert expected in str(info.value), info.value
+    assert_secret_free(TARGETS[sink_type], info.value, "")
+
+
+@pytest.mark.parametrize("sink_type", HTTPS)
 def test_refused_connection_is_transient(sink_type: str) -> None:
     sock, port = closed_port()
     with sock, pytest.raises(TransientError) as info:
@@ -385,15 +404,12 @@ def test_email_graph_follows_the_status_table(private_ca: PrivateCA) -> None:
         cfg = make("email", "25", str(private_ca.ca_file), **graph)
         for status, expected in STATUS_TABLE:
             server.script(Answer(status))
-            http = Http().for_sink(cfg)
-            try:
-                if expected is None:
-                    email.send(email.render([sample_alert()], cfg), cfg, http, token_provider=lambda _: token)
-                    continue
-                with pytest.raises(SinkError) as info:
-                    email.send(email.render([sample_alert()], cfg), cfg, http, token_provider=lambda _: token)
-            finally:
-                http.close()
+            rendered = email.render([sample_alert()], cfg)
+            if expected is None:
+                assert deliver(email, rendered, cfg, token_provider=lambda _: token).startswith(str(status))
+                continue
+            with pytest.raises(SinkError) as info:
+                deliver(email, rendered, cfg, token_provider=lambda _: token)
             assert type(info.value) is expected, (status, info.value)
             assert leaked([token], str(info.value)) == []
 

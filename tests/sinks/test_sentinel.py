@@ -37,6 +37,7 @@ from pimwatch.config import ConfigError, build
 from pimwatch.detector import discover
 from pimwatch.harness import run_records
 from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.testing_sinks import case_alerts, strings
 from sinks import sentinel
 from tests.conftest import REPO
 from tests.loopback import Answer, Server
@@ -61,10 +62,8 @@ def config(endpoint: str = "https://pimwatch-dce.westeurope-1.ingest.monitor.azu
 
 
 def pipeline_alert() -> Alert:
-    case = breakglass_signin.CASES[0]
-    alerts, _ = run_records(case.records, PLUGINS, case.config)
-    assert len(alerts) == 1
-    return alerts[0]
+    [alert] = case_alerts(breakglass_signin.CASES[0])
+    return alert
 
 
 # A real pipeline alert per severity: (detector module, case index, config overrides).
@@ -119,18 +118,6 @@ def injection(i: int = 0) -> Alert:
         },
         events=[(f"2026-03-10T02:{n % 60:02d}:00.000000Z", f"rec-{n}-{big[:300]}") for n in range(2000)],
     )
-
-
-def strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
 
 
 # ------------------------------------------------------------------------------------------- render

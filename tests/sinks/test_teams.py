@@ -16,9 +16,17 @@ from pimwatch.alerts import Alert, Severity
 from pimwatch.config import ConfigError, build
 from pimwatch.delivery import Deliverer, LoadedSink, Policy
 from pimwatch.detector import discover
-from pimwatch.harness import run_records
 from pimwatch.sink import Http, PermanentError, SinkError, TransientError
 from pimwatch.store import SqliteStore
+from pimwatch.testing_sinks import (
+    BREAKGLASS_SIGNIN,
+    OFF_HOURS,
+    OUTSIDE_PIM,
+    PIM_BUILTIN,
+    case_alerts,
+    deliver,
+    sample_alert,
+)
 from sinks import teams
 from tests.loopback import Answer, serve
 
@@ -36,35 +44,15 @@ def config(url: str = f"https://prod-01.westeurope.logic.azure.com{PATH}", **ext
 
 
 def alert(severity: Severity, **fields: Any) -> Alert:
-    base: dict[str, Any] = {
-        "id": f"{severity.rank:x}" * 32,
-        "detector": "activation.off_hours",
-        "severity": severity,
-        "title": "Adm Oliver activated Global Administrator on Sat 2026-03-14 02:10 (UTC), a non-working day",
-        "summary": "A role was activated outside business hours or on a non-working day.",
-        "runbook": "Confirm with the person that they activated the role.",
-        "mitre": ["T1078.004"],
-        "principal": {
-            "id": "0b5c8c8e-2c1e-4d6a-9a55-6a1f2b9d0c01",
-            "upn": "adm-oliver@contoso.com",
-            "name": "Adm Oliver",
-        },
-        "context": {},
-        "events": [("2026-03-14T02:10:00.000000Z", "rec-1")],
-    }
-    base.update(fields)
-    return Alert(**base)
+    return sample_alert(severity, OFF_HOURS, **fields)
 
 
 def golden_alerts() -> dict[str, Alert]:
     return {
         "critical": alert(
             Severity.CRITICAL,
-            detector="breakglass.signin",
-            title="Break-glass account bg-admin01@contoso.onmicrosoft.com signed in (interactive) from "
-            "185.220.101.4, Bucharest, RO — single-factor, password, no Conditional Access",
+            **BREAKGLASS_SIGNIN,
             summary="An emergency (break-glass) account signed in or tried to.",
-            principal={"id": BG, "upn": "bg-admin01@contoso.onmicrosoft.com", "name": "Emergency Admin 01"},
             context={
                 "sign_in": "interactive",
                 "succeeded": True,
@@ -79,13 +67,7 @@ def golden_alerts() -> dict[str, Alert]:
         ),
         "high": alert(
             Severity.HIGH,
-            detector="assignment.outside_pim",
-            title="Global Administrator assigned to Zoë Müller outside PIM (active, permanent)",
-            principal={
-                "id": "5e0a1b2c-3d4e-4f50-8a61-72b3c4d5e6f7",
-                "upn": "zoe@contoso.com",
-                "name": "Zoë Müller",
-            },
+            **OUTSIDE_PIM,
             context={
                 "role": "Global Administrator",
                 "role_id": "62e90394-69f5-4237-9190-012177145e10",
@@ -113,13 +95,10 @@ def golden_alerts() -> dict[str, Alert]:
         ),
         "info": alert(
             Severity.INFO,
-            detector="pim.builtin_alert",
-            title="PIM alert: Roles are being assigned outside of Privileged Identity Management",
+            **PIM_BUILTIN,
             summary="PIM raised one of its built-in alerts.",
             runbook="",
             mitre=[],
-            principal={"id": "9dfd627f-bdc5-4b1c-af9d-c85097fdeff8", "upn": None, "name": "Azure AD PIM"},
-            context={"alert": "RolesAssignedOutsidePimAlert", "incident_count": 3},
         ),
     }
 
@@ -431,10 +410,7 @@ def test_render_is_pure_and_takes_one_alert() -> None:
 
 
 def pipeline_alert() -> Alert:
-    case = breakglass.CASES[0]
-    alerts, _ = run_records(case.records, discover(), case.config)
-    assert len(alerts) == 1
-    return alerts[0]
+    return case_alerts(breakglass.CASES[0])[0]  # its one alert
 
 
 def test_send_posts_the_rendered_json_and_202_is_accepted() -> None:
@@ -442,11 +418,7 @@ def test_send_posts_the_rendered_json_and_202_is_accepted() -> None:
     with serve(Answer(202)) as server:
         cfg = config(server.url + PATH, timeout_seconds=2)
         rendered = teams.render([a], cfg)
-        http = Http()
-        try:
-            answer = teams.send(rendered, cfg, http)
-        finally:
-            http.close()
+        answer = deliver(teams, rendered, cfg)
     assert answer == "202 Accepted"
     assert len(server.requests) == 1
     request = server.requests[0]
@@ -476,31 +448,21 @@ def test_send_injection_alert_arrives_bounded() -> None:
 
 @pytest.mark.parametrize(
     ("answer", "error", "retry_after"),
-    [
+    [  # the status table every sink follows is in test_conformance.py; these are Teams' own
         (Answer(400, b'{"error":{"code":"InvalidRequestContent"}}'), PermanentError, None),
-        (Answer(401), PermanentError, None),
-        (Answer(404), PermanentError, None),
-        (Answer(429, headers={"Retry-After": "7"}), TransientError, 7.0),
-        (Answer(500), TransientError, None),
         (Answer(503, headers={"Retry-After": "30"}), TransientError, 30.0),
         (
             Answer(200, b"Microsoft Teams endpoint returned HTTP error 429 with ContextId ..."),
             TransientError,
             None,
         ),
-        (Answer(202, delay=1.0), TransientError, None),  # slower than timeout_seconds
-        (Answer(202, drop=True), TransientError, None),  # connection closed without an answer
     ],
 )
 def test_status_handling(answer: Answer, error: type[SinkError], retry_after: float | None) -> None:
     with serve(answer) as server:
         cfg = config(server.url + PATH, timeout_seconds=0.3)
-        http = Http()
-        try:
-            with pytest.raises(error) as caught:
-                teams.send(teams.render([golden_alerts()["high"]], cfg), cfg, http)
-        finally:
-            http.close()
+        with pytest.raises(error) as caught:
+            deliver(teams, teams.render([golden_alerts()["high"]], cfg), cfg)
     assert len(server.requests) == 1
     message = str(caught.value)
     assert message.startswith("teams")
