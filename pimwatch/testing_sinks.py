@@ -191,3 +191,13 @@ def case_alerts(*cases: Any) -> list[Alert]:
         alerts, _ = run_records(case.records, plugins, case.config)
         out += alerts
     return out
+
+
+def check_golden_json(path: Path, payload: Any) -> None:
+    """:func:`check_golden` for a JSON payload, indented, non-ASCII kept."""
+    check_golden(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def json_bodies(requests: Iterator[Any] | list[Any]) -> list[Any]:
+    """The JSON body of each request a loopback server received (``tests/loopback.py``'s ``Request``)."""
+    return [json.loads(r.body) for r in requests]

@@ -19,8 +19,7 @@ from pimwatch.detector import Plugin, discover
 from pimwatch.harness import run_records
 from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
 from pimwatch.store import SqliteStore
-from pimwatch.testing_sinks import check_golden as golden
-from pimwatch.testing_sinks import deliver, injection_alert, sample_alert
+from pimwatch.testing_sinks import check_golden_json, deliver, injection_alert, json_bodies, sample_alert
 from sinks import opsgenie
 from tests.loopback import Answer, serve
 
@@ -45,10 +44,6 @@ def injection() -> Alert:
     return injection_alert(JUNK, events=100)
 
 
-def received(server: Any) -> list[dict[str, Any]]:
-    return [json.loads(r.body) for r in server.requests]
-
-
 def post(rendered: Any, cfg: opsgenie.Config) -> str:
     return deliver(opsgenie, rendered, cfg)
 
@@ -69,7 +64,7 @@ def test_golden_close() -> None:
 
 
 def check_golden(name: str, rendered: dict[str, Any]) -> None:
-    golden(GOLDEN / name, json.dumps(rendered, indent=2, ensure_ascii=False) + "\n")
+    check_golden_json(GOLDEN / name, rendered)
 
 
 def test_render_is_pure_and_holds_no_secret() -> None:
@@ -139,7 +134,7 @@ def test_replay_sends_the_same_alias() -> None:
         cfg = config(server.url)
         post(opsgenie.render([first], cfg), cfg)
         post(opsgenie.render([again], cfg), cfg)
-    assert [b["alias"] for b in received(server)] == [first.id, first.id]
+    assert [b["alias"] for b in json_bodies(server.requests)] == [first.id, first.id]
 
 
 @pytest.mark.parametrize("flavor", ["opsgenie", "jsm"])
@@ -214,7 +209,7 @@ def test_injection_alert_is_bounded_escaped_and_arrives_intact() -> None:
     with serve(OK) as server:
         cfg = config(server.url)
         post(rendered, cfg)
-    assert received(server) == [body]
+    assert json_bodies(server.requests) == [body]
 
 
 @pytest.mark.parametrize("text", ["a & b " * 40, "<" * 200, "x" * 125 + "&amp;" * 5])

@@ -16,8 +16,7 @@ from pimwatch.detector import Plugin, discover
 from pimwatch.harness import run_records
 from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
 from pimwatch.store import SqliteStore
-from pimwatch.testing_sinks import check_golden as golden
-from pimwatch.testing_sinks import deliver, injection_alert, sample_alert
+from pimwatch.testing_sinks import check_golden_json, deliver, injection_alert, json_bodies, sample_alert
 from sinks import pagerduty
 from tests.loopback import Answer, serve
 
@@ -42,10 +41,6 @@ def injection() -> Alert:
     return injection_alert(JUNK, events=100)
 
 
-def received(server: Any) -> list[dict[str, Any]]:
-    return [json.loads(r.body) for r in server.requests]
-
-
 def post(rendered: Any, cfg: pagerduty.Config) -> str:
     return deliver(pagerduty, rendered, cfg)
 
@@ -65,7 +60,7 @@ def test_golden_resolve() -> None:
 
 
 def check_golden(name: str, rendered: dict[str, Any]) -> None:
-    golden(GOLDEN / name, json.dumps(rendered, indent=2, ensure_ascii=False) + "\n")
+    check_golden_json(GOLDEN / name, rendered)
 
 
 def test_render_is_pure_and_holds_no_secret() -> None:
@@ -107,7 +102,7 @@ def test_pipeline_alert_reaches_the_server_exactly() -> None:
     (req,) = server.requests
     assert (req.method, req.path) == ("POST", "/v2/enqueue")
     assert req.headers["content-type"] == "application/json"
-    (body,) = received(server)
+    (body,) = json_bodies(server.requests)
     assert body == {"routing_key": KEY, **rendered}
     assert body["event_action"] == "trigger"
     assert body["dedup_key"] == a.id
@@ -132,7 +127,7 @@ def test_replay_sends_the_same_dedup_key() -> None:
         cfg = config(f"{server.url}/v2/enqueue")
         post(pagerduty.render([first], cfg), cfg)
         post(pagerduty.render([again], cfg), cfg)
-    keys = [b["dedup_key"] for b in received(server)]
+    keys = [b["dedup_key"] for b in json_bodies(server.requests)]
     assert keys == [first.id, first.id]
 
 
@@ -142,7 +137,7 @@ def test_resolve_uses_the_same_dedup_key() -> None:
         cfg = config(f"{server.url}/v2/enqueue")
         post(pagerduty.render([alert()], cfg), cfg)
         post(pagerduty.render([resolved], cfg), cfg)
-    trigger, resolve = received(server)
+    trigger, resolve = json_bodies(server.requests)
     assert trigger["dedup_key"] == resolve["dedup_key"] == resolved.id
     assert resolve == {"routing_key": KEY, "event_action": "resolve", "dedup_key": resolved.id}
 
@@ -163,7 +158,7 @@ def test_through_the_deliverer_trigger_once_then_resolve() -> None:
         deliverer.enqueue(store.get_alert(a.id), "resolved")  # type: ignore[arg-type]
         outcome = deliverer.run()
         deliverer.http.close()
-    assert [(b["event_action"], b["dedup_key"]) for b in received(server)] == [
+    assert [(b["event_action"], b["dedup_key"]) for b in json_bodies(server.requests)] == [
         ("trigger", a.id),
         ("resolve", a.id),
     ]

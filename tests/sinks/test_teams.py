@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from pimwatch.testing_sinks import (
     OUTSIDE_PIM,
     PIM_BUILTIN,
     case_alerts,
+    check_golden_json,
     deliver,
     sample_alert,
 )
@@ -280,12 +280,7 @@ def check_envelope(payload: Any) -> None:
 @pytest.mark.parametrize("severity", [s.value for s in Severity])
 def test_golden(severity: str) -> None:
     payload = teams.render([golden_alerts()[severity]], config())
-    text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
-    path = GOLDEN / f"{severity}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"regenerate with UPDATE_GOLDEN=1 if intended: {path}"
+    check_golden_json(GOLDEN / f"{severity}.json", payload)
     check_envelope(payload)
 
 

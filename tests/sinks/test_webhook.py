@@ -7,7 +7,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -119,13 +118,7 @@ def test_golden(name: str) -> None:
         a.status, a.resolved_at = "resolved", "2026-03-14T06:00:00.000000Z"
     else:
         a = golden_alerts()[name]
-    rendered = webhook.render([a], config())
-    text = json.dumps(rendered, indent=2, ensure_ascii=False) + "\n"
-    path = GOLDEN / f"{name}.json"
-    if os.environ.get("UPDATE_GOLDEN"):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"regenerate with UPDATE_GOLDEN=1 if intended: {path}"
+    kit.check_golden_json(GOLDEN / f"{name}.json", webhook.render([a], config()))
 
 
 def test_payload_is_the_alert_under_type_timestamp_data() -> None:
