@@ -133,7 +133,8 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
 
 def certificate_problem(exc: ssl.SSLCertVerificationError) -> str:
     """A permanent error's text: the server's certificate is not trusted (a configuration problem)."""
-    reason = truncate(one_line(str(exc.verify_message or exc.reason or "")), 120)
+    why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
+    reason = truncate(one_line(str(why)), 120)
     return f"TLS certificate verification failed ({reason}); set tls_ca_file for a private CA"
 
 
@@ -147,7 +148,7 @@ def transport_error(sink: str, exc: BaseException, timeout: float, *, timed_out:
     if timed_out or isinstance(exc, TimeoutError):
         return TransientError(f"{sink}: timed out after {timeout:g} s")
     if isinstance(exc, ssl.SSLError):
-        reason = truncate(one_line(str(exc.reason or type(exc).__name__)), 120)
+        reason = truncate(one_line(str(getattr(exc, "reason", None) or type(exc).__name__)), 120)
         return TransientError(f"{sink}: TLS handshake failed ({reason})")
     return TransientError(f"{sink}: connection failed ({type(exc).__name__})")
 

@@ -49,6 +49,8 @@ LAYER = {
     # delivery: the outbox to the sinks
     "delivery": "delivery",
     "sink": "delivery",
+    "sink_http": "delivery",
+    "sink_text": "delivery",
     "templating": "delivery",
     # config: the YAML, validated; wires detectors and sinks
     "config": "config",
@@ -69,6 +71,7 @@ LAYER = {
     "__main__": "cli",
     # the shipped test kit
     "testing": "testing",
+    "testing_sinks": "testing",
     "harness": "testing",
 }
 
