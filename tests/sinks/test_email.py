@@ -5,6 +5,7 @@ Every message received is parsed back with the stdlib ``email`` parser and check
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import shutil
@@ -31,6 +32,7 @@ from pimwatch.detector import Plugin
 from pimwatch.harness import run_records
 from pimwatch.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
 from pimwatch.store import SqliteStore
+from pimwatch.testing_sinks import BREAKGLASS
 from sinks import email as sink
 from tests.conftest import REPO
 from tests.loopback import Answer, serve
@@ -52,14 +54,7 @@ HTTP = Http()  # one client for the module (SMTP sends ignore it)
 
 def _alert(severity: Severity, detector: str, key: str, title: str, **kw: Any) -> Alert:
     defaults: dict[str, Any] = {
-        "summary": "An emergency (break-glass) account signed in or tried to.",
-        "runbook": "Confirm with the account's custodians that an emergency is declared.",
-        "mitre": ["T1078.004"],
-        "principal": {
-            "id": "c0ffee00-0000-4000-8000-00000000b001",
-            "upn": "bg-admin01@contoso.onmicrosoft.com",
-            "name": "Emergency Admin 01",
-        },
+        **copy.deepcopy({k: BREAKGLASS[k] for k in ("summary", "runbook", "mitre", "principal")}),
         "context": {"ip_address": "185.220.101.4", "location": {"country": "RO", "city": "Bucharest"}},
         "events": [("2026-03-10T02:17:00.000000Z", "rec-0001")],
     }
