@@ -6,16 +6,14 @@ sequence.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from typing import Literal
 
-from pimwatch.delivery import Alert, Http, SinkConfig, truncate
+from pimwatch.delivery import Alert, Http, SinkConfig, clean, truncate
 
 BATCH = True
 RESOLVES = True
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class Config(SinkConfig):
@@ -28,7 +26,7 @@ def render(alerts: Sequence[Alert], config: Config) -> str:
     lines = []
     for a in alerts:
         state = "RESOLVED " if a.status == "resolved" else ""
-        title = _CONTROL.sub("\ufffd", truncate(a.title, config.max_title_chars))
+        title = clean(truncate(a.title, config.max_title_chars), replacement="\ufffd")
         lines.append(
             f"[{a.severity.value.upper()}] {state}{a.detector} x{a.count} {a.first_seen} {title} ({a.id})"
         )
@@ -36,6 +34,8 @@ def render(alerts: Sequence[Alert], config: Config) -> str:
 
 
 def send(rendered: str, config: Config, http: Http) -> str:
+    if not rendered:
+        return "nothing to print"
     stream = sys.stdout if config.stream == "stdout" else sys.stderr
     stream.write(rendered)
     stream.flush()

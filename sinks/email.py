@@ -46,7 +46,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
-import ipaddress
 import json
 import re
 import smtplib
@@ -70,9 +69,12 @@ from pimwatch.delivery import (
     SinkConfig,
     SinkError,
     TransientError,
-    certificate_problem,
-    render_template,
+    answer_text,
+    check_url,
+    one_line,
+    templating,
     tls_context,
+    transport_error,
     truncate,
 )
 
@@ -113,15 +115,11 @@ COLORS = {
     Severity.INFO: "#4b5563",
 }
 
-# C0/C1 controls, line/paragraph separators and bidi overrides: one-line fields stay one line (no
-# forged "Severity: info" line in the text part) and cannot be made to read backwards.
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 _ADDRESS = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
 _HOST = re.compile(r"[A-Za-z0-9.:\[\]-]+")
-_LOOPBACK = {"localhost"}
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -131,29 +129,6 @@ def check_address(value: str) -> str:
     if len(value) > 254 or not _ADDRESS.fullmatch(value):
         raise ValueError(f"expected an e-mail address like soc@contoso.com, got {value[:100]!r}")
     return value
-
-
-def check_url(value: str) -> str:
-    """https, or http to a loopback address (tests); the URL itself is never echoed."""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        raise ValueError("not a valid URL") from None
-    if not host or parts.query or parts.fragment:
-        raise ValueError("expected an absolute https:// URL without query or fragment")
-    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host)):
-        return value.rstrip("/")
-    raise ValueError("expected an https:// URL (http only to a loopback address)")
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Config(SinkConfig):
@@ -216,7 +191,7 @@ class Config(SinkConfig):
     @field_validator("username")
     @classmethod
     def _username(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is not None and (not value.strip() or _CONTROLS.search(value)):
+        if value is not None and (not value.strip() or one_line(value) != value.strip()):
             raise ValueError("must be a non-empty single line")
         if value is None and info.data.get("auth") == "password" and info.data.get("transport") == "smtp":
             raise ValueError("required when auth is password")
@@ -233,7 +208,7 @@ class Config(SinkConfig):
     @field_validator("graph_url")
     @classmethod
     def _graph_url(cls, value: str) -> str:
-        return check_url(value)
+        return check_url(value, no_query=True)
 
     @field_validator("client_secret")
     @classmethod
@@ -245,7 +220,7 @@ class Config(SinkConfig):
     @field_validator("subject_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if _CONTROLS.search(value) or len(value) > 50:
+        if one_line(value) != value.strip() or len(value) > 50:
             raise ValueError("a single line of at most 50 characters")
         return value
 
@@ -269,8 +244,9 @@ class Email:
 
 
 def clean(text: object, limit: int, *, defang: bool = True) -> str:
-    """One line, no controls, planted URLs defanged, cut to ``limit`` with a visible marker."""
-    s = _CONTROLS.sub(" ", "" if text is None else str(text)).strip()
+    """One line, no controls, planted URLs defanged, cut to ``limit`` with a visible marker: no forged
+    "Severity: info" line in the text part, nothing that reads backwards, no link a client makes."""
+    s = one_line(text)
     if defang:
         s = s.replace("://", "[:]//")
     return truncate(s, limit)
@@ -354,7 +330,7 @@ def header_ids(alert_ids: Sequence[str], separator: str = ", ") -> str:
 
 def subject(alerts: Sequence[Alert], config: Config) -> str:
     top = sorted(alerts, key=_order)[0]
-    text = render_template(
+    text = templating.render(
         "email.subject.txt.j2",
         prefix=config.subject_prefix,
         count=len(alerts),
@@ -365,9 +341,10 @@ def subject(alerts: Sequence[Alert], config: Config) -> str:
 
 
 def render(alerts: Sequence[Alert], config: Config) -> Email:
-    """One digest message for ``alerts`` (most severe first), both bodies bounded."""
+    """One digest message for ``alerts`` (most severe first), both bodies bounded; no alerts, no
+    message (an empty :class:`Email` that :func:`send` does not send)."""
     if not alerts:
-        raise ValueError("email renders at least one alert")
+        return Email("", "", "", "", ())
     ordered = sorted(alerts, key=_order)
     ids = tuple(a.id for a in ordered)
     subj = subject(ordered, config)
@@ -382,8 +359,8 @@ def render(alerts: Sequence[Alert], config: Config) -> Email:
             "listed": [_line(a) for a in listed],
             "omitted": max(0, len(ordered) - detailed - len(listed)),
         }
-        text = render_template("email.body.txt.j2", **context)
-        html = render_template("email.body.html.j2", **context)
+        text = templating.render("email.body.txt.j2", **context)
+        html = templating.render("email.body.html.j2", **context)
         if len(text.encode()) <= MAX_BODY_BYTES and len(html.encode()) <= MAX_BODY_BYTES:
             break
     return Email(subj, text, html, message_id(ids, config.sender), ids)
@@ -479,6 +456,8 @@ def _token(provider: TokenProvider, scope: str) -> str:
 
 
 def send(rendered: Email, config: Config, http: Http, *, token_provider: TokenProvider | None = None) -> str:
+    if not rendered.alert_ids:
+        return "nothing to send"
     provider = token_provider or default_token_provider(config)
     if config.transport == "graph":
         return _send_graph(rendered, config, http, provider)
@@ -495,7 +474,7 @@ def _send_graph(email: Email, config: Config, http: Http, provider: TokenProvide
         headers={"Authorization": f"Bearer {token}"},
         timeout=config.timeout_seconds,
     )
-    return f"{response.status_code} {response.reason_phrase}".strip()
+    return answer_text(response.status_code, response.reason_phrase)
 
 
 class _XOAuth2:
@@ -630,14 +609,8 @@ def _smtp_error(exc: Exception, config: Config, secrets: Sequence[str]) -> SinkE
         if "timed out" in str(exc):  # smtplib turns a read timeout into "Connection unexpectedly closed"
             return TransientError(f"{SINK}: timed out after {config.timeout_seconds:g} s")
         return TransientError(f"{SINK}: the SMTP server closed the connection")
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return PermanentError(f"{SINK}: {certificate_problem(exc)}")
-    if isinstance(exc, TimeoutError):
-        return TransientError(f"{SINK}: timed out after {config.timeout_seconds:g} s")
-    if isinstance(exc, ssl.SSLError):
-        return TransientError(f"{SINK}: TLS failed ({clean(exc.reason, 100)})")
-    if isinstance(exc, (OSError, smtplib.SMTPException)):
-        return TransientError(f"{SINK}: connection failed ({type(exc).__name__})")
+    if isinstance(exc, (OSError, smtplib.SMTPException)):  # TLS, certificate, timeout, network
+        return transport_error(SINK, exc, config.timeout_seconds)
     if isinstance(exc, UnicodeError):
         return PermanentError(f"{SINK}: a value could not be encoded for SMTP ({type(exc).__name__})")
     return TransientError(f"{SINK}: {type(exc).__name__}")

@@ -28,6 +28,8 @@ def render(alerts: Sequence[Alert], config: Config) -> bytes:
 
 
 def send(rendered: bytes, config: Config, http: Http) -> str:
+    if not rendered:
+        return "nothing to append"
     try:
         folder = os.path.dirname(os.path.abspath(config.path))
         os.makedirs(folder, exist_ok=True)

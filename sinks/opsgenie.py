@@ -34,7 +34,18 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import SecretStr, ValidationInfo, field_validator
 
-from pimwatch.delivery import TRUNCATED, Alert, Http, Severity, SinkConfig, check_url, one_line, truncate
+from pimwatch.delivery import (
+    TRUNCATED,
+    Alert,
+    Http,
+    Severity,
+    SinkConfig,
+    answer_text,
+    check_url,
+    json_bytes,
+    one_line,
+    truncate,
+)
 
 RESOLVES = True
 
@@ -91,8 +102,7 @@ class Config(SinkConfig):
     def _base(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
-        check_url(value)
-        base = value.rstrip("/")
+        base = check_url(value)
         if base.endswith("/v2/alerts"):
             base = base[: -len("/v2/alerts")]
         if urlsplit(base).query or urlsplit(base).fragment:
@@ -270,10 +280,10 @@ def _text(value: Any) -> str:
 def send(rendered: dict[str, Any], config: Config, http: Http) -> str:
     url = config.base_url + rendered["path"]
     headers = {"Authorization": f"GenieKey {config.api_key.get_secret_value()}"}
-    response = http.post(
-        config.flavor, url, json=rendered["body"], headers=headers, timeout=config.timeout_seconds
-    )
-    answer = f"{response.status_code} {response.reason_phrase}".strip()
+    headers["Content-Type"] = "application/json"
+    body = json_bytes(rendered["body"])
+    response = http.post(config.flavor, url, content=body, headers=headers, timeout=config.timeout_seconds)
+    answer = answer_text(response.status_code, response.reason_phrase)
     try:
         data = response.json()
     except ValueError:

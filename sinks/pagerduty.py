@@ -16,13 +16,24 @@ and 5xx → transient (Retry-After honoured by the deliverer); all classified by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import SecretStr, field_validator
 
-from pimwatch.delivery import TRUNCATED, Alert, Http, Severity, SinkConfig, check_url, one_line, truncate
+from pimwatch.delivery import (
+    TRUNCATED,
+    Alert,
+    Http,
+    Severity,
+    SinkConfig,
+    answer_text,
+    bounded,
+    check_url,
+    json_bytes,
+    one_line,
+    truncate,
+)
 
 RESOLVES = True
 
@@ -45,9 +56,6 @@ SEVERITY = {
     Severity.LOW: "info",
     Severity.INFO: "info",
 }
-
-# C0/C1 controls, line/paragraph separators and bidi overrides: one-line fields stay one line and
-# cannot be made to read backwards in a page, an SMS or a push notification.
 
 
 class Config(SinkConfig):
@@ -109,7 +117,7 @@ def render(alerts: Sequence[Alert], config: Config) -> dict[str, Any]:
     details = custom_details(alert)
     event["payload"]["custom_details"] = details
     for limit, items in CONTEXT_LIMITS:
-        details["context"] = bounded(alert.context, limit, items)
+        details["context"] = bounded(alert.context, limit, items, max_depth=MAX_DEPTH)
         if size(event) <= MAX_EVENT_BYTES:
             return event
     details["context"] = "context omitted" + TRUNCATED
@@ -124,12 +132,14 @@ def custom_details(alert: Alert) -> dict[str, Any]:
         "severity": alert.severity.value,
         "summary": truncate(alert.summary, TEXT_LIMIT),
         "runbook": truncate(alert.runbook, TEXT_LIMIT),
-        "mitre": bounded(alert.mitre, 32, 10),
-        "principal": bounded(alert.principal, 256, 10),
+        "mitre": bounded(alert.mitre, 32, 10, max_depth=MAX_DEPTH),
+        "principal": bounded(alert.principal, 256, 10, max_depth=MAX_DEPTH),
         "first_seen": alert.first_seen,
         "last_seen": alert.last_seen,
         "count": alert.count,
-        "event_ids": bounded([eid for _, eid in alert.events[:MAX_EVENT_IDS]], 128, MAX_EVENT_IDS),
+        "event_ids": bounded(
+            [eid for _, eid in alert.events[:MAX_EVENT_IDS]], 128, MAX_EVENT_IDS, max_depth=MAX_DEPTH
+        ),
         "context": {},
     }
     if alert.count > MAX_EVENT_IDS:
@@ -137,40 +147,18 @@ def custom_details(alert: Alert) -> dict[str, Any]:
     return details
 
 
-def bounded(value: Any, limit: int, items: int, depth: int = 0) -> Any:
-    """``value`` with every string cut to ``limit`` characters and every list and mapping to ``items``
-    entries, nested at most ``MAX_DEPTH`` deep; each cut is marked."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return truncate(value, limit)
-    if depth >= MAX_DEPTH:
-        return "nested too deep" + TRUNCATED
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for i, (k, v) in enumerate(value.items()):
-            if i == items:
-                out["…"] = f"{len(value) - items} more keys" + TRUNCATED
-                break
-            out[truncate(str(k), 128)] = bounded(v, limit, items, depth + 1)
-        return out
-    if isinstance(value, (list, tuple)):
-        kept = [bounded(v, limit, items, depth + 1) for v in value[:items]]
-        if len(value) > items:
-            kept.append(f"{len(value) - items} more items" + TRUNCATED)
-        return kept
-    return truncate(str(value), limit)
-
-
 def size(event: Any) -> int:
-    """Bytes on the wire, counted pessimistically (non-ASCII as \\u escapes), plus the routing key."""
-    return len(json.dumps(event, ensure_ascii=True, separators=(",", ":"))) + 64
+    """Bytes on the wire (as sent), plus room for the routing key."""
+    return len(json_bytes(event)) + 64
 
 
 def send(rendered: dict[str, Any], config: Config, http: Http) -> str:
     body = {"routing_key": config.routing_key.get_secret_value(), **rendered}
-    response = http.post("pagerduty", config.url, json=body, timeout=config.timeout_seconds)
-    answer = f"{response.status_code} {response.reason_phrase}".strip()
+    headers = {"Content-Type": "application/json"}
+    response = http.post(
+        "pagerduty", config.url, content=json_bytes(body), headers=headers, timeout=config.timeout_seconds
+    )
+    answer = answer_text(response.status_code, response.reason_phrase)
     try:
         data = response.json()
     except ValueError:

@@ -19,7 +19,6 @@ key to deduplicate on in KQL.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -30,15 +29,21 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from pimwatch.delivery import (
+    MARK,
     SCHEMA_VERSION,
-    TRUNCATED,
     Alert,
     Http,
     PermanentError,
     SinkConfig,
     SinkError,
     TransientError,
-    retry_after,
+    bounded,
+    certificate_error,
+    certificate_problem,
+    classify,
+    encodable,
+    json_text,
+    transport_error,
     truncate,
 )
 
@@ -70,14 +75,12 @@ DEFAULT_STREAM = "Custom-PimwatchAlerts"
 API_VERSION = "2023-01-01"
 MAX_CALL_BYTES = 1_000_000  # the service: 1 MB per call; measured as the SDK does (json.dumps, ASCII)
 MAX_ROW_BYTES = 64_000  # the service truncates a field over 64 KB; a whole row stays under that
-MARK = TRUNCATED.strip()  # "…[truncated]", also the marker for cut lists and mappings
 
 Row = dict[str, Any]
 Batches = list[list[Row]]
 
 _DCR_ID = re.compile(r"dcr-[0-9a-fA-F]{32}")
 _STREAM = re.compile(r"Custom-[A-Za-z0-9_.-]{1,200}")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _PACKAGES = {"azure.monitor.ingestion": "azure-monitor-ingestion", "azure.identity": "azure-identity"}
 
@@ -220,7 +223,7 @@ def bounded_row(alert: Alert) -> Row:
         row = _row(alert, limits)
         if _size(row) <= MAX_ROW_BYTES:
             return row
-    row["Context"] = {"_truncated": _text(_json_text(row["Context"]), _CONTEXT_FALLBACK_CHARS)}
+    row["Context"] = {"_truncated": _text(json_text(row["Context"]), _CONTEXT_FALLBACK_CHARS)}
     return row
 
 
@@ -244,72 +247,23 @@ def _row(alert: Alert, lim: _Limits) -> Row:
         "LastSeen": _text(alert.last_seen, 64),
         "Count": count,
         "EventIds": event_ids,
-        "Context": _bound(alert.context, lim, 0, [lim.budget]),
+        "Context": bounded(
+            alert.context,
+            lim.value,
+            lim.items,
+            max_depth=lim.depth,
+            key_limit=_KEY_CHARS,
+            budget=lim.budget,
+        ),
         "Status": _text(alert.status, 32),
         "SchemaVersion": SCHEMA_VERSION,
     }
 
 
-def _bound(value: Any, lim: _Limits, depth: int, left: list[int]) -> Any:
-    """``value`` as JSON-safe data within ``left[0]`` characters: strings cut, lists and mappings cut
-    (with a marker element or key), nesting capped. Every value costs at least a few characters, so the
-    walk stops early however large the input is."""
-    left[0] -= 4
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int) and -(2**63) <= value < 2**63:
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return value
-    if isinstance(value, Mapping | list | tuple | set | frozenset) and depth < lim.depth:
-        if isinstance(value, Mapping):
-            return _bound_mapping(value, lim, depth, left)
-        seq = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        out: list[Any] = []
-        for i, item in enumerate(seq):
-            if i >= lim.items or left[0] <= 0:
-                out.append(f"{MARK} {len(seq) - i} more")
-                break
-            out.append(_bound(item, lim, depth + 1, left))
-        return out
-    if isinstance(value, str):
-        text = value
-    elif isinstance(value, Mapping | list | tuple | set | frozenset):
-        text = _json_text(value)  # nested too deep: kept as text
-    else:
-        text = str(value)  # big ints, NaN, anything not JSON
-    cut = _text(text, min(lim.value, max(left[0], 32)))
-    left[0] -= len(cut)
-    return cut
-
-
-def _bound_mapping(value: Mapping[Any, Any], lim: _Limits, depth: int, left: list[int]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for i, (k, v) in enumerate(value.items()):
-        if i >= lim.items or left[0] <= 0:
-            out[MARK] = f"{len(value) - i} more keys"
-            break
-        key = _text(str(k), _KEY_CHARS)
-        left[0] -= len(key)
-        out[key] = _bound(v, lim, depth + 1, left)
-    return out
-
-
 def _text(value: str | None, limit: int) -> str:
-    """``value`` cut to ``limit`` characters with the marker, lone surrogates replaced."""
-    return _clean(truncate(value or "", limit))
-
-
-def _clean(text: str) -> str:
-    """Lone surrogates (possible in parsed JSON input) as U+FFFD: the service would reject the batch."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def _json_text(value: Any) -> str:
-    try:
-        return json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return str(value)
+    """``value`` cut to ``limit`` characters with the marker, lone surrogates replaced (the service
+    would reject the whole batch); otherwise verbatim: a SIEM keeps the evidence."""
+    return truncate(encodable(value), limit)
 
 
 def _size(value: Any) -> int:
@@ -362,8 +316,10 @@ def send(
                 logs=logs,
                 on_error=lambda e: failed.append(e.error),
             )
-            if failed:
-                raise _upload_error(failed[0], calls, len(rendered), config.timeout_seconds) from None
+            error = _upload_error(failed[0], calls, len(rendered), config.timeout_seconds) if failed else None
+            failed.clear()
+            if error is not None:
+                raise error from None
             calls += 1
             rows += len(batch)
     return f"204 No Content: {rows} row(s) in {calls} call(s)"
@@ -411,42 +367,29 @@ def _token_error(exc: Exception) -> SinkError:
         return PermanentError(
             f"sentinel: token request rejected (HTTP {status}); check tenant_id, client_id, client_secret"
         )
+    untrusted = certificate_error(exc)
+    if untrusted is not None:  # the identity endpoint's certificate: permanent, as for every sink
+        return PermanentError(f"sentinel: could not get a token: {certificate_problem(untrusted)}")
     what = f"HTTP {status}" if status is not None else type(exc).__name__
     return TransientError(f"sentinel: could not get a token ({what}); check the identity configuration")
 
 
-def _upload_error(exc: Exception, done: int, total: int, timeout: float) -> SinkError:
+def _upload_error(exc: Exception, done: int, total: int, timeout: float) -> SinkError | None:
+    """The error for a failed upload call, or None when the service answered 2xx (the SDK expects
+    exactly 204; every sink counts any 2xx as delivered)."""
     from azure.core.exceptions import (
         HttpResponseError,
-        ServiceRequestError,
         ServiceRequestTimeoutError,
-        ServiceResponseError,
         ServiceResponseTimeoutError,
     )
 
     progress = f" after {done} of {total} batch(es) were accepted (their rows may repeat)" if done else ""
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-        status = exc.status_code
-        reason = f"HTTP {status} {exc.reason or ''}".rstrip()
         code = getattr(exc.error, "code", None) if exc.error is not None else None
-        if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
-            reason += f" ({code})"
-        message = f"sentinel: {reason}{progress}"
-        if status == 429 or status >= 500:
-            return TransientError(message, _retry_after(exc))
-        return PermanentError(message)
-    if isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError):
-        return TransientError(f"sentinel: timed out after {timeout:g} s{progress}")
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return TransientError(f"sentinel: connection failed ({type(exc).__name__}){progress}")
-    return TransientError(f"sentinel: {type(exc).__name__}{progress}")
-
-
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    headers: Mapping[str, str] = getattr(response, "headers", None) or {}
-    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
-        value = headers.get(name)
-        if value and value.strip().isdigit():
-            return int(value.strip()) / 1000
-    return retry_after(headers.get("Retry-After"))
+        detail = f" ({code})" if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else ""
+        response = getattr(exc, "response", None)
+        headers: Mapping[str, str] = getattr(response, "headers", None) or {}
+        return classify("sentinel", exc.status_code, exc.reason or "", headers, detail=detail + progress)
+    timed_out = isinstance(exc, ServiceRequestTimeoutError | ServiceResponseTimeoutError)
+    error = transport_error("sentinel", exc, timeout, timed_out=timed_out)
+    return type(error)(f"{error}{progress}")

@@ -32,12 +32,9 @@ which a delivery run should not wait for). Splunk Cloud does not offer ack on HE
 
 from __future__ import annotations
 
-import json
 import re
-import socket
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import Field, SecretStr, field_validator
@@ -49,8 +46,12 @@ from pimwatch.delivery import (
     PermanentError,
     SinkConfig,
     TransientError,
+    answer_text,
+    bounded,
     check_url,
-    truncate,
+    epoch_seconds,
+    json_bytes,
+    local_hostname,
 )
 
 BATCH = True
@@ -63,12 +64,7 @@ MAX_DEPTH = 8
 FALLBACK_LIMITS = (1024, 256, 64)  # string limits tried in turn when one event exceeds the body bound
 
 _NAME = re.compile(r"^[^\x00-\x20\x7f]{1,255}$")  # index / sourcetype / source / host: no spaces
-_INVISIBLE = re.compile(r"[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _TOKEN = re.compile(r"^[!-~]+$")  # printable ASCII, no whitespace (it goes into a header)
-
-
-def _local_hostname() -> str:
-    return re.sub(r"[\x00-\x20\x7f]", "-", socket.gethostname())[:255] or "-"
 
 
 class Config(SinkConfig):
@@ -77,7 +73,7 @@ class Config(SinkConfig):
     index: str | None = None  # omitted: the token's default index
     sourcetype: str = "pimwatch:alert"
     source: str = "pimwatch"
-    host: str = Field(default_factory=_local_hostname)  # the event's host field
+    host: str = Field(default_factory=local_hostname)  # the event's host field
     channel: str | None = None  # a GUID; set when the token has indexer acknowledgement enabled
     max_body_bytes: int = Field(default=DEFAULT_MAX_BODY, ge=MIN_MAX_BODY, le=800 * 1024 * 1024)
     max_field_chars: int = Field(default=4096, ge=64, le=65536)
@@ -122,53 +118,6 @@ def endpoint(config: Config) -> str:
     return base + ENDPOINT
 
 
-def epoch_seconds(iso: str) -> float | None:
-    """``2026-03-10T02:17:00.000000Z`` as epoch seconds (millisecond precision); None if unreadable."""
-    try:
-        when = datetime.fromisoformat(iso)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return round(when.timestamp(), 3)
-
-
-def clean(text: str) -> str:
-    """Lone surrogates (possible in JSON-escaped audit text) replaced, so encoding never fails."""
-    return text.encode("utf-8", "replace").decode("utf-8")
-
-
-def bounded(value: Any, limit: int, items: int = MAX_ITEMS, depth: int = 0) -> Any:
-    """``value`` with every string cut to ``limit`` characters, lists and mappings to ``items`` (marked)."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return truncate(clean(value), limit)
-    if depth >= MAX_DEPTH:
-        return "nested too deep" + TRUNCATED
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for i, (k, v) in enumerate(value.items()):
-            if i == items:
-                out["…"] = f"{len(value) - items} more keys" + TRUNCATED
-                break
-            out[truncate(clean(str(k)), 128)] = bounded(v, limit, items, depth + 1)
-        return out
-    if isinstance(value, (list, tuple)):
-        kept = [bounded(v, limit, items, depth + 1) for v in value[:items]]
-        if len(value) > items:
-            kept.append(f"{len(value) - items} more items" + TRUNCATED)
-        return kept
-    return truncate(clean(str(value)), limit)
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON; C1 controls, line separators and bidi overrides as ``\\uXXXX`` escapes, so
-    the raw event Splunk shows cannot be made to read backwards (the parsed values are unchanged)."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return _INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode("utf-8")
-
-
 def envelope(alert: Alert, config: Config, event: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     when = epoch_seconds(alert.last_seen)
@@ -188,22 +137,22 @@ def render_event(alert: Alert, config: Config) -> bytes:
     doc = alert.to_dict()
     for limit in (config.max_field_chars, *(n for n in FALLBACK_LIMITS if n < config.max_field_chars)):
         items = MAX_ITEMS if limit == config.max_field_chars else 10
-        event = {key: bounded(value, limit, items, depth=1) for key, value in doc.items()}
-        data = dumps(envelope(alert, config, event))
+        event = {k: bounded(v, limit, items, max_depth=MAX_DEPTH, depth=1) for k, v in doc.items()}
+        data = json_bytes(envelope(alert, config, event))
         if len(data) <= config.max_body_bytes:
             return data
     minimal = {
         "id": alert.id,
         "detector": alert.detector,
         "severity": alert.severity.value,
-        "title": truncate(clean(alert.title), 256),
+        "title": bounded(alert.title, 256),
         "first_seen": alert.first_seen,
         "last_seen": alert.last_seen,
         "count": alert.count,
         "status": alert.status,
         "truncated": "event too large, details omitted" + TRUNCATED,
     }
-    return dumps(envelope(alert, config, minimal))
+    return json_bytes(envelope(alert, config, minimal))
 
 
 def render(alerts: Sequence[Alert], config: Config) -> list[bytes]:
@@ -242,7 +191,7 @@ def send(rendered: list[bytes], config: Config, http: Http) -> str:
             if len(rendered) == 1:
                 raise
             raise PermanentError(f"{exc} (request {n} of {len(rendered)})") from None
-        answer = f"{response.status_code} {response.reason_phrase}".strip()
+        answer = answer_text(response.status_code, response.reason_phrase)
         try:
             data = response.json()
         except ValueError:

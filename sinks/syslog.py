@@ -46,12 +46,10 @@ that facility for CEF only, so the messages are not ingested twice (as ``Syslog`
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -60,13 +58,16 @@ from pimwatch.delivery import (
     TRUNCATED,
     Alert,
     Http,
-    PermanentError,
     Severity,
     SinkConfig,
-    TransientError,
     __version__,
-    certificate_problem,
+    clean,
+    epoch_ms,
+    json_text,
+    local_hostname,
+    rfc3339_ms,
     tls_context,
+    transport_error,
     truncate,
 )
 
@@ -101,16 +102,9 @@ FACILITIES = {
 }  # fmt: skip
 
 _HOSTNAME = re.compile(r"^[!-~]{1,255}$")  # RFC 5424 HOSTNAME: PRINTUSASCII, no spaces
-# Controls other than CR / LF (escaped in extensions), DEL, C1, NEL and the Unicode line separators.
-_CONTROLS = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _BREAKS = re.compile(r"[\r\n]")
 _EXT_SPECIAL = re.compile(r"[\\=\n\r]")
 _EXT_ESCAPES = {"\\": "\\\\", "=": "\\=", "\n": "\\n", "\r": "\\r"}
-
-
-def _local_hostname() -> str:
-    name = re.sub(r"[^!-~]", "-", socket.gethostname())[:255]
-    return name or "-"
 
 
 class Config(SinkConfig):
@@ -123,7 +117,7 @@ class Config(SinkConfig):
     verify: bool = True  # tls: verify the certificate and the host name
     server_name: str | None = None  # tls: the name to verify (and send as SNI) when not ``host``
     facility: int | str = "local4"
-    hostname: str = Field(default_factory=_local_hostname)  # the RFC 5424 HOSTNAME field
+    hostname: str = Field(default_factory=local_hostname)  # the RFC 5424 HOSTNAME field
     max_bytes: int | None = Field(default=None, ge=1024)  # per message; default 2048 (udp) / 8192 (tcp, tls)
     context_chars: int = Field(default=4000, ge=64, le=65536)  # cs3 (context JSON) before size fitting
 
@@ -190,50 +184,21 @@ class Config(SinkConfig):
 # --- rendering --------------------------------------------------------------------------------------
 
 
-def clean(text: str) -> str:
-    """No lone surrogates (they cannot be encoded) and no control characters but CR / LF."""
-    return _CONTROLS.sub(" ", text.encode("utf-8", "replace").decode("utf-8"))
-
-
 def escape_header(text: str) -> str:
     """A CEF header field: ``\\`` and ``|`` escaped, line breaks (not allowed there) as spaces."""
-    return _BREAKS.sub(" ", clean(text)).replace("\\", "\\\\").replace("|", "\\|")
+    return _BREAKS.sub(" ", clean(text, breaks=True)).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def escape_value(text: str) -> str:
     """A CEF extension value: ``\\``, ``=``, LF and CR escaped (``|`` needs none)."""
-    return _EXT_SPECIAL.sub(lambda m: _EXT_ESCAPES[m.group()], clean(text))
-
-
-def parse_time(iso: str) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(iso)
-    except (TypeError, ValueError):
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def epoch_ms(iso: str) -> str:
-    when = parse_time(iso)
-    return "" if when is None else str(round(when.timestamp() * 1000))
-
-
-def syslog_timestamp(iso: str) -> str:
-    when = parse_time(iso)
-    if when is None:
-        return "-"
-    return when.strftime("%Y-%m-%dT%H:%M:%S") + f".{when.microsecond // 1000:03d}Z"
-
-
-def compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
+    return _EXT_SPECIAL.sub(lambda m: _EXT_ESCAPES[m.group()], clean(text, breaks=True))
 
 
 class _Field:
     """A variable text field: the original, the character limit it is cut to, its escaping."""
 
     def __init__(self, text: str, limit: int, header: bool = False):
-        self.text = clean(text)
+        self.text = clean(text, breaks=True)
         self.limit = limit
         self.header = header
 
@@ -288,7 +253,7 @@ def _actor(context: dict[str, Any]) -> str:
 def message(alert: Alert, config: Config) -> bytes:
     """The RFC 5424 message (without transport framing) for one alert, at most ``message_limit`` bytes."""
     pri = config.facility_code * 8 + SYSLOG_SEVERITY[alert.severity]
-    prefix = f"<{pri}>1 {syslog_timestamp(alert.last_seen)} {config.hostname} {APP_NAME} - - - "
+    prefix = f"<{pri}>1 {rfc3339_ms(alert.last_seen)} {config.hostname} {APP_NAME} - - - "
     principal = alert.principal or {}
     name = _Field(alert.title or alert.detector, 512, header=True)
     # (key, fixed value or a shrinkable field); empty values are left out
@@ -307,7 +272,7 @@ def message(alert: Alert, config: Config) -> bytes:
         ("cs2Label", "detector"),
         ("cs2", alert.detector),
         ("cs3Label", "context"),
-        ("cs3", _Field(compact_json(alert.context), config.context_chars)),
+        ("cs3", _Field(json_text(alert.context, sort_keys=True), config.context_chars)),
         ("cs4Label", "mitre"),
         ("cs4", _Field(",".join(alert.mitre), 1023)),
         ("cs5Label", "runbook"),
@@ -397,14 +362,7 @@ def send(rendered: list[bytes], config: Config, http: Http) -> str:
             _send_udp(rendered, config)
         else:
             _send_stream(rendered, config)
-    except ssl.SSLCertVerificationError as exc:
-        raise PermanentError(f"syslog: {certificate_problem(exc)}") from None
-    except ssl.SSLError as exc:
-        reason = truncate(clean(str(exc.reason or type(exc).__name__)), 120)
-        raise TransientError(f"syslog: TLS handshake failed ({reason})") from None
-    except TimeoutError:
-        raise TransientError(f"syslog: timed out after {config.timeout_seconds:g} s") from None
-    except OSError as exc:
-        raise TransientError(f"syslog: connection failed ({type(exc).__name__})") from None
+    except OSError as exc:  # ssl.SSLError, TimeoutError, refused, reset, DNS...
+        raise transport_error("syslog", exc, config.timeout_seconds) from None
     count = len(rendered)
     return f"{count} message{'s' if count != 1 else ''} sent ({config.transport})"

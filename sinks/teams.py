@@ -20,9 +20,12 @@ an object id, the tenant audit log, PIM).
 Limits: Teams refuses messages over 28 KB and practitioners see failures from ~21 KB, so the whole
 JSON body is kept under :data:`MAX_BYTES` (20,000 bytes, UTF-8, as sent). Every alert field is
 cleaned of control and bidi characters, cut with :func:`pimwatch.delivery.sink.truncate` (visible marker),
-then Markdown-escaped with :func:`pimwatch.delivery.templating.md_escape` so links, ``<at>`` mentions and
-formatting in audit text stay inert. When the card is still too big the per-field budgets shrink
-step by step and the card says it was shortened.
+then Markdown-escaped with :func:`pimwatch.delivery.sink.md_escape` so links, emphasis, code and list markers
+in audit text stay inert. Only what Markdown acts on is escaped (``adm-eve@contoso.com`` stays as it
+is: escaping every ``.`` and ``-`` showed literal backslashes in some Teams clients); an ``<at>``
+mention needs a ``msteams.entities`` entry, which the card never has, so it shows as text.
+When the card is still too big the per-field budgets shrink step by step and the card says it was
+shortened.
 
 Answers: the Workflows trigger answers **202 Accepted** with an empty body once it has *queued* the
 run — the flow can still fail afterwards (bad envelope, owner left the company, DLP policy, Workflows
@@ -43,10 +46,8 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,6 +60,11 @@ from pimwatch.delivery import (
     Severity,
     SinkConfig,
     TransientError,
+    answer_text,
+    check_url,
+    clean,
+    display_time,
+    json_bytes,
     md_escape,
     render_template,
     truncate,
@@ -84,7 +90,6 @@ STYLES: dict[Severity, tuple[str, str, str]] = {
 # Context keys shown in their own place on the card, not again among the details.
 _SHOWN = frozenset({"role", "roles", "justification", "justifications"})
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class Config(SinkConfig):
@@ -98,9 +103,7 @@ class Config(SinkConfig):
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
         url = value.get_secret_value()
-        problem = _url_problem(url)
-        if problem:
-            raise ValueError(problem)
+        check_url(url)
         host = (urlsplit(url).hostname or "").lower()
         if host.endswith(".webhook.office.com") or host == "outlook.office.com":
             raise ValueError(
@@ -112,27 +115,11 @@ class Config(SinkConfig):
     @field_validator("portal_base")
     @classmethod
     def _check_portal(cls, value: str) -> str:
-        problem = _url_problem(value)
-        if problem:
-            raise ValueError(problem)
+        check_url(value)
         parts = urlsplit(value)
         if parts.query or parts.fragment:
             raise ValueError("expected the portal's base URL, without a query or a #fragment")
         return value.rstrip("/")
-
-
-def _url_problem(url: str) -> str | None:
-    """Why ``url`` is not usable (never echoing it): https, or http to a loopback test server."""
-    try:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").lower()
-    except ValueError:
-        return "expected an https:// URL"
-    if not host:
-        return "expected an https:// URL"
-    if parts.scheme == "https" or (parts.scheme == "http" and host in ("127.0.0.1", "localhost", "::1")):
-        return None
-    return "expected an https:// URL (http only to localhost)"
 
 
 @dataclass(frozen=True)
@@ -177,12 +164,12 @@ def send(rendered: Mapping[str, Any], config: Config, http: Http) -> str:
     # A legacy connector answered 200 with the throttling status in the body; harmless to check.
     if "HTTP error 429" in response.text[:512]:
         raise TransientError(f"{NAME}: throttled (HTTP 429 in a {response.status_code} body)")
-    return f"{response.status_code} {response.reason_phrase}".strip()
+    return answer_text(response.status_code, response.reason_phrase)
 
 
 def encode(rendered: Mapping[str, Any]) -> bytes:
-    """The exact bytes sent (and measured): compact UTF-8 JSON, as httpx would encode it."""
-    return json.dumps(rendered, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """The exact bytes sent (and measured): :func:`pimwatch.delivery.sink.json_bytes`."""
+    return json_bytes(rendered)
 
 
 def envelope(card: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +271,7 @@ def _main_facts(alert: Alert, b: _Budget) -> list[dict[str, str]]:
     role = _role(alert.context)
     if role:
         facts.append({"title": "Role", "value": _md(role, b.name)})
-    first, last = _when(alert.first_seen), _when(alert.last_seen)
+    first, last = display_time(alert.first_seen), display_time(alert.last_seen)
     if alert.count == 1 or first == last:
         facts.append({"title": "When", "value": _md(first, 64)})
     else:
@@ -292,7 +279,7 @@ def _main_facts(alert: Alert, b: _Budget) -> list[dict[str, str]]:
         facts.append({"title": "Last seen", "value": _md(last, 64)})
     facts.append({"title": "Events", "value": str(alert.count)})
     if alert.status == "resolved":
-        facts.append({"title": "Resolved", "value": _md(_when(alert.resolved_at or ""), 64)})
+        facts.append({"title": "Resolved", "value": _md(display_time(alert.resolved_at or ""), 64)})
     if alert.mitre:
         facts.append({"title": "MITRE ATT&CK", "value": _md(", ".join(alert.mitre), b.name)})
     facts.append({"title": "Alert id", "value": _md(alert.id, 64)})
@@ -376,29 +363,11 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def _when(iso: str) -> str:
-    """``2026-03-10T02:17:00.000000Z`` → ``2026-03-10 02:17:00 UTC`` (as given if it does not parse)."""
-    try:
-        dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return iso
-    offset = dt.utcoffset()
-    if offset is None or offset.total_seconds() != 0:
-        return iso
-    return dt.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def _clean(text: str, *, multiline: bool = False) -> str:
-    """Control characters (line breaks too, unless ``multiline``) and bidi overrides become spaces."""
-    out = []
-    for ch in text.replace("\r\n", "\n"):
-        if ch == "\n" and multiline:
-            out.append(ch)
-        elif ch in _BIDI or unicodedata.category(ch) == "Cc":
-            out.append(" ")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """Unsafe characters as spaces; line breaks (as LF) kept only when ``multiline``."""
+    if multiline:
+        return clean(text.replace("\r\n", "\n").replace("\r", "\n"), breaks=True)
+    return clean(text)
 
 
 def _cut(text: object, limit: int, *, multiline: bool = False) -> str:

@@ -8,7 +8,9 @@ One POST per alert, body (compact UTF-8 JSON)::
                                           # first_seen, last_seen, count, event_ids, context, status ...
 
 Every string in ``data`` (dictionary keys included) is cut to ``max_field_chars`` characters (default
-8192) with the visible marker " …[truncated]": audit text is attacker-controlled and unbounded.
+8192), every list and mapping to :data:`MAX_ITEMS` entries and the whole of ``data`` to about
+:data:`MAX_DATA_CHARS` characters, with the visible marker " …[truncated]": audit text is
+attacker-controlled and unbounded.
 
 Headers:
 
@@ -48,15 +50,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
-from pimwatch.delivery import Alert, Http, SinkConfig, truncate
+from pimwatch.delivery import Alert, Http, SinkConfig, answer_text, bounded, check_url, json_bytes
 
 BATCH = False  # one signed message per alert: one webhook-id, one idempotency key
 RESOLVES = True
@@ -64,6 +64,9 @@ EVENT = "pimwatch.alert"
 RESOLVED = "pimwatch.alert.resolved"
 SECRET_PREFIX = "whsec_"
 MIN_KEY_BYTES = 24  # the spec: "Random. At least 24 bytes"
+MAX_ITEMS = 1000  # per list / mapping in ``data`` (cuts are marked)
+MAX_DEPTH = 16
+MAX_DATA_CHARS = 65_536  # characters of ``data`` in all (at least max_field_chars): a bounded body
 
 now: Callable[[], float] = time.time  # the attempt clock; tests replace it
 
@@ -81,14 +84,7 @@ class Config(SinkConfig):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: SecretStr) -> SecretStr:
-        try:
-            parts = urlsplit(value.get_secret_value().strip())
-            host = (parts.hostname or "").lower()
-        except ValueError:
-            raise ValueError("expected an https:// URL") from None
-        loopback = host in ("127.0.0.1", "localhost", "::1")
-        if not host or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
-            raise ValueError("expected an https:// URL (http only to localhost)")
+        check_url(value.get_secret_value())
         return value
 
     @field_validator("secret", "previous_secret")
@@ -120,7 +116,9 @@ def render(alerts: Sequence[Alert], config: Config) -> dict[str, Any]:
         raise ValueError(f"webhook: render takes exactly one alert, got {len(alerts)}")
     alert = alerts[0]
     resolved = alert.status == "resolved"
-    data = _bounded(alert.to_dict(), config.max_field_chars)
+    limit = config.max_field_chars
+    budget = max(MAX_DATA_CHARS, 2 * limit)
+    data = bounded(alert.to_dict(), limit, MAX_ITEMS, max_depth=MAX_DEPTH, key_limit=limit, budget=budget)
     when = (alert.resolved_at or alert.last_seen) if resolved else alert.last_seen
     return {
         "webhook_id": f"{alert.id}_resolved" if resolved else alert.id,
@@ -147,7 +145,7 @@ def send(rendered: Mapping[str, Any], config: Config, http: Http) -> str:
         headers=headers,
         timeout=config.timeout_seconds,
     )
-    return f"{response.status_code} {response.reason_phrase}".strip()
+    return answer_text(response.status_code, response.reason_phrase)
 
 
 def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
@@ -159,16 +157,5 @@ def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
 
 
 def encode(payload: Any) -> bytes:
-    """The exact bytes sent and signed: compact UTF-8 JSON."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-
-
-def _bounded(value: Any, limit: int) -> Any:
-    """Every string (keys too) cut to ``limit`` characters with the visible marker."""
-    if isinstance(value, str):
-        return truncate(value, limit)
-    if isinstance(value, dict):
-        return {truncate(str(k), limit): _bounded(v, limit) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_bounded(v, limit) for v in value]
-    return value
+    """The exact bytes sent and signed: :func:`pimwatch.delivery.sink.json_bytes`."""
+    return json_bytes(payload)

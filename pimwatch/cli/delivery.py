@@ -12,12 +12,10 @@ import time
 from datetime import UTC, datetime
 from typing import IO, Any
 
-import orjson
-
 from pimwatch.config import Config, ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Outcome
-from pimwatch.delivery.sink import Http, SinkError
+from pimwatch.delivery.sink import Http, SinkError, preview
 from pimwatch.detection.alerts import Severity, synthetic_alert
 from pimwatch.detection.contract import Delivery, StoreError
 from pimwatch.detection.detector import Plugin
@@ -179,11 +177,5 @@ def _render(args: argparse.Namespace, sink: LoadedSink, plugins: list[Plugin], c
         return 1
     alerts, _ = run_records(case.records, plugins, case.config)
     mine = [a for a in alerts if a.detector == args.detector][:1]
-    rendered = sink.render(mine)
-    if isinstance(rendered, bytes):
-        sys.stdout.write(rendered.decode("utf-8", "replace"))
-    elif isinstance(rendered, str):
-        sys.stdout.write(rendered)
-    else:
-        sys.stdout.write(orjson.dumps(rendered, option=orjson.OPT_INDENT_2, default=str).decode() + "\n")
+    sys.stdout.write(preview(sink.render(mine)))  # what the target receives, as text
     return 0

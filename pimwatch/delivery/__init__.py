@@ -11,6 +11,9 @@ A sink module (``sinks/<type>.py``) declares ``Config`` (a :class:`SinkConfig`) 
   :func:`one_line`, :func:`check_url`, and the sandboxed templates :func:`render_template` /
   :func:`md_escape`;
 * TLS helpers :func:`tls_context`, :func:`certificate_problem`, and :func:`retry_after`;
+* the rest of the one toolkit (:mod:`pimwatch.delivery.text`, :mod:`pimwatch.delivery.http`): the
+  cleaner :func:`clean`, bounded JSON (:func:`bounded`, :func:`json_bytes`), the status classifier
+  :func:`classify`, time formatters; ``docs/writing-a-sink.md`` walks through one sink;
 * ``SCHEMA_VERSION`` (of the alert payload) and ``__version__``.
 
 The deliverer itself (outbox runs, retries, dead letters) is :mod:`pimwatch.delivery.deliverer`.
@@ -20,24 +23,45 @@ from __future__ import annotations
 
 from pimwatch import SCHEMA_VERSION, __version__
 from pimwatch.delivery.sink import (
+    MARK,
     TRUNCATED,
     Http,
     PermanentError,
     SinkConfig,
     SinkError,
     TransientError,
+    Trust,
+    answer_text,
+    bounded,
+    certificate_error,
     certificate_problem,
+    check_pem_certificates,
     check_url,
+    classify,
+    clean,
+    display_time,
+    encodable,
+    epoch_ms,
+    epoch_seconds,
+    is_loopback,
+    json_bytes,
+    json_text,
+    local_hostname,
     one_line,
+    preview,
     retry_after,
+    retry_after_headers,
+    rfc3339_ms,
     tls_context,
+    transport_error,
     truncate,
 )
-from pimwatch.delivery.templating import md_escape
 from pimwatch.delivery.templating import render as render_template
+from pimwatch.delivery.text import md_escape
 from pimwatch.detection.alerts import Alert, Severity
 
 __all__ = [
+    "MARK",
     "SCHEMA_VERSION",
     "TRUNCATED",
     "Alert",
@@ -47,13 +71,32 @@ __all__ = [
     "SinkConfig",
     "SinkError",
     "TransientError",
+    "Trust",
     "__version__",
+    "answer_text",
+    "bounded",
+    "certificate_error",
     "certificate_problem",
+    "check_pem_certificates",
     "check_url",
+    "classify",
+    "clean",
+    "display_time",
+    "encodable",
+    "epoch_ms",
+    "epoch_seconds",
+    "is_loopback",
+    "json_bytes",
+    "json_text",
+    "local_hostname",
     "md_escape",
     "one_line",
+    "preview",
     "render_template",
     "retry_after",
+    "retry_after_headers",
+    "rfc3339_ms",
     "tls_context",
+    "transport_error",
     "truncate",
 ]

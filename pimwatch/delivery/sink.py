@@ -13,6 +13,11 @@ A sink module under ``sinks/`` (its file name is the ``type`` in the config) exp
 * optionally ``RESOLVES = True`` — the sink is also given alerts that became resolved (PagerDuty's
   ``resolve``); ``alert.status`` tells which.
 
+The toolkit every sink uses instead of its own copy (:mod:`pimwatch.delivery.text`: ``clean``,
+``one_line``, ``truncate``, ``bounded``, ``json_bytes``, ``md_escape``, the time formatters;
+:mod:`pimwatch.delivery.http`: ``check_url``, ``classify``, ``transport_error``) is re-exported here, and
+``tests/sinks/test_conformance.py`` checks every sink module the same way (docs/writing-a-sink.md).
+
 Retry, backoff, routing, delivery state, logging and metrics are not the sink's business: they live
 in :mod:`pimwatch.delivery`, written once.
 """
@@ -22,40 +27,91 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
-import re
+import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 if TYPE_CHECKING:
     import httpx
 
+# The toolkit (written once in delivery.http and delivery.text; re-exported here and by the facade).
+from pimwatch.delivery.http import (
+    PermanentError,
+    SinkError,
+    TransientError,
+    answer_text,
+    certificate_error,
+    certificate_problem,
+    check_url,
+    classify,
+    is_loopback,
+    retry_after,
+    retry_after_headers,
+    transport_error,
+)
+from pimwatch.delivery.text import (
+    MARK,
+    TRUNCATED,
+    bounded,
+    clean,
+    display_time,
+    encodable,
+    epoch_ms,
+    epoch_seconds,
+    json_bytes,
+    json_text,
+    local_hostname,
+    md_escape,
+    one_line,
+    preview,
+    rfc3339_ms,
+    truncate,
+)
 from pimwatch.detection.alerts import Alert, Severity
 
-TRUNCATED = " …[truncated]"
+__all__ = [
+    "MARK",
+    "TRUNCATED",
+    "Alert",
+    "Http",
+    "PermanentError",
+    "Severity",
+    "SinkConfig",
+    "SinkError",
+    "TransientError",
+    "Trust",
+    "answer_text",
+    "bounded",
+    "certificate_error",
+    "certificate_problem",
+    "check_pem_certificates",
+    "check_url",
+    "classify",
+    "clean",
+    "display_time",
+    "encodable",
+    "epoch_ms",
+    "epoch_seconds",
+    "is_loopback",
+    "json_bytes",
+    "json_text",
+    "local_hostname",
+    "md_escape",
+    "one_line",
+    "preview",
+    "retry_after",
+    "retry_after_headers",
+    "rfc3339_ms",
+    "tls_context",
+    "transport_error",
+    "truncate",
+]
+
 PEM_CERTIFICATE = "-----BEGIN CERTIFICATE-----"
-
-
-class SinkError(Exception):
-    """A delivery failed. The message never holds a URL, a token or a payload."""
-
-
-class TransientError(SinkError):
-    """Worth retrying: 429, 5xx, timeouts, connection errors. ``retry_after`` in seconds if told."""
-
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PermanentError(SinkError):
-    """Not worth retrying (other 4xx, a payload the target rejects): the alert becomes a dead letter."""
 
 
 class SinkConfig(BaseModel):
@@ -166,81 +222,21 @@ def tls_context(trust: Trust | None) -> ssl.SSLContext:
     return ctx
 
 
-def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate verification failure behind ``exc`` (httpx wraps it twice), if that is what it is."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def certificate_problem(exc: ssl.SSLCertVerificationError) -> str:
-    """A permanent error's text: the server's certificate is not trusted (a configuration problem)."""
-    reason = truncate(one_line(str(exc.verify_message or exc.reason or "")), 120)
-    return f"TLS certificate verification failed ({reason}); set tls_ca_file for a private CA"
-
-
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
-
-
-def check_url(value: str, *, no_query: bool = False) -> None:
-    """https, or http to a loopback address (tests), so a key never travels in clear; the URL itself
-    is never echoed in the error. ``no_query``: also refuse a query string or fragment."""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-    except ValueError:
-        raise ValueError("not a valid URL") from None
-    if not host:
-        raise ValueError("expected an absolute https:// URL")
-    if no_query and (parts.query or parts.fragment):
-        raise ValueError("expected no query string or fragment (the token goes in a header)")
-    if parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK):
-        return
-    raise ValueError("expected an https:// URL (http only to a loopback address)")
-
-
-def one_line(text: str | None) -> str:
-    """Control, line-separator and bidi characters as spaces: attacker text cannot forge lines."""
-    return _CONTROLS.sub(" ", text or "").strip()
-
-
-def truncate(text: str | None, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with a visible marker (never silently)."""
-    if text is None:
-        return ""
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - len(TRUNCATED))] + TRUNCATED
-
-
-def retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
 class Http:
     """The one HTTP client of all sinks: explicit timeouts, status classification, redaction.
 
-    2xx is success; 429, 5xx and transport errors are :class:`TransientError` (with Retry-After);
-    other statuses are :class:`PermanentError`. Error messages name the sink and the status, never
+    Answers and failures are classified by :func:`pimwatch.delivery.http.classify` and
+    :func:`~pimwatch.delivery.http.transport_error` (2xx success; 429, 5xx and transport errors
+    :class:`TransientError` with Retry-After; an untrusted certificate and other statuses
+    :class:`PermanentError`). Error messages name the sink and the status, never
     the URL (it often holds a key: Teams Workflows signatures, Splunk tokens in headers).
     """
 
     def __init__(self, client: httpx.Client | None = None):
+        # httpx logs every request's URL at INFO, and a sink URL can be the credential (a Teams
+        # Workflows sig, a webhook token): the Functions host and ``consume`` log at INFO.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._client = client
         self._trust: Trust | None = None
         self._clients: dict[str, httpx.Client] = {}  # one per private CA bundle, shared by the views
@@ -283,20 +279,13 @@ class Http:
 
         try:
             response = self.client.post(url, json=json, content=content, headers=headers, timeout=timeout)
-        except httpx.TimeoutException:
-            raise TransientError(f"{sink}: timed out after {timeout:g} s") from None
         except httpx.TransportError as exc:
-            untrusted = certificate_error(exc)
-            if untrusted is not None:
-                raise PermanentError(f"{sink}: {certificate_problem(untrusted)}") from None
-            raise TransientError(f"{sink}: connection failed ({type(exc).__name__})") from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return response
-        reason = f"{sink}: HTTP {status} {response.reason_phrase}".rstrip()
-        if status == 429 or status >= 500:
-            raise TransientError(reason, retry_after(response.headers.get("Retry-After")))
-        raise PermanentError(reason)
+            timed_out = isinstance(exc, httpx.TimeoutException)
+            raise transport_error(sink, exc, timeout, timed_out=timed_out) from None
+        error = classify(sink, response.status_code, response.reason_phrase, response.headers)
+        if error is not None:
+            raise error
+        return response
 
     def close(self) -> None:
         if self._client is not None:

@@ -9,23 +9,16 @@ templates autoescape (the default ``select_autoescape`` would not: it matches ``
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pimwatch.delivery.sink import truncate
+from pimwatch.delivery.text import md_escape, truncate
 
 if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "sinks" / "templates"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
-
-
-def md_escape(text: object) -> str:
-    """Markdown-inert text (Teams TextBlocks render a markdown subset): no links, no mentions."""
-    return _MD_SPECIAL.sub(r"\\\1", "" if text is None else str(text))
 
 
 @lru_cache(maxsize=8)

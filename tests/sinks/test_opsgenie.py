@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.detector import Plugin, discover
 from pimwatch.state.sqlite import SqliteStore
 from pimwatch.testing.harness import run_records
+from pimwatch.testing.sinks import check_golden_json, deliver, injection_alert, json_bodies, sample_alert
 from sinks import opsgenie
 from tests.loopback import Answer, serve
 
@@ -37,51 +37,15 @@ def config(url: str | None = None, flavor: str = "opsgenie", **extra: Any) -> op
     return opsgenie.Config.model_validate(spec | extra)
 
 
-def alert(severity: Severity = Severity.CRITICAL, **changes: Any) -> Alert:
-    fields: dict[str, Any] = {
-        "id": "0123456789abcdef0123456789abcdef",
-        "detector": "breakglass.signin",
-        "severity": severity,
-        "title": "Break-glass account bg-admin01@contoso.onmicrosoft.com signed in from 185.220.101.4",
-        "summary": "An emergency (break-glass) account signed in or tried to.",
-        "runbook": "Confirm with the account's custodians that an emergency is declared.",
-        "mitre": ["T1078.004"],
-        "principal": {
-            "id": "c0ffee00-0000-4000-8000-00000000b001",
-            "upn": "bg-admin01@contoso.onmicrosoft.com",
-            "name": "Emergency Admin 01",
-        },
-        "context": {"ip_address": "185.220.101.4", "location": {"country": "RO"}, "apps": ["Azure Portal"]},
-        "events": [("2026-03-10T02:17:00.000000Z", "rec-1"), ("2026-03-10T02:40:00.000000Z", "rec-2")],
-    }
-    fields.update(changes)
-    return Alert(**fields)
+alert = sample_alert
 
 
 def injection() -> Alert:
-    big = JUNK + "A" * 100_000
-    return alert(
-        title=big,
-        principal={"id": "x", "upn": "<at>admin</at>@evil", "name": big},
-        context={
-            "justification": big,
-            "many": [f"{JUNK}{i}" for i in range(500)],
-            **{f"k{i:02d}": big[:2000] for i in range(30)},
-        },
-        events=[(f"2026-03-10T02:{i % 60:02d}:00.000000Z", f"rec-{i}") for i in range(100)],
-    )
+    return injection_alert(JUNK, events=100)
 
 
-def received(server: Any) -> list[dict[str, Any]]:
-    return [json.loads(r.body) for r in server.requests]
-
-
-def post(rendered: dict[str, Any], cfg: opsgenie.Config) -> str:
-    http = Http()
-    try:
-        return opsgenie.send(rendered, cfg, http)
-    finally:
-        http.close()
+def post(rendered: Any, cfg: opsgenie.Config) -> str:
+    return deliver(opsgenie, rendered, cfg)
 
 
 # --- golden payloads -----------------------------------------------------------------------------
@@ -100,12 +64,7 @@ def test_golden_close() -> None:
 
 
 def check_golden(name: str, rendered: dict[str, Any]) -> None:
-    text = json.dumps(rendered, indent=2, ensure_ascii=False) + "\n"
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.read_text(encoding="utf-8") == text, f"{path} differs (UPDATE_GOLDEN=1 to regenerate)"
+    check_golden_json(GOLDEN / name, rendered)
 
 
 def test_render_is_pure_and_holds_no_secret() -> None:
@@ -175,7 +134,7 @@ def test_replay_sends_the_same_alias() -> None:
         cfg = config(server.url)
         post(opsgenie.render([first], cfg), cfg)
         post(opsgenie.render([again], cfg), cfg)
-    assert [b["alias"] for b in received(server)] == [first.id, first.id]
+    assert [b["alias"] for b in json_bodies(server.requests)] == [first.id, first.id]
 
 
 @pytest.mark.parametrize("flavor", ["opsgenie", "jsm"])
@@ -250,7 +209,7 @@ def test_injection_alert_is_bounded_escaped_and_arrives_intact() -> None:
     with serve(OK) as server:
         cfg = config(server.url)
         post(rendered, cfg)
-    assert received(server) == [body]
+    assert json_bodies(server.requests) == [body]
 
 
 @pytest.mark.parametrize("text", ["a & b " * 40, "<" * 200, "x" * 125 + "&amp;" * 5])

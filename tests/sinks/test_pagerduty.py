@@ -4,7 +4,6 @@ dedup on the alert id (trigger, replay, resolve), bounds on attacker text, statu
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.detector import Plugin, discover
 from pimwatch.state.sqlite import SqliteStore
 from pimwatch.testing.harness import run_records
+from pimwatch.testing.sinks import check_golden_json, deliver, injection_alert, json_bodies, sample_alert
 from sinks import pagerduty
 from tests.loopback import Answer, serve
 
@@ -34,52 +34,15 @@ def config(url: str = pagerduty.DEFAULT_URL, **extra: Any) -> pagerduty.Config:
     return pagerduty.Config.model_validate(spec | extra)
 
 
-def alert(severity: Severity = Severity.CRITICAL, **changes: Any) -> Alert:
-    fields: dict[str, Any] = {
-        "id": "0123456789abcdef0123456789abcdef",
-        "detector": "breakglass.signin",
-        "severity": severity,
-        "title": "Break-glass account bg-admin01@contoso.onmicrosoft.com signed in from 185.220.101.4",
-        "summary": "An emergency (break-glass) account signed in or tried to.",
-        "runbook": "Confirm with the account's custodians that an emergency is declared.",
-        "mitre": ["T1078.004"],
-        "principal": {
-            "id": "c0ffee00-0000-4000-8000-00000000b001",
-            "upn": "bg-admin01@contoso.onmicrosoft.com",
-            "name": "Emergency Admin 01",
-        },
-        "context": {"ip_address": "185.220.101.4", "location": {"country": "RO"}, "apps": ["Azure Portal"]},
-        "events": [("2026-03-10T02:17:00.000000Z", "rec-1"), ("2026-03-10T02:40:00.000000Z", "rec-2")],
-    }
-    fields.update(changes)
-    return Alert(**fields)
+alert = sample_alert
 
 
 def injection() -> Alert:
-    big = JUNK + "A" * 100_000
-    return alert(
-        title=big,
-        principal={"id": "x", "upn": "<at>admin</at>@evil", "name": big},
-        context={
-            "justification": big,
-            "nested": {"a": {"b": {"c": {"d": {"e": {"f": {"g": big}}}}}}},
-            "many": [f"{JUNK}{i}" for i in range(500)],
-            "wide": {f"k{i}": big[:5000] for i in range(300)},
-        },
-        events=[(f"2026-03-10T02:{i % 60:02d}:00.000000Z", f"rec-{i}") for i in range(100)],
-    )
+    return injection_alert(JUNK, events=100)
 
 
-def received(server: Any) -> list[dict[str, Any]]:
-    return [json.loads(r.body) for r in server.requests]
-
-
-def post(rendered: dict[str, Any], cfg: pagerduty.Config) -> str:
-    http = Http()
-    try:
-        return pagerduty.send(rendered, cfg, http)
-    finally:
-        http.close()
+def post(rendered: Any, cfg: pagerduty.Config) -> str:
+    return deliver(pagerduty, rendered, cfg)
 
 
 # --- golden payloads -----------------------------------------------------------------------------
@@ -97,12 +60,7 @@ def test_golden_resolve() -> None:
 
 
 def check_golden(name: str, rendered: dict[str, Any]) -> None:
-    text = json.dumps(rendered, indent=2, ensure_ascii=False) + "\n"
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.read_text(encoding="utf-8") == text, f"{path} differs (UPDATE_GOLDEN=1 to regenerate)"
+    check_golden_json(GOLDEN / name, rendered)
 
 
 def test_render_is_pure_and_holds_no_secret() -> None:
@@ -144,7 +102,7 @@ def test_pipeline_alert_reaches_the_server_exactly() -> None:
     (req,) = server.requests
     assert (req.method, req.path) == ("POST", "/v2/enqueue")
     assert req.headers["content-type"] == "application/json"
-    (body,) = received(server)
+    (body,) = json_bodies(server.requests)
     assert body == {"routing_key": KEY, **rendered}
     assert body["event_action"] == "trigger"
     assert body["dedup_key"] == a.id
@@ -169,7 +127,7 @@ def test_replay_sends_the_same_dedup_key() -> None:
         cfg = config(f"{server.url}/v2/enqueue")
         post(pagerduty.render([first], cfg), cfg)
         post(pagerduty.render([again], cfg), cfg)
-    keys = [b["dedup_key"] for b in received(server)]
+    keys = [b["dedup_key"] for b in json_bodies(server.requests)]
     assert keys == [first.id, first.id]
 
 
@@ -179,7 +137,7 @@ def test_resolve_uses_the_same_dedup_key() -> None:
         cfg = config(f"{server.url}/v2/enqueue")
         post(pagerduty.render([alert()], cfg), cfg)
         post(pagerduty.render([resolved], cfg), cfg)
-    trigger, resolve = received(server)
+    trigger, resolve = json_bodies(server.requests)
     assert trigger["dedup_key"] == resolve["dedup_key"] == resolved.id
     assert resolve == {"routing_key": KEY, "event_action": "resolve", "dedup_key": resolved.id}
 
@@ -200,7 +158,7 @@ def test_through_the_deliverer_trigger_once_then_resolve() -> None:
         deliverer.enqueue(store.get_alert(a.id), "resolved")  # type: ignore[arg-type]
         outcome = deliverer.run()
         deliverer.http.close()
-    assert [(b["event_action"], b["dedup_key"]) for b in received(server)] == [
+    assert [(b["event_action"], b["dedup_key"]) for b in json_bodies(server.requests)] == [
         ("trigger", a.id),
         ("resolve", a.id),
     ]

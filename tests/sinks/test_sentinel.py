@@ -12,7 +12,6 @@ import os
 import re
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -38,9 +37,11 @@ from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, SinkError, T
 from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.detector import discover
 from pimwatch.testing.harness import run_records
+from pimwatch.testing.sinks import case_alerts, strings
 from sinks import sentinel
 from tests.conftest import REPO
 from tests.loopback import Answer, Server
+from tests.sinks.conftest import StaticToken
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "sinks" / "sentinel"
 DCR_JSON = REPO / "docs" / "sentinel-dcr.json"
@@ -61,10 +62,8 @@ def config(endpoint: str = "https://pimwatch-dce.westeurope-1.ingest.monitor.azu
 
 
 def pipeline_alert() -> Alert:
-    case = breakglass_signin.CASES[0]
-    alerts, _ = run_records(case.records, PLUGINS, case.config)
-    assert len(alerts) == 1
-    return alerts[0]
+    [alert] = case_alerts(breakglass_signin.CASES[0])
+    return alert
 
 
 # A real pipeline alert per severity: (detector module, case index, config overrides).
@@ -119,18 +118,6 @@ def injection(i: int = 0) -> Alert:
         },
         events=[(f"2026-03-10T02:{n % 60:02d}:00.000000Z", f"rec-{n}-{big[:300]}") for n in range(2000)],
     )
-
-
-def strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
 
 
 # ------------------------------------------------------------------------------------------- render
@@ -255,7 +242,7 @@ def test_last_resort_context_is_its_json_text_cut(monkeypatch: pytest.MonkeyPatc
     (row,) = sentinel.render([injection()], config())[0]
     assert list(row["Context"]) == ["_truncated"]
     text = row["Context"]["_truncated"]
-    assert text.startswith('{"justification": "[x](http://evil) <script>') and len(text) <= 1024
+    assert text.startswith('{"justification":"[x](http://evil) <script>') and len(text) <= 1024
     assert sentinel.MARK in text
 
 
@@ -361,18 +348,6 @@ def test_secret_env_value_never_echoed_in_config_errors() -> None:
 # --------------------------------------------------------------------------------------------- send
 
 
-class StaticToken:
-    """A real TokenCredential: a fixed token; records the scopes it was asked for."""
-
-    def __init__(self, token: str = TOKEN):
-        self.token = token
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-
 class FailingToken:
     def __init__(self, error: Exception):
         self.error = error
@@ -448,7 +423,7 @@ def deliver(
         sentinel.render(alerts, cfg),
         cfg,
         Http(),
-        credential=credential or StaticToken(),
+        credential=credential or StaticToken(TOKEN),
         connection_verify=tls[1],
     )
 
@@ -459,7 +434,7 @@ def rows(body: bytes) -> Any:
 
 def test_upload_reaches_the_ingestion_path_as_gzip_json_rows(tls: tuple[ssl.SSLContext, str]) -> None:
     a, b = pipeline_alert(), injection()
-    cred = StaticToken()
+    cred = StaticToken(TOKEN)
     with serve_tls(tls, Answer(204)) as server:
         answer = deliver(tls, server, [a, b], cred)
     assert answer == "204 No Content: 2 row(s) in 1 call(s)"
@@ -474,7 +449,7 @@ def test_upload_reaches_the_ingestion_path_as_gzip_json_rows(tls: tuple[ssl.SSLC
 
 
 def test_sovereign_audience_and_custom_stream(tls: tuple[ssl.SSLContext, str]) -> None:
-    cred = StaticToken()
+    cred = StaticToken(TOKEN)
     with serve_tls(tls, Answer(204)) as server:
         deliver(tls, server, [alert()], cred, audience="https://monitor.azure.us", stream_name="Custom-Pim_2")
     assert server.requests[0].path.startswith(f"/dataCollectionRules/{RULE}/streams/Custom-Pim_2?")
@@ -493,7 +468,8 @@ def test_each_batch_is_one_request_in_order(tls: tuple[ssl.SSLContext, str]) -> 
 
 def test_empty_render_sends_nothing(tls: tuple[ssl.SSLContext, str]) -> None:
     with serve_tls(tls, Answer(204)) as server:
-        assert sentinel.send([], config(server.url), Http(), credential=StaticToken()) == "nothing to send"
+        answer = sentinel.send([], config(server.url), Http(), credential=StaticToken(TOKEN))
+        assert answer == "nothing to send"
     assert server.requests == []
 
 
@@ -553,11 +529,14 @@ def test_dropped_connection_is_transient(tls: tuple[ssl.SSLContext, str]) -> Non
     _no_secret(info.value, server.url)
 
 
-def test_untrusted_certificate_is_a_transient_connection_failure(tls: tuple[ssl.SSLContext, str]) -> None:
-    with serve_tls(tls, Answer(204)) as server, pytest.raises(TransientError) as info:
+def test_untrusted_certificate_is_permanent_as_for_every_sink(tls: tuple[ssl.SSLContext, str]) -> None:
+    """The SDK wraps the verification failure (azure-core, requests, urllib3); it is found and classified
+    as Http, e-mail and syslog classify it: permanent (waiting does not make a certificate trusted)."""
+    with serve_tls(tls, Answer(204)) as server, pytest.raises(PermanentError) as info:
         cfg = config(server.url)  # default verification: the self-signed certificate is refused
-        sentinel.send(sentinel.render([alert()], cfg), cfg, Http(), credential=StaticToken())
-    assert str(info.value).startswith("sentinel: connection failed")
+        sentinel.send(sentinel.render([alert()], cfg), cfg, Http(), credential=StaticToken(TOKEN))
+    assert str(info.value).startswith("sentinel: TLS certificate verification failed (")
+    assert str(info.value).endswith("; set tls_ca_file for a private CA")
     assert server.requests == []
 
 

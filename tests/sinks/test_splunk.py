@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,15 +16,17 @@ from pydantic import SecretStr
 import detectors.assignment_privileged as assignment_privileged
 import detectors.breakglass_signin as breakglass_signin
 from pimwatch.config import ConfigError, build
-from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, SinkError, TransientError
+from pimwatch.delivery.sink import TRUNCATED, PermanentError, SinkError, TransientError
 from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.detector import discover
-from pimwatch.testing.harness import run_records
+from pimwatch.testing.sinks import case_alerts, deliver, injection_alert, sample_alert, strings
+from pimwatch.testing.sinks import check_golden as golden
 from sinks import splunk
 from tests.loopback import Answer, serve
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "sinks" / "splunk"
 TOKEN = "11111111-2222-4333-8444-555555555555"
+EVENTS = [("2026-03-10T02:17:00.000000Z", "rec-1"), ("2026-03-10T02:40:00.250000Z", "rec-2")]
 OK = Answer(200, b'{"text":"Success","code":0}')
 JUNK = (
     "[x](http://evil) <script>alert(1)</script> <at>admin</at> CEF|pipe\\slash=eq\r\n"
@@ -39,49 +40,16 @@ def config(url: str = "https://splunk.example.com:8088", **extra: Any) -> splunk
 
 
 def alert(severity: Severity = Severity.CRITICAL, **changes: Any) -> Alert:
-    fields: dict[str, Any] = {
-        "id": f"{severity.value}-0123456789abcdef",
-        "detector": "breakglass.signin",
-        "severity": severity,
-        "title": "Break-glass account bg-admin01@contoso.onmicrosoft.com signed in from 185.220.101.4",
-        "summary": "An emergency (break-glass) account signed in or tried to.",
-        "runbook": "Confirm with the account's custodians that an emergency is declared.",
-        "mitre": ["T1078.004"],
-        "principal": {
-            "id": "c0ffee00-0000-4000-8000-00000000b001",
-            "upn": "bg-admin01@contoso.onmicrosoft.com",
-            "name": "Emergency Admin 01",
-        },
-        "context": {"ip_address": "185.220.101.4", "location": {"country": "RO"}, "apps": ["Azure Portal"]},
-        "events": [("2026-03-10T02:17:00.000000Z", "rec-1"), ("2026-03-10T02:40:00.250000Z", "rec-2")],
-    }
-    fields.update(changes)
-    return Alert(**fields)
+    return sample_alert(severity, **{"id": f"{severity.value}-0123456789abcdef", "events": EVENTS, **changes})
 
 
 def injection() -> Alert:
-    big = JUNK + "A" * 100_000
-    return alert(
-        id="e" * 32,
-        title=big,
-        summary=big,
-        principal={"id": "x", "upn": "<at>admin</at>@evil|x=y", "name": big},
-        context={
-            "justification": big,
-            "nested": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": big}}}}}}}}},
-            "many": [f"{JUNK}{i}" for i in range(500)],
-            "wide": {f"k{i}": big[:5000] for i in range(300)},
-        },
-        events=[(f"2026-03-10T02:{i % 60:02d}:00.000000Z", f"rec-{i}") for i in range(1000)],
-    )
+    return injection_alert(JUNK, events=1000, id="e" * 32)
 
 
 def pipeline_alerts() -> list[Alert]:
-    """Real records through the real pipeline: a break-glass sign-in and a privileged assignment."""
-    out: list[Alert] = []
-    for case in (breakglass_signin.CASES[0], breakglass_signin.CASES[1], assignment_privileged.CASES[0]):
-        alerts, _ = run_records(case.records, discover(), case.config)
-        out += alerts
+    """Real records through the real pipeline: break-glass sign-ins and a privileged assignment."""
+    out = case_alerts(breakglass_signin.CASES[0], breakglass_signin.CASES[1], assignment_privileged.CASES[0])
     assert len(out) >= 3
     return out
 
@@ -111,22 +79,8 @@ def expected(a: Alert, cfg: splunk.Config) -> dict[str, Any]:
     return env
 
 
-def post(rendered: list[bytes], cfg: splunk.Config) -> str:
-    http = Http()
-    try:
-        return splunk.send(rendered, cfg, http)
-    finally:
-        http.close()
-
-
-def strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in (k, *strings(v))]
-    if isinstance(value, list):
-        return [s for v in value for s in strings(v)]
-    return []
+def post(rendered: Any, cfg: splunk.Config) -> str:
+    return deliver(splunk, rendered, cfg)
 
 
 # --- golden bodies -------------------------------------------------------------------------------
@@ -153,12 +107,7 @@ def test_golden_injection_body() -> None:
 
 
 def check_golden(name: str, body: bytes) -> None:
-    text = body.decode("utf-8") + "\n"
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.read_text(encoding="utf-8") == text, f"{path} differs (UPDATE_GOLDEN=1 to regenerate)"
+    golden(GOLDEN / name, body.decode("utf-8") + "\n")
 
 
 def test_render_is_pure_and_holds_no_secret() -> None:
@@ -307,7 +256,7 @@ def test_hopelessly_large_event_keeps_its_identity() -> None:
 def test_lone_surrogates_do_not_break_rendering() -> None:
     [body] = splunk.render([alert(title="bad \ud800 surrogate")], config())
     [env] = events(body)
-    assert env["event"]["title"] == "bad ? surrogate"
+    assert env["event"]["title"] == "bad \ufffd surrogate"
 
 
 # --- status handling ----------------------------------------------------------------------------

@@ -5,7 +5,6 @@ bound with its marker, and transport errors (closed port, timeout, certificate v
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
@@ -24,13 +23,16 @@ import detectors.assignment_privileged as assignment_privileged
 import detectors.breakglass_signin as breakglass_signin
 from pimwatch import __version__
 from pimwatch.config import ConfigError, build
-from pimwatch.delivery.sink import TRUNCATED, Http, PermanentError, TransientError
+from pimwatch.delivery.sink import TRUNCATED, PermanentError, TransientError, json_text
 from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.detector import discover
-from pimwatch.testing.harness import run_records
+from pimwatch.testing.sinks import case_alerts, sample_alert
+from pimwatch.testing.sinks import check_golden as golden
+from pimwatch.testing.sinks import deliver as kit_deliver
 from sinks import syslog
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "sinks" / "syslog"
+EVENTS = [("2026-03-10T02:17:00.000000Z", "rec-1"), ("2026-03-10T02:40:00.250000Z", "rec-2")]
 HOSTILE = "a|b\\c=d\ne\rf [x](http://evil) <script>alert(1)</script> <at>admin</at> Zoë 管理者 🚨 x = y \\n"
 
 
@@ -40,24 +42,8 @@ def config(port: int = 514, **extra: Any) -> syslog.Config:
 
 
 def alert(severity: Severity = Severity.CRITICAL, **changes: Any) -> Alert:
-    fields: dict[str, Any] = {
-        "id": f"{severity.value}-0123456789abcdef",
-        "detector": "breakglass.signin",
-        "severity": severity,
-        "title": "Break-glass account bg-admin01@contoso.onmicrosoft.com signed in from 185.220.101.4",
-        "summary": "An emergency (break-glass) account signed in or tried to.",
-        "runbook": "Confirm with the account's custodians that an emergency is declared.",
-        "mitre": ["T1078.004", "T1098"],
-        "principal": {
-            "id": "c0ffee00-0000-4000-8000-00000000b001",
-            "upn": "bg-admin01@contoso.onmicrosoft.com",
-            "name": "Emergency Admin 01",
-        },
-        "context": {"ip_address": "185.220.101.4", "location": {"country": "RO"}, "apps": ["Azure Portal"]},
-        "events": [("2026-03-10T02:17:00.000000Z", "rec-1"), ("2026-03-10T02:40:00.250000Z", "rec-2")],
-    }
-    fields.update(changes)
-    return Alert(**fields)
+    fields = {"id": f"{severity.value}-0123456789abcdef", "mitre": ["T1078.004", "T1098"], "events": EVENTS}
+    return sample_alert(severity, **{**fields, **changes})
 
 
 def hostile() -> Alert:
@@ -84,20 +70,14 @@ def huge() -> Alert:
 
 
 def pipeline_alerts() -> list[Alert]:
-    out: list[Alert] = []
-    for case in (breakglass_signin.CASES[0], breakglass_signin.CASES[1], assignment_privileged.CASES[0]):
-        alerts, _ = run_records(case.records, discover(), case.config)
-        out += alerts
+    """Real records through the real pipeline: break-glass sign-ins and a privileged assignment."""
+    out = case_alerts(breakglass_signin.CASES[0], breakglass_signin.CASES[1], assignment_privileged.CASES[0])
     assert len(out) >= 3
     return out
 
 
 def deliver(rendered: list[bytes], cfg: syslog.Config) -> str:
-    http = Http()
-    try:
-        return syslog.send(rendered, cfg, http)
-    finally:
-        http.close()
+    return kit_deliver(syslog, rendered, cfg)
 
 
 # --- a strict parser: RFC 5424 header, CEF header and extension with their escaping -----------------
@@ -314,12 +294,7 @@ def test_golden_truncated_udp_message() -> None:
 
 
 def check_golden(name: str, msg: bytes) -> None:
-    text = msg.decode("utf-8") + "\n"
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8", newline="\n")
-    assert path.read_text(encoding="utf-8") == text, f"{path} differs (UPDATE_GOLDEN=1 to regenerate)"
+    golden(GOLDEN / name, msg.decode("utf-8") + "\n")
 
 
 def test_render_is_pure() -> None:
@@ -392,7 +367,7 @@ def test_control_characters_become_spaces() -> None:
 
 def test_lone_surrogate_does_not_break_rendering() -> None:
     p = parse(syslog.render([alert(title="bad \ud800 surrogate")], config())[0])
-    assert p.ext["msg"] == "bad ? surrogate"
+    assert p.ext["msg"] == "bad \ufffd surrogate"
 
 
 # --- size bound -----------------------------------------------------------------------------------
@@ -425,7 +400,7 @@ def test_normal_alerts_are_not_cut_even_over_udp() -> None:
         [msg] = syslog.render([a], config(transport="udp"))
         assert len(msg) <= 2048
         p = parse(msg)
-        if len(syslog.compact_json(a.context)) < 600:
+        if len(json_text(a.context, sort_keys=True)) < 600:
             check_alert(p, a)
 
 
