@@ -59,6 +59,7 @@ DETECTOR = Detector(
         "CISA SCuBA",
     ),
     mitre=("T1098.003", "T1078.004"),
+    tactics=("Persistence", "PrivilegeEscalation"),
     kinds=("audit",),
     activities=PIM_ASSIGNED | DIRECTORY_ADDS,
     params=Config,

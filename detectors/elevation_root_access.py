@@ -41,6 +41,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel", "Elastic", "Panther", "Sigma", "Microsoft security operations guide"),
     mitre=("T1098.003", "T1078.004"),
+    tactics=("PrivilegeEscalation",),
     kinds=("audit",),
     activities=frozenset({ELEVATED}),
 )

@@ -39,6 +39,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel", "Elastic", "Sigma", "Microsoft security operations guide"),
     mitre=("T1556", "T1484"),
+    tactics=("PrivilegeEscalation", "DefenseEvasion"),
     kinds=("audit",),
     activities=frozenset({ROLE_SETTING_UPDATED}),
     params=Config,

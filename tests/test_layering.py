@@ -31,6 +31,7 @@ LAYER = {
     "detection": "detection",
     "detector": "detection",
     "engine": "detection",
+    "entities": "detection",
     "event": "detection",
     "lifecycle": "detection",
     "normalize": "detection",
