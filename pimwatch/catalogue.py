@@ -34,10 +34,11 @@ SEVERITY_RULE = [
     "| severity | means | e.g. |",
     "|---|---|---|",
     "| critical | **page now**: privileged access is being used or protection removed, and minutes count |"
-    " break-glass use, a self-approved activation, a root elevation, a weakened policy of a privileged role |",
-    "| high | **act today**: a control was bypassed or an attack pattern seen; contact the person, revert |"
-    " a grant outside PIM, a permanent or self-made assignment, repeated failures, a weakened policy of another"
+    " break-glass use, a self-approved activation, a root elevation, a weakened policy of a privileged"
     " role |",
+    "| high | **act today**: a control was bypassed or an attack pattern seen; contact the person, revert |"
+    " a grant outside PIM, a permanent or self-made assignment, repeated failures, a weakened policy of"
+    " another role |",
     "| medium | **review** in working hours against the change record or the person's routine |"
     " a watched role activated, a new privileged assignment, an off-hours activation |",
     "| low | **record**: context for an investigation, nobody acts on it alone |"
