@@ -175,8 +175,8 @@ def detect(event: Event, state: State[Config]) -> Hit | Resolve | list[Hit | Res
             return None  # nothing to join, or no approver to name
         state.add(f"approval:{rid}", event.id, event.time, payload=_approver(event))
         done = state.members(f"done:{rid}", event.time - match, event.time + match)
-        approvals = _approvals(state, rid, event.time, match)
-        return [_hit(event, m.payload, approvals, on_behalf=True) for m in done if m.payload] or None
+        seen = _approvals(state, rid, event.time, match)
+        return [_hit(event, m.payload, seen, on_behalf=True) for m in done if m.payload] or None
     if event.activity != ACTIVATION_COMPLETED:
         return None
     who = event.subject

@@ -139,6 +139,9 @@ def merge(*lists: Iterable[Entity]) -> list[dict[str, str]]:
     return [dict(best[k]) for k in sorted(best)[:LIMIT]]
 
 
-def bounded(entities: Sequence[Entity]) -> list[dict[str, str]]:
-    """``entities`` as an alert keeps them."""
-    return merge(entities)
+def changes(kept: Sequence[Entity], more: Iterable[Entity]) -> bool:
+    """Whether :func:`merge` of ``kept`` (a merge result) and ``more`` could differ from ``kept``;
+    False without a sort in the usual case of a busy alert (a spray: its 21st address sorts after
+    the kept ones)."""
+    last = _identity(kept[-1]) if len(kept) >= LIMIT else None
+    return any(e not in kept and (last is None or _identity(e) <= last) for e in more)
