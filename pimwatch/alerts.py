@@ -237,7 +237,9 @@ def fold(
             out.context[name + OMITTED] = omitted
         else:
             out.context.pop(name + OMITTED, None)
-    if existing is not None and _entities.changes(out.entities, incoming.entities):
+    if existing is None:
+        out.entities = _entities.merge(incoming.entities)
+    elif _entities.changes(out.entities, incoming.entities):
         out.entities = _entities.merge(out.entities, incoming.entities)
     if len(out.events) == 2 * SAMPLE and all(e > out.events[-1] for e in fresh):
         out.events = out.events[:SAMPLE] + [*out.events[SAMPLE:], *sorted(fresh)][-SAMPLE:]  # the usual

@@ -172,7 +172,8 @@ class Engine:
             key = f"{key}|{record_id}"
         wkey = f"\x1dalert\x1f{meta.id}\x1f{key}"  # apart from detectors' scoped state
         when = iso(at)
-        entities = _entities.merge(_entities.of_principal(hit.principal, with_ip=False), hit.entities)
+        # the hit's entities and its principal's, as they come: the fold sorts, dedups and bounds them
+        entities = [*_entities.of_principal(hit.principal, with_ip=False), *map(dict, hit.entities)]
         if active.threshold <= 1:
             # No window: the store's per-alert membership of record ids is the dedup (a record
             # delivered twice leaves the alert unchanged), so no window member is needed.

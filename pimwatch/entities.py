@@ -52,7 +52,8 @@ _LOWER = frozenset({"aadUserId", "upn", "appId", "id", "roleDefinitionId", "obje
 
 
 def _clean(value: str) -> str:
-    text = "".join(c if c.isprintable() else " " for c in value).strip()
+    text = value if value.isprintable() else "".join(c if c.isprintable() else " " for c in value)
+    text = text.strip()
     if len(text) > VALUE_CHARS:
         text = text[: VALUE_CHARS - len(MARKER)] + MARKER
     return text
