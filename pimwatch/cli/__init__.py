@@ -121,6 +121,7 @@ def _detectors(args: argparse.Namespace, plugins: list[Plugin]) -> int:
                 "enabled": cfg.enabled,
                 "summary": p.meta.summary,
                 "mitre": list(p.meta.mitre),
+                "tactics": list(p.meta.tactics),
                 "anchors": list(p.meta.anchors),
                 "inputs": list(p.meta.kinds),
                 "parameters": cfg.values(),
