@@ -34,6 +34,8 @@ from pimwatch.config import ConfigError, load
 from pimwatch.delivery import Deliverer
 from pimwatch.detector import Plugin, discover
 from pimwatch.driver import Driver, WatermarkTick
+from pimwatch.graph.cli import add_parser as add_posture_parser
+from pimwatch.graph.cli import run as run_posture
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import UNREADABLE, InputError, Item, expand, read_file
@@ -70,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     add_archive_parser(sub)
     add_consume_parser(sub)
     add_prune_parser(sub)
+    add_posture_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -86,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_archive(args)
     if args.command == "consume":
         return run_consume(args, plugins)
+    if args.command == "posture":
+        return run_posture(args, plugins)
     if args.command == "prune":
         try:
             return run_prune(args, load(args.config, plugins), plugins)

@@ -14,6 +14,8 @@ delivery: {max_attempts: 12, ...}                      # docs/sinks.md
 pipeline:
   silent_minutes: 30      # the deployed app: no records for this long raises pipeline.silent (0: off)
   retention_days: 30      # keep state this long (default: what the enabled detectors need, >= 7)
+graph: {endpoint: ..., credential: managed_identity}  # docs/graph.md (pimwatch/graph/settings.py)
+posture: {baseline: <file>, checks: {<check id>: {...}}}
 ```
 """
 
@@ -37,6 +39,7 @@ from pimwatch import retention
 from pimwatch.alerts import Severity
 from pimwatch.delivery import LoadedSink, Policy, sink_module
 from pimwatch.detector import WINDOW_KEYS, Detector, Params, Plugin, Settings, Window, _looks_like_guid
+from pimwatch.graph.settings import GraphSettings, PostureSettings
 
 
 class ConfigError(ValueError):
@@ -74,6 +77,8 @@ class _File(BaseModel):
     delivery: Policy = Policy()
     pipeline: PipelinePolicy = PipelinePolicy()
     templates: str | None = None
+    graph: GraphSettings = GraphSettings()  # docs/graph.md
+    posture: PostureSettings = PostureSettings()
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ class Config:
     delivery: Policy = field(default_factory=Policy)
     templates: str | None = None
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
+    graph: GraphSettings = field(default_factory=GraphSettings)
+    posture: PostureSettings = field(default_factory=PostureSettings)
 
 
 def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
@@ -204,7 +211,7 @@ def build(
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
-    return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline)
+    return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.graph, raw.posture)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
