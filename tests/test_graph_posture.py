@@ -373,3 +373,25 @@ def test_record_queues_for_the_routed_sinks_only(tmp_path: Path, store: SqliteSt
     severities = {a.id: a.severity.value for a in store.alerts()}
     assert queued == {aid for aid, s in severities.items() if s in ("high", "critical")}
     assert queued and GA  # some high findings were routed
+
+
+def test_the_posture_demo_shows_every_finding_without_a_tenant(capsys: pytest.CaptureFixture[str]) -> None:
+    from pimwatch.graph.demo import main
+
+    assert main(["--format", "jsonl"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    findings = sorted(x["detector"] for x in lines if x["type"] == "finding")
+    assert findings == sorted(c for c in CHECKS if c != "posture.license")
+
+
+def test_docs_name_every_check_and_every_permission() -> None:
+    from pimwatch.graph.sources import SOURCES
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "graph.md").read_text(encoding="utf-8")
+    for check in CHECKS:
+        assert f"`{check}`" in doc, check
+    for source in SOURCES.values():
+        assert source.permission.split(" ")[0] in doc, source.name
+    consent = (Path(__file__).resolve().parent.parent / "scripts" / "graph-consent.sh").read_text()
+    for source in SOURCES.values():
+        assert source.permission.split(" ")[0] in consent, source.name
