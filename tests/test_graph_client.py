@@ -188,3 +188,20 @@ print(bad)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_no_token_fails_every_check_once_with_the_credential_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``developer`` (AzureCliCredential) with no ``az`` on PATH: the real credential fails at once."""
+    from pimwatch.graph.run import check_tenant
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with serve(compliant(NOW).copy()) as g:
+        config = build({"graph": {"endpoint": g.url, "credential": "developer"}}, PLUGINS, "test")
+        outcome, client = check_tenant(config, NOW)
+        assert g.requests == []  # nothing was sent without a token
+    assert {c.status for c in outcome.checks} == {"error"}
+    reasons = {c.reason for c in outcome.checks}
+    assert all("no token from graph.credential developer (CredentialUnavailableError" in r for r in reasons)
+    assert len(client.calls) == 0

@@ -70,6 +70,15 @@ LAYER = {
     # the shipped test kit
     "testing": "testing",
     "harness": "testing",
+    # graph: posture through Microsoft Graph (docs/graph.md); its settings and baseline are config,
+    # the client and the runner hosting, the local Graph and its tenants the test kit
+    "graph": "hosting",
+    "graph.settings": "config",
+    "graph.baseline": "config",
+    "graph.fake": "testing",
+    "graph.tenants": "testing",
+    "graph.cli": "cli",
+    "graph.demo": "cli",
 }
 
 # (importer, imported): the back-edges of today, and what cuts each one before the package move.

@@ -101,6 +101,7 @@ class GraphClient:
     calls: list[Call] = field(default_factory=list)
     _adapter: Any = None
     _credential: Any = None
+    _no_token: GraphError | None = None  # the credential failed: every later request fails the same
 
     # --- building --------------------------------------------------------------------------------
     def open(self) -> None:
@@ -173,7 +174,10 @@ class GraphClient:
 
     async def _get(self, url: str, path: str) -> Any:
         self.open()
+        if self._no_token is not None:
+            raise self._no_token
         import httpx
+        from azure.core.exceptions import ClientAuthenticationError
         from kiota_abstractions.api_error import APIError
         from kiota_abstractions.method import Method
         from kiota_abstractions.request_information import RequestInformation
@@ -207,6 +211,15 @@ class GraphClient:
                         status=status,
                         code=code,
                     ) from None
+            except ClientAuthenticationError as exc:
+                # No token (no managed identity here, `az login` missing, a wrong secret): not
+                # retried; the message is the credential's, which names no secret.
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+                self._no_token = GraphError(
+                    f"no token from graph.credential {s.credential} ({type(exc).__name__}: {first})",
+                    path=path,
+                )
+                raise self._no_token from None
             except httpx.TransportError as exc:
                 self.calls.append(Call(url, 0))
                 if attempt == s.max_retries:

@@ -165,18 +165,16 @@ class Outcome:
         return all(c.status != "error" for c in self.checks)
 
 
-async def collect(
-    client: GraphClient, enabled: Sequence[Enabled], context: Context, *, only: Sequence[str] = ()
-) -> Outcome:
-    """Read what the enabled checks need (once each) and run them. ``only``: restrict the policy and
-    membership reads to these role or group ids (a targeted re-check; empty: everything)."""
+async def collect(client: GraphClient, enabled: Sequence[Enabled], context: Context) -> Outcome:
+    """Read what the enabled checks need (once each) and run them. Always the whole tenant: a check
+    that ran resolves what it no longer sees, so it must have seen everything."""
     before = len(client.calls)
     wanted = {s for e in enabled for s in e.plugin.meta.sources}
     snap = Snapshot(context.settings, context.baseline, context.now)
     failed: dict[str, Failure] = {}
     licensed: bool | None = None
     if "subscribed_skus" in wanted or any(e.plugin.meta.needs_p2 for e in enabled):
-        failed.update(await fetch_sources(client, snap, ["subscribed_skus"], only))
+        failed.update(await fetch_sources(client, snap, ["subscribed_skus"]))
         if "subscribed_skus" not in failed:
             licensed = has_p2(snap.subscribed_skus)
     skip = licensed is False
@@ -184,7 +182,7 @@ async def collect(
         {s for e in enabled if not (skip and e.plugin.meta.needs_p2) for s in e.plugin.meta.sources}
         - {"subscribed_skus"}
     )
-    failed.update(await fetch_sources(client, snap, need, only))
+    failed.update(await fetch_sources(client, snap, need))
     results: list[CheckResult] = []
     for e in enabled:
         meta = e.plugin.meta

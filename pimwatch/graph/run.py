@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +30,6 @@ def check_tenant(
     *,
     sleep: Sleep | None = None,
     client: GraphClient | None = None,
-    only: Sequence[str] = (),
 ) -> tuple[Outcome, GraphClient]:
     """Validate the posture config and baseline (:class:`~pimwatch.config.ConfigError`), read Graph,
     run the enabled checks. Returns the outcome and the client (its ``calls``)."""
@@ -43,7 +41,7 @@ def check_tenant(
 
     async def go() -> Outcome:
         try:
-            return await collect(client, enabled, context, only=only)
+            return await collect(client, enabled, context)
         finally:
             await client.close()
 

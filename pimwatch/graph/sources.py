@@ -18,7 +18,7 @@ from pimwatch.graph.snapshot import Json, Snapshot
 from pimwatch.timeutil import iso
 
 Failure = tuple[str, GraphError]  # (the source whose read failed, its error)
-Fetch = Callable[[GraphClient, Snapshot, Sequence[str]], Awaitable[None]]
+Fetch = Callable[[GraphClient, Snapshot], Awaitable[None]]
 
 # Service plans that carry PIM (Entra ID P2; Entra ID Governance includes it).
 P2_PLANS = frozenset({"AAD_PREMIUM_P2", "ENTRA_IDENTITY_GOVERNANCE", "IDENTITY_GOVERNANCE"})
@@ -37,78 +37,69 @@ class Source:
     after: tuple[str, ...] = ()
 
 
-def _only(only: Sequence[str]) -> set[str]:
-    return {o.lower() for o in only}
-
-
-async def _role_definitions(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _role_definitions(c: GraphClient, s: Snapshot) -> None:
     s.role_definitions = await c.get_all(
         "roleManagement/directory/roleDefinitions", {"$select": "id,displayName,templateId,isBuiltIn"}
     )
 
 
-async def _role_policies(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
-    wanted = _only(only)
+async def _role_policies(c: GraphClient, s: Snapshot) -> None:
     flt = "scopeId eq '/' and scopeType eq 'DirectoryRole'"
-    if len(wanted) == 1:
-        flt += f" and roleDefinitionId eq '{next(iter(wanted))}'"
-    rows = await c.get_all(
+    s.role_policies = await c.get_all(
         "policies/roleManagementPolicyAssignments", {"$filter": flt, "$expand": POLICY_EXPAND}
     )
-    s.role_policies = [r for r in rows if not wanted or str(r.get("roleDefinitionId", "")).lower() in wanted]
 
 
-async def _assignment_schedules(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _assignment_schedules(c: GraphClient, s: Snapshot) -> None:
     s.assignment_schedules = await c.get_all(
         "roleManagement/directory/roleAssignmentSchedules", {"$expand": "principal"}
     )
 
 
-async def _assignment_instances(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _assignment_instances(c: GraphClient, s: Snapshot) -> None:
     s.assignment_instances = await c.get_all(
         "roleManagement/directory/roleAssignmentScheduleInstances", {"$expand": "principal"}
     )
 
 
-async def _eligibility_instances(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _eligibility_instances(c: GraphClient, s: Snapshot) -> None:
     s.eligibility_instances = await c.get_all(
         "roleManagement/directory/roleEligibilityScheduleInstances", {"$expand": "principal"}
     )
 
 
-def _groups(s: Snapshot, only: Sequence[str]) -> list[str]:
-    wanted = _only(only)
-    return sorted(g for g in s.role_groups() | set(_baseline_groups(s)) if not wanted or g in wanted)
+def _groups(s: Snapshot) -> list[str]:
+    return sorted(s.role_groups() | set(_baseline_groups(s)))
 
 
 def _baseline_groups(s: Snapshot) -> list[str]:
     return [g for t in s.baseline.tiers for g in t.groups]
 
 
-async def _group_members(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
-    for gid in _groups(s, only):
+async def _group_members(c: GraphClient, s: Snapshot) -> None:
+    for gid in _groups(s):
         s.group_members[gid] = await c.get_all(
             f"groups/{gid}/transitiveMembers", {"$select": "id,displayName,userPrincipalName,userType"}
         )
 
 
-async def _group_eligibility(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
-    for gid in _groups(s, only):
+async def _group_eligibility(c: GraphClient, s: Snapshot) -> None:
+    for gid in _groups(s):
         s.group_eligibility[gid] = await c.get_all(
             "identityGovernance/privilegedAccess/group/eligibilityScheduleInstances",
             {"$filter": f"groupId eq '{gid}'", "$expand": "principal"},
         )
 
 
-async def _group_policies(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
-    for gid in _groups(s, only):
+async def _group_policies(c: GraphClient, s: Snapshot) -> None:
+    for gid in _groups(s):
         s.group_policies[gid] = await c.get_all(
             "policies/roleManagementPolicyAssignments",
             {"$filter": f"scopeId eq '{gid}' and scopeType eq 'Group'", "$expand": POLICY_EXPAND},
         )
 
 
-async def _users(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _users(c: GraphClient, s: Snapshot) -> None:
     users, _ = s.principal_ids()
     for uid in sorted(users):
         got = await _user(c, uid)
@@ -126,7 +117,7 @@ async def _user(c: GraphClient, who: str) -> Json | None:
     return body if isinstance(body, dict) else None
 
 
-async def _service_principals(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _service_principals(c: GraphClient, s: Snapshot) -> None:
     _, sps = s.principal_ids()
     for sid in sorted(sps):
         body = await c.get(
@@ -136,17 +127,17 @@ async def _service_principals(c: GraphClient, s: Snapshot, only: Sequence[str]) 
             s.service_principals[sid] = body
 
 
-async def _skus(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _skus(c: GraphClient, s: Snapshot) -> None:
     s.subscribed_skus = await c.get_all("subscribedSkus")
 
 
-async def _activations(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _activations(c: GraphClient, s: Snapshot) -> None:
     s.activations = await c.get_all(
         "roleManagement/directory/roleAssignmentScheduleRequests", {"$filter": "action eq 'selfActivate'"}
     )
 
 
-async def _pim_alerts(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _pim_alerts(c: GraphClient, s: Snapshot) -> None:
     flt = {"$filter": "scopeId eq '/' and scopeType eq 'DirectoryRole'"}
     s.pim_alerts = await c.get_all("identityGovernance/roleManagementAlerts/alerts", flt, version="beta")
     s.pim_alert_configs = await c.get_all(
@@ -154,24 +145,24 @@ async def _pim_alerts(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
     )
 
 
-async def _ca_policies(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _ca_policies(c: GraphClient, s: Snapshot) -> None:
     s.ca_policies = await c.get_all("identity/conditionalAccess/policies")
 
 
-async def _break_glass(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _break_glass(c: GraphClient, s: Snapshot) -> None:
     accounts = sorted(s.settings.break_glass_ids | s.settings.break_glass_upns)
     for a in accounts:
         s.break_glass[a] = await _user(c, a) or {}
 
 
-async def _auth_methods(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _auth_methods(c: GraphClient, s: Snapshot) -> None:
     for user in s.break_glass.values():
         if user.get("id"):
             uid = str(user["id"]).lower()
             s.auth_methods[uid] = await c.get_all(f"users/{uid}/authentication/methods")
 
 
-async def _signins(c: GraphClient, s: Snapshot, only: Sequence[str]) -> None:
+async def _signins(c: GraphClient, s: Snapshot) -> None:
     since = iso(s.now - timedelta(days=400))
     for user in s.break_glass.values():
         if user.get("id"):
@@ -315,9 +306,7 @@ def _closure(names: Sequence[str]) -> list[str]:
     return [n for n in SOURCES if n in want]
 
 
-async def fetch_sources(
-    client: GraphClient, snap: Snapshot, names: Sequence[str], only: Sequence[str] = ()
-) -> dict[str, Failure]:
+async def fetch_sources(client: GraphClient, snap: Snapshot, names: Sequence[str]) -> dict[str, Failure]:
     """Read ``names`` (and what they depend on) into ``snap``; the sources that failed, by name,
     each with the source whose read failed (itself, or a dependency) and its error."""
     failed: dict[str, Failure] = {}
@@ -328,7 +317,7 @@ async def fetch_sources(
             failed[name] = failed[dep]
             continue
         try:
-            await src.fetch(client, snap, only)
+            await src.fetch(client, snap)
         except GraphError as exc:
             failed[name] = (name, exc)
     return failed
