@@ -143,7 +143,24 @@ def test_paging_gives_the_same_findings_as_one_page() -> None:
         assert _findings(_check(g)) == paged
 
 
-def test_findings_fire_once_and_resolve_when_fixed(store: SqliteStore) -> None:
+@pytest.fixture(params=["sqlite", "table"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """Both state stores: SQLite, and Azure Tables on Azurite (what the Functions app uses)."""
+    import uuid
+
+    from pimwatch.tablestore import TableStore
+
+    s: Any
+    if request.param == "sqlite":
+        s = SqliteStore(str(tmp_path / "state.db"))
+    else:
+        s = TableStore(request.getfixturevalue("azurite_tables"), prefix="t" + uuid.uuid4().hex[:16])
+    yield s
+    s.close()
+
+
+def test_findings_fire_once_and_resolve_when_fixed(any_store: Any) -> None:
+    store = any_store
     with serve(violating(NOW).copy()) as g:
         first = record(store, _check(g), NOW)
         again = record(store, _check(g, NOW + timedelta(hours=6)), NOW + timedelta(hours=6))
