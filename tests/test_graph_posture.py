@@ -412,3 +412,76 @@ def test_docs_name_every_check_and_every_permission() -> None:
     consent = (Path(__file__).resolve().parent.parent / "scripts" / "graph-consent.sh").read_text()
     for source in SOURCES.values():
         assert source.permission.split(" ")[0] in consent, source.name
+
+
+def test_group_policies_service_principal_secrets_disabled_alerts_and_mfa_by_context() -> None:
+    """The less common findings: a PIM group's member policy drifting from the tier of the role the
+    group holds, a service principal with a client secret holding a privileged role, a PIM alert
+    switched off; and MFA through an authentication context meets the baseline."""
+    from pimwatch.graph.tenants import APA, GROUP, Tenant
+
+    t = compliant(NOW)
+    (member_policy,) = [p for p in t.data["groupPolicies"][GROUP] if p["roleDefinitionId"] == "member"]
+    for rule in member_policy["policy"]["rules"]:
+        if rule["id"] == "Expiration_EndUser_Assignment":
+            rule["maximumDuration"] = "PT10H"
+    sp = "00000000-0000-4000-8000-000000000051"
+    t.data["directoryObjects"][sp] = {
+        "@odata.type": "#microsoft.graph.servicePrincipal",
+        "id": sp,
+        "displayName": "deploy-bot",
+        "passwordCredentials": [{"keyId": "k1", "endDateTime": "2027-01-01T00:00:00Z"}],
+    }
+    Tenant.eligible(t, sp, APA)
+    t.data["roleManagementAlerts"]["alertConfigurations"][1]["isEnabled"] = False
+    t.rule(GA, "Enablement_EndUser_Assignment", enabledRules=["Justification", "Ticketing"])
+    t.rule(GA, "AuthenticationContext_EndUser_Assignment", isEnabled=True, claimValue="c1")
+    with serve(t.copy()) as g:
+        found = _findings(_check(g))
+    (drift,) = found["posture.policy_drift"]
+    assert (drift["scope"], drift["target"], drift["tier"], drift["actual"]) == (
+        "group",
+        "group User admins (PIM)",
+        "medium",
+        "PT10H",
+    )
+    (secret,) = found["posture.privileged_principals"]
+    assert (secret["kind"], secret["roles"], secret["secrets"]) == (
+        "service_principal_secret",
+        ["Application Administrator"],
+        [{"keyId": "k1", "endDateTime": "2027-01-01T00:00:00Z"}],
+    )
+    (disabled,) = found["posture.builtin_alerts"]
+    assert (disabled["key"], disabled["isEnabled"]) == ("disabled/StaleSignInAlert", False)
+    assert {c: f for c, f in found.items() if f}.keys() == {
+        "posture.policy_drift",
+        "posture.privileged_principals",
+        "posture.builtin_alerts",
+    }
+
+
+def test_the_cli_sends_new_findings_to_the_sinks_with_send(tmp_path: Path) -> None:
+    alerts = tmp_path / "alerts.jsonl"
+    with serve(violating(datetime.now(UTC)).copy()) as g:
+        cfg = tmp_path / "pimwatch.yaml"
+        cfg.write_text(
+            json.dumps(
+                {
+                    "graph": {"endpoint": g.url, "credential": "none"},
+                    "break_glass": {"accounts": list(BREAK_GLASS)},
+                    "sinks": {"soc": {"type": "file", "path": str(alerts), "min_severity": "high"}},
+                }
+            )
+        )
+        state = str(tmp_path / "state.db")
+        assert cli.main(["posture", "--config", str(cfg), "--state", state, "--send"]) == 0
+        assert cli.main(["posture", "--config", str(cfg), "--state", state, "--send"]) == 0  # nothing new
+    sent = [json.loads(x) for x in alerts.read_text().splitlines()]
+    assert sorted(a["detector"] for a in sent) == [
+        "posture.breakglass",
+        "posture.global_admin_count",
+        "posture.outside_pim",
+        "posture.permanent_assignment",
+        "posture.privileged_hybrid",
+        "posture.privileged_principals",
+    ]

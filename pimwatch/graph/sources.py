@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from pimwatch.graph.client import GraphClient, GraphError
 from pimwatch.graph.snapshot import Json, Snapshot
@@ -109,7 +110,7 @@ async def _users(c: GraphClient, s: Snapshot) -> None:
 
 async def _user(c: GraphClient, who: str) -> Json | None:
     try:
-        body = await c.get(f"users/{who}", {"$select": USER_FIELDS})
+        body = await c.get(f"users/{quote(who, safe='@')}", {"$select": USER_FIELDS})
     except GraphError as exc:
         if exc.status == 404:
             return None  # deleted since the schedule was read (Request_ResourceNotFound)
