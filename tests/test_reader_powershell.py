@@ -220,7 +220,8 @@ def test_the_guides_export_csv_of_the_demo_day_is_explained_and_raises_only_what
     PIM-Audit-<date>.csv`` of the demo day: settings.changed reads only the activity and the
     reason (PIM writes the change list there), so it still alerts, without role or actor (hence
     high, not critical, for the weakening; the strengthening ones are low, as with every shape; the
-    two roles' changes by the same unknown actor fold per change list); every detector that needs an actor or a target is silent, and the note says why."""
+    two roles' changes by the same unknown actor fold per change list); every detector that needs
+    an actor or a target is silent, and the note says why."""
     role_management = [
         r
         for r in demo_records()

@@ -40,6 +40,8 @@ from pimwatch.detection.contract import StoreError
 from pimwatch.detection.detector import Plugin, discover
 from pimwatch.detection.pipeline import Pipeline
 from pimwatch.detection.reader import UNREADABLE, InputError, Item, expand, read_file
+from pimwatch.graph.cli import add_parser as add_posture_parser
+from pimwatch.graph.cli import run as run_posture
 from pimwatch.hosting.driver import Driver, WatermarkTick
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
@@ -80,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     add_archive_parser(sub)
     add_consume_parser(sub)
     add_prune_parser(sub)
+    add_posture_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -96,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_archive(args)
     if args.command == "consume":
         return run_consume(args, plugins)
+    if args.command == "posture":
+        return run_posture(args, plugins)
     if args.command == "prune":
         try:
             return run_prune(args, load(args.config, plugins), plugins)
