@@ -37,6 +37,7 @@ from pimwatch.driver import Driver, WatermarkTick
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import UNREADABLE, InputError, Item, expand, read_file
+from pimwatch.report import command as report_command
 from pimwatch.sink import Http
 from pimwatch.store import SqliteStore, StoreError
 
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     add_archive_parser(sub)
     add_consume_parser(sub)
     add_prune_parser(sub)
+    report_command.add_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_prune(args, load(args.config, plugins), plugins)
         except ConfigError as exc:
             return _config_error(exc)
+    if args.command == "report":
+        return report_command.run(args, plugins)
     if args.command != "replay":
         return run_delivery(args, plugins)
     return _replay(args, plugins)
