@@ -60,6 +60,7 @@ LAYER = {
     "consume_settings": "hosting",
     "storage": "hosting",
     "heartbeat": "hosting",
+    "report": "hosting",  # pimwatch/report/: drives the pipeline over files, like replay
     # cli
     "cli": "cli",
     "cli_archive": "cli",

@@ -25,7 +25,7 @@ from pimwatch.driver import Driver, WatermarkTick
 from pimwatch.event import Event, Principal
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
-from pimwatch.reader import Item, Routed, read_file
+from pimwatch.reader import Item, Routed, _dump, read_file
 from pimwatch.stats import Stats
 from pimwatch.store import SqliteStore
 from pimwatch.timeutil import iso, parse_time
@@ -202,11 +202,17 @@ def _hour(item: Routed) -> str | None:
     return iso(when)[:13] if when is not None else None
 
 
-def _tap(items: Iterable[Item], hours: Counter[tuple[str, str]]) -> Iterator[Item]:
+def _tap(
+    items: Iterable[Item], hours: Counter[tuple[str, str]], seen: set[tuple[str, int]]
+) -> Iterator[Item]:
+    """Count each record once per (category, hour): a duplicate (same record id) is not counted again."""
     for item in items:
         if type(item) is Routed:
             hour = _hour(item)
-            if hour is not None:
+            rid = item.props.get("id") or item.top.get("correlationId")
+            key = (item.category, hash(rid) if isinstance(rid, str) else hash(_dump(item.raw)))
+            if hour is not None and key not in seen:
+                seen.add(key)
                 hours[(item.category, hour)] += 1
         yield item
 
@@ -226,10 +232,11 @@ def collect(
     pipeline = ReportPipeline(plugins, config, store, quarantine)
     driver = Driver(pipeline, WatermarkTick())
     hours: Counter[tuple[str, str]] = Counter()
+    seen: set[tuple[str, int]] = set()  # hashes of record ids: membership only, never ordered
     counter = [0]
     try:
         for path in paths:
-            driver.feed(_tap(read_file(path, counter, None), hours))
+            driver.feed(_tap(read_file(path, counter, None), hours, seen))
         driver.finish()
         alerts = list(store.alerts())
         store.commit()

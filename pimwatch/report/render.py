@@ -9,6 +9,7 @@ formula (starting ``=``, ``+``, ``-``, ``@``, tab, CR) are prefixed with ``'``.
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from pimwatch.report.frames import ACCESS_REVIEW, TABLES, Report
 HTML_CELL = 300  # characters of a text cell shown in the HTML (the CSV has all of it)
 HTML_ROWS = 500  # rows of a table shown in the HTML (the CSV has all of them)
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z$")
 
 
 def audit_name(report: Report) -> str:
@@ -50,6 +52,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}" if abs(value) < 1e6 else f"{value:.0f}"
     s = str(value)
+    if _ISO.match(s):
+        return s[:16].replace("T", " ")  # to the minute in the page; the CSVs keep the record's time
     return s if len(s) <= HTML_CELL else s[:HTML_CELL] + "… [truncated]"
 
 
