@@ -331,6 +331,14 @@ def test_csvs_round_trip_through_pandas_with_bom_and_documented_columns(known: P
     assert typed["off_hours"].tolist() == [False, True, True]
 
 
+def test_docs_list_every_column_of_every_csv() -> None:
+    doc = (REPO / "docs/report.md").read_text(encoding="utf-8")
+    for name, columns in TABLES.items():
+        section = doc.split(f"### `{name}.csv`", 1)[1].split("###", 1)[0]
+        missing = [c for c in columns if f"| `{c}` |" not in section]
+        assert not missing, f"docs/report.md: {name}.csv lacks {missing}"
+
+
 def test_any_order_batching_and_duplication_give_the_same_bytes(tmp_path: Path, known: Path) -> None:
     records = known_stream()
     shuffled = records + records[::3]  # duplicates

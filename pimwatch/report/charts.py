@@ -74,8 +74,7 @@ def per_bucket(buckets: Sequence[str], counts: Sequence[int], name: str, title: 
     with matplotlib.rc_context(_STYLE):
         ax = fig.subplots()
         ax.bar(range(len(buckets)), counts, color=BLUE)
-        step = max(1, len(buckets) // 12)
-        ax.set_xticks(range(0, len(buckets), step), [_bucket(b) for b in buckets][::step], fontsize=7)
+        _ticks(ax, buckets)
         ax.set_ylabel("activations")
         ax.set_title(title, loc="left", fontsize=10)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -100,11 +99,18 @@ def by_hour(hours: Sequence[int], outside: Sequence[bool], name: str) -> str:
     return _svg(fig, name)
 
 
-def barh(labels: Sequence[str], values: Sequence[float], name: str, xlabel: str, limit: int = 15) -> str:
+def barh(
+    labels: Sequence[str],
+    values: Sequence[float],
+    name: str,
+    xlabel: str,
+    limit: int = 15,
+    width: float = 6.5,
+) -> str:
     if not labels:
         return _empty(name, f"{xlabel}: none in the period")
     pairs = list(zip(labels, values, strict=True))[:limit]
-    fig = _fig(6.5, 0.35 + 0.22 * len(pairs))
+    fig = _fig(width, 0.45 + 0.2 * len(pairs))
     with matplotlib.rc_context(_STYLE):
         ax = fig.subplots()
         ys = range(len(pairs))
@@ -179,16 +185,19 @@ def alerts_over_time(alerts: pd.DataFrame, buckets: Sequence[str], width: int, n
                     label=sev.value,
                 )
                 bottom = [a + b for a, b in zip(bottom, counts, strict=True)]
-        step = max(1, len(buckets) // 12)
-        ax.set_xticks(range(0, len(buckets), step), [_bucket(b) for b in buckets][::step], fontsize=7)
+        _ticks(ax, buckets)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("alerts")
         ax.legend(fontsize=7, frameon=False, ncols=5, loc="upper left")
     return _svg(fig, name)
 
 
-def _bucket(b: str) -> str:
-    return b[5:].replace("T", " ") + (":00" if "T" in b else "")
+def _ticks(ax: Any, buckets: Sequence[str]) -> None:
+    """Hours of one day as "HH:00"; hours over several days as "MM-DD HH:00"; days as "MM-DD"."""
+    one_day = len({b[:10] for b in buckets}) == 1
+    labels = [(b[11:] if one_day else b[5:].replace("T", " ")) + (":00" if "T" in b else "") for b in buckets]
+    step = max(1, -(-len(buckets) // (12 if one_day or "T" not in buckets[0] else 6)))
+    ax.set_xticks(range(0, len(buckets), step), labels[::step], fontsize=7)
 
 
 def _short(s: str, n: int = 30) -> str:

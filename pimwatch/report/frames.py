@@ -11,7 +11,8 @@ from the raw records. Rules the auditor can rely on:
   ``unknown``, not "no";
 * **order**: rows are sorted by content (time, then ids), so any input order gives the same bytes.
 
-The column lists below are the CSV documentation (docs/report.md is generated from them).
+The column lists below are the CSV documentation (docs/report.md lists them; tests/test_report.py
+keeps the two in step).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pimwatch.activities import (
     ACTIVATION_EXPIRED_REQUEST,
     ACTIVATION_REQUEST_ACTIVITIES,
     ACTIVATION_REQUESTED,
+    PIM_ACTIVITIES,
     ROLE_SETTING_UPDATED,
 )
 from pimwatch.alerts import Alert, Severity
@@ -645,7 +647,10 @@ def _alerts(alerts: Sequence[Alert], period: Period) -> pd.DataFrame:
     return df.sort_values(["first_seen", "detector", "alert_id"], kind="stable").reset_index(drop=True)
 
 
-_LIFECYCLE = ACTIVATION_REQUEST_ACTIVITIES | ACTIVATION_END
+# The activation's own records (request, approval, completion, deactivation, end): not "done while elevated".
+_LIFECYCLE = (
+    ACTIVATION_REQUEST_ACTIVITIES | ACTIVATION_END | {a for a in PIM_ACTIVITIES if "(PIM deactivate)" in a}
+)
 
 
 def _elevated(

@@ -18,6 +18,7 @@ import jinja2
 import pandas as pd
 
 from pimwatch import __version__
+from pimwatch.alerts import Severity
 from pimwatch.report import charts
 from pimwatch.report.frames import ACCESS_REVIEW, TABLES, Report
 
@@ -96,10 +97,14 @@ def html(report: Report, files: list[str]) -> str:
         ),
         "by_hour": charts.by_hour(hours, outside, "by-hour"),
         "by_role": charts.barh(
-            list(role_counts.index), list(role_counts.values), "by-role", "activations by role"
+            list(role_counts.index), list(role_counts.values), "by-role", "activations by role", width=3.6
         ),
         "by_principal": charts.barh(
-            list(who_counts.index), list(who_counts.values), "by-principal", "activations by principal"
+            list(who_counts.index),
+            list(who_counts.values),
+            "by-principal",
+            "activations by principal",
+            width=3.6,
         ),
         "durations": charts.durations(acts, "durations"),
         "latency": charts.barh(
@@ -111,10 +116,16 @@ def html(report: Report, files: list[str]) -> str:
         "alerts": charts.alerts_over_time(t["alerts"], buckets, width, "alerts"),
     }
     alerts = t["alerts"]
+    severities = [sv.value for sv in reversed(Severity)]
     matrix = (
-        pd.crosstab(alerts["detector"], alerts["severity"]).reset_index()
+        pd.crosstab(
+            alerts["detector"], pd.Categorical(alerts["severity"], categories=severities), dropna=False
+        )
+        .reindex(columns=severities, fill_value=0)
+        .rename_axis(index="detector", columns=None)
+        .reset_index()
         if not alerts.empty
-        else pd.DataFrame(columns=["detector"])
+        else pd.DataFrame(columns=["detector", *severities])
     )
     appr = t["approvals"]
     context = {
@@ -132,9 +143,7 @@ def html(report: Report, files: list[str]) -> str:
                     "activated_at",
                     "principal",
                     "role",
-                    "scope",
                     "justification",
-                    "ticket",
                     "mfa",
                     "approver",
                     "requested_minutes",
