@@ -368,6 +368,64 @@ def test_attacker_text_is_escaped_in_the_page(known: Path) -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
+def test_a_longer_period_and_an_empty_one(tmp_path: Path) -> None:
+    """Days instead of hours for a longer period (the export named after its last day); a period
+    without a record still writes every file, with headers only and the charts' placeholders."""
+    _write(tmp_path / "in.jsonl", known_stream())
+    week = tmp_path / "week"
+    assert (
+        main(
+            [
+                "report",
+                "--from",
+                "2026-03-10",
+                "--to",
+                "2026-03-20",
+                "--out",
+                str(week),
+                str(tmp_path / "in.jsonl"),
+            ]
+        )
+        == 0
+    )
+    assert len(_csv(week, "PIM-Audit-2026-03-19.csv")) == 19  # erin's end is in this period
+    assert _csv(week, "activations.csv")["used_minutes"].tolist() == ["120.0", "30.0", "120.0"]
+    assert "Activations per day" in (week / "report.html").read_text(encoding="utf-8")
+    empty = tmp_path / "empty"
+    assert (
+        main(
+            [
+                "report",
+                "--from",
+                "2027-01-01",
+                "--to",
+                "2027-01-02",
+                "--out",
+                str(empty),
+                str(tmp_path / "in.jsonl"),
+            ]
+        )
+        == 0
+    )
+    for name, columns in TABLES.items():
+        df = _csv(empty, f"{name}.csv")
+        assert list(df.columns) == list(columns), name
+        assert df.empty or name == "access_review", name
+    # Assignments recorded before the period are still held: unused all year, they are to go.
+    review = _csv(empty, "access_review.csv")
+    assert dict(zip(review["principal"], review["recommendation"], strict=True)) == {
+        "adm-alice@contoso.com": "remove",  # eligible (she activated in March), unused since
+        "adm-bob@contoso.com": "remove",
+        "adm-erin@contoso.com": "remove",
+        "adm-frank@contoso.com": "remove",
+        "adm-gina@contoso.com": "review",  # standing access
+        "adm-hank@contoso.com": "remove",
+    }
+    assert review.loc[0, "last_activation"] == "2026-03-16T09:11:00.000000Z"
+    html = (empty / "report.html").read_text(encoding="utf-8")
+    assert "Alerts: none in the period" in html and "2027-01-01 00:00–2027-01-02 00:00 UTC (24 h)" in html
+
+
 def test_bad_arguments_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--from", "yesterday", str(tmp_path)]) == 2
     assert "--from: not a date" in capsys.readouterr().err

@@ -122,10 +122,34 @@ def barh(
 
 
 def durations(acts: pd.DataFrame, name: str, limit: int = 30) -> str:
-    """Per activation: used vs requested vs the role's maximum (maximum only where known)."""
-    rows = acts.head(limit)
-    if rows.empty:
+    """Used vs requested vs the role's maximum (maximum only where known): per activation when there
+    are at most ``limit``, else per role (medians of used and requested, the largest known maximum)."""
+    if acts.empty:
         return _empty(name, "Durations: no activation in the period")
+    if len(acts) <= limit:
+        rows = acts
+        labels = [
+            f"{p} · {_short(r, 22)} · {t[11:16]}"
+            for p, r, t in zip(rows["principal"], rows["role"], rows["activated_at"], strict=True)
+        ]
+    else:
+        num = acts.assign(
+            requested_minutes=acts["requested_minutes"].astype("float64"),
+            used_minutes=acts["used_minutes"].astype("float64"),
+            max_minutes=acts["max_minutes"].astype("float64"),
+        )
+        rows = (
+            num.groupby("role", sort=True)
+            .agg(
+                requested_minutes=("requested_minutes", "median"),
+                used_minutes=("used_minutes", "median"),
+                max_minutes=("max_minutes", "max"),
+                n=("activated_at", "size"),
+            )
+            .reset_index()
+            .head(limit)
+        )
+        labels = [f"{r} (median of {n})" for r, n in zip(rows["role"], rows["n"], strict=True)]
     fig = _fig(6.5, 0.6 + 0.2 * len(rows))
     with matplotlib.rc_context(_STYLE):
         ax = fig.subplots()
@@ -150,10 +174,6 @@ def durations(acts: pd.DataFrame, name: str, limit: int = 30) -> str:
                 s=120,
                 label="role maximum",
             )
-        labels = [
-            f"{p} · {_short(r, 22)} · {t[11:16]}"
-            for p, r, t in zip(rows["principal"], rows["role"], rows["activated_at"], strict=True)
-        ]
         ax.set_yticks(ys, [_short(lbl, 48) for lbl in labels], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("hours")

@@ -53,7 +53,7 @@ from pimwatch.timeutil import iso
 DRILL_DAYS = 30  # break-glass: a successful sign-in (the drill) is expected at least this often
 REVIEW_GRACE_DAYS = 30  # access review: an eligibility younger than this is "review", not "remove"
 _MAX_DURATION = re.compile(r"Maximum activation duration updated to (\d+):(\d{2}):(\d{2})")
-_TICKET = re.compile(r"\b(?:[A-Z][A-Z0-9]{1,9}-\d+|(?:INC|CHG|RITM|REQ|SR|CR|TASK)\d{3,})\b")
+_TICKET = re.compile(r"\b(?:[A-Z][A-Z0-9]{1,9}-\d{2,}|(?:INC|CHG|RITM|REQ|SR|CR|TASK)\d{3,})\b")
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 # name → what the column holds (the CSV documentation).
@@ -162,7 +162,7 @@ ACCESS_REVIEW: dict[str, str] = {
     "assigned_at": "when the assignment was recorded, if in the input",
     "evidence": "how the assignment is known: assignment record or activation",
     "activations": "activations in the period",
-    "last_activation": "the last one (UTC); blank: none in the period",
+    "last_activation": "the last activation in the input up to the period's end (UTC); blank: none",
     "recommendation": "keep / remove / review",
     "reason": "why",
     "decision": "for the reviewer: keep / remove (left blank)",
@@ -331,7 +331,7 @@ def build(c: Collected, config: Config, period: Period) -> Report:
     breakglass, drills = _breakglass(recs, c.break_glass, period)
     alerts = _alerts(c.alerts, period)
     elevated, per_activation = _elevated(activations, audit, period)
-    review = _access_review(c.recs, activations, period)
+    review = _access_review(c.recs, period)
     coverage, gaps = _coverage(c, period)
     export = _audit_export(audit)
     jq, repeated = _justification(activations)
@@ -714,7 +714,7 @@ def _elevated(
     )
 
 
-def _access_review(everything: Sequence[Rec], activations: pd.DataFrame, period: Period) -> pd.DataFrame:
+def _access_review(everything: Sequence[Rec], period: Period) -> pd.DataFrame:
     """Eligible assignments (assignment records up to the period's end, removals applied) and
     standing active ones, plus every (principal, role, scope) seen activating: eligibility is
     evidenced by the activation itself. Graph's eligibility list is not read yet."""
@@ -744,14 +744,32 @@ def _access_review(everything: Sequence[Rec], activations: pd.DataFrame, period:
             "assigned_at": _t(r.time),
             "evidence": f"assignment record ({'via PIM' if a.via_pim else 'outside PIM'})",
         }
-    acts = activations.groupby(["principal", "role_id", "scope"], sort=True, dropna=False).agg(
-        activations=("activated_at", "size"),
+    # Every activation in the input up to the period's end is evidence of eligibility; those in the
+    # period are counted, the last one (even before the period) is shown.
+    earlier = [
+        r
+        for r in everything
+        if r.activity == ACTIVATION_COMPLETED and r.result in (None, "success") and r.time < period.end
+    ]
+    acts = pd.DataFrame(
+        {
+            "principal": [_who(r.subject) for r in earlier],
+            "principal_id": [r.subject.id or "" for r in earlier],
+            "role": [r.role_name or r.role_id or "" for r in earlier],
+            "role_id": [r.role_id or "" for r in earlier],
+            "scope": [_scope(r) for r in earlier],
+            "activated_at": [_t(r.time) for r in earlier],
+            "in_period": [r.time >= period.start for r in earlier],
+        }
+    )
+    grouped = acts.groupby(["principal", "role_id", "scope"], sort=True, dropna=False).agg(
+        activations=("in_period", "sum"),
         last_activation=("activated_at", "max"),
         principal_id=("principal_id", "first"),
         role=("role", "first"),
     )
     counts: dict[tuple[str, str, str], tuple[int, str]] = {}
-    for (principal, role_id, scope), row in acts.iterrows():
+    for (principal, role_id, scope), row in grouped.iterrows():
         key = (str(principal).lower(), str(role_id).lower(), str(scope).lower())
         counts[key] = (int(row["activations"]), str(row["last_activation"]))
         if key not in held:
@@ -775,6 +793,8 @@ def _access_review(everything: Sequence[Rec], activations: pd.DataFrame, period:
             rec, why = "review", "standing access: make it eligible, or record why it must stay active"
         elif n:
             rec, why = "keep", f"activated {n}× in the period, last {last[:16].replace('T', ' ')}"
+        elif last and row["evidence"] == "activation":
+            rec, why = "remove", f"not activated in the period; last activation {last[:16].replace('T', ' ')}"
         else:
             assigned = (
                 datetime.fromisoformat(row["assigned_at"].replace("Z", "+00:00"))
