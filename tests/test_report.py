@@ -301,6 +301,7 @@ def test_the_access_review_worksheet_rows(known: Path) -> None:
 
 def test_coverage_names_the_gap_and_the_audit_export_flattens_every_role_record(known: Path) -> None:
     html = (known / "report.html").read_text(encoding="utf-8")
+    assert f"Input: 1 file, {len(known_stream())} records read" in html
     assert "SignInLogs" in html and "2026-03-16 05:00–2026-03-16 06:00 UTC (1 h)" in html
     export = _csv(known, "PIM-Audit-2026-03-16.csv")
     # Every RoleManagement record of the period (the January assignment and erin's end are outside it).

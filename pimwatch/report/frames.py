@@ -964,7 +964,7 @@ def _summary(
     return {
         "period": period.label(),
         "files": len(c.files),
-        "records": sum(c.stats.records.values()) + c.stats.screened + sum(c.stats.skipped.values()),
+        "records": c.stats.total_records,
         "quarantined": c.quarantined,
         "activations": len(acts),
         "principals": int(acts["principal"].nunique()),
