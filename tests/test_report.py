@@ -363,6 +363,32 @@ def _without_input(page: Path) -> str:
     )
 
 
+def test_the_hash_seed_does_not_reach_the_bytes(tmp_path: Path, known: Path) -> None:
+    """Each seed is its own interpreter: no set order reaches a table, a chart or the page."""
+    _write(tmp_path / "in.jsonl", known_stream())
+    (tmp_path / "pimwatch.yaml").write_text(CONFIG, encoding="utf-8")
+    outs = []
+    for seed in ("0", "1"):
+        out = tmp_path / f"seed{seed}"
+        args = ["report", "--config", str(tmp_path / "pimwatch.yaml"), "--from", DAY, "--to", "2026-03-17"]
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
+        done = subprocess.run(
+            [sys.executable, "-m", "pimwatch", *args, "--out", str(out), str(tmp_path / "in.jsonl")],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        outs.append(out)
+    for name in sorted(p.name for p in known.iterdir()):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+        if name != "report.html":  # the page names the input file, which differs from the fixture's
+            assert (outs[0] / name).read_bytes() == (known / name).read_bytes(), name
+
+
 def test_attacker_text_is_escaped_in_the_page(known: Path) -> None:
     html = (known / "report.html").read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in html
