@@ -181,8 +181,11 @@ def known_stream() -> list[dict[str, Any]]:
         )
     )
     recs.append(directory("Add member to role", _t("14:00:00"), VICTOR, GINA, role=GA))
-    # The break-glass drill.
+    # The break-glass drill, and the account's permanent GA (standing by design).
     recs.append(signin(BG, _t("03:00:00")))
+    recs.append(
+        pim("Add member to role in PIM completed (permanent)", _t("07:00:00"), VICTOR, principal=BG, role=GA)
+    )
     # Sign-ins every hour (coverage) except 05:00.
     recs += [signin(FRANK, _t(f"{h:02d}:20:00")) for h in range(24) if h != 5]
     return recs
@@ -265,13 +268,15 @@ def test_approval_latency_and_outcomes_are_exact(known: Path) -> None:
 def test_assignments_breakglass_and_elevated_activity(known: Path) -> None:
     asg = _csv(known, "assignments.csv")
     assert list(zip(asg["principal"], asg["via"], asg["assignment"], asg["duration"], strict=True)) == [
+        ("bg-admin01@contoso.com", "PIM", "active", "permanent"),
         ("adm-frank@contoso.com", "PIM", "eligible", "expiring"),
         ("adm-gina@contoso.com", "outside PIM", "active", "permanent"),
     ]
-    assert asg.loc[0, "expires_at"] == "2027-03-16T08:00:00.000000Z"
+    assert asg.loc[1, "expires_at"] == "2027-03-16T08:00:00.000000Z"
     bg = _csv(known, "breakglass.csv")
     assert list(zip(bg["time"], bg["kind"], bg["result"], strict=True)) == [
-        ("2026-03-16T03:00:00.000000Z", "sign-in", "success")
+        ("2026-03-16T03:00:00.000000Z", "sign-in", "success"),
+        ("2026-03-16T07:00:00.000000Z", "audit", "success"),
     ]
     assert bg.loc[0, "account"] == "bg-admin01@contoso.com"
     elevated = _csv(known, "elevated_activity.csv")
@@ -295,6 +300,7 @@ def test_the_access_review_worksheet_rows(known: Path) -> None:
         ("adm-frank@contoso.com", "User Administrator"): ("eligible", "0", "review"),
         ("adm-hank@contoso.com", "User Administrator"): ("eligible", "0", "remove"),
         ("adm-gina@contoso.com", "Global Administrator"): ("active (permanent)", "0", "review"),
+        ("bg-admin01@contoso.com", "Global Administrator"): ("active (permanent)", "0", "keep"),
     }
     assert set(review["decision"]) == {""}  # for the reviewer
 
@@ -305,7 +311,7 @@ def test_coverage_names_the_gap_and_the_audit_export_flattens_every_role_record(
     assert "SignInLogs" in html and "2026-03-16 05:00–2026-03-16 06:00 UTC (1 h)" in html
     export = _csv(known, "PIM-Audit-2026-03-16.csv")
     # Every RoleManagement record of the period (the January assignment and erin's end are outside it).
-    assert len(export) == 18
+    assert len(export) == 19
     assert {"detail.expirationtime", "target.Role.name", "target.User.upn", "detail.requestid"} <= set(
         export.columns
     )
@@ -415,7 +421,7 @@ def test_a_longer_period_and_an_empty_one(tmp_path: Path) -> None:
         )
         == 0
     )
-    assert len(_csv(week, "PIM-Audit-2026-03-19.csv")) == 19  # erin's end is in this period
+    assert len(_csv(week, "PIM-Audit-2026-03-19.csv")) == 20  # erin's end is in this period
     assert _csv(week, "activations.csv")["used_minutes"].tolist() == ["120.0", "30.0", "120.0"]
     assert "Activations per day" in (week / "report.html").read_text(encoding="utf-8")
     empty = tmp_path / "empty"
@@ -447,6 +453,7 @@ def test_a_longer_period_and_an_empty_one(tmp_path: Path) -> None:
         "adm-frank@contoso.com": "remove",
         "adm-gina@contoso.com": "review",  # standing access
         "adm-hank@contoso.com": "remove",
+        "bg-admin01@contoso.com": "review",  # no --config here: not known as break-glass
     }
     assert review.loc[0, "last_activation"] == "2026-03-16T09:11:00.000000Z"
     html = (empty / "report.html").read_text(encoding="utf-8")

@@ -331,7 +331,7 @@ def build(c: Collected, config: Config, period: Period) -> Report:
     breakglass, drills = _breakglass(recs, c.break_glass, period)
     alerts = _alerts(c.alerts, period)
     elevated, per_activation = _elevated(activations, audit, period)
-    review = _access_review(c.recs, period)
+    review = _access_review(c.recs, period, config)
     coverage, gaps = _coverage(c, period)
     export = _audit_export(audit)
     jq, repeated = _justification(activations)
@@ -714,7 +714,7 @@ def _elevated(
     )
 
 
-def _access_review(everything: Sequence[Rec], period: Period) -> pd.DataFrame:
+def _access_review(everything: Sequence[Rec], period: Period, config: Config) -> pd.DataFrame:
     """Eligible assignments (assignment records up to the period's end, removals applied) and
     standing active ones, plus every (principal, role, scope) seen activating: eligibility is
     evidenced by the activation itself. Graph's eligibility list is not read yet."""
@@ -743,6 +743,7 @@ def _access_review(everything: Sequence[Rec], period: Period) -> pd.DataFrame:
             "assignment": "eligible" if a.eligible else "active (permanent)",
             "assigned_at": _t(r.time),
             "evidence": f"assignment record ({'via PIM' if a.via_pim else 'outside PIM'})",
+            "break_glass": config.settings.is_break_glass(r.subject),
         }
     # Every activation in the input up to the period's end is evidence of eligibility; those in the
     # period are counted, the last one (even before the period) is shown.
@@ -789,10 +790,12 @@ def _access_review(everything: Sequence[Rec], period: Period) -> pd.DataFrame:
         n, last = counts.get(key, (0, ""))
         row["activations"] = n
         row["last_activation"] = last
-        if row["assignment"] != "eligible":
+        if row.pop("break_glass", False):
+            rec, why = "keep", "emergency-access account (configured): standing access by design"
+        elif row["assignment"] != "eligible":
             rec, why = "review", "standing access: make it eligible, or record why it must stay active"
         elif n:
-            rec, why = "keep", f"activated {n}× in the period, last {last[:16].replace('T', ' ')}"
+            rec, why = "keep", "activated in the period"
         elif last and row["evidence"] == "activation":
             rec, why = "remove", f"not activated in the period; last activation {last[:16].replace('T', ' ')}"
         else:

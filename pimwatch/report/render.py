@@ -198,7 +198,12 @@ def html(report: Report, files: list[str]) -> str:
                 ],
             ),
             "review": _table(
-                t["access_review"], [c for c in ACCESS_REVIEW if c not in ("principal_id", "role_id")]
+                t["access_review"],
+                [
+                    c
+                    for c in ACCESS_REVIEW
+                    if c not in ("principal_id", "role_id", "assigned_at", "evidence", "reviewer")
+                ],
             ),
             "coverage": _table(report.coverage),
         },
