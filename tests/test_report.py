@@ -460,11 +460,27 @@ def test_a_longer_period_and_an_empty_one(tmp_path: Path) -> None:
     assert "Alerts: none in the period" in html and "2027-01-01 00:00–2027-01-02 00:00 UTC (24 h)" in html
 
 
+def test_a_bad_record_is_quarantined_next_to_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "in.jsonl"
+    _write(path, known_stream()[:3])
+    path.write_text(path.read_text(encoding="utf-8") + "{not json\n", encoding="utf-8")
+    assert main(["report", "--out", str(tmp_path / "out"), str(path)]) == 0
+    assert "bad records: 1, quarantined in" in capsys.readouterr().err
+    lines = (tmp_path / "out" / "quarantine.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["raw"] == "{not json"
+    assert "1 bad records quarantined" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+
+
 def test_bad_arguments_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--from", "yesterday", str(tmp_path)]) == 2
     assert "--from: not a date" in capsys.readouterr().err
     assert main(["report", "--out", str(tmp_path / "o")]) == 2
     assert "give the input" in capsys.readouterr().err
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    assert main(["report", "--out", str(tmp_path / "file" / "o"), str(tmp_path / "file")]) == 1
+    assert "cannot create the output folder" in capsys.readouterr().err
 
 
 def test_the_event_hub_path_never_imports_pandas_or_matplotlib(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ runs (they are the optional extra ``pimwatch[report]``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from datetime import datetime
@@ -89,6 +90,11 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
         return 1
     try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as exc:
+        sys.stderr.write(f"pimwatch: cannot create the output folder {args.out}: {exc.strerror or exc}\n")
+        return 1
+    try:
         collected = collect(files, plugins, config, args.state, args.out)
     except (InputError, StoreError) as exc:
         sys.stderr.write(f"pimwatch: {exc}\n")
@@ -99,7 +105,11 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         sys.stderr.write(f"pimwatch: {exc}\n")
         return 2
     report = build(collected, config, period)
-    written = write(report, args.out, files)
+    try:
+        written = write(report, args.out, files)
+    except OSError as exc:
+        sys.stderr.write(f"pimwatch: cannot write the report into {args.out}: {exc.strerror or exc}\n")
+        return 1
     s = report.summary
     sys.stderr.write(
         f"pimwatch: report for {s['period']}: {s['activations']} activations, {s['alerts']} alerts, "
