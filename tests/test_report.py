@@ -498,6 +498,60 @@ def test_the_event_hub_path_never_imports_pandas_or_matplotlib(tmp_path: Path) -
     assert out.stdout.strip().splitlines()[-1] == "[] 0"
 
 
+def test_the_report_is_mailed_with_its_files_to_a_real_smtp_server(tmp_path: Path) -> None:
+    from sinks import email as email_sink
+    from tests.sinks.test_email import Recorder, smtp_server
+
+    _write(tmp_path / "in.jsonl", known_stream())
+    handler = Recorder()
+    with smtp_server(handler) as port:
+        (tmp_path / "pimwatch.yaml").write_text(
+            CONFIG + "sinks:\n  weekly:\n    type: email\n    sender: pimwatch@contoso.com\n"
+            f"    to: [secops@contoso.com]\n    smtp_host: 127.0.0.1\n    smtp_port: {port}\n    tls: none\n",
+            encoding="utf-8",
+        )
+        out = tmp_path / "out"
+        args = ["report", "--config", str(tmp_path / "pimwatch.yaml"), "--from", DAY, "--to", "2026-03-17"]
+        assert main([*args, "--mail", "weekly", "--out", str(out), str(tmp_path / "in.jsonl")]) == 0
+        assert main([*args, "--mail", "nosuch", "--out", str(out), str(tmp_path / "in.jsonl")]) == 2
+    assert len(handler.received) == 1
+    msg = handler.received[0].parsed()
+    assert (
+        msg["Subject"]
+        == "[pimwatch] PIM report 2026-03-16 00:00 – 2026-03-16 23:59:59 UTC: 3 activations, 11 alerts"
+    )
+    files = {part.get_filename(): part.get_payload(decode=True) for part in msg.iter_attachments()}
+    assert sorted(files) == sorted(p.name for p in out.iterdir() if p.suffix in (".csv", ".html"))
+    for name, content in files.items():
+        assert content == (out / name).read_bytes(), name  # byte for byte, the BOM included
+    body = msg.get_body(("html",))
+    assert body is not None and "Activations outside business hours" in body.get_content()
+    # Graph takes at most 4 MB per request: a report too large is refused before sending, with why.
+    graph = email_sink.Config.model_validate(
+        {
+            "type": "email",
+            "transport": "graph",
+            "sender": "pimwatch@contoso.com",
+            "to": ["secops@contoso.com"],
+        }
+    )
+    big = email_sink.Attachment("activations.csv", "text/csv", b"x" * (email_sink.MAX_GRAPH_ATTACHMENTS + 1))
+    with pytest.raises(email_sink.PermanentError, match="more than Graph sendMail takes"):
+        email_sink.report_email("s", "t", "<p>h</p>", [big], graph, "k")
+    small = email_sink.report_email(
+        "s", "t", "<p>h</p>", [big.__class__("a.csv", "text/csv", b"a,b\r\n")], graph, "k"
+    )
+    attached = email_sink.graph_payload(small, graph)["message"]["attachments"]
+    assert attached == [
+        {
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": "a.csv",
+            "contentType": "text/csv",
+            "contentBytes": "YSxiDQo=",
+        }
+    ]
+
+
 # --- the page in a real browser -------------------------------------------------------------------
 
 

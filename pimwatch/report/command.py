@@ -13,6 +13,7 @@ from typing import Any
 from pimwatch.config import ConfigError, load
 from pimwatch.detector import Plugin
 from pimwatch.reader import InputError, expand
+from pimwatch.sink import SinkError
 from pimwatch.store import StoreError
 from pimwatch.timeutil import parse_time
 
@@ -39,6 +40,12 @@ def add_parser(sub: Any) -> None:
         dest="end",
         metavar="T",
         help="period end, exclusive (default: the day after the last record's)",
+    )
+    rp.add_argument(
+        "--mail",
+        metavar="SINK",
+        help="also send the summary, with report.html and the CSVs attached, through this email sink "
+        "of the config",
     )
     rp.add_argument(
         "--out", default="pimwatch-report", metavar="DIR", help="output folder (default: pimwatch-report)"
@@ -83,6 +90,12 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         for problem in exc.problems:
             sys.stderr.write(f"  {problem}\n")
         return 2
+    sink = None
+    if args.mail is not None:
+        sink = config.sinks.get(args.mail)
+        if sink is None or sink.config.type != "email":
+            sys.stderr.write(f"pimwatch: --mail {args.mail}: the config has no email sink of that name\n")
+            return 2
     skipped: Counter[str] = Counter()
     try:
         files = expand(args.paths, skipped)
@@ -121,4 +134,13 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         )
     for path in written:
         sys.stdout.write(path + "\n")
+    if sink is not None:
+        from pimwatch.report.mail import send
+
+        try:
+            answer = send(report, sink, written)
+        except (SinkError, OSError) as exc:
+            sys.stderr.write(f"pimwatch: the report was written but not sent: {exc}\n")
+            return 1
+        sys.stderr.write(f"  sent through {sink.label}: {answer}\n")
     return 0

@@ -64,7 +64,7 @@ def _table(df: pd.DataFrame, columns: list[str] | None = None, limit: int = HTML
     return {"columns": cols, "rows": rows, "total": len(df), "shown": len(rows)}
 
 
-def _env() -> jinja2.Environment:
+def env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=True,
@@ -208,7 +208,7 @@ def html(report: Report, files: list[str]) -> str:
             "coverage": _table(report.coverage),
         },
     }
-    return _env().get_template("report.html.j2").render(context)
+    return env().get_template("report.html.j2").render(context)
 
 
 def _durations(acts: pd.DataFrame) -> dict[str, Any]:
