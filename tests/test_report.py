@@ -473,6 +473,16 @@ def test_a_bad_record_is_quarantined_next_to_the_report(
     assert "1 bad records quarantined" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
 
 
+def test_chart_labels_are_escaped_and_never_rewritten() -> None:
+    from pimwatch.report import charts
+
+    label = '<script>x</script> id="a" url(#b)'
+    svg = charts.barh([label], [1], "by-role", "activations")
+    assert "<script>" not in svg and '&lt;script&gt;x&lt;/script&gt; id="a" url(#b)' in svg
+    ids = re.findall(r'<[^>]*\bid="([^"]+)"', svg)
+    assert ids and all(i.startswith("by-role-") for i in ids)
+
+
 def test_bad_arguments_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "--from", "yesterday", str(tmp_path)]) == 2
     assert "--from: not a date" in capsys.readouterr().err

@@ -45,11 +45,19 @@ def _svg(fig: Figure, name: str) -> str:
         fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
     text = buf.getvalue()
     text = text[text.index("<svg") :]  # inline: no XML declaration or DOCTYPE
-    # A chart's own ids (clip paths) are prefixed with its name: unique in the page.
-    text = re.sub(r'id="([^"]+)"', rf'id="{name}-\1"', text)
-    text = re.sub(r"url\(#([^)]+)\)", rf"url(#{name}-\1)", text)
-    text = re.sub(r'xlink:href="#([^"]+)"', rf'xlink:href="#{name}-\1"', text)
+    text = _TAG.sub(lambda m: _own_ids(m.group(0), name), text)
     return text.replace("<svg ", f'<svg class="chart" data-chart="{name}" role="img" ', 1)
+
+
+_TAG = re.compile(r"<[^>]+>")  # text content is escaped: every "<" starts a tag
+
+
+def _own_ids(tag: str, name: str) -> str:
+    """A chart's own ids (clip paths) prefixed with its name, so they are unique in the page; only
+    inside tags, so a label's text (attacker-controlled) is never rewritten."""
+    tag = re.sub(r'\bid="([^"]+)"', rf'id="{name}-\1"', tag)
+    tag = re.sub(r"url\(#([^)]+)\)", rf"url(#{name}-\1)", tag)
+    return re.sub(r'xlink:href="#([^"]+)"', rf'xlink:href="#{name}-\1"', tag)
 
 
 def _fig(width: float, height: float) -> Figure:
