@@ -24,7 +24,7 @@ CLIENT = (
 )
 RUN = (
     "import contextlib, io\n"
-    "from pimwatch.graph.demo import main\n"
+    "from pimwatch.cli.posture_demo import main\n"
     "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
     "    main([])\n"
 )

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ "${1:-}" = "posture" ]; then
   shift
-  exec .venv/bin/python -m pimwatch.graph.demo "$@"
+  exec .venv/bin/python -m pimwatch.cli.posture_demo "$@"
 fi
 exec .venv/bin/pimwatch replay --config samples/demo/pimwatch.yaml samples/demo/day.eventhub.jsonl.gz "$@"

@@ -393,7 +393,7 @@ def test_record_queues_for_the_routed_sinks_only(tmp_path: Path, store: SqliteSt
 
 
 def test_the_posture_demo_shows_every_finding_without_a_tenant(capsys: pytest.CaptureFixture[str]) -> None:
-    from pimwatch.graph.demo import main
+    from pimwatch.cli.posture_demo import main
 
     assert main(["--format", "jsonl"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

@@ -29,6 +29,8 @@ from pimwatch.cli.consume import run as run_consume
 from pimwatch.cli.delivery import add_parsers, report
 from pimwatch.cli.delivery import run as run_delivery
 from pimwatch.cli.inputs import Checks, Note
+from pimwatch.cli.posture import add_parser as add_posture_parser
+from pimwatch.cli.posture import run as run_posture
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
 from pimwatch.config import ConfigError, load
@@ -40,9 +42,8 @@ from pimwatch.detection.contract import StoreError
 from pimwatch.detection.detector import Plugin, discover
 from pimwatch.detection.pipeline import Pipeline
 from pimwatch.detection.reader import UNREADABLE, InputError, Item, expand, read_file
-from pimwatch.graph.cli import add_parser as add_posture_parser
-from pimwatch.graph.cli import run as run_posture
 from pimwatch.hosting.driver import Driver, WatermarkTick
+from pimwatch.report import command as report_command
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
 
@@ -83,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     add_consume_parser(sub)
     add_prune_parser(sub)
     add_posture_parser(sub)
+    report_command.add_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -106,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_prune(args, load(args.config, plugins), plugins)
         except ConfigError as exc:
             return _config_error(exc)
+    if args.command == "report":
+        return report_command.run(args, plugins)
     if args.command != "replay":
         return run_delivery(args, plugins)
     return _replay(args, plugins)

@@ -1,7 +1,7 @@
 """One posture run, for every host: read Graph and run the checks (off any store transaction), then
 apply the findings to the outbox in one unit of work.
 
-* ``pimwatch posture`` (:mod:`pimwatch.graph.cli`): :func:`check_tenant`, then :func:`record`.
+* ``pimwatch posture`` (:mod:`pimwatch.cli.posture`): :func:`check_tenant`, then :func:`record`.
 * The Functions ``posture`` timer (function_app.py): :func:`timer` — the Graph reads, then
   :meth:`pimwatch.hosting.runtime.Runtime.apply`, which applies the findings through the runtime's driver
   (the heartbeat's path: queued for the sinks, committed, delivered).
