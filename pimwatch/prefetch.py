@@ -1,0 +1,94 @@
+"""Which state a batch will read, found before it runs, so a remote store fetches it concurrently.
+
+The batch is run once on a scratch store (an in-memory SQLite state, seeded with nothing but the
+privileged principals already known): every key, window range, alert and resolve index it reads is
+noted (:class:`pimwatch.tableunit.Reads`). Nothing of that run is kept — its alerts, its state,
+its quarantine. The real run then finds most of its reads already answered; what the scratch run
+could not foresee (a read whose key depends on state it did not have) is read when it comes, as
+before. So the prediction changes how many round trips a batch waits for, never what it decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from pimwatch.alerts import Alert
+from pimwatch.config import Config
+from pimwatch.detector import Plugin
+from pimwatch.pipeline import Pipeline
+from pimwatch.quarantine import Quarantine
+from pimwatch.reader import Item
+from pimwatch.store import MergeResult, SqliteStore, Store
+from pimwatch.tableunit import Reads
+
+log = logging.getLogger("pimwatch.prefetch")
+
+
+class _Recorder:
+    """A scratch store that notes what is read (the rest goes to the in-memory SQLite state)."""
+
+    def __init__(self) -> None:
+        self.inner = SqliteStore(":memory:")
+        self.reads = Reads()
+
+    def get(self, key: str) -> Any | None:
+        self.reads.kv.add(key)
+        return self.inner.get(key)
+
+    def members(self, key: str, start: datetime, end: datetime) -> Any:
+        self.reads.window(key, start.timestamp(), end.timestamp())
+        return self.inner.members(key, start, end)
+
+    def add(
+        self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
+    ) -> bool:
+        t = at.timestamp()
+        self.reads.window(key, t, t)  # whether it is there: answered by a read of its window
+        return self.inner.add(key, member, at, value, payload)
+
+    def merge_alert(self, alert: Alert) -> MergeResult:
+        self.reads.alerts.add(alert.id)
+        return self.inner.merge_alert(alert)
+
+    def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
+        self.reads.index.add((detector, key))
+        return self.inner.resolve_alerts(detector, key, at)
+
+    def get_alert(self, alert_id: str) -> Alert | None:
+        self.reads.alerts.add(alert_id)
+        return self.inner.get_alert(alert_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class Predictor:
+    """``predictor(items)``: the :class:`Reads` of a batch (see the module docstring)."""
+
+    def __init__(self, plugins: Sequence[Plugin], config: Config, known: Pipeline) -> None:
+        self.plugins, self.config, self.known = plugins, config, known
+
+    def __call__(self, items: Sequence[Item]) -> Reads:
+        recorder = _Recorder()
+        try:
+            scratch = Pipeline(
+                self.plugins,
+                self.config,
+                cast(Store, recorder),
+                Quarantine(os.devnull),
+                report=lambda _message: None,
+            )
+            scratch.engine.principals.ids.update(self.known.engine.principals.ids)
+            scratch.engine.principals.upns.update(self.known.engine.principals.upns)
+            recorder.reads = Reads()  # what the batch reads, not the scratch pipeline's set-up
+            scratch.feed(items)
+            scratch.quarantine.discard()
+        except Exception:  # only a forecast: the real run reads whatever it was not given
+            log.debug("prefetch forecast failed; the batch reads as it goes", exc_info=True)
+        finally:
+            recorder.inner.close()
+        return recorder.reads
