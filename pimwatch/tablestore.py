@@ -357,6 +357,7 @@ class TableStore:
             if window is None or not window.covers(s, e):
                 self._read_window(u, key, s, e)
                 window = u.windows[key]
+            u.read_windows.add(key)  # decided on: checked at commit if this unit adds to it
             found = dict(window.rows)
             for member, row in u.adds.get(key, {}).items():
                 found.setdefault(member, _member_of(row))
@@ -376,7 +377,6 @@ class TableStore:
         window = u.windows.setdefault(key, Window())
         window.rows.update((m.member, m) for m in rows)
         window.covered.append((start, end))
-        u.read_windows.add(key)
 
     @_guard
     def remove(self, key: str, member: str) -> None:

@@ -42,6 +42,7 @@ LAYER = {
     # state: where state lives
     "store": "state",
     "tablestore": "state",
+    "tableunit": "state",
     "archive": "state",
     "quarantine": "state",
     "retention": "state",
@@ -60,6 +61,7 @@ LAYER = {
     "consume_settings": "hosting",
     "storage": "hosting",
     "heartbeat": "hosting",
+    "prefetch": "hosting",
     # cli
     "cli": "cli",
     "cli_archive": "cli",
