@@ -8,13 +8,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pimwatch.alerts import Alert, Severity
+from pimwatch.config import build
+from pimwatch.detector import Plugin
+from pimwatch.quarantine import Quarantine
+from pimwatch.runtime import Runtime
 from pimwatch.store import Member
 from pimwatch.tablestore import TableStore
-from pimwatch.tableunit import Reads, UnitConflict
+from pimwatch.tableunit import Reads, Unit, UnitConflict
+from tests.functions_host import messages
+from tests.streams import CONFIG
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -122,3 +130,47 @@ def test_concurrent_requests_count_as_one_round_trip(two: tuple[TableStore, Tabl
     assert mine.requests - before_requests == 16  # 8 reads, 8 writes
     assert mine.round_trips - before_trips == 2  # one wave each
     assert [mine.get(k) for k in keys] == keys
+
+
+class _ConflictOnce(TableStore):
+    """The first commit check reports a conflict (the store side is tested for real above): what the
+    runtime does with it. Counts the batches run in a unit of work (each prefetches first)."""
+
+    conflicts = 0
+    units = 0
+
+    def prefetch(self, reads: Reads) -> None:
+        assert self._unit is not None
+        _ConflictOnce.units += 1
+        super().prefetch(reads)
+
+    def _check_window(self, u: Unit, key: str) -> None:
+        if not _ConflictOnce.conflicts:
+            _ConflictOnce.conflicts += 1
+            raise UnitConflict(f"window {key!r} changed (simulated)")
+        super()._check_window(u, key)
+
+
+def test_a_batch_whose_unit_conflicts_runs_again_one_request_at_a_time(
+    azurite_storage: str,
+    prefix: str,
+    tmp_path: Path,
+    plugins: list[Plugin],
+    records: list[dict[str, Any]],
+    expected: dict[str, int],
+) -> None:
+    rt = Runtime(
+        build(CONFIG, plugins),
+        plugins,
+        lambda: _ConflictOnce(azurite_storage, prefix),
+        Quarantine(str(tmp_path / "q.jsonl")),
+    )
+    try:
+        report = rt.handle(messages(records))
+    finally:
+        rt.close()
+    assert _ConflictOnce.conflicts == 1 and _ConflictOnce.units == 1  # the run again opened none
+    assert report.records == len(records)
+    store = TableStore(azurite_storage, prefix)
+    assert {a.id: a.count for a in store.alerts()} == expected
+    store.close()
