@@ -228,8 +228,10 @@ class Driver:
     ) -> BatchResult:
         """One Event Hub batch as one unit of work: feed, note the partition's progress, tick, queue,
         store the watermark, commit; then flush the quarantine (raises if it cannot: the host must
-        not checkpoint). ``also`` runs inside the unit (the runtime's arrival note). With
-        :attr:`at_once` and ``deliver``, an urgent alert ends a unit early and is delivered at once."""
+        not checkpoint) and call ``deliver`` (the sinks: what is due). ``also`` runs inside the unit
+        (the runtime's arrival note). With :attr:`at_once` and ``deliver``, an urgent alert ends a
+        unit early and is delivered at once. A remote store's unit of work spans the deliveries
+        too: the alerts it wrote are not read again to be sent."""
         unit: Callable[[], AbstractContextManager[None]] | None = getattr(self.store, "unit", None)
         outer = unit() if unit is not None and self.units else nullcontext()
         with outer:
@@ -254,7 +256,9 @@ class Driver:
                     break
                 assert deliver is not None
                 deliver()
-        self.pipeline.quarantine.close()
+            self.pipeline.quarantine.close()
+            if deliver is not None:
+                deliver()
         return self._take()
 
     def _feed_until_urgent(self, items: Iterator[Item]) -> bool:

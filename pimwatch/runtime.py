@@ -336,21 +336,19 @@ class Runtime:
     ) -> Report:
         stats, bad_before = s.pipeline.stats, self.quarantine.count
         read_before = stats.total_records
-        early = Report()
+        delivered = Report()  # the sends of this call: at once (delivery.at_once) and at the end
         result = s.driver.batch(
             s.pipeline.messages(bodies, sources),
             self.clock(),
             partition=partition,
             enqueued=enqueued or (),
             also=(lambda: self._note_arrival(s)) if bodies else None,
-            deliver=lambda: self._deliver(s.hot, early, add=True),  # delivery.at_once
+            deliver=lambda: self._deliver(s.hot, delivered, add=True),
         )
         report = _report(result, messages=len(bodies))
         report.records = stats.total_records - read_before
         report.quarantined = self.quarantine.count - bad_before
-        self._deliver(s.hot, report)
-        for sink, n in early.sent.items():
-            report.sent[sink] = report.sent.get(sink, 0) + n
+        report.sent, report.pending, report.dead = delivered.sent, delivered.pending, delivered.dead
         return report
 
     def _note_arrival(self, s: _Session) -> None:
@@ -407,13 +405,15 @@ class Runtime:
     @staticmethod
     def _deliver(deliverer: Deliverer, report: Report, *, add: bool = False) -> None:
         """Send what is due; sink failures are kept in the outbox by the deliverer, never raised.
-        ``add``: count what was sent on top of the report's (the early deliveries of a batch)."""
+        ``add``: count what was sent on top of the report's (a batch delivers more than once).
+        Pending and dead are as the last run left them."""
         if not deliverer.sinks:
             return
         outcome: Outcome = deliverer.run()
         if add:
             for sink, n in outcome.sent.items():
                 report.sent[sink] = report.sent.get(sink, 0) + n
+            report.pending, report.dead = outcome.pending, outcome.dead
             return
         report.sent, report.pending, report.dead = outcome.sent, outcome.pending, outcome.dead
 

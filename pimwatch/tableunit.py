@@ -116,7 +116,7 @@ class Waves:
     """Counts requests and *round trips*: requests issued one after another each count; a group
     issued concurrently counts as its longest chain (what the caller waits for)."""
 
-    def __init__(self, workers: int = 16) -> None:
+    def __init__(self, workers: int = 10) -> None:  # the HTTP connection pool holds 10
         self.requests = 0
         self.round_trips = 0
         self._local = threading.local()
