@@ -43,13 +43,6 @@ class _Recorder:
         self.reads.window(key, start.timestamp(), end.timestamp())
         return self.inner.members(key, start, end)
 
-    def add(
-        self, key: str, member: str, at: datetime, value: str = "", payload: dict[str, Any] | None = None
-    ) -> bool:
-        t = at.timestamp()
-        self.reads.window(key, t, t)  # whether it is there: answered by a read of its window
-        return self.inner.add(key, member, at, value, payload)
-
     def merge_alert(self, alert: Alert) -> MergeResult:
         self.reads.alerts.add(alert.id)
         return self.inner.merge_alert(alert)

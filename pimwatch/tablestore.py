@@ -346,18 +346,17 @@ class TableStore:
             if member in added or (window is not None and member in window.rows):
                 return False
             t = entity["at"]
-            if window is not None and window.covers(t, t):  # known absent: written at commit
-                added[member] = entity
-                return True
+            added[member] = entity  # written at commit (an upsert: a member's row is deterministic)
+            if window is None or not window.covers(t, t):
+                # Not known: assumed new. A caller that uses the answer reads the window next (the
+                # engine); if the member is there after all, that read stops the unit.
+                u.assumed.setdefault(key, set()).add(member)
+            return True
         try:
             self._t["members"].create_entity(entity)
         except ResourceExistsError:
-            fresh = False
-        else:
-            fresh = True
-        if u is not None:  # durable now: the unit knows it is there
-            u.windows.setdefault(key, Window()).rows[member] = _member_of(entity)
-        return fresh
+            return False
+        return True
 
     @_guard
     def members(self, key: str, start: datetime, end: datetime) -> list[Member]:
@@ -387,6 +386,9 @@ class TableStore:
 
     def _read_window(self, u: Unit, key: str, start: float, end: float) -> None:
         rows = self._query_members(key, start, end)
+        wrong = u.assumed.get(key, set()) & {m.member for m in rows}
+        if wrong:
+            raise UnitConflict(f"table store: window {key!r} had {min(wrong)!r}, answered as new")
         window = u.windows.setdefault(key, Window())
         window.rows.update((m.member, m) for m in rows)
         window.covered.append((start, end))

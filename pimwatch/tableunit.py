@@ -92,6 +92,7 @@ class Unit:
     kv_put: dict[str, Entity] = field(default_factory=dict)
     windows: dict[str, Window] = field(default_factory=dict)  # by window key (not encoded)
     adds: dict[str, dict[str, Entity]] = field(default_factory=dict)  # window key → member → row
+    assumed: dict[str, set[str]] = field(default_factory=dict)  # added unread: answered as new
     alerts: dict[str, AlertState] = field(default_factory=dict)  # by outbox partition key
     index_read: dict[str, dict[str, str]] = field(default_factory=dict)  # index pk → row key → id
     index_put: dict[tuple[str, str], Entity] = field(default_factory=dict)

@@ -118,6 +118,22 @@ def test_a_window_another_instance_added_to_stops_the_commit_before_the_alerts(
     assert {m.member for m in other.members("w", *span)} == {"m1", "m2"}  # the retry will see both
 
 
+def test_an_add_answered_new_without_a_read_is_checked_by_the_read_that_follows(
+    two: tuple[TableStore, TableStore],
+) -> None:
+    mine, other = two
+    span = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
+    other.add("w", "m1", T0, payload={"p": 1})
+    with mine.unit():  # no read of the window: the answer is not used, the upsert changes nothing
+        assert mine.add("w", "m1", T0, payload={"p": 1}) is True
+    assert other.members("w", *span) == [Member("m1", T0.timestamp(), "", {"p": 1})]
+    with pytest.raises(UnitConflict, match="answered as new"), mine.unit():
+        assert mine.add("w", "m1", T0, payload={"p": 1}) is True
+        mine.members("w", *span)  # the answer was wrong: the batch must not decide on it
+        mine.merge_alert(_alert(1, "r1"))
+    assert other.get_alert("a1") is None
+
+
 def test_concurrent_requests_count_as_one_round_trip(two: tuple[TableStore, TableStore]) -> None:
     mine, _ = two
     keys = [f"k{i}" for i in range(8)]
