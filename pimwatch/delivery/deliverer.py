@@ -115,6 +115,9 @@ class Policy(BaseModel):
     retries_in_run: int = 2
     alert_on_dead_letters: bool = True  # a "delivery.dead_letters" alert through the other sinks
     lease_margin_seconds: float = 30.0  # added to the longest send: clock skew between instances
+    # New alerts of this severity or higher are committed and sent as soon as their record is
+    # processed, not at the end of the Event Hub batch (pimwatch/hosting/driver.py); None: at the end.
+    at_once: Severity | None = None
 
 
 @dataclass(frozen=True)

@@ -64,10 +64,12 @@ from pimwatch.detection.timeutil import iso, parse_time
 from pimwatch.hosting import heartbeat
 from pimwatch.hosting.azure_settings import SettingsError, azure_storage, blob_archive, open_tables
 from pimwatch.hosting.driver import BatchResult, Change, Driver, ProgressTick
+from pimwatch.hosting.prefetch import Predictor
 from pimwatch.state import retention
 from pimwatch.state.archive import Archive, FileArchive, writer_id
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
+from pimwatch.state.tableunit import UnitConflict
 
 log = logging.getLogger("pimwatch.runtime")
 ENV_CONFIG = "PIMWATCH_CONFIG"
@@ -145,6 +147,7 @@ class Runtime:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pimwatch-runtime")
         self._warned = False
         self._arrival_noted: datetime | None = None
+        self._one_by_one = False  # the retry of a batch whose unit of work conflicted
         self.ticks = ProgressTick(partitions)
         self.horizon = retention.horizon(config, self.plugins)
         templating.configure(config.templates)
@@ -268,12 +271,26 @@ class Runtime:
 
     # --- on the runtime's thread -----------------------------------------------------------------
     def _call(self, work: Callable[[_Session], T]) -> T:
-        return self._thread.submit(self._guarded, work).result()
+        try:
+            return self._thread.submit(self._guarded, work).result()
+        except UnitConflict as exc:
+            # Another instance wrote to a window this batch read and wrote; none of its alerts were
+            # written. Run it again one request at a time (exact under concurrency, as ever).
+            log.info("%s: running the batch again without a unit of work", exc)
+            self._one_by_one = True
+            try:
+                return self._thread.submit(self._guarded, work).result()
+            finally:
+                self._one_by_one = False
 
     def _guarded(self, work: Callable[[_Session], T]) -> T:
         session = self._session or self._open()
+        session.driver.units = not self._one_by_one
         try:
             return work(session)
+        except UnitConflict:
+            self._discard(session)
+            raise
         except STORE_ERRORS:
             log.exception("state store failed: this call's writes are rolled back; the host retries")
             self._discard(session)
@@ -293,7 +310,13 @@ class Runtime:
         session = _Session(
             store,
             pipeline,
-            Driver(pipeline, self.ticks, deliverer),
+            Driver(
+                pipeline,
+                self.ticks,
+                deliverer,
+                at_once=policy.at_once,
+                predict=Predictor(self.plugins, self.config, pipeline) if hasattr(store, "unit") else None,
+            ),
             deliverer,
             Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters),
         )
@@ -325,17 +348,19 @@ class Runtime:
     ) -> Report:
         stats, bad_before = s.pipeline.stats, self.quarantine.count
         read_before = stats.total_records
+        delivered = Report()  # the sends of this call: at once (delivery.at_once) and at the end
         result = s.driver.batch(
             s.pipeline.messages(bodies, sources),
             self.clock(),
             partition=partition,
             enqueued=enqueued or (),
             also=(lambda: self._note_arrival(s)) if bodies else None,
+            deliver=lambda: self._deliver(s.hot, delivered, add=True),
         )
         report = _report(result, messages=len(bodies))
         report.records = stats.total_records - read_before
         report.quarantined = self.quarantine.count - bad_before
-        self._deliver(s.hot, report)
+        report.sent, report.pending, report.dead = delivered.sent, delivered.pending, delivered.dead
         return report
 
     def _note_arrival(self, s: _Session) -> None:
@@ -390,11 +415,18 @@ class Runtime:
         return answers
 
     @staticmethod
-    def _deliver(deliverer: Deliverer, report: Report) -> None:
-        """Send what is due; sink failures are kept in the outbox by the deliverer, never raised."""
+    def _deliver(deliverer: Deliverer, report: Report, *, add: bool = False) -> None:
+        """Send what is due; sink failures are kept in the outbox by the deliverer, never raised.
+        ``add``: count what was sent on top of the report's (a batch delivers more than once).
+        Pending and dead are as the last run left them."""
         if not deliverer.sinks:
             return
         outcome: Outcome = deliverer.run()
+        if add:
+            for sink, n in outcome.sent.items():
+                report.sent[sink] = report.sent.get(sink, 0) + n
+            report.pending, report.dead = outcome.pending, outcome.dead
+            return
         report.sent, report.pending, report.dead = outcome.sent, outcome.pending, outcome.dead
 
 
