@@ -206,6 +206,14 @@ def child_env(repo: Path = REPO) -> dict[str, str]:
     return env
 
 
+def compile_bytecode(python: str, repo: Path = REPO) -> None:
+    """Write the checkout's bytecode caches before measuring, so that start-up is what an installed
+    pimwatch pays (with ``PYTHONDONTWRITEBYTECODE`` set, every child would compile its modules from
+    source: ~0.1 s of CPU per run, more for a checkout with more code)."""
+    dirs = [str(repo / d) for d in ("pimwatch", "detectors") if (repo / d).is_dir()]
+    subprocess.run([python, "-m", "compileall", "-q", *dirs], check=False, stdout=subprocess.DEVNULL)
+
+
 def tail(path: Path, limit: int = 1500) -> str:
     try:
         data = path.read_bytes()
@@ -693,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = a.config.resolve() if a.config else write_config(work)
         ctx = Ctx(python=python, config=config, work=work, timeout=a.timeout)
+        if do_pipe:
+            compile_bytecode(python)
         unavailable = check_pipeline_available(ctx) if do_pipe else None
         if unavailable:
             if a.only == "pipeline":
