@@ -34,6 +34,7 @@ from pimwatch.config import ConfigError, load
 from pimwatch.delivery import Deliverer
 from pimwatch.detector import Plugin, discover
 from pimwatch.driver import Driver, WatermarkTick
+from pimwatch.gcfreeze import settle
 from pimwatch.pipeline import Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.reader import UNREADABLE, InputError, Item, expand, read_file
@@ -178,6 +179,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     unreadable = 0
     started = time.perf_counter()
     progress = sys.stderr.isatty() and args.format == "text"
+    settle()
     try:
         for path in files:
             try:

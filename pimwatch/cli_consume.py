@@ -16,6 +16,7 @@ from typing import Any
 
 from pimwatch.config import ConfigError
 from pimwatch.detector import Plugin
+from pimwatch.gcfreeze import settle
 from pimwatch.runtime import ENV_CONFIG, Runtime, SetupError
 from pimwatch.storage import SettingsError
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     try:
         cs.ensure_container(checkpoints)
         client = cs.open_client(hub, store)
+        settle()  # start-up done: what it made is never scanned again
     except cs.CheckpointStoreError as exc:
         runtime.close()
         sys.stderr.write(f"pimwatch: {exc}\n")

@@ -59,6 +59,7 @@ from pimwatch.config import Config, load
 from pimwatch.delivery import Deliverer, Outcome
 from pimwatch.detector import Plugin, discover
 from pimwatch.driver import BatchResult, Driver, ProgressTick
+from pimwatch.gcfreeze import settle
 from pimwatch.pipeline import WATERMARK, Pipeline
 from pimwatch.quarantine import Quarantine
 from pimwatch.sink import Http, SinkError
@@ -436,6 +437,7 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = Runtime.from_env()
+            settle()  # what start-up made is never scanned again
         return _runtime
 
 
