@@ -23,17 +23,17 @@ import copy
 import fnmatch
 import hashlib
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 from pimwatch.alerts import Alert, Severity
@@ -130,6 +130,8 @@ def check_pem_certificates(pem: str) -> None:
     """``pem`` holds PEM certificates that OpenSSL loads (a ValueError otherwise; the text is not echoed)."""
     if PEM_CERTIFICATE not in pem:
         raise ValueError("expected PEM certificates (-----BEGIN CERTIFICATE-----)")
+    import ssl  # here and below: imported when used (~10 ms of every start-up otherwise)
+
     try:
         ssl.create_default_context(cadata=pem)
     except (ssl.SSLError, ValueError) as exc:
@@ -153,6 +155,8 @@ class Trust:
 def tls_context(trust: Trust | None) -> ssl.SSLContext:
     """A verifying client context (TLS 1.2+, host names checked) trusting ``trust`` alone, or the
     system store. A bundle that no longer loads (the file was removed since start) is permanent."""
+    import ssl
+
     try:
         if trust is None:
             ctx = ssl.create_default_context()
@@ -168,6 +172,8 @@ def tls_context(trust: Trust | None) -> ssl.SSLContext:
 
 def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate verification failure behind ``exc`` (httpx wraps it twice), if that is what it is."""
+    import ssl
+
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLCertVerificationError):
@@ -224,6 +230,8 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    from email.utils import parsedate_to_datetime  # imported when used (~10 ms of start-up)
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
