@@ -165,15 +165,23 @@ class Screen:
         if props is None:
             return False
         # What wants() does on the parsed record, on the decoded fields (userId, UPN, then values).
-        fields = msgspec.structs.astuple(props)
+        # (known() inlined, and a string's lower() without str(): this runs for every sign-in.)
+        fields = astuple(props)
         for i, wanted in self._checks:
             value = fields[i]
-            if value is not None and str(value).lower() in wanted:
+            if value is not None and (value if type(value) is str else str(value)).lower() in wanted:
                 return False
-        return not self.known(fields[0], fields[1])
+        uid, upn = fields[0], fields[1]
+        uid = uid.lower() if type(uid) is str else None
+        upn = upn.lower() if type(upn) is str else None
+        for ids, upns in self.sources:
+            if uid in ids or upn in upns:
+                return False
+        return True
 
 
 _USER = ("userId", "userPrincipalName")
+astuple = msgspec.structs.astuple
 
 
 _SIGNIN_EH = frozenset({"SignInLogs", "NonInteractiveUserSignInLogs"})
