@@ -17,7 +17,7 @@ YOUNG = 50_000
 
 
 def settle() -> None:
-    """Call once start-up is done, before the first record is read."""
-    gc.collect()
+    """Call once start-up is done, before the first record is read. (No full collection first: it
+    costs ~15 ms, and start-up leaves next to no garbage in cycles.)"""
     gc.freeze()
     gc.set_threshold(YOUNG, 20, 100)
