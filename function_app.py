@@ -1,8 +1,9 @@
 """Azure Functions entry (Python v2 programming model): triggers only, each a few lines into
 :mod:`pimwatch.runtime`. Settings, host.json values and the retry policy: ``docs/functions.md``.
 
-Only ``azure.functions``, ``pimwatch.runtime`` and ``pimwatch.alerts`` are imported here; the runtime
-(config, detectors, sinks, state) is built on the first invocation (:func:`pimwatch.runtime.get_runtime`).
+Only ``azure.functions``, ``pimwatch.runtime``, ``pimwatch.alerts`` and ``pimwatch.gcfreeze`` are
+imported here; the runtime (config, detectors, sinks, state) is built on the first invocation
+(:func:`pimwatch.runtime.get_runtime`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
+from pimwatch import gcfreeze
 from pimwatch.alerts import Severity
 from pimwatch.runtime import get_runtime
 
+gcfreeze.arm()  # the worker hosts this app: the collector is settled once the runtime is built
 app = func.FunctionApp()
 SEVERITIES = tuple(s.value for s in Severity)
 log = logging.getLogger("pimwatch.functions")

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from pimwatch import gcfreeze
     from pimwatch.cli import main as cli_main
+
+    gcfreeze.arm()  # this process is the command: the collector is settled after start-up
 
     return cli_main(argv)
