@@ -174,7 +174,7 @@ class Screen:
         uid, upn = fields[0], fields[1]
         uid = uid.lower() if type(uid) is str else None
         upn = upn.lower() if type(upn) is str else None
-        for ids, upns in self.sources:
+        for ids, upns in self.sources:  # noqa: SIM110 - a loop: no generator object per sign-in
             if uid in ids or upn in upns:
                 return False
         return True
