@@ -198,8 +198,6 @@ _DELIVERY_COLUMNS = (
 )
 KV_CACHE_SIZE = 4096
 HOT_ALERTS = 256  # alerts kept decoded between folds (see _folding)
-CACHE_KIB = 16 << 10  # SQLite page cache bound (KiB): the working set of a few million records,
-# while the peak RSS stays flat (64 MiB held the whole state, and RSS grew with it: 71 MB at 200k)
 
 
 class SqliteStore:
@@ -216,10 +214,6 @@ class SqliteStore:
                 "PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY"
             )
             self._db.execute("PRAGMA synchronous=NORMAL")
-            # SQLite's default page cache is 2 MB: once the state outgrows it, window and membership
-            # lookups read pages back (CPU per record grew 22-29 % from 200k to 1M records). Pages
-            # are allocated as they are used, so this is a bound, not a reservation.
-            self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             self._db.executescript(_SCHEMA)
             _add_lease_columns(self._db)
             row = self._db.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
