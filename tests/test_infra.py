@@ -88,6 +88,7 @@ NOT_DEPLOYED = {
     "PIMWATCH_EVENTHUB__clientId": "user-assigned identity only; the app has a system-assigned one",
     "PIMWATCH_CHECKPOINT_CONTAINER": "pimwatch consume only (the Functions host checkpoints itself)",
     "PIMWATCH_START": "pimwatch consume only (Functions: initialOffsetOptions)",
+    "PIMWATCH_GRAPH_CLIENT_SECRET": "graph.credential client_secret only; Azure reads Graph as the app",
 }
 # Flex Consumption takes the language from functionAppConfig.runtime and deprecates these.
 FLEX_DEPRECATED = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"}

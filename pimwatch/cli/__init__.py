@@ -43,6 +43,7 @@ from pimwatch.detection.detector import Plugin, discover
 from pimwatch.detection.pipeline import Pipeline
 from pimwatch.detection.reader import UNREADABLE, InputError, Item, expand, read_file
 from pimwatch.hosting.driver import Driver, WatermarkTick
+from pimwatch.hosting.gcfreeze import settle
 from pimwatch.report import command as report_command
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
@@ -199,6 +200,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     checks = Checks(pipeline.stats)
     started = time.perf_counter()
     progress = sys.stderr.isatty() and args.format == "text"
+    settle()
     try:
         for path in files:
             checks.before()

@@ -64,6 +64,7 @@ from pimwatch.detection.timeutil import iso, parse_time
 from pimwatch.hosting import heartbeat
 from pimwatch.hosting.azure_settings import SettingsError, azure_storage, blob_archive, open_tables
 from pimwatch.hosting.driver import BatchResult, Change, Driver, ProgressTick
+from pimwatch.hosting.gcfreeze import settle
 from pimwatch.hosting.prefetch import Predictor
 from pimwatch.state import retention
 from pimwatch.state.archive import Archive, FileArchive, writer_id
@@ -480,6 +481,7 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = Runtime.from_env()
+            settle()  # what start-up made is never scanned again
         return _runtime
 
 
