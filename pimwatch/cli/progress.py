@@ -62,9 +62,8 @@ class Progress:
         self.records = 0
         self.clock = clock
         self.started = clock()
-        self._next = self.started
-        self._bar = _bar(stream, total_bytes)
-        self.draw()
+        self._next = self.started + INTERVAL
+        self._bar = _bar(stream, total_bytes)  # draws the first frame: "0 records"
 
     def text(self, now: float) -> str:
         rate = self.records / max(now - self.started, 1e-9)
