@@ -111,12 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "completion":
-        return completion.run(args, parser)
     if args.command == "init":
         return init.run(args)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
     plugins = discover()
+    if args.command == "completion":
+        return completion.run(args, parser, [p.meta.id for p in plugins])
     if args.command == "check-config":
         return checkconfig.run(args, plugins)
     if args.command == "route":

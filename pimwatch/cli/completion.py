@@ -21,12 +21,17 @@ from typing import Any
 SHELLS = ("bash", "zsh", "fish")
 
 
+# Options and positionals whose value is a path (file names are completed for them).
+PATH_DESTS = frozenset({"config", "state", "quarantine", "paths", "path", "dir", "to", "templates"})
+
+
 @dataclass(frozen=True)
 class Option:
     names: tuple[str, ...]  # -v, --verbose
     help: str
     takes_value: bool
-    choices: tuple[str, ...] = ()  # empty with takes_value: a path
+    choices: tuple[str, ...] = ()
+    path: bool = False  # the value is a path (else, without choices: free text, nothing completed)
 
 
 @dataclass
@@ -34,7 +39,8 @@ class Command:
     name: str
     help: str
     options: list[Option] = field(default_factory=list)
-    words: tuple[str, ...] = ()  # the first positional's choices; empty: paths
+    words: tuple[str, ...] = ()  # the first positional's choices
+    paths: bool = False  # the positionals are paths
 
 
 def add_parser(sub: Any) -> None:
@@ -42,13 +48,15 @@ def add_parser(sub: Any) -> None:
     cp.add_argument("shell", choices=SHELLS)
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    sys.stdout.write(script(parser, args.shell))
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser, detectors: list[str]) -> int:
+    sys.stdout.write(script(parser, args.shell, {"--detector": detectors}))
     return 0
 
 
-def script(parser: argparse.ArgumentParser, shell: str) -> str:
-    top, commands = model(parser)
+def script(parser: argparse.ArgumentParser, shell: str, values: dict[str, list[str]] | None = None) -> str:
+    """The script for ``shell``; ``values``: the words to complete for options without choices
+    (``--detector``: the detector ids)."""
+    top, commands = model(parser, values or {})
     return {"bash": _bash, "zsh": _zsh, "fish": _fish}[shell](parser.prog, top, commands)
 
 
@@ -57,30 +65,35 @@ def _help(action: argparse.Action) -> str:
     return " ".join(text.split())[:70]
 
 
-def _options(parser: argparse.ArgumentParser) -> tuple[list[Option], tuple[str, ...]]:
-    options: list[Option] = []
-    words: tuple[str, ...] = ()
+def _command(name: str, help: str, parser: argparse.ArgumentParser, values: dict[str, list[str]]) -> Command:
+    cmd = Command(name, " ".join(help.split())[:70])
     for action in parser._actions:  # argparse keeps no public list of its actions
         if isinstance(action, argparse._SubParsersAction):
             continue
         choices = tuple(str(c) for c in action.choices) if action.choices else ()
         if action.option_strings:
-            options.append(Option(tuple(action.option_strings), _help(action), action.nargs != 0, choices))
-        elif not words:
-            words = choices
-    return options, words
+            long = max(action.option_strings, key=len)
+            choices = choices or tuple(values.get(long, ()))
+            path = action.nargs != 0 and not choices and action.dest in PATH_DESTS
+            cmd.options.append(
+                Option(tuple(action.option_strings), _help(action), action.nargs != 0, choices, path)
+            )
+        elif not cmd.words and not cmd.paths:
+            cmd.words, cmd.paths = choices, not choices and action.dest in PATH_DESTS
+    return cmd
 
 
-def model(parser: argparse.ArgumentParser) -> tuple[list[Option], list[Command]]:
-    """The top-level options, and each sub-command with its options and first positional's choices."""
-    top, _ = _options(parser)
+def model(
+    parser: argparse.ArgumentParser, values: dict[str, list[str]] | None = None
+) -> tuple[list[Option], list[Command]]:
+    """The top-level options, and each sub-command with its options and first positional."""
+    top = _command(parser.prog, "", parser, values or {}).options
     commands: list[Command] = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help or "" for a in action._choices_actions}
             for name, sub in action.choices.items():
-                options, words = _options(sub)
-                commands.append(Command(name, " ".join(helps.get(name, "").split())[:70], options, words))
+                commands.append(_command(name, helps.get(name, ""), sub, values or {}))
     return top, commands
 
 
@@ -89,23 +102,25 @@ def _bash(prog: str, top: list[Option], commands: list[Command]) -> str:
     top_words = " ".join([c.name for c in commands] + [n for o in top for n in o.names])
     cases = []
     for c in commands:
-        values = [
-            f"        {'|'.join(o.names)}) "
-            + (
-                f'COMPREPLY=($(compgen -W "{" ".join(o.choices)}" -- "$cur")); return ;;'
-                if o.choices
-                else 'COMPREPLY=($(compgen -f -- "$cur")); return ;;'
-            )
-            for o in c.options
-            if o.takes_value
-        ]
+        values = []
+        for o in c.options:
+            if o.takes_value:
+                reply = (
+                    f'COMPREPLY=($(compgen -W "{" ".join(o.choices)}" -- "$cur"))'
+                    if o.choices
+                    else ('COMPREPLY=($(compgen -f -- "$cur"))' if o.path else "COMPREPLY=()")
+                )
+                values.append(f"        {'|'.join(o.names)}) {reply}; return ;;")
         flags = " ".join(n for o in c.options for n in o.names)
-        rest = f'compgen -W "{" ".join(c.words)}" -- "$cur"' if c.words else 'compgen -f -- "$cur"'
+        if c.words:
+            rest = f'COMPREPLY=($(compgen -W "{" ".join(c.words)}" -- "$cur"))'
+        else:
+            rest = 'COMPREPLY=($(compgen -f -- "$cur"))' if c.paths else "COMPREPLY=()"
         cases.append(
             f"    {c.name})\n"
             + ('      case "$prev" in\n' + "\n".join(values) + "\n      esac\n" if values else "")
             + f'      if [[ "$cur" == -* ]]; then COMPREPLY=($(compgen -W "{flags}" -- "$cur")); '
-            + f"else COMPREPLY=($({rest})); fi\n      ;;"
+            + f"else {rest}; fi\n      ;;"
         )
     return f"""# bash completion for {prog} (generated by `{prog} completion bash`)
 {fn}() {{
@@ -141,11 +156,17 @@ def _zsh(prog: str, top: list[Option], commands: list[Command]) -> str:
             excl = f"'({' '.join(o.names)})'" if len(o.names) > 1 else ""
             value = ""
             if o.takes_value:
-                value = f":value:({' '.join(o.choices)})" if o.choices else ":file:_files"
+                value = (
+                    f":value:({' '.join(o.choices)})"
+                    if o.choices
+                    else (":file:_files" if o.path else ":value: ")
+                )
             specs.append(f"{excl}{names}'[{_zq(o.help)}]{value}'")
-        rest = f"'*:word:({' '.join(c.words)})'" if c.words else "'*:file:_files'"
+        rest = f"'*:word:({' '.join(c.words)})'" if c.words else ("'*:file:_files'" if c.paths else "")
         cases.append(
-            f"    {c.name})\n      _arguments -s \\\n        " + " \\\n        ".join([*specs, rest]) + " ;;"
+            f"    {c.name})\n      _arguments -s \\\n        "
+            + " \\\n        ".join([*specs, rest] if rest else specs)
+            + " ;;"
         )
     return f"""#compdef {prog}
 # zsh completion for {prog} (generated by `{prog} completion zsh`)
@@ -191,9 +212,12 @@ def _fish(prog: str, top: list[Option], commands: list[Command]) -> str:
         for o in c.options:
             value = ""
             if o.takes_value:
-                value = f" -x -a {_fq(' '.join(o.choices))}" if o.choices else " -r -F"
+                value = f" -x -a {_fq(' '.join(o.choices))}" if o.choices else (" -r -F" if o.path else " -x")
             lines.append(f"complete -c {prog} {when} {_fish_names(o)}{value} -d {_fq(o.help)}")
-        lines.append(f"complete -c {prog} {when} " + (f"-x -a {_fq(' '.join(c.words))}" if c.words else "-F"))
+        if c.words:
+            lines.append(f"complete -c {prog} {when} -x -a {_fq(' '.join(c.words))}")
+        elif c.paths:
+            lines.append(f"complete -c {prog} {when} -F")
     return "\n".join(lines) + "\n"
 
 
