@@ -138,12 +138,12 @@ def test_a_narrow_terminal_puts_titles_under_their_row() -> None:
     assert " ".join(line.strip() for line in lines[3:]) == LONG
 
 
-def test_a_title_longer_than_three_lines_is_ellipsized() -> None:
+def test_a_title_longer_than_four_lines_is_ellipsized() -> None:
     out = io.StringIO()
     title = " ".join(f"word{i}" for i in range(200))
     table([_alert(title)], out, columns=140)
     lines = out.getvalue().splitlines()[1:]
-    assert len(lines) == 3 and lines[-1].endswith("…")
+    assert len(lines) == 4 and lines[-1].endswith("…")
     assert all(len(line) <= 140 for line in lines)
 
 

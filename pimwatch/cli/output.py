@@ -23,7 +23,7 @@ EXIT_PIPE = 141
 """The exit code when stdout was closed before all output was written: 128 + SIGPIPE, what a shell
 reports for a Unix tool that a closed pipe stopped (``set -o pipefail`` sees it as with ``cat``)."""
 
-TITLE_LINES = 3  # a title wraps onto at most this many lines on a terminal, the last one ellipsized
+TITLE_LINES = 4  # a title wraps onto at most this many lines on a terminal, the last one ellipsized
 MIN_TITLE = 50  # a title column narrower than this: the title goes on its own lines under the row
 _HEAD = f"{'SEVERITY':<9} {'FIRST SEEN (UTC)':<20} {'COUNT':>5}  {'DETECTOR':<28} "
 
