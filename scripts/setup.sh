@@ -29,10 +29,8 @@ if [ "$mode" = runtime ]; then
   echo "pimwatch: installing the runtime into .venv (first run only; scripts/test.sh adds the dev tools) ..." >&2
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-# pip's own upgrade is for the dev tools' builds; the runtime installs with the venv's pip.
+# The dev setup upgrades pip first; the runtime installs with the venv's own pip (a download less).
 if [ "$mode" = dev ]; then "${pip[@]}" --upgrade pip; fi
-# editable_mode=compat: a .pth to the checkout (detectors/ and sinks/ are found there), without
-# setuptools' notice about the import-hook editable mode on every install.
-"${pip[@]}" --config-settings editable_mode=compat -e "$target"
+"${pip[@]}" -e "$target"
 rm -f .venv/.pimwatch-runtime .venv/.pimwatch-dev .venv/.pimwatch-installed
 echo "$want" > ".venv/.pimwatch-$mode"
