@@ -68,8 +68,8 @@ sinks:
 #     sender: pimwatch@contoso.com
 #     to: [secops@contoso.com]
 #     tenant_id: ${AZURE_TENANT_ID}
-#     client_id: ${PIMWATCH_CLIENT_ID}
-#     client_secret: ${PIMWATCH_CLIENT_SECRET}
+#     client_id: ${MAIL_CLIENT_ID}
+#     client_secret: ${MAIL_CLIENT_SECRET}
 # --- end of production routing ---
 
 # delivery: retries and dead letters (docs/sinks.md).
