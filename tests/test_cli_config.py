@@ -92,28 +92,39 @@ def test_unset_variables_are_named_and_set_values_never_shown(
     assert WEBHOOK_SECRET not in out + err and "R0123456789abcdef" not in out + err
 
 
-def test_a_template_that_does_not_compile_is_named_with_its_line(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def _override(tmp_path: Path, name: str, text: str) -> Path:
+    """A template folder with one override."""
     folder = tmp_path / "templates"
     folder.mkdir()
-    (folder / "email.subject.txt.j2").write_text("{{ prefix }}\n{% if count %}unclosed\n")
+    (folder / name).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        # does not compile: named with its line
+        (
+            "email.subject.txt.j2",
+            "{{ prefix }}\n{% if count %}unclosed\n",
+            r"templates: email\.subject\.txt\.j2 line 2: ",
+        ),
+        # overrides nothing (a typo in the name): it would never be used
+        (
+            "email.subjct.txt.j2",
+            "{{ prefix }}\n",
+            r"templates: email\.subjct\.txt\.j2 overrides no bundled template",
+        ),
+    ],
+)
+def test_template_overrides_that_compile_not_or_override_nothing_are_errors(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str, text: str, expected: str
+) -> None:
+    folder = _override(tmp_path, name, text)
     cfg = _config(tmp_path, f"templates: {folder}\nsinks:\n  screen: {{type: console}}\n")
     code, _, err = _run(capsys, "check-config", "--config", cfg)
     assert code == 2
-    assert re.search(r"templates: email\.subject\.txt\.j2 line \d+: ", err), err
-
-
-def test_a_template_override_of_no_bundled_template_is_an_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    folder = tmp_path / "templates"
-    folder.mkdir()
-    (folder / "email.subjct.txt.j2").write_text("{{ prefix }}\n")
-    cfg = _config(tmp_path, f"templates: {folder}\n")
-    code, _, err = _run(capsys, "check-config", "--config", cfg)
-    assert code == 2
-    assert "templates: email.subjct.txt.j2 overrides no bundled template" in err
+    assert re.search(expected, err), err
 
 
 def test_a_template_that_fails_on_a_sample_alert_names_the_sink(
@@ -121,9 +132,7 @@ def test_a_template_that_fails_on_a_sample_alert_names_the_sink(
 ) -> None:
     """It compiles, but reads a name its context does not have (StrictUndefined): the e-mail sink
     would fail on every alert, so check-config renders sample alerts through every sink."""
-    folder = tmp_path / "templates"
-    folder.mkdir()
-    (folder / "email.subject.txt.j2").write_text("{{ prefix }} {{ tenant_name }}\n")
+    folder = _override(tmp_path, "email.subject.txt.j2", "{{ prefix }} {{ tenant_name }}\n")
     cfg = _config(
         tmp_path,
         f"templates: {folder}\nsinks:\n  mail: {{type: email, smtp_host: smtp.example.com, "

@@ -97,25 +97,27 @@ def model(
     return top, commands
 
 
+def _pick(words: tuple[str, ...], path: bool, listed: str, files: str, nothing: str) -> str:
+    """A shell's completion of a value: ``listed`` with the words (choices: plain identifiers, no
+    quoting needed) in its ``{}``, else ``files`` for a path, else ``nothing``."""
+    return listed.format(" ".join(words)) if words else (files if path else nothing)
+
+
+_BASH = ('COMPREPLY=($(compgen -W "{}" -- "$cur"))', 'COMPREPLY=($(compgen -f -- "$cur"))', "COMPREPLY=()")
+
+
 def _bash(prog: str, top: list[Option], commands: list[Command]) -> str:
     fn = "_" + re.sub(r"\W", "_", prog)
     top_words = " ".join([c.name for c in commands] + [n for o in top for n in o.names])
     cases = []
     for c in commands:
-        values = []
-        for o in c.options:
-            if o.takes_value:
-                reply = (
-                    f'COMPREPLY=($(compgen -W "{" ".join(o.choices)}" -- "$cur"))'
-                    if o.choices
-                    else ('COMPREPLY=($(compgen -f -- "$cur"))' if o.path else "COMPREPLY=()")
-                )
-                values.append(f"        {'|'.join(o.names)}) {reply}; return ;;")
+        values = [
+            f"        {'|'.join(o.names)}) {_pick(o.choices, o.path, *_BASH)}; return ;;"
+            for o in c.options
+            if o.takes_value
+        ]
         flags = " ".join(n for o in c.options for n in o.names)
-        if c.words:
-            rest = f'COMPREPLY=($(compgen -W "{" ".join(c.words)}" -- "$cur"))'
-        else:
-            rest = 'COMPREPLY=($(compgen -f -- "$cur"))' if c.paths else "COMPREPLY=()"
+        rest = _pick(c.words, c.paths, *_BASH)
         cases.append(
             f"    {c.name})\n"
             + ('      case "$prev" in\n' + "\n".join(values) + "\n      esac\n" if values else "")
@@ -154,15 +156,11 @@ def _zsh(prog: str, top: list[Option], commands: list[Command]) -> str:
         for o in c.options:
             names = o.names[0] if len(o.names) == 1 else "{" + ",".join(o.names) + "}"
             excl = f"'({' '.join(o.names)})'" if len(o.names) > 1 else ""
-            value = ""
-            if o.takes_value:
-                value = (
-                    f":value:({' '.join(o.choices)})"
-                    if o.choices
-                    else (":file:_files" if o.path else ":value: ")
-                )
+            value = (
+                _pick(o.choices, o.path, ":value:({})", ":file:_files", ":value: ") if o.takes_value else ""
+            )
             specs.append(f"{excl}{names}'[{_zq(o.help)}]{value}'")
-        rest = f"'*:word:({' '.join(c.words)})'" if c.words else ("'*:file:_files'" if c.paths else "")
+        rest = _pick(c.words, c.paths, "'*:word:({})'", "'*:file:_files'", "")
         cases.append(
             f"    {c.name})\n      _arguments -s \\\n        "
             + " \\\n        ".join([*specs, rest] if rest else specs)
@@ -210,14 +208,11 @@ def _fish(prog: str, top: list[Option], commands: list[Command]) -> str:
     for c in commands:
         when = f"-n '__fish_seen_subcommand_from {c.name}'"
         for o in c.options:
-            value = ""
-            if o.takes_value:
-                value = f" -x -a {_fq(' '.join(o.choices))}" if o.choices else (" -r -F" if o.path else " -x")
+            value = _pick(o.choices, o.path, " -x -a '{}'", " -r -F", " -x") if o.takes_value else ""
             lines.append(f"complete -c {prog} {when} {_fish_names(o)}{value} -d {_fq(o.help)}")
-        if c.words:
-            lines.append(f"complete -c {prog} {when} -x -a {_fq(' '.join(c.words))}")
-        elif c.paths:
-            lines.append(f"complete -c {prog} {when} -F")
+        rest = _pick(c.words, c.paths, " -x -a '{}'", " -F", "")
+        if rest:
+            lines.append(f"complete -c {prog} {when}{rest}")
     return "\n".join(lines) + "\n"
 
 
