@@ -46,6 +46,7 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,8 @@ from pimwatch.detection.timeutil import iso, parse_time
 from pimwatch.hosting import heartbeat
 from pimwatch.hosting.azure_settings import SettingsError, azure_storage, blob_archive, open_tables
 from pimwatch.hosting.driver import BatchResult, Driver, ProgressTick
+from pimwatch.hosting.metrics import OUTBOX_STATUSES, Metrics, RequestCounter
+from pimwatch.hosting.metrics import from_env as metrics_from_env
 from pimwatch.state import retention
 from pimwatch.state.archive import Archive, FileArchive, writer_id
 from pimwatch.state.quarantine import Quarantine
@@ -128,11 +131,15 @@ class Runtime:
         dead_letters: Archive | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         partitions: Sequence[str] = (),
+        metrics: Metrics | None = None,
+        requests: RequestCounter | None = None,
     ) -> None:
         """``open_store`` builds the state store (again after a failure); ``quarantined`` counts the
         records in the quarantine across all workers (for ``health``); ``dead_letters`` is where
         deliveries that die are also written (pimwatch/state/archive.py); ``partitions``: the hub's
-        partition ids, when known (:class:`pimwatch.hosting.driver.ProgressTick`)."""
+        partition ids, when known (:class:`pimwatch.hosting.driver.ProgressTick`); ``metrics``: where
+        each batch and delivery run is recorded (:mod:`pimwatch.hosting.metrics`; None: nowhere);
+        ``requests``: counts the state store's HTTP requests (a remote store), for the metrics."""
         self.config = config
         self.plugins = list(plugins)
         self.open_store = open_store
@@ -147,6 +154,8 @@ class Runtime:
         self._arrival_noted: datetime | None = None
         self.ticks = ProgressTick(partitions)
         self.horizon = retention.horizon(config, self.plugins)
+        self.metrics = metrics or Metrics()
+        self.requests = requests
         templating.configure(config.templates)
 
     @classmethod
@@ -161,15 +170,19 @@ class Runtime:
         plugins = discover()
         config = load(_config_path(os.environ.get(ENV_CONFIG) or None), plugins)
         partitions = _partitions(os.environ.get(ENV_PARTITIONS))
+        metrics = metrics_from_env()
         if storage is not None:
             quarantine = Quarantine.on(blob_archive(storage, storage.quarantine_container))
+            requests = RequestCounter()
             return cls(
                 config,
                 plugins,
-                lambda: open_tables(storage),
+                lambda: open_tables(storage, **requests.client_options()),
                 quarantine,
                 dead_letters=blob_archive(storage, storage.deadletter_container),
                 partitions=partitions,
+                metrics=metrics,
+                requests=requests,
             )
         state = os.environ.get(ENV_STATE)
         if not state:
@@ -187,6 +200,7 @@ class Runtime:
             Quarantine.on(FileArchive(folder, f"quarantine-{writer_id()}.jsonl")),  # counts every writer's
             dead_letters=FileArchive(os.path.join(os.path.dirname(os.path.abspath(state)), "deadletters")),
             partitions=partitions,
+            metrics=metrics,
         )
 
     # --- the entry points ------------------------------------------------------------------------
@@ -315,9 +329,11 @@ class Runtime:
     ) -> Report:
         stats, bad_before = s.pipeline.stats, self.quarantine.count
         read_before = stats.total_records
+        started, trips = time.perf_counter(), self.requests.count if self.requests else 0
+        now = self.clock()
         result = s.driver.batch(
             s.pipeline.messages(bodies, sources),
-            self.clock(),
+            now,
             partition=partition,
             enqueued=enqueued or (),
             also=(lambda: self._note_arrival(s)) if bodies else None,
@@ -326,6 +342,15 @@ class Runtime:
         report.records = stats.total_records - read_before
         report.quarantined = self.quarantine.count - bad_before
         self._deliver(s.hot, report)
+        self.metrics.batch(
+            result,
+            records=report.records,
+            seconds=time.perf_counter() - started,
+            round_trips=self.requests.count - trips if self.requests else None,
+            partition=partition,
+            enqueued=enqueued or (),
+            now=now,
+        )
         return report
 
     def _note_arrival(self, s: _Session) -> None:
@@ -344,6 +369,9 @@ class Runtime:
         report = _report(result)
         report.tick_clock = iso(result.tick_clock) if result.tick_clock else None
         self._deliver(s.deliverer, report)
+        self.metrics.alerts(result)
+        if self.metrics.enabled:
+            self.metrics.outbox(self.config.sinks, _depth(s.store))
         # TTL clean-up (pimwatch/state/retention.py), every 6 h: at the newest event time any instance saw,
         # held back by a partition still behind (its late records must find their windows).
         stored = parse_time(s.store.get(WATERMARK))
@@ -379,13 +407,13 @@ class Runtime:
                     answers[name] = f"FAILED: {exc}"
         return answers
 
-    @staticmethod
-    def _deliver(deliverer: Deliverer, report: Report) -> None:
+    def _deliver(self, deliverer: Deliverer, report: Report) -> None:
         """Send what is due; sink failures are kept in the outbox by the deliverer, never raised."""
         if not deliverer.sinks:
             return
         outcome: Outcome = deliverer.run()
         report.sent, report.pending, report.dead = outcome.sent, outcome.pending, outcome.dead
+        self.metrics.delivered(outcome)
 
 
 def _config_path(path: str | None) -> str | None:
@@ -404,6 +432,15 @@ def _report(result: BatchResult, messages: int = 0) -> Report:
         queued=result.queued,
         watermark=_iso(result.watermark),
     )
+
+
+def _depth(store: Store) -> dict[tuple[str, str], int]:
+    """Deliveries waiting and dead, per (sink, status)."""
+    depth: dict[tuple[str, str], int] = {}
+    for status in OUTBOX_STATUSES:
+        for d in store.deliveries(status):
+            depth[(d.sink, status)] = depth.get((d.sink, status), 0) + 1
+    return depth
 
 
 def _iso(at: datetime | None) -> str | None:
