@@ -28,6 +28,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from pimwatch.cli import main
 from pimwatch.detection.contract import Store
 from pimwatch.detection.timeutil import parse_time
 from pimwatch.hosting import runtime
@@ -81,6 +82,7 @@ def test_a_batch_records_its_records_duration_lag_alerts_and_deliveries(
     app_env: Callable[[str | None], Path],
     records: list[dict[str, Any]],
     otel: tuple[MeterProvider, InMemoryMetricReader],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     half = len(records) // 2
     with serve(Answer(202)) as hook:
@@ -123,14 +125,28 @@ def test_a_batch_records_its_records_duration_lag_alerts_and_deliveries(
     deliveries = {tuple(v for _, v in k): p.value for k, p in got["pimwatch.deliveries"].items()}
     assert deliveries == {("sent", "soar"): sent["soar"]}
 
+    # `pimwatch stats` shows the same numbers from the state file.
+    doc = stats_json(tmp / "state.db", capsys)
+    assert {(c, sev) for c, sev in alerts} == {
+        *(("new", sev) for sev, n in doc["alerts"].items() if n["open"] + n["resolved"]),
+        *(("resolved", sev) for sev, n in doc["alerts"].items() if n["resolved"]),
+    }
+    for (change, sev), n in alerts.items():
+        assert n == doc["alerts"][sev]["resolved"] + (doc["alerts"][sev]["open"] if change == "new" else 0)
+    assert doc["deliveries"] == {"soar": {"sent": sent["soar"], "failed": 0, "pending": 0, "dead": 0}}
+    for part, *_ in calls:
+        lag = got["pimwatch.partition.lag"][(("partition", part),)].value
+        assert abs(doc["partitions"][part]["lag_seconds"] - lag) <= 0.0005
+
 
 def test_failed_and_dead_deliveries_and_the_outbox_depth(
     app_env: Callable[[str | None], Path],
     records: list[dict[str, Any]],
     otel: tuple[MeterProvider, InMemoryMetricReader],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A sink that fails (500: kept for a retry), then refuses (400: dead letters): the counters per
-    sink and the outbox gauge follow the state's delivery rows."""
+    sink and the outbox gauge follow the state's delivery rows, and so does ``pimwatch stats``."""
     with serve(Answer(500)) as hook:
         tmp = app_env(hook.url)
         reader = instrument(runtime.get_runtime(), otel)
@@ -162,6 +178,21 @@ def test_failed_and_dead_deliveries_and_the_outbox_depth(
     assert got["pimwatch.deliveries"][(("result", "dead"), ("sink", "soar"))].value == dead
     depth = {tuple(v for _, v in k): p.value for k, p in got["pimwatch.outbox.depth"].items()}
     assert depth == {("soar", "dead"): dead, ("soar", "pending"): 0}
+    doc = stats_json(tmp / "state.db", capsys)
+    assert doc["outbox"] == {"pending": 0, "dead": dead}
+    assert doc["deliveries"]["soar"] == {"sent": 0, "failed": 0, "pending": 0, "dead": dead}
+    assert main(["stats", "--state", str(tmp / "state.db")]) == 0
+    text = capsys.readouterr().out
+    assert f"outbox      pending 0   dead {dead}" in text and "soar" in text
+    assert main(["stats", "--state", str(tmp / "missing.db")]) == 1
+    assert "no state file" in capsys.readouterr().err
+
+
+def stats_json(state: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    capsys.readouterr()
+    assert main(["stats", "--state", str(state), "--format", "json"]) == 0
+    doc: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return doc
 
 
 @pytest.fixture

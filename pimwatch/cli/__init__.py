@@ -31,6 +31,8 @@ from pimwatch.cli.delivery import run as run_delivery
 from pimwatch.cli.inputs import Checks, Note
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
+from pimwatch.cli.stats import add_parser as add_stats_parser
+from pimwatch.cli.stats import run as run_stats
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer
@@ -80,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     add_archive_parser(sub)
     add_consume_parser(sub)
     add_prune_parser(sub)
+    add_stats_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -96,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_archive(args)
     if args.command == "consume":
         return run_consume(args, plugins)
+    if args.command == "stats":
+        return run_stats(args)
     if args.command == "prune":
         try:
             return run_prune(args, load(args.config, plugins), plugins)

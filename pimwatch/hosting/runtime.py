@@ -102,6 +102,8 @@ class Report:
     watermark: str | None = None
     tick_clock: str | None = None  # the timer: the clock the clock-driven detectors ticked at
     pruned: int | None = None  # the timer: state entities forgotten (None: clean-up not due)
+    seconds: float | None = None  # a batch: read, detect, commit and deliver (the metrics' duration)
+    round_trips: int | None = None  # a batch: the state store's HTTP requests (None: SQLite)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -342,11 +344,13 @@ class Runtime:
         report.records = stats.total_records - read_before
         report.quarantined = self.quarantine.count - bad_before
         self._deliver(s.hot, report)
+        report.seconds = time.perf_counter() - started
+        report.round_trips = self.requests.count - trips if self.requests else None
         self.metrics.batch(
             result,
             records=report.records,
-            seconds=time.perf_counter() - started,
-            round_trips=self.requests.count - trips if self.requests else None,
+            seconds=report.seconds,
+            round_trips=report.round_trips,
             partition=partition,
             enqueued=enqueued or (),
             now=now,
