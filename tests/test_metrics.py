@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 
 from pimwatch.cli import main
 from pimwatch.detection.contract import Store
@@ -45,7 +45,7 @@ Points = dict[str, dict[tuple[tuple[str, Any], ...], Any]]
 @pytest.fixture
 def otel() -> Iterator[tuple[MeterProvider, InMemoryMetricReader]]:
     """An SDK meter provider of the test's own (not the process-wide one) and its in-memory reader."""
-    memory = InMemoryMetricReader()
+    memory = InMemoryMetricReader(preferred_temporality={Histogram: AggregationTemporality.DELTA})
     provider = MeterProvider(metric_readers=[memory])
     yield provider, memory
     provider.shutdown()
@@ -58,7 +58,8 @@ def instrument(rt: runtime.Runtime, otel: tuple[MeterProvider, InMemoryMetricRea
 
 
 def points(memory: InMemoryMetricReader) -> Points:
-    """Metric name → {sorted attributes → data point}, cumulative since the runtime started."""
+    """Metric name → {sorted attributes → data point}: counters since the runtime started, histograms
+    since the last read (deltas, as the Azure Monitor exporter sends them)."""
     out: Points = {}
     data = memory.get_metrics_data()
     for rm in data.resource_metrics if data else ():
@@ -106,8 +107,8 @@ def test_a_batch_records_its_records_duration_lag_alerts_and_deliveries(
         assert duration.count == 1 and 0 < duration.sum <= wall
         at = parse_time(enqueued)
         assert at is not None
-        lag = got["pimwatch.partition.lag"][where].value
-        assert (before - at).total_seconds() <= lag <= (after - at).total_seconds()
+        lag = got["pimwatch.partition.lag"][where]
+        assert lag.count == 1 and (before - at).total_seconds() <= lag.sum <= (after - at).total_seconds()
     assert "pimwatch.batch.round_trips" not in got  # SQLite: no remote requests to count
 
     store = SqliteStore(str(tmp / "state.db"))
@@ -135,7 +136,7 @@ def test_a_batch_records_its_records_duration_lag_alerts_and_deliveries(
         assert n == doc["alerts"][sev]["resolved"] + (doc["alerts"][sev]["open"] if change == "new" else 0)
     assert doc["deliveries"] == {"soar": {"sent": sent["soar"], "failed": 0, "pending": 0, "dead": 0}}
     for part, *_ in calls:
-        lag = got["pimwatch.partition.lag"][(("partition", part),)].value
+        lag = got["pimwatch.partition.lag"][(("partition", part),)].sum
         assert abs(doc["partitions"][part]["lag_seconds"] - lag) <= 0.0005
 
 
@@ -173,11 +174,14 @@ def test_failed_and_dead_deliveries_and_the_outbox_depth(
             if left == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-    assert left == 0 and dead == pending
-    got = points(reader)
-    assert got["pimwatch.deliveries"][(("result", "dead"), ("sink", "soar"))].value == dead
-    depth = {tuple(v for _, v in k): p.value for k, p in got["pimwatch.outbox.depth"].items()}
-    assert depth == {("soar", "dead"): dead, ("soar", "pending"): 0}
+        assert left == 0 and dead == pending
+        got = points(reader)
+        assert got["pimwatch.deliveries"][(("result", "dead"), ("sink", "soar"))].value == dead
+        timer()  # one more: the depth it counts is this call's alone (histograms are read as deltas)
+    depth = {
+        tuple(v for _, v in k): (p.count, p.sum) for k, p in points(reader)["pimwatch.outbox.depth"].items()
+    }
+    assert depth == {("soar", "dead"): (1, dead), ("soar", "pending"): (1, 0)}
     doc = stats_json(tmp / "state.db", capsys)
     assert doc["outbox"] == {"pending": 0, "dead": dead}
     assert doc["deliveries"]["soar"] == {"sent": 0, "failed": 0, "pending": 0, "dead": dead}

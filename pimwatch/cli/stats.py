@@ -12,20 +12,19 @@ Exit codes: 0 done, 1 the state file could not be used.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from pimwatch.cli.prune import open_existing
 from pimwatch.detection.alerts import Severity
 from pimwatch.detection.contract import Store, StoreError
 from pimwatch.detection.pipeline import WATERMARK
 from pimwatch.detection.timeutil import iso
 from pimwatch.hosting.heartbeat import last_arrival
 from pimwatch.state.progress import noted
-from pimwatch.state.sqlite import SqliteStore
 
 DELIVERY_COUNTS = ("sent", "failed", "pending", "dead")
 
@@ -92,12 +91,8 @@ def render(doc: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        if not os.path.isfile(args.state):  # SQLite would create an empty one
-            raise StoreError(f"no state file at {args.state}")
-        store = SqliteStore(args.state)
-    except StoreError as exc:
-        sys.stderr.write(f"pimwatch: {exc}\n")
+    store = open_existing(args.state)
+    if store is None:
         return 1
     try:
         doc = collect(store, datetime.now(UTC))

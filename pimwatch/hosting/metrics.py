@@ -93,13 +93,19 @@ class Metrics:
             unit="{request}",
             description="HTTP requests to the state store (Azure Tables) for one batch",
         )
-        self._lag = meter.create_gauge(
+        # Lag and depth are histograms, not gauges: one measurement per batch or timer call, sent
+        # for the interval it was made in. A synchronous gauge would repeat its last value every
+        # interval: a partition that moved to another instance, or the timer that did, would go on
+        # reporting a stale lag or depth from this one.
+        self._lag = meter.create_histogram(
             "pimwatch.partition.lag",
             unit="s",
-            description="now minus the enqueued time of the newest message of the partition's last batch",
+            description="now minus the enqueued time of the newest message of a partition's batch",
         )
-        self._outbox = meter.create_gauge(
-            "pimwatch.outbox.depth", unit="{delivery}", description="deliveries waiting (pending) or dead"
+        self._outbox = meter.create_histogram(
+            "pimwatch.outbox.depth",
+            unit="{delivery}",
+            description="deliveries waiting (pending) or dead, counted by the timer",
         )
         self._deliveries = meter.create_counter(
             "pimwatch.deliveries", unit="{delivery}", description="delivery results per sink"
@@ -130,7 +136,7 @@ class Metrics:
             self._round_trips.record(round_trips, where)
         newest = max((_aware(t) for t in enqueued if t is not None), default=None)
         if newest is not None:
-            self._lag.set(max(0.0, (now - newest).total_seconds()), where)
+            self._lag.record(max(0.0, (now - newest).total_seconds()), where)
         self.alerts(result)
 
     def alerts(self, result: BatchResult) -> None:
@@ -150,13 +156,13 @@ class Metrics:
 
     def outbox(self, sinks: Iterable[str], depth: Mapping[tuple[str, str], int]) -> None:
         """The outbox's depth per (sink, status); every configured sink is recorded, 0 included, so a
-        drained outbox shows as 0 rather than as its last non-zero value."""
+        drained outbox shows as 0 rather than as nothing."""
         if not self.enabled:
             return
         names = sorted({*sinks, *(s for s, _ in depth)})
         for sink in names:
             for status in OUTBOX_STATUSES:
-                self._outbox.set(depth.get((sink, status), 0), {"sink": sink, "status": status})
+                self._outbox.record(depth.get((sink, status), 0), {"sink": sink, "status": status})
 
 
 def _aware(t: datetime) -> datetime:
