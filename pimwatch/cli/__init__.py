@@ -38,6 +38,8 @@ from pimwatch.cli.posture import run as run_posture
 from pimwatch.cli.progress import Progress, input_size, wanted
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
+from pimwatch.cli.stats import add_parser as add_stats_parser
+from pimwatch.cli.stats import run as run_stats
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     route.add_parser(sub)
     init.add_parser(sub)
     completion.add_parser(sub)
+    add_stats_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -135,6 +138,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_consume(args, plugins)
     if args.command == "posture":
         return run_posture(args, plugins)
+    if args.command == "stats":
+        return run_stats(args)
     if args.command == "prune":
         try:
             return run_prune(args, load(args.config, plugins), plugins)

@@ -63,6 +63,9 @@ class BatchResult:
     queued: int = 0  # deliveries queued for the sinks
     tick_clock: datetime | None = None  # where the clock-driven detectors ticked (None: not ticked)
     watermark: datetime | None = None  # the newest event time seen
+    # (change, severity) -> alerts raised ("new") or resolved, for the metrics; "unknown" when the
+    # alert was not read (no sinks to queue it for)
+    severities: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, ChangeResult]:
         """Per alert, what this call did to it: "new" if it was raised here, else its last change."""
@@ -181,6 +184,7 @@ class Driver:
         self._changes: dict[Change, None] = {}
         self._queued = 0
         self._ticked: datetime | None = None
+        self._severities: dict[tuple[str, str], int] = {}
 
     @property
     def stats(self) -> Stats:
@@ -317,14 +321,18 @@ class Driver:
             self._changes[(aid, change)] = None
             if change not in ("new", "resolved"):
                 continue
+            alert = None
             if sinks:
                 assert self.deliverer is not None
                 alert = self.store.get_alert(aid)
                 if alert is not None:
                     self._queued += self.deliverer.enqueue(alert, change)
+            seen = (change, alert.severity.value if alert is not None else "unknown")
+            self._severities[seen] = self._severities.get(seen, 0) + 1
             self.store.mark_queued(aid, "resolve" if change == "resolved" else "trigger")
 
     def _take(self) -> BatchResult:
         result = BatchResult(list(self._changes), self._queued, self._ticked, self.pipeline.watermark)
+        result.severities, self._severities = self._severities, {}
         self._changes, self._queued, self._ticked = {}, 0, None
         return result
