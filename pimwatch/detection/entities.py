@@ -23,7 +23,8 @@ They are filled once, from the normalized :class:`~pimwatch.detection.event.Even
 :meth:`pimwatch.detection.detector.Detector.alert` (:func:`of_event`); the engine adds the alert's principal.
 The list of an alert is a function of the *set* of its records, whatever the order: deduplicated by
 identity (lower-cased ids and UPNs; of two sightings of one identity, the one that says more),
-sorted by (type, identity) and bounded to :data:`LIMIT`; every value is cut to :data:`VALUE_CHARS`
+sorted by (type, identity) and bounded to :data:`LIMIT` (the alert's ``entities_omitted`` counts the
+distinct others: :mod:`pimwatch.detection.alerts`); every value is cut to :data:`VALUE_CHARS`
 with a marker (display names are attacker-controlled text).
 """
 
