@@ -7,7 +7,8 @@
   principals: the break-glass accounts and the privileged principals the pipeline has learned (read
   from the store after the audit records are in). One query per clause (Graph's audit ``$filter``
   takes ``eq``/``ge`` clauses joined by ``and``); a record two queries return is fed once.
-* **The same pipeline.** Each page goes in as one message body through
+* **The same pipeline.** An endpoint's records, sorted oldest first (:func:`read_endpoint`), go in
+  :data:`CHUNK` at a time as one message body through
   :meth:`Pipeline.messages <pimwatch.detection.pipeline.Pipeline.messages>` — the reader and the
   normalization of a Graph export file — and one :class:`~pimwatch.hosting.driver.Driver` batch (the
   CLI) or :meth:`Runtime.handle <pimwatch.hosting.runtime.Runtime.handle>` (the Functions timer).
@@ -64,7 +65,7 @@ class Host(Protocol):
         ...
 
     def feed(self, body: bytes, source: str, now: datetime, clock: datetime) -> None:
-        """One page (a Graph collection body) as one batch; ``clock``: read up to here."""
+        """Records (a Graph collection body) as one batch; ``clock``: the endpoint is read up to here."""
         ...
 
     def finish(self, now: datetime, write: Callable[[Store], None]) -> None:
