@@ -407,3 +407,59 @@ def test_the_decorated_pull_function_reads_graph_into_the_state(
     finally:
         store.close()
     assert events == {rec["properties"]["id"]} and cursor == parse_time(at)
+
+
+def test_the_timer_on_azure_tables_keeps_the_cursor_across_a_restart(
+    azurite_tables: Any, tmp_path: Path
+) -> None:
+    """The Functions path on the deployed store (Azure Tables on Azurite): the cursor is in the
+    store's key-value role, a new runtime (a restarted worker) reads from it, and the overlap read
+    again changes nothing."""
+    import uuid
+
+    from pimwatch.state.tables import TableStore
+
+    prefix = "t" + uuid.uuid4().hex[:16]
+    records = [r for r in RECORDS if r["category"] == "AuditLogs"]
+    with serve(_tenant(records)) as g:
+        config = build(
+            {
+                "graph": {
+                    "endpoint": g.url,
+                    "credential": "none",
+                    "pull": {"enabled": True, "signins": False, "lookback_hours": 720},
+                },
+                "break_glass": {"accounts": BREAK_GLASS},
+            },
+            PLUGINS,
+            "test config",
+        )
+        reports = []
+        for at in (NOW, NOW + timedelta(minutes=5)):  # two workers, one after the other
+            runtime = Runtime(
+                config,
+                PLUGINS,
+                lambda: TableStore(azurite_tables, prefix=prefix),
+                Quarantine(str(tmp_path / "q.jsonl")),
+                http=Http(),
+                clock=lambda: at,  # noqa: B023 (used inside the loop iteration only)
+            )
+            try:
+                reports.append(timer(runtime, at))
+            finally:
+                runtime.close()
+        second = _filters(g, "directoryAudits")[-1]
+    first, again = reports
+    cursor = first["endpoints"][0]["cursor"]
+    assert first["alerts"].get("new", 0) > 0 and first["endpoints"][0]["error"] is None
+    at = parse_time(cursor)
+    assert at is not None
+    assert second.startswith(
+        f"activityDateTime ge {(at - timedelta(minutes=15)).strftime('%Y-%m-%dT%H:%M:%SZ')} and "
+    )
+    assert again["endpoints"][0]["records"] > 0 and again["alerts"] == {} and again["queued"] == 0
+    store = TableStore(azurite_tables, prefix=prefix)
+    try:
+        assert read_cursor(store, "directoryAudits") == at
+    finally:
+        store.close()
