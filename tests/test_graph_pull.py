@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -264,7 +264,9 @@ def test_403_names_audit_log_read_all_and_keeps_the_cursor(state: str, tmp_path:
     assert kept == first.endpoints[0].cursor is not None
 
 
-def _cli(tmp_path: Path, url: str, *extra: str) -> tuple[int, str, str]:
+def _cli(
+    tmp_path: Path, url: str, *extra: str, wait: Callable[[float], None] | None = None
+) -> tuple[int, str, str]:
     cfg = tmp_path / "pimwatch.yaml"
     cfg.write_text(
         json.dumps(
@@ -278,7 +280,10 @@ def _cli(tmp_path: Path, url: str, *extra: str) -> tuple[int, str, str]:
     args = _parser().parse_args(["pull", "--config", str(cfg), "--state", str(tmp_path / "state.db"), *extra])
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = pull_cli.run(args, PLUGINS, clock=lambda: NOW)
+        if wait is None:
+            code = pull_cli.run(args, PLUGINS, clock=lambda: NOW)
+        else:
+            code = pull_cli.run(args, PLUGINS, clock=lambda: NOW, wait=wait)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -311,6 +316,29 @@ def test_the_cli_once_twice_keeps_the_cursor_across_a_restart_and_sends(tmp_path
         assert isinstance(doc, dict) and doc["newest"] == cursor
     finally:
         store.close()
+
+
+def test_without_once_it_pulls_every_interval_and_since_is_for_the_first_pull(tmp_path: Path) -> None:
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            raise KeyboardInterrupt  # Ctrl-C during the third wait: a clean exit
+
+    since = OLDEST.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with serve(_tenant(RECORDS)) as g:
+        code, out, err = _cli(
+            tmp_path, g.url, "--since", since, "--interval", "42", "--format", "jsonl", wait=wait
+        )
+        starts = [f.split(" and ")[0] for f in _filters(g, "directoryAudits")]
+    pulls = [json.loads(x) for x in out.splitlines() if '"endpoint":"directoryAudits"' in x]
+    assert code == 0 and waits == [42.0] * 3 and len(pulls) == 3, err
+    assert (
+        pulls[0]["start"].startswith(since[:19])
+        and pulls[1]["start"] == pulls[2]["start"] != pulls[0]["start"]
+    )
+    assert len(set(starts)) == 2
 
 
 def test_the_cli_exits_1_naming_the_permission_and_2_on_a_bad_since(tmp_path: Path) -> None:
