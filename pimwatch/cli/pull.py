@@ -108,6 +108,7 @@ def run(
                 from pimwatch.cli.delivery import report
 
                 report(deliverer.run(), store, sys.stderr)
+            sys.stderr.write(f"pimwatch: pull: {result.requests} Graph requests\n")
             for r in result.endpoints:
                 if r.error is not None:
                     sys.stderr.write(f"pimwatch: {r.endpoint}: {r.error}\n")

@@ -18,7 +18,8 @@
   reads again the records a previous pull may have missed. What it reads twice counts once: the
   engine folds records by id into each alert (a record seen before leaves the alert unchanged).
   The cursor is written only after every query of its endpoint has been read and fed (committed):
-  a pull that fails part-way is read again from the old cursor next time. It never moves back.
+  a pull that fails part-way is read again from the old cursor next time. It never moves back, nor
+  past the pull's own time (a record stamped ahead of the host's clock is read again).
 * **The clock** of the clock-driven detectors: a pull notes the partition ``graph:pull`` as read up
   to the pull's time minus the overlap (:mod:`pimwatch.state.progress`), so ``approval.overdue``
   does not decide that a decision is missing while it may still arrive inside the overlap.
@@ -241,8 +242,9 @@ async def pull_once(
             clauses = signin_filters(*host.read(lambda store: watched(store, config)))
         r = await read_endpoint(client, host, endpoint, clauses, start, now, clock, settings.max_pages)
         r.cursor = cursor
-        if r.error is None and r.newest is not None and (cursor is None or r.newest > cursor):
-            r.cursor = r.newest
+        newest = min(r.newest, now) if r.newest is not None else None  # never ahead of the pull
+        if r.error is None and newest is not None and (cursor is None or newest > cursor):
+            r.cursor = newest
         out.endpoints.append(r)
     moved = {r.endpoint: r.cursor for r in out.endpoints if r.error is None and r.cursor is not None}
 
