@@ -222,17 +222,26 @@ class PostureStore(KV, Outbox, Protocol):
     """What :func:`apply` needs of the store."""
 
 
-def apply(store: PostureStore, outcome: Outcome, now: datetime) -> list[tuple[str, ChangeResult]]:
-    """Findings into the outbox (inside the caller's unit of work): (alert id, change) pairs."""
+def apply(
+    store: PostureStore, outcome: Outcome, now: datetime, scope: Mapping[str, tuple[str, ...]] | None = None
+) -> list[tuple[str, ChangeResult]]:
+    """Findings into the outbox (inside the caller's unit of work): (alert id, change) pairs.
+    ``scope``: a targeted re-check (graph/recheck.py) looked only at the finding keys that start with
+    these prefixes, per check: only those are raised or resolved, every other open finding is kept."""
     at = iso(now)
     changes: list[tuple[str, ChangeResult]] = []
     for r in outcome.checks:
         if r.status != "ran" or r.plugin is None:
             continue  # could not look: what was open stays open
+        prefixes = scope.get(r.id, ()) if scope is not None else None
         episodes = store.get(OPEN + r.id)
         episodes = dict(episodes) if isinstance(episodes, dict) else {}
         current: dict[str, str] = {}
+        if prefixes is not None:
+            current = {k: v for k, v in episodes.items() if not k.startswith(prefixes)}
         for f in r.findings:
+            if prefixes is not None and not f.key.startswith(prefixes):
+                continue
             start = episodes.get(f.key) or at
             current[f.key] = start
             alert = to_alert(r.plugin.meta, r.severity, f, start)
