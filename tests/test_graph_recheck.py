@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from pimwatch.config import build
 from pimwatch.detection.activities import ROLE_SETTING_UPDATED
 from pimwatch.detection.alerts import Alert
+from pimwatch.detection.contract import Store
 from pimwatch.detection.detector import discover
 from pimwatch.detection.directory import QUEUE
 from pimwatch.detection.principals import Principals
@@ -27,6 +30,7 @@ from pimwatch.graph.tenants import BREAK_GLASS, GA, SECA, UA, Tenant, compliant,
 from pimwatch.hosting.runtime import Runtime
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
+from pimwatch.state.tables import TableStore
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 PLUGINS = discover()
@@ -35,7 +39,9 @@ BG_GROUP = "7e57b1a5-0000-4000-8000-00000000b6b6"
 DRIFT_KEY = f"role/{GA}/Expiration_EndUser_Assignment/maximumDuration"
 
 
-def _runtime(tmp_path: Path, g: FakeGraph, **extra: Any) -> Runtime:
+def _runtime(
+    tmp_path: Path, g: FakeGraph, open_store: Callable[[], Store] | None = None, **extra: Any
+) -> Runtime:
     data = {
         "graph": {"endpoint": g.url, "credential": "none", "max_retries": 0},
         "break_glass": {"accounts": list(BREAK_GLASS)},
@@ -44,8 +50,22 @@ def _runtime(tmp_path: Path, g: FakeGraph, **extra: Any) -> Runtime:
     config = build(data, PLUGINS, "test config")
     db = str(tmp_path / "state.db")
     return Runtime(
-        config, PLUGINS, lambda: SqliteStore(db), Quarantine(str(tmp_path / "q.jsonl")), clock=lambda: NOW
+        config,
+        PLUGINS,
+        open_store or (lambda: SqliteStore(db)),
+        Quarantine(str(tmp_path / "q.jsonl")),
+        clock=lambda: NOW,
     )
+
+
+@pytest.fixture(params=["sqlite", "table"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store] | None:
+    """The state the runtime opens: SQLite, or Azure Tables on Azurite (the batch's unit of work)."""
+    if request.param == "sqlite":
+        return None
+    conn = request.getfixturevalue("azurite_tables")
+    prefix = "r" + uuid.uuid4().hex[:16]
+    return lambda: TableStore(conn, prefix)
 
 
 @pytest.fixture
@@ -75,10 +95,10 @@ def _paths(g: FakeGraph) -> list[str]:
 
 
 def test_a_settings_change_raises_the_drift_finding_with_targeted_reads_only(
-    tmp_path: Path, tenant: Tenant
+    tmp_path: Path, tenant: Tenant, any_store: Callable[[], Store] | None
 ) -> None:
     with serve(tenant.copy()) as g:
-        runtime = _runtime(tmp_path, g, posture={"enrichment_ttl_minutes": 0})
+        runtime = _runtime(tmp_path, g, any_store, posture={"enrichment_ttl_minutes": 0})
         try:
             g.tenant["rolePolicies"] = violating(NOW).copy()["rolePolicies"]  # GA: PT8H, baseline PT4H
             runtime.handle([_setting_changed(("Global Administrator", GA), 1)])
@@ -101,9 +121,11 @@ def test_a_settings_change_raises_the_drift_finding_with_targeted_reads_only(
     assert queue == []
 
 
-def test_three_changes_to_one_role_make_one_recheck(tmp_path: Path, tenant: Tenant) -> None:
+def test_three_changes_to_one_role_make_one_recheck(
+    tmp_path: Path, tenant: Tenant, any_store: Callable[[], Store] | None
+) -> None:
     with serve(tenant.copy()) as g:
-        runtime = _runtime(tmp_path, g, posture={"enrichment_ttl_minutes": 0})
+        runtime = _runtime(tmp_path, g, any_store, posture={"enrichment_ttl_minutes": 0})
         try:
             runtime.handle([_setting_changed(("Global Administrator", GA), 1)])
             runtime.handle([_setting_changed(("Global Administrator", GA), 2)])
@@ -200,9 +222,13 @@ def _bg_signin(minute: int) -> bytes:
     )
 
 
-def test_a_break_glass_group_member_is_break_glass_once_enriched(tmp_path: Path, tenant: Tenant) -> None:
+def test_a_break_glass_group_member_is_break_glass_once_enriched(
+    tmp_path: Path, tenant: Tenant, any_store: Callable[[], Store] | None
+) -> None:
     with serve(tenant.copy()) as g:
-        runtime = _runtime(tmp_path, g, break_glass={"accounts": list(BREAK_GLASS), "groups": [BG_GROUP]})
+        runtime = _runtime(
+            tmp_path, g, any_store, break_glass={"accounts": list(BREAK_GLASS), "groups": [BG_GROUP]}
+        )
         try:
             runtime.handle([_bg_signin(1)])
             unknown = runtime.work(lambda s: [a for a in s.alerts() if a.detector == "breakglass.signin"])

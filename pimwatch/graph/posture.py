@@ -196,13 +196,18 @@ async def collect(client: GraphClient, enabled: Sequence[Enabled], context: Cont
         elif missing:
             r.status, r.reason = "error", _why(meta.id, missing, failed)
         else:
-            try:
-                r.findings = sorted(e.plugin.run(snap, e.params, context), key=lambda f: f.key)
-            except Exception as exc:  # a check's bug must not stop the others
-                log.exception("posture check %s failed", meta.id)
-                r.status, r.reason = "error", f"{meta.id}: internal error {type(exc).__name__}"
+            run_check(r, e, snap, context)
         results.append(r)
     return Outcome(results, len(client.calls) - before, licensed)
+
+
+def run_check(r: CheckResult, e: Enabled, snap: Snapshot, context: Context) -> None:
+    """Run one check on ``snap`` into ``r``; a check's bug is an error of that check only."""
+    try:
+        r.findings = sorted(e.plugin.run(snap, e.params, context), key=lambda f: f.key)
+    except Exception as exc:  # a check's bug must not stop the others
+        log.exception("posture check %s failed", e.plugin.meta.id)
+        r.status, r.reason = "error", f"{e.plugin.meta.id}: internal error {type(exc).__name__}"
 
 
 def _why(check: str, missing: Sequence[str], failed: Mapping[str, Failure]) -> str:

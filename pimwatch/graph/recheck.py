@@ -48,7 +48,16 @@ from pimwatch.detection.engine import ChangeResult
 from pimwatch.graph import baseline as baselines
 from pimwatch.graph import enrich as enrichment
 from pimwatch.graph.client import GraphClient, GraphError, NotLicensed, PermissionDenied
-from pimwatch.graph.posture import CheckResult, Context, Enabled, Outcome, apply, configure, discover
+from pimwatch.graph.posture import (
+    CheckResult,
+    Context,
+    Enabled,
+    Outcome,
+    apply,
+    configure,
+    discover,
+    run_check,
+)
 from pimwatch.graph.snapshot import Snapshot
 from pimwatch.graph.sources import POLICY_EXPAND
 
@@ -150,11 +159,7 @@ async def recheck(
         if meta.id not in scope:
             continue
         r = CheckResult(meta.id, "ran", severity=e.severity, plugin=e.plugin)
-        try:
-            r.findings = sorted(e.plugin.run(snap, e.params, context), key=lambda f: f.key)
-        except Exception as exc:  # a check's bug must not stop the others
-            log.exception("posture check %s failed", meta.id)
-            r.status, r.reason = "error", f"{meta.id}: internal error {type(exc).__name__}"
+        run_check(r, e, snap, context)
         results.append(r)
     return Outcome(results, len(client.calls) - before, None), {k: tuple(v) for k, v in scope.items()}
 
