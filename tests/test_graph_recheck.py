@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from pimwatch.config import build
-from pimwatch.detection.activities import ROLE_SETTING_UPDATED
+from pimwatch.detection.activities import ACTIVATION_COMPLETED, ROLE_SETTING_UPDATED
 from pimwatch.detection.alerts import Alert
 from pimwatch.detection.contract import Store
 from pimwatch.detection.detector import discover
@@ -26,7 +26,7 @@ from pimwatch.detection.timeutil import iso
 from pimwatch.graph import recheck
 from pimwatch.graph.fake import FakeGraph, Fault, serve
 from pimwatch.graph.run import timer as full_run
-from pimwatch.graph.tenants import BREAK_GLASS, GA, SECA, UA, Tenant, compliant, uid, violating
+from pimwatch.graph.tenants import BREAK_GLASS, GA, GROUP, SECA, UA, Tenant, compliant, uid, violating
 from pimwatch.hosting.runtime import Runtime
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
@@ -300,3 +300,64 @@ def test_the_recheck_function_runs_every_10_seconds() -> None:
     from tests.functions_host import APP
 
     assert APP["recheck"].get_trigger().schedule == "*/10 * * * * *"
+
+
+def test_records_that_change_no_role_queue_nothing(tmp_path: Path, tenant: Tenant) -> None:
+    """The hot path: an activation, a failed settings change, a sign-in, a membership change of a
+    group nobody watches queue no re-check (and the batch calls no Graph)."""
+    at = iso(NOW + timedelta(minutes=1))
+    failed = pim(ROLE_SETTING_UPDATED, at, ADMIN, role=("Global Administrator", GA), result="failure")
+    activation = pim(ACTIVATION_COMPLETED, at, ADMIN, principal=ADMIN, role=("Global Administrator", GA))
+    unwatched = directory("Add member to group", at, ADMIN, user("x"), category="GroupManagement")
+    unwatched["properties"]["targetResources"].append({"id": uid(999), "displayName": "any", "type": "Group"})
+    records = [failed, activation, unwatched, signin(ADMIN, at)]
+    (tmp_path / "off").mkdir()
+    with serve(tenant.copy()) as g:
+        runtime = _runtime(tmp_path, g, posture={"enrichment_ttl_minutes": 0})
+        off = _runtime(tmp_path / "off", g, posture={"recheck": False})
+        try:
+            runtime.handle([orjson.dumps({"records": records})])
+            queue = runtime.work(lambda s: s.members(QUEUE, NOW - timedelta(days=1), NOW + timedelta(days=1)))
+            off.handle([_setting_changed(("Global Administrator", GA), 2)])
+            queue_off = off.work(lambda s: s.members(QUEUE, NOW - timedelta(days=1), NOW + timedelta(days=1)))
+        finally:
+            runtime.close()
+            off.close()
+    assert queue == [] and queue_off == [] and g.requests == []
+
+
+def test_a_pim_group_settings_change_rechecks_the_group_against_its_roles_tier(
+    tmp_path: Path, tenant: Tenant
+) -> None:
+    """The group holds User Administrator (medium tier: PT8H); its member policy allows PT10H."""
+    with serve(tenant.copy()) as g:
+        runtime = _runtime(tmp_path, g)
+        try:
+            recheck.timer(runtime, NOW)  # the enrichment: which roles the group holds
+            for pa in g.tenant["groupPolicies"][GROUP]:
+                for r in pa["policy"]["rules"]:
+                    if r["id"] == "Expiration_EndUser_Assignment":
+                        r["maximumDuration"] = "PT10H"
+            g.requests.clear()
+            at = iso(NOW + timedelta(minutes=1))
+            record = pim(
+                ROLE_SETTING_UPDATED,
+                at,
+                ADMIN,
+                role=("Member", "member"),
+                group=(GROUP, "User admins (PIM)"),
+                category="GroupManagement",
+            )
+            runtime.handle([orjson.dumps({"records": [record]})])
+            report = recheck.timer(runtime, NOW + timedelta(minutes=2))
+            found = _posture(runtime)
+        finally:
+            runtime.close()
+    assert report["rechecked"] == [f"group/{GROUP}/settings"] and report["enrichment"] == "fresh"
+    paths = _paths(g)
+    assert len(paths) == 2, paths
+    assert f"scopeId eq '{GROUP}' and scopeType eq 'Group'" in paths[0]
+    assert f"roleDefinitionId eq '{UA}'" in paths[1]
+    assert [a.key for a in found["posture.policy_drift"]] == [
+        f"group/{GROUP}/Expiration_EndUser_Assignment/maximumDuration"
+    ]
