@@ -361,3 +361,15 @@ def test_a_pim_group_settings_change_rechecks_the_group_against_its_roles_tier(
     assert [a.key for a in found["posture.policy_drift"]] == [
         f"group/{GROUP}/Expiration_EndUser_Assignment/maximumDuration"
     ]
+
+
+def test_break_glass_groups_are_validated_with_their_key_path() -> None:
+    from pimwatch.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        build({"break_glass": {"groups": [BG_GROUP, "Break glass"]}}, PLUGINS, "cfg")
+    assert caught.value.problems == [
+        "break_glass.groups[1]: expected a group object id (GUID), got 'Break glass'"
+    ]
+    ok = build({"break_glass": {"groups": [BG_GROUP.upper()]}}, PLUGINS, "cfg")
+    assert ok.settings.break_glass_groups == {BG_GROUP}
