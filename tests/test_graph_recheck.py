@@ -373,3 +373,26 @@ def test_break_glass_groups_are_validated_with_their_key_path() -> None:
     ]
     ok = build({"break_glass": {"groups": [BG_GROUP.upper()]}}, PLUGINS, "cfg")
     assert ok.settings.break_glass_groups == {BG_GROUP}
+
+
+@pytest.mark.parametrize("ttl", [60, 0])
+def test_the_full_run_treats_break_glass_group_members_as_the_recheck_does(
+    tmp_path: Path, tenant: Tenant, ttl: int
+) -> None:
+    """A break-glass group member holding Global Administrator permanently is no finding once the
+    enrichment has read the group (ttl 60), and is one without it (ttl 0: never read)."""
+    tenant.active(uid(90), GA)
+    with serve(tenant.copy()) as g:
+        runtime = _runtime(
+            tmp_path,
+            g,
+            break_glass={"accounts": list(BREAK_GLASS), "groups": [BG_GROUP]},
+            posture={"enrichment_ttl_minutes": ttl},
+        )
+        try:
+            recheck.timer(runtime, NOW)
+            full_run(runtime, NOW)
+            found = _posture(runtime).get("posture.permanent_assignment", [])
+        finally:
+            runtime.close()
+    assert [a.key for a in found] == ([] if ttl else [f"{GA}/{uid(90)}"])
