@@ -82,6 +82,19 @@ def pull(timer: func.TimerRequest) -> None:
     log.info("pimwatch pull: %s", json.dumps(run_pull(get_runtime(), datetime.now(UTC))))
 
 
+# The targeted re-check (docs/graph.md): a role or group changed in the records just read is checked
+# again within seconds, and the directory enrichment is read again when its TTL is over. An empty
+# queue costs one read of the state and never imports the Graph client.
+@app.function_name("recheck")
+@app.timer_trigger(arg_name="timer", schedule="*/10 * * * * *", run_on_startup=False, use_monitor=False)
+def recheck(timer: func.TimerRequest) -> None:
+    from pimwatch.graph.recheck import timer as run_recheck
+
+    report = run_recheck(get_runtime(), datetime.now(UTC))
+    if report["rechecked"] or report["enrichment"] != "fresh":
+        log.info("pimwatch recheck: %s", json.dumps(report))
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:

@@ -3,6 +3,7 @@
 ```yaml
 break_glass:
   accounts: [<object id or UPN>, ...]
+  groups: [<group object id>, ...]                     # members read through Graph (docs/graph.md)
 privileged_roles: [<role name or template id>, ...]   # optional; defaults to the built-in list
 detectors:
   <detector id>:
@@ -21,6 +22,7 @@ posture: {baseline: <file>, checks: {<check id>: {...}}}
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import pkgutil
@@ -63,6 +65,7 @@ class ConfigError(ValueError):
 class _BreakGlass(BaseModel):
     model_config = ConfigDict(extra="forbid")
     accounts: list[str] = []
+    groups: list[str] = []  # object ids; members read through Graph (docs/graph.md, enrichment)
 
 
 class PipelinePolicy(BaseModel):
@@ -157,6 +160,9 @@ def build(
             problems.append(
                 f"break_glass.accounts[{i}]: expected an object id (GUID) or a UPN, got {account!r}"
             )
+    for i, group in enumerate(raw.break_glass.groups):
+        if not _looks_like_guid(group.strip()):
+            problems.append(f"break_glass.groups[{i}]: expected a group object id (GUID), got {group!r}")
     known = {p.meta.id: p for p in plugins}
     out: dict[str, DetectorConfig] = {}
     for det_id in raw.detectors:
@@ -206,6 +212,9 @@ def build(
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
+    if raw.break_glass.groups:
+        groups = frozenset(g.strip().lower() for g in raw.break_glass.groups)
+        settings = dataclasses.replace(settings, break_glass_groups=groups)
     return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.graph, raw.posture)
 
 

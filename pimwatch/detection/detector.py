@@ -66,6 +66,9 @@ class Settings:
     break_glass_upns: frozenset[str] = frozenset()
     privileged_names: frozenset[str] = frozenset(n.lower() for n in DEFAULT_PRIVILEGED_ROLES)
     privileged_ids: frozenset[str] = frozenset(DEFAULT_PRIVILEGED_ROLES.values())
+    # ``break_glass.groups`` (object ids): their members are break-glass accounts once the Graph
+    # enrichment has read them (pimwatch/detection/directory.py)
+    break_glass_groups: frozenset[str] = frozenset()
 
     @classmethod
     def build(

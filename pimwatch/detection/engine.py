@@ -23,6 +23,7 @@ from pimwatch.detection.activities import register
 from pimwatch.detection.alerts import Alert, Severity, alert_id
 from pimwatch.detection.contract import Member, MergeResult, Store
 from pimwatch.detection.detector import DetectionConfig, DetectorConfig, Hit, Plugin, Resolve, Skip, State
+from pimwatch.detection.directory import Rechecks
 from pimwatch.detection.event import Event
 from pimwatch.detection.principals import Principals
 from pimwatch.detection.stats import Stats
@@ -87,6 +88,7 @@ class Engine:
         self.by_activity: dict[str, list[Active]] = defaultdict(list)
         self.any_activity: list[Active] = []
         self.principals = Principals(store, config.settings)
+        self.rechecks: Rechecks | None = None  # set by the pipeline of the deployed app
         for plugin in plugins:
             cfg = config.detectors[plugin.meta.id]
             if not cfg.enabled:
@@ -115,6 +117,8 @@ class Engine:
     def process(self, event: Event) -> None:
         if event.kind == "audit":
             self.principals.learn(event)
+            if self.rechecks is not None and event.activity in self.rechecks.activities:
+                self.rechecks.note(event)
             actives: Sequence[Active] = [*self.any_activity, *self.by_activity.get(event.activity, ())]
         else:
             actives = self.by_kind.get(event.kind, ())

@@ -17,6 +17,7 @@ import orjson
 from pimwatch.detection.activities import PIM_ACTIVITIES, canonical
 from pimwatch.detection.contract import STORE_ERRORS, Store
 from pimwatch.detection.detector import DetectionConfig, Plugin, Settings
+from pimwatch.detection.directory import Directory, Enriched, Rechecks, enrich
 from pimwatch.detection.engine import Engine
 from pimwatch.detection.event import Event
 from pimwatch.detection.normalize import BadRecord, _json_value, audit_event, signin_event
@@ -55,12 +56,23 @@ class Pipeline:
         store: Store,
         quarantine: Rejects,
         report: Callable[[str], None] = log.warning,
+        *,
+        recheck: bool = False,
     ):
+        """``recheck``: note the posture re-checks that records ask for (the deployed app, which
+        drains them: pimwatch/graph/recheck.py)."""
         self.report = report
+        # What Graph says about the directory (break-glass group members): read once, here; a new
+        # document makes the pipeline stale and the host builds it again (detection/directory.py).
+        self.directory = Directory.read(store)
+        self.stale = False
+        config = Enriched(enrich(config.settings, self.directory), config.detectors)
         self.stats = Stats()
         self.store = store
         self.quarantine = quarantine
         self.engine = Engine(plugins, config, store, self.stats)
+        if recheck:
+            self.engine.rechecks = Rechecks(store, config.settings, self.directory)
         # The watermark: the newest event time seen, kept across runs (the driver stores it).
         mark = store.get(WATERMARK)
         self.watermark: datetime | None = parse_time(mark) if mark else None
@@ -86,7 +98,8 @@ class Pipeline:
         # involves a break-glass account must be read whatever its activity. The records privileged
         # principals are learned from are always read.
         audit = [a.plugin.meta for a in self.engine.by_kind.get("audit", [])]
-        wanted: set[str] | None = set(LEARN_FROM)
+        rechecks = self.engine.rechecks
+        wanted: set[str] | None = set(LEARN_FROM) | (rechecks.activities if rechecks else set())
         for m in audit:
             if m.break_glass_only:
                 continue
@@ -190,8 +203,11 @@ class Pipeline:
             yield from items
 
     def refresh(self) -> None:
-        """Read the privileged principals other instances have learned (the sign-in screen's list)."""
+        """Read the privileged principals other instances have learned (the sign-in screen's list),
+        and whether the directory enrichment changed since this pipeline was built (:attr:`stale`)."""
         self.engine.principals.refresh()
+        if Directory.read(self.store).read_at != self.directory.read_at:
+            self.stale = True
 
 
 def _text(body: bytes) -> str:

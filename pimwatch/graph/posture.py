@@ -196,13 +196,18 @@ async def collect(client: GraphClient, enabled: Sequence[Enabled], context: Cont
         elif missing:
             r.status, r.reason = "error", _why(meta.id, missing, failed)
         else:
-            try:
-                r.findings = sorted(e.plugin.run(snap, e.params, context), key=lambda f: f.key)
-            except Exception as exc:  # a check's bug must not stop the others
-                log.exception("posture check %s failed", meta.id)
-                r.status, r.reason = "error", f"{meta.id}: internal error {type(exc).__name__}"
+            run_check(r, e, snap, context)
         results.append(r)
     return Outcome(results, len(client.calls) - before, licensed)
+
+
+def run_check(r: CheckResult, e: Enabled, snap: Snapshot, context: Context) -> None:
+    """Run one check on ``snap`` into ``r``; a check's bug is an error of that check only."""
+    try:
+        r.findings = sorted(e.plugin.run(snap, e.params, context), key=lambda f: f.key)
+    except Exception as exc:  # a check's bug must not stop the others
+        log.exception("posture check %s failed", e.plugin.meta.id)
+        r.status, r.reason = "error", f"{e.plugin.meta.id}: internal error {type(exc).__name__}"
 
 
 def _why(check: str, missing: Sequence[str], failed: Mapping[str, Failure]) -> str:
@@ -222,17 +227,26 @@ class PostureStore(KV, Outbox, Protocol):
     """What :func:`apply` needs of the store."""
 
 
-def apply(store: PostureStore, outcome: Outcome, now: datetime) -> list[tuple[str, ChangeResult]]:
-    """Findings into the outbox (inside the caller's unit of work): (alert id, change) pairs."""
+def apply(
+    store: PostureStore, outcome: Outcome, now: datetime, scope: Mapping[str, tuple[str, ...]] | None = None
+) -> list[tuple[str, ChangeResult]]:
+    """Findings into the outbox (inside the caller's unit of work): (alert id, change) pairs.
+    ``scope``: a targeted re-check (graph/recheck.py) looked only at the finding keys that start with
+    these prefixes, per check: only those are raised or resolved, every other open finding is kept."""
     at = iso(now)
     changes: list[tuple[str, ChangeResult]] = []
     for r in outcome.checks:
         if r.status != "ran" or r.plugin is None:
             continue  # could not look: what was open stays open
+        prefixes = scope.get(r.id, ()) if scope is not None else None
         episodes = store.get(OPEN + r.id)
         episodes = dict(episodes) if isinstance(episodes, dict) else {}
         current: dict[str, str] = {}
+        if prefixes is not None:
+            current = {k: v for k, v in episodes.items() if not k.startswith(prefixes)}
         for f in r.findings:
+            if prefixes is not None and not f.key.startswith(prefixes):
+                continue
             start = episodes.get(f.key) or at
             current[f.key] = start
             alert = to_alert(r.plugin.meta, r.severity, f, start)

@@ -117,3 +117,7 @@ class PostureSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     baseline: str | None = None
     checks: dict[str, dict[str, Any] | None] = {}
+    # The deployed app: re-check a role or group within seconds of a change record (graph/recheck.py),
+    # and how long the directory enrichment read from Graph is kept (graph/enrich.py; 0: not read).
+    recheck: bool = True
+    enrichment_ttl_minutes: float = Field(default=60.0, ge=0)

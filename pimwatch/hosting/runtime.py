@@ -253,12 +253,23 @@ class Runtime:
 
     def _apply(self, s: _Session, now: datetime, changes: Callable[[Store], Iterable[Change]]) -> Report:
         report = _report(s.driver.timer(now, also=lambda: changes(s.store)))
+        s.pipeline.refresh()  # the changes may include a new directory enrichment (graph/enrich.py)
         self._deliver(s.deliverer, report)
         return report
 
     def with_store(self, work: Callable[[Store], T]) -> T:
         """``work`` on the runtime's thread with its store (the Graph pull's cursor: graph/pull.py)."""
         return self._call(lambda s: work(s.store))
+
+    def work(self, fn: Callable[[Store], T]) -> T:
+        """``fn`` on the state store in one unit of work, on the runtime's thread (no ticking, no
+        delivery): the re-check queue (pimwatch/graph/recheck.py)."""
+
+        def run(s: _Session) -> T:
+            with s.store.transaction():
+                return fn(s.store)
+
+        return self._call(run)
 
     def expect_partitions(self, partitions: Sequence[str]) -> None:
         """The hub's partition ids, learned by the host (``pimwatch consume`` asks its client):
@@ -308,6 +319,10 @@ class Runtime:
 
     def _guarded(self, work: Callable[[_Session], T]) -> T:
         session = self._session or self._open()
+        if session.pipeline.stale:  # the directory enrichment changed: build the pipeline again
+            self._session = None
+            session.store.close()
+            session = self._open()
         session.driver.units = not self._one_by_one
         try:
             return work(session)
@@ -325,7 +340,14 @@ class Runtime:
 
     def _open(self) -> _Session:
         store = self.open_store()  # StoreError when it cannot be opened
-        pipeline = Pipeline(self.plugins, self.config, store, self.quarantine, report=log.warning)
+        pipeline = Pipeline(
+            self.plugins,
+            self.config,
+            store,
+            self.quarantine,
+            report=log.warning,
+            recheck=self.config.posture.recheck,
+        )
         policy = self.config.delivery
         hot = policy.model_copy(update={"retries_in_run": 0})
         deliverer = Deliverer(self.config.sinks, store, policy, self.http, archive=self.dead_letters)
