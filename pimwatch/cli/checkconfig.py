@@ -31,7 +31,6 @@ from pimwatch.delivery.deliverer import DEAD_LETTERS, LoadedSink
 from pimwatch.detection.alerts import Alert, Severity, synthetic_alert
 from pimwatch.detection.detector import Plugin
 from pimwatch.hosting.heartbeat import SILENT
-from pimwatch.testing.harness import run_records
 
 ENV_CONFIG = "PIMWATCH_CONFIG"
 DEFAULT_CONFIG = "pimwatch.yaml"  # what `pimwatch init` writes
@@ -173,6 +172,8 @@ def samples(plugins: Sequence[Plugin]) -> list[Alert]:
     plugin = next((p for p in plugins if p.meta.id == SAMPLE_DETECTOR), None)
     case = next((c for c in plugin.cases if c.expect), None) if plugin else None
     if plugin is not None and case is not None:
+        from pimwatch.testing.harness import run_records  # not on replay's start-up path
+
         alerts, _ = run_records(case.records, plugins, case.config)
         out += [a for a in alerts if a.detector == SAMPLE_DETECTOR][:1]
     return [*out, synthetic_alert(Severity.LOW)]

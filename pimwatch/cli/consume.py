@@ -14,11 +14,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from pimwatch.cli.checkconfig import ENV_CONFIG
 from pimwatch.config import ConfigError
 from pimwatch.detection.detector import Plugin
-from pimwatch.hosting.azure_settings import SettingsError
 from pimwatch.hosting.gcfreeze import settle
-from pimwatch.hosting.runtime import ENV_CONFIG, Runtime, SetupError
 
 log = logging.getLogger("pimwatch.consume")
 
@@ -62,6 +61,10 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.config:
         os.environ[ENV_CONFIG] = args.config
+    # The runtime (Tables, Blobs, threads) is imported here, not with the CLI: replay starts without it.
+    from pimwatch.hosting.azure_settings import SettingsError
+    from pimwatch.hosting.runtime import Runtime, SetupError
+
     try:
         from pimwatch.hosting import consume
         from pimwatch.hosting import consume_settings as cs

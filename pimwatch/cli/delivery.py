@@ -22,7 +22,6 @@ from pimwatch.detection.contract import Delivery, StoreError
 from pimwatch.detection.detector import Plugin
 from pimwatch.detection.timeutil import iso
 from pimwatch.state.sqlite import SqliteStore
-from pimwatch.testing.harness import run_records
 
 
 def add_parsers(sub: Any) -> None:
@@ -176,6 +175,8 @@ def _render(args: argparse.Namespace, sink: LoadedSink, plugins: list[Plugin], c
     if case is None:
         sys.stderr.write(f"pimwatch: {args.detector} has no positive case to render\n")
         return 1
+    from pimwatch.testing.harness import run_records  # not on replay's start-up path
+
     alerts, _ = run_records(case.records, plugins, case.config)
     mine = [a for a in alerts if a.detector == args.detector][:1]
     sys.stdout.write(preview(sink.render(mine)))  # what the target receives, as text

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,10 +24,10 @@ from pimwatch.delivery.deliverer import Deliverer
 from pimwatch.delivery.sink import Http
 from pimwatch.detection.contract import StoreError
 from pimwatch.detection.detector import Plugin
-from pimwatch.graph.client import GraphError
-from pimwatch.graph.posture import Outcome
-from pimwatch.graph.run import check_tenant, record
 from pimwatch.state.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from pimwatch.graph.posture import Outcome
 
 
 def add_parser(sub: Any) -> None:
@@ -42,6 +42,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, plugins: list[Plugin], now: datetime | None = None) -> int:
+    # The Graph client (asyncio, httpx) is imported here, not with the CLI: replay starts without it.
+    from pimwatch.graph.client import GraphError
+    from pimwatch.graph.run import check_tenant, record
+
     now = now or datetime.now(UTC)
     try:
         config = load(args.config, plugins)

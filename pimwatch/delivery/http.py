@@ -20,13 +20,15 @@ change, so retrying for hours only delays the dead-letter alert that tells a per
 from __future__ import annotations
 
 import ipaddress
-import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pimwatch.delivery.text import one_line, truncate
+
+if TYPE_CHECKING:  # ssl and email.utils are imported where used: ~10-30 ms of every start-up
+    import ssl
 
 
 class SinkError(Exception):
@@ -83,6 +85,8 @@ def retry_after(value: str | None, now: datetime | None = None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -117,6 +121,8 @@ def classify(
 def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
     """The certificate verification failure behind ``exc``, if that is what it is: the chain of causes
     and contexts, and the ``inner_exception`` / ``reason`` that azure-core and urllib3 wrap it in."""
+    import ssl
+
     todo: list[object] = [exc]
     seen: set[int] = set()
     while todo:
@@ -142,6 +148,8 @@ def transport_error(sink: str, exc: BaseException, timeout: float, *, timed_out:
     """The error for a request that got no answer: an untrusted certificate is permanent; a timeout
     (``timed_out``, or a :class:`TimeoutError`), a TLS handshake failure or a connection failure is
     transient. The message names the exception's type, never its text (it may hold the URL)."""
+    import ssl
+
     untrusted = certificate_error(exc)
     if untrusted is not None:
         return PermanentError(f"{sink}: {certificate_problem(untrusted)}")

@@ -28,7 +28,6 @@ import copy
 import fnmatch
 import hashlib
 import logging
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar

@@ -63,6 +63,20 @@ def _clean(value: str) -> str:
 def entity(kind: str, **values: str | None) -> dict[str, str] | None:
     """One entity of ``kind`` with the given identifiers (None and empty dropped); None when it
     has none of the identifiers that say which entity it is."""
+    memo = (kind, *values.items())
+    try:
+        found = _MEMO.get(memo, _NONE)
+    except TypeError:  # a value that is not hashable (so not a string): nothing to remember
+        return _entity(kind, values)
+    if found is _NONE:  # a busy account, app or address (a spray) is cleaned once
+        found = _entity(kind, values)
+        if len(_MEMO) >= MEMO_SIZE:
+            _MEMO.clear()
+        _MEMO[memo] = found
+    return dict(found) if found is not None else None
+
+
+def _entity(kind: str, values: Mapping[str, str | None]) -> dict[str, str] | None:
     if kind not in _RANK:
         raise ValueError(f"unknown entity type {kind!r}; one of {', '.join(ORDER)}")
     out = {"type": kind}
@@ -73,6 +87,11 @@ def entity(kind: str, **values: str | None) -> dict[str, str] | None:
     if not any(k in out for k in _IDENTITY[kind]):
         return None
     return out
+
+
+MEMO_SIZE = 4096  # entities remembered by what they were built from (cleared when full)
+_MEMO: dict[tuple[object, ...], dict[str, str] | None] = {}
+_NONE: dict[str, str] = {}  # not in the memo
 
 
 def of_principal(p: Principal, *, with_ip: bool = True) -> list[dict[str, str]]:

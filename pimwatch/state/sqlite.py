@@ -49,6 +49,7 @@ _DELIVERY_COLUMNS = (
 )
 KV_CACHE_SIZE = 4096
 HOT_ALERTS = 256  # alerts kept decoded between folds (see _folding)
+KNOWN_MEMBERS = 65536  # alert memberships known to be stored (see _member)
 
 
 class SqliteStore:
@@ -58,6 +59,12 @@ class SqliteStore:
         self.path = path
         self._kv_cache: dict[str, tuple[bytes | None, float | None]] = {}
         self._hot: dict[str, tuple[int, float, Alert]] = {}
+        # Write-behind: ids of hot alerts folded since their row was last written. A busy alert (a
+        # spray) is written once per commit, not once per record; every read of the outbox and
+        # every commit writes them first (_flush), a rollback forgets them.
+        self._dirty: set[str] = set()
+        # (alert id, member) pairs known to be in alert_members in this transaction's view.
+        self._known: set[tuple[str, str]] = set()
         self._depth = 0  # open transactions (nested ones join the outermost)
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED")
@@ -134,7 +141,7 @@ class SqliteStore:
         ``alert_members``), then one bounded read and write of the stored alert, whatever its count."""
         now = time.time()
         fresh_events = [(t, rid) for t, rid in records(alert) if self._member(alert.id, record_member(rid))]
-        existing = self._folding(alert.id)
+        existing = self._hot[alert.id][2] if alert.id in self._dirty else self._folding(alert.id)
         new_values: dict[str, int] = {}
         for name, member, value in incoming_values(alert):
             if existing is not None and counted(existing, name, value):
@@ -145,9 +152,9 @@ class SqliteStore:
             return "unchanged"
         self._hot.pop(alert.id, None)  # folded in place below: cached again once written
         folded = fold(existing, alert, fresh_events, new_values)
-        doc = orjson.dumps(folded.to_store())
-        first, last = folded.first_seen, folded.last_seen
         if existing is None:
+            doc = orjson.dumps(folded.to_store())
+            first, last = folded.first_seen, folded.last_seen
             self._db.execute(
                 "INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -155,16 +162,28 @@ class SqliteStore:
                     *(doc, now, now, folded.key, folded.status),
                 ),
             )
+            self._dirty.discard(folded.id)
         else:
-            self._db.execute(
-                "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=?"
-                " WHERE id=?",
-                (folded.severity.value, first, last, folded.count, doc, now, folded.id),
-            )
+            self._dirty.add(folded.id)  # written by _flush
         if len(self._hot) >= HOT_ALERTS:
+            self._flush()
             self._hot.clear()
         self._hot[folded.id] = (folded.count, now, folded)
         return "new" if existing is None else "updated"
+
+    def _flush(self) -> None:
+        """Write the hot alerts folded since their rows were last written (see ``_dirty``)."""
+        for alert_id in sorted(self._dirty):
+            _count, now, folded = self._hot[alert_id]
+            self._db.execute(
+                "UPDATE outbox SET severity=?, first_seen=?, last_seen=?, count=?, doc=?, updated=?"
+                " WHERE id=?",
+                (
+                    *(folded.severity.value, folded.first_seen, folded.last_seen, folded.count),
+                    *(orjson.dumps(folded.to_store()), now, alert_id),
+                ),
+            )
+        self._dirty.clear()
 
     def _folding(self, alert_id: str) -> Alert | None:
         """The stored alert, to fold into: the copy this process last wrote while the row's (count,
@@ -178,8 +197,16 @@ class SqliteStore:
         return self.get_alert(alert_id)
 
     def _member(self, alert_id: str, member: str) -> bool:
-        """Insert-if-absent into the alert's membership: True when it was not there."""
-        cur = self._db.execute("INSERT OR IGNORE INTO alert_members VALUES (?, ?)", (alert_id, member))
+        """Insert-if-absent into the alert's membership: True when it was not there. A pair seen
+        before in this transaction's view is there (a spray's 500 addresses: 500 inserts, not one
+        per record); a rollback forgets them all."""
+        pair = (alert_id, member)
+        if pair in self._known:
+            return False
+        cur = self._db.execute("INSERT OR IGNORE INTO alert_members VALUES (?, ?)", pair)
+        if len(self._known) >= KNOWN_MEMBERS:
+            self._known.clear()
+        self._known.add(pair)
         return cur.rowcount == 1
 
     def resolve_alerts(self, detector: str, key: str, at: str) -> list[str]:
@@ -190,6 +217,7 @@ class SqliteStore:
         # An alert is resolved at the EARLIEST closing record at or after its start, whatever the
         # order they are read in: one resolved already by a later record moves to this one (it is
         # not resolved anew: its resolve was queued the first time).
+        self._flush()
         rows = self._db.execute(
             "SELECT doc FROM outbox WHERE detector=? AND akey=? AND status IN ('open', 'resolved')"
             " AND first_seen <= ?"
@@ -221,10 +249,12 @@ class SqliteStore:
         """Nothing to do: the delivery rows are committed in the same transaction as the alert."""
 
     def get_alert(self, alert_id: str) -> Alert | None:
+        self._flush()
         row = self._db.execute("SELECT doc FROM outbox WHERE id=?", (alert_id,)).fetchone()
         return Alert.from_store(orjson.loads(row[0])) if row else None
 
     def alerts(self) -> Iterator[Alert]:
+        self._flush()
         for (doc,) in self._db.execute("SELECT doc FROM outbox ORDER BY first_seen, id"):
             yield Alert.from_store(orjson.loads(doc))
 
@@ -392,6 +422,10 @@ class SqliteStore:
 
     def _rollback(self) -> None:
         self._kv_cache.clear()
+        self._known.clear()
+        for alert_id in self._dirty:  # folded in memory only: the row keeps what was committed
+            self._hot.pop(alert_id, None)
+        self._dirty.clear()
         try:
             self._db.rollback()
         except sqlite3.Error as exc:
@@ -403,12 +437,14 @@ class SqliteStore:
 
     def _commit(self) -> None:
         try:
+            self._flush()
             self._db.commit()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot commit state to {self.path}: {exc}") from exc
 
     def close(self) -> None:
         if self._depth == 0:
+            self._flush()
             self._db.commit()
         else:
             self._rollback()  # closed inside a transaction that did not finish: nothing of it is kept
