@@ -73,7 +73,9 @@ def test_the_report_from_the_ledger_of_the_functions_app_matches_the_report_from
     names = sorted(p.name for p in files.iterdir())
     same, differ, missing = filecmp.cmpfiles(files, out, names, shallow=False)
     assert missing == [] and sorted(p.name for p in out.iterdir()) == names
-    assert same == [*(f"{t}.csv" for t in STATE_TABLES), "PIM-Audit-2026-03-16.csv", "alerts.csv"]
+    assert sorted(same) == sorted(
+        [*(f"{t}.csv" for t in STATE_TABLES), "PIM-Audit-2026-03-16.csv", "alerts.csv"]
+    )
     # What differs, exactly: alice's "Update user" while elevated is a UserManagement record (not
     # kept), and the page's input line and coverage statement (the ledger counts only what it keeps).
     assert differ == ["elevated_activity.csv", "report.html"]
@@ -81,4 +83,101 @@ def test_the_report_from_the_ledger_of_the_functions_app_matches_the_report_from
     from_ledger = (out / "elevated_activity.csv").read_text(encoding="utf-8-sig").splitlines()
     assert from_ledger == from_files[:1] and len(from_files) == 2 and "Update user" in from_files[1]
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert "the ledger of" in page and "<b>3</b>activations (3 principals, 2 roles)" in page
+    assert "Input: state.db." in page and "<b>3</b>activations (3 principals, 2 roles)" in page
+
+
+# --- the weekly report, sent by the Functions timer ---------------------------------------------------
+
+
+def _weekly_config(smtp_port: int, teams_url: str, now: datetime) -> str:
+    """Due today at this hour (UTC), so the real timer trigger (which passes the wall clock) sends it."""
+    weekday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[now.weekday()]
+    return (
+        CONFIG
+        + "sinks:\n"
+        + "  weekly: {type: email, sender: pimwatch@contoso.com, to: [secops@contoso.com],"
+        + f" smtp_host: 127.0.0.1, smtp_port: {smtp_port}, tls: none, detectors: [none]}}\n"
+        + f"  channel: {{type: teams, webhook_url: '{teams_url}/wf', detectors: [none]}}\n"
+        + f"report: {{schedule: {{weekday: {weekday}, hour: {now.hour}}}, mail: weekly, teams: channel}}\n"
+    )
+
+
+def _last_week(now: datetime) -> list[dict[str, Any]]:
+    """Yesterday: alice's approved activation and its end, and a break-glass sign-in."""
+    day = f"{now - timedelta(days=1):%Y-%m-%d}"
+    recs = _activation(
+        ALICE,
+        _t("09:00:00", day),
+        _t("11:11:00", day),
+        justification="INC123456 mailbox restore",
+        mfa="True",
+        completed_at=_t("09:11:00", day),
+    )
+    recs.append(pim(ACTIVATION_ENDED, _t("11:11:00", day), PIM_SYSTEM, principal=ALICE, role=UA))
+    recs.append(signin(BG, _t("03:00:00", day)))
+    return recs
+
+
+def _kv(state: Path, prefix: str) -> dict[str, Any]:
+    store = SqliteStore(str(state))
+    try:
+        rows = store._db.execute("SELECT k FROM kv WHERE k LIKE ?", (prefix + "%",)).fetchall()
+        return {k: store.get(k) for (k,) in rows}
+    finally:
+        store.close()
+
+
+def test_the_timer_mails_the_weekly_report_once_per_period_with_its_csvs_and_a_teams_card(
+    app: Any, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    handler = Recorder()
+    with smtp_server(handler) as port, serve(Answer(202)) as teams:
+        app(_weekly_config(port, teams.url, now))
+        _through_functions(_last_week(now), enqueued=f"{now:%Y-%m-%dT%H:%M:%S}.000Z")
+        timer()
+        timer()  # the same instance again
+        runtime.reset_runtime()
+        timer()  # another instance (a fresh runtime on the same state)
+    assert len(handler.received) == 1
+    msg = handler.received[0].parsed()
+    assert msg["Subject"].startswith("[pimwatch] PIM report ") and "1 activations" in msg["Subject"]
+    names = sorted(str(p.get_filename()) for p in msg.iter_attachments())
+    tables = (*STATE_TABLES, "alerts", "elevated_activity")
+    assert names == sorted(
+        [f"PIM-Audit-{now - timedelta(days=1):%Y-%m-%d}.csv", "report.html"] + [f"{t}.csv" for t in tables]
+    )
+    body = msg.get_body(("html",))
+    assert body is not None and "Activations outside business hours" in body.get_content()
+    activations = next(p for p in msg.iter_attachments() if p.get_filename() == "activations.csv")
+    text = activations.get_payload(decode=True).decode("utf-8-sig")
+    assert "adm-alice@contoso.com" in text and "INC123456" in text
+    assert len(teams.requests) == 1
+    card = json.loads(teams.requests[0].body)
+    facts = {
+        f["title"]: f["value"]
+        for item in card["attachments"][0]["content"]["body"]
+        for f in item.get("facts", [])
+    }
+    assert facts["Activations"] == "1" and facts["Break-glass sign-ins and actions"] == "1"
+    sent = _kv(tmp_path / "state.db", "report:weekly:sent:")
+    assert len(sent) == 1 and "250" in next(iter(sent.values()))
+
+
+def test_a_weekly_report_the_mail_server_refused_is_sent_by_the_next_timer(app: Any, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    handler = Recorder(data_reply="451 4.3.0 try again later")
+    with smtp_server(handler) as port, serve(Answer(202)) as teams:
+        app(_weekly_config(port, teams.url, now))
+        _through_functions(_last_week(now), enqueued=f"{now:%Y-%m-%dT%H:%M:%S}.000Z")
+        timer()
+        assert len(handler.received) >= 1 and _kv(tmp_path / "state.db", "report:weekly:sent:") == {}
+        assert list(_kv(tmp_path / "state.db", "report:weekly:failed:").values()) == [1]
+        assert teams.requests == []  # the card follows the mail, never precedes it
+        refused = len(handler.received)
+        handler.data_reply = "250 2.0.0 OK queued as T2"
+        timer()
+        timer()
+    assert len(handler.received) == refused + 1
+    assert len(teams.requests) == 1
+    assert len(_kv(tmp_path / "state.db", "report:weekly:sent:")) == 1

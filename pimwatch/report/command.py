@@ -138,7 +138,7 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         return 2
     report = build(collected, config, period)
     try:
-        written = write(report, args.out, files or [f"the ledger of {args.state}"])
+        written = write(report, args.out, files or [args.state])
     except OSError as exc:
         sys.stderr.write(f"pimwatch: cannot write the report into {args.out}: {exc.strerror or exc}\n")
         return 1
