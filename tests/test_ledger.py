@@ -5,8 +5,11 @@ a real SMTP server (aiosmtpd) and a loopback Teams endpoint.
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import json
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +19,8 @@ import pytest
 
 from pimwatch.cli import main
 from pimwatch.detection.activities import ACTIVATION_ENDED
-from pimwatch.detection.ledger import HOUR, LedgerWriter, rec_of, row, to_rec, wants
-from pimwatch.detection.normalize import audit_event
+from pimwatch.detection.ledger import LedgerWriter, rec_of, row, to_rec, wants
+from pimwatch.detection.normalize import audit_event, signin_event
 from pimwatch.hosting import runtime
 from pimwatch.state import retention
 from pimwatch.state.sqlite import SqliteStore
@@ -181,3 +184,147 @@ def test_a_weekly_report_the_mail_server_refused_is_sent_by_the_next_timer(app: 
     assert len(handler.received) == refused + 1
     assert len(teams.requests) == 1
     assert len(_kv(tmp_path / "state.db", "report:weekly:sent:")) == 1
+
+
+# --- the Ledger role: SQLite and Azure Tables (Azurite) ----------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "table"])
+def store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    if request.param == "sqlite":
+        s: Any = SqliteStore(":memory:")
+    else:
+        from pimwatch.state.tables import TableStore
+
+        s = TableStore(request.getfixturevalue("azurite_tables"), prefix="t" + uuid.uuid4().hex[:16])
+    yield s
+    s.close()
+
+
+def _write_ledger(store: Any, records: list[dict[str, Any]], into: Any = None) -> LedgerWriter:
+    """The records through a real pipeline with the ledger on (written to ``into``, default the same
+    store), one unit of work."""
+    from pimwatch.config import build
+    from pimwatch.detection.detector import discover
+    from pimwatch.detection.pipeline import Pipeline
+    from pimwatch.detection.reader import classify
+    from pimwatch.hosting.driver import Driver
+    from pimwatch.state.quarantine import Quarantine
+
+    plugins = discover()
+    config = build({"break_glass": {"accounts": [BG[0]]}}, plugins)
+    pipeline = Pipeline(plugins, config, store, Quarantine(os.devnull), report=lambda _m: None)
+    pipeline.ledger = writer = LedgerWriter(store if into is None else into, config.settings)
+    items = [item for i, r in enumerate(records) for item in classify(r, "test", i + 1)]
+    driver = Driver(pipeline)
+    unit = getattr(store, "unit", None)
+    with unit() if unit is not None else contextlib.nullcontext():
+        driver.batch(items, datetime(2026, 3, 17, tzinfo=UTC))
+    return writer
+
+
+def test_the_ledger_keeps_pim_role_and_break_glass_records_once_each(store: Any) -> None:
+    records = known_stream()
+    _write_ledger(store, records + records[:10])  # duplicates count once
+    rows = store.ledger_rows("2026-03-16", "2026-03-17")
+    recs = [rec_of(r) for r in rows if "id" in r]
+    assert len({r.id for r in recs}) == len(recs)
+    assert all(wants(r) for r in recs)
+    kinds = {(r.kind, r.audit_category or r.category) for r in recs}
+    assert kinds == {("audit", "RoleManagement"), ("signin", "SignInLogs")}
+    assert [r.subject.upn for r in recs if r.kind == "signin"] == [BG[1]]  # no ordinary sign-in
+    assert not any(r.activity == "Update user" for r in recs)  # UserManagement: not kept
+    marks = sorted((r["category"], r["hour"]) for r in rows if "id" not in r)
+    assert ("SignInLogs", "2026-03-16T03") in marks and ("AuditLogs", "2026-03-16T09") in marks
+    # Day partitions: one day's read holds only that day's rows.
+    late = store.ledger_rows("2026-03-17", "2026-03-17")
+    assert late and all(str(r.get("time", r.get("hour")))[:10] == "2026-03-17" for r in late)
+    assert store.ledger_rows("2026-01-05", "2026-01-05")  # hank's eligibility, two months before
+
+
+def test_a_row_round_trips_to_the_same_rec() -> None:
+    from pimwatch.detection.detector import Settings
+    from pimwatch.detection.reader import Routed, classify
+
+    settings = Settings.build([BG[0]], None)
+    recs = []
+    for i, record in enumerate(known_stream()):
+        for item in classify(record, "test", i + 1):
+            assert isinstance(item, Routed)
+            norm = signin_event if item.route == "signin" else audit_event
+            recs.append(to_rec(norm(item.props, item.top, item.shape, item.category, item.raw), settings))
+    assert sum(1 for r in recs if r.flat) >= 10 and any(r.start and r.end for r in recs)
+    for rec in recs:
+        assert rec_of(json.loads(json.dumps(row(rec)))) == rec
+
+
+def test_retention_forgets_ledger_days_older_than_report_retention_days(store: Any) -> None:
+    _write_ledger(store, known_stream())
+    assert store.ledger_rows("2026-01-05", "2026-01-05")
+    watermark = datetime(2026, 3, 17, 2, tzinfo=UTC)
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    kept = retention.prune(store, watermark, timedelta(days=7), now, ledger=timedelta(days=400))
+    assert kept.ledger == 0 and store.ledger_rows("2026-01-05", "2026-01-05")
+    done = retention.prune(store, watermark, timedelta(days=7), now, ledger=timedelta(days=30))
+    assert done.ledger == 2  # hank's eligibility of 2026-01-05 and its hour mark
+    assert store.ledger_rows("0000", "2026-02-14") == []
+    assert store.ledger_rows("2026-03-16", "2026-03-17")  # the rest stays
+
+
+def test_ledger_rows_ride_in_the_batch_s_unit_of_work(azurite_tables: str) -> None:
+    """On Azure Tables the rows are written with the batch's first wave (one transaction per day): a
+    batch with its ledger costs no more round trips than without it."""
+    from pimwatch.state.tables import TableStore
+
+    records = [r for r in known_stream() if str(r["time"]).startswith(DAY)]
+    costs = []
+    for ledger in (False, True):
+        s = TableStore(azurite_tables, prefix="t" + uuid.uuid4().hex[:16])
+        try:
+            before = s.round_trips
+            elsewhere = SqliteStore(":memory:")  # the same records read, the rows kept elsewhere
+            _write_ledger(s, records, into=None if ledger else elsewhere)
+            elsewhere.close()
+            costs.append(s.round_trips - before)
+            assert bool(s.ledger_rows(DAY, DAY)) == ledger
+        finally:
+            s.close()
+    assert costs[1] == costs[0], costs
+
+
+# --- report: in the config ------------------------------------------------------------------------------
+
+
+def test_the_schedule_is_validated_and_names_its_key() -> None:
+    from pimwatch.config import ConfigError, build
+    from pimwatch.detection.detector import discover
+
+    plugins = discover()
+    mail = {"m": {"type": "email", "sender": "p@contoso.com", "to": ["s@contoso.com"], "smtp_host": "mx"}}
+    cases = [
+        ({"schedule": {"weekday": "monday"}}, "report.schedule.weekday"),
+        ({"schedule": {"hour": 24}, "mail": "m"}, "report.schedule.hour"),
+        ({"schedule": {"weekday": "mon"}}, "report.mail: the weekly report"),
+        ({"schedule": {}, "mail": "nosuch"}, "report.mail: 'nosuch' is not an email sink"),
+        ({"schedule": {}, "mail": "m", "teams": "m"}, "report.teams: 'm' is not a teams sink"),
+        ({"retention_days": 0}, "report.retention_days"),
+        ({"schedule": {}, "mail": "m", "ledger": False}, "report.schedule: the weekly report is built"),
+    ]
+    for report, problem in cases:
+        with pytest.raises(ConfigError) as err:
+            build({"sinks": mail, "report": report}, plugins)
+        assert any(p.startswith(problem) for p in err.value.problems), (report, err.value.problems)
+    config = build(
+        {"sinks": mail, "report": {"schedule": {"weekday": "fri", "hour": 6}, "mail": "m"}}, plugins
+    )
+    assert config.report.retention_days == 400 and config.report.ledger
+
+
+def test_the_schedule_s_due_time_and_period() -> None:
+    from pimwatch.report.settings import Schedule
+
+    s = Schedule(weekday="mon", hour=7)
+    monday = datetime(2026, 3, 16, 7, tzinfo=UTC)
+    assert s.last(monday) == monday and s.last(monday - timedelta(seconds=1)) == monday - timedelta(days=7)
+    assert s.last(monday + timedelta(days=6, hours=23)) == monday
+    assert s.period(monday) == (datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 16, tzinfo=UTC))
