@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+import zlib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
@@ -374,18 +375,19 @@ class SqliteStore:
 
     # ledger ---------------------------------------------------------------------------------
     def ledger_add(self, day: str, record_id: str, order: str, row: dict[str, Any]) -> None:
-        """One row per (day, record id); of two with the same id the least ``order`` stays."""
+        """One row per (day, record id); of two with the same id the least ``order`` stays. Rows are
+        kept zlib-compressed (a PIM record's row is ~1.9 KB of JSON, ~0.7 KB compressed)."""
         self._db.execute(
             "INSERT INTO ledger VALUES (?, ?, ?, ?) ON CONFLICT (day, id) DO UPDATE"
             " SET ord=excluded.ord, row=excluded.row WHERE excluded.ord < ledger.ord",
-            (day, record_id, order, orjson.dumps(row)),
+            (day, record_id, order, zlib.compress(orjson.dumps(row), 6)),
         )
 
     def ledger_rows(self, first: str, last: str) -> list[dict[str, Any]]:
         rows = self._db.execute(
             "SELECT row FROM ledger WHERE day BETWEEN ? AND ? ORDER BY day, id", (first, last)
         ).fetchall()
-        return [orjson.loads(r[0]) for r in rows]
+        return [orjson.loads(zlib.decompress(r[0])) for r in rows]
 
     def ledger_prune(self, day: str, *, limit: int | None = None) -> int:
         cur = self._db.execute(

@@ -1128,7 +1128,7 @@ class TableStore:
     def ledger_add(self, day: str, record_id: str, order: str, row: dict[str, Any]) -> None:
         """One entity per (day, record id); in a unit of work written with its first wave."""
         entity: dict[str, Any] = {"PartitionKey": day, "RowKey": table_key(record_id), "ord": order}
-        _pack(entity, "row", orjson.dumps(row))
+        _pack(entity, "row", zlib.compress(orjson.dumps(row), 6))
         u = self._unit
         if u is not None:
             old = u.ledger.get((day, entity["RowKey"]))
@@ -1154,7 +1154,7 @@ class TableStore:
             "PartitionKey ge @a and PartitionKey le @b", parameters={"a": first, "b": last}
         )
         rows = sorted(((e["PartitionKey"], e["RowKey"]), _unpack(e, "row")) for e in found)
-        return [orjson.loads(blob) for _, blob in rows if blob is not None]
+        return [orjson.loads(zlib.decompress(blob)) for _, blob in rows if blob is not None]
 
     @_guard
     def ledger_prune(self, day: str, *, limit: int | None = None) -> int:
