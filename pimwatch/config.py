@@ -17,6 +17,7 @@ pipeline:
   retention_days: 30      # keep state this long (default: what the enabled detectors need, >= 7)
 graph: {endpoint: ..., credential: managed_identity}  # docs/graph.md (pimwatch/graph/settings.py)
 posture: {baseline: <file>, checks: {<check id>: {...}}}
+report: {retention_days: 400, schedule: {weekday: mon, hour: 7}, mail: <email sink>}  # docs/report.md
 ```
 """
 
@@ -50,6 +51,8 @@ from pimwatch.detection.detector import (
     _looks_like_guid,
 )
 from pimwatch.graph.settings import GraphSettings, PostureSettings
+from pimwatch.report.settings import ReportSettings
+from pimwatch.report.settings import problems as report_problems
 from pimwatch.state import retention
 
 
@@ -91,6 +94,7 @@ class _File(BaseModel):
     templates: str | None = None
     graph: GraphSettings = GraphSettings()  # docs/graph.md
     posture: PostureSettings = PostureSettings()
+    report: ReportSettings = ReportSettings()  # docs/report.md
 
 
 class _WindowValues(BaseModel):
@@ -112,6 +116,7 @@ class Config:
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
     graph: GraphSettings = field(default_factory=GraphSettings)
     posture: PostureSettings = field(default_factory=PostureSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
 
 
 def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
@@ -209,13 +214,17 @@ def build(
         problems.append(f"templates: expected a folder of template overrides, {raw.templates!r} is not one")
     if raw.pipeline.retention_days is not None and not any(p.startswith("detectors.") for p in problems):
         problems += retention.too_short(raw.pipeline.retention_days, out, plugins)
+    if not any(p.startswith("sinks.") for p in problems):
+        problems += report_problems(raw.report, {n: s.config.type for n, s in sinks.items()})
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
     if raw.break_glass.groups:
         groups = frozenset(g.strip().lower() for g in raw.break_glass.groups)
         settings = dataclasses.replace(settings, break_glass_groups=groups)
-    return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.graph, raw.posture)
+    return Config(
+        settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.graph, raw.posture, raw.report
+    )
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -27,7 +27,7 @@ RANK = {"detection": 0, "state": 1, "delivery": 1, "config": 2, "hosting": 3, "t
 RANK |= {"graph": 3, "report": 3}
 # Modules whose layer is not their sub-package's: the pydantic models of a feature's config section are
 # part of the config layer (config.py validates the whole file in one pass).
-PLACED = {"graph.settings": "config"}
+PLACED = {"graph.settings": "config", "report.settings": "config"}
 # the package's own files, outside the rule (entry: the console script, before any layer is imported)
 TOP = ("__init__", "__main__", "entry")
 

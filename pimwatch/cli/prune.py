@@ -55,7 +55,8 @@ def run(args: argparse.Namespace, config: Config, plugins: list[Plugin]) -> int:
                 )
                 return 0
             span = retention.horizon(config, plugins)
-            done = retention.prune(store, watermark, span, datetime.now(UTC))
+            kept = timedelta(days=config.report.retention_days) if config.report.ledger else None
+            done = retention.prune(store, watermark, span, datetime.now(UTC), ledger=kept)
     except StoreError as exc:
         sys.stderr.write(f"pimwatch: state store failed: {exc}\n")
         return 1
@@ -66,6 +67,12 @@ def run(args: argparse.Namespace, config: Config, plugins: list[Plugin]) -> int:
         f"{args.state}: {verb} {done.members} window members older than {done.before:{_ISO}}"
         f" (watermark {watermark:{_ISO}} less {days:g} days) and the expired keys;"
         f" {done.deliveries} sent deliveries older than {retention.SENT_KEPT.days} days"
-        f" {'would go' if args.dry_run else 'purged'}\n"
+        f" {'would go' if args.dry_run else 'purged'}"
+        + (
+            f"; {done.ledger} report ledger rows older than {config.report.retention_days:g} days"
+            if done.ledger
+            else ""
+        )
+        + "\n"
     )
     return 0

@@ -28,7 +28,7 @@ The contract is small on purpose, so an Azure Table store can implement it:
   durable per call, so it only scopes them (see below for why nothing is lost all the same).
 
 The contract is split by role (:class:`KV`, :class:`Windows`, :class:`Outbox`, :class:`Deliveries`,
-:class:`Maintenance`); a backend implements all of them as one class (:class:`Store`).
+:class:`Ledger`, :class:`Maintenance`); a backend implements all of them as one class (:class:`Store`).
 
 **Queueing an alert for its sinks is never lost between two writes.** SQLite is transactional: the
 alert and its delivery rows are committed together, and ``mark_queued`` has nothing to do. A store
@@ -152,6 +152,20 @@ class Deliveries(Protocol):
     def purge(self, status: str, before: float) -> int: ...
 
 
+class Ledger(Protocol):
+    """The report's ledger (:mod:`pimwatch.detection.ledger`): compact rows of PIM, role and
+    break-glass records, one per record id, partitioned by the event's UTC ``day`` (YYYY-MM-DD).
+
+    ``ledger_add`` writes one row (in the unit of work); a record id already there keeps the row whose
+    ``order`` is least, so what stays does not depend on arrival (SQLite; Azure Tables keeps the
+    last written: duplicates of one record id carry the same content). ``ledger_rows`` reads the
+    rows of the days ``[first, last]``; ``ledger_prune`` forgets the days before ``day``."""
+
+    def ledger_add(self, day: str, record_id: str, order: str, row: dict[str, Any]) -> None: ...
+    def ledger_rows(self, first: str, last: str) -> list[dict[str, Any]]: ...
+    def ledger_prune(self, day: str, *, limit: int | None = None) -> int: ...
+
+
 class Maintenance(Protocol):
     """The unit of work, the TTL clean-up, and the connection."""
 
@@ -161,6 +175,6 @@ class Maintenance(Protocol):
     def close(self) -> None: ...
 
 
-class Store(KV, Windows, Outbox, Deliveries, Maintenance, Protocol):
+class Store(KV, Windows, Outbox, Deliveries, Ledger, Maintenance, Protocol):
     """The whole contract: what a backend implements (one class each). Consumers are typed against
     the roles they use where that is simple."""

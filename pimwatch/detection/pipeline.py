@@ -20,6 +20,7 @@ from pimwatch.detection.detector import DetectionConfig, Plugin, Settings
 from pimwatch.detection.directory import Directory, Enriched, Rechecks, enrich
 from pimwatch.detection.engine import Engine
 from pimwatch.detection.event import Event
+from pimwatch.detection.ledger import LedgerWriter, wants_raw
 from pimwatch.detection.normalize import BadRecord, _json_value, audit_event, signin_event
 from pimwatch.detection.principals import LEARN_FROM
 from pimwatch.detection.reader import Bad, Item, Routed, Screen, Screened, Skipped, _dump, classify
@@ -109,6 +110,10 @@ class Pipeline:
                 wanted |= m.activities
         self.audit_activities = frozenset(wanted) if wanted is not None else None
         self.audit_break_glass = any(m.break_glass_only for m in audit)
+        # The report's ledger (pimwatch.detection.ledger), when the host keeps one: every normalized
+        # event is offered to it, and the PIM and role records it keeps are read even if no detector
+        # does.
+        self.ledger: LedgerWriter | None = None
 
     def feed(self, items: Iterable[Item]) -> None:
         stats = self.stats
@@ -150,6 +155,8 @@ class Pipeline:
                         Bad(item.source, item.line, f"internal error: {type(exc).__name__}", _dump(item.raw))
                     )
                     continue
+                if self.ledger is not None:
+                    self.ledger(event)
                 if self.watermark is None or event.time > self.watermark:
                     self.watermark = event.time
             elif type(item) is Skipped:
@@ -167,6 +174,8 @@ class Pipeline:
         if props.get("loggedByService") == "PIM" and activity not in PIM_ACTIVITIES:
             self.stats.unknown_activities[activity] += 1
         if self.audit_activities is None or activity in self.audit_activities:
+            return True
+        if self.ledger is not None and (wants_raw(props, activity) or mentions(props, self.settings)):
             return True
         return self.audit_break_glass and mentions(props, self.settings)
 

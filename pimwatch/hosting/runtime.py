@@ -23,7 +23,8 @@ Three entry points, each a few lines in the host:
   sink failure never raises (the alerts stay pending in the outbox for the timer). A failure of the
   state store raises :class:`pimwatch.detection.contract.StoreError` — see :meth:`Runtime.handle` for why.
 * :meth:`Runtime.tick` — the timer: clock-driven detectors, the ``pipeline.silent`` heartbeat
-  (:mod:`pimwatch.hosting.heartbeat`), then the outbox is drained.
+  (:mod:`pimwatch.hosting.heartbeat`), then the outbox is drained; the clean-up when due, and the
+  periodic report when due (``report.schedule``, :mod:`pimwatch.report.weekly`).
 * :meth:`Runtime.health` — the watermark (newest event time seen), outbox depth, dead letters,
   quarantined records.
 * :meth:`Runtime.test_alert` — a synthetic alert straight to the sinks (the HTTP trigger).
@@ -60,6 +61,7 @@ from pimwatch.delivery.sink import Http, SinkError
 from pimwatch.detection.alerts import Severity, synthetic_alert
 from pimwatch.detection.contract import STORE_ERRORS, Store
 from pimwatch.detection.detector import Plugin, discover
+from pimwatch.detection.ledger import LedgerWriter
 from pimwatch.detection.pipeline import WATERMARK, Pipeline
 from pimwatch.detection.timeutil import iso, parse_time
 from pimwatch.hosting import heartbeat
@@ -109,6 +111,7 @@ class Report:
     # a batch: the state store's round trips (concurrent requests count once; Tables' unit of work
     # counts them) or, for a remote store that does not, its HTTP requests; None: SQLite
     round_trips: int | None = None
+    weekly: str | None = None  # the timer: the periodic report's answers (report.schedule), when sent
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -348,6 +351,8 @@ class Runtime:
             report=log.warning,
             recheck=self.config.posture.recheck,
         )
+        if self.config.report.ledger:
+            pipeline.ledger = LedgerWriter(store, self.config.settings)  # the report's (docs/report.md)
         policy = self.config.delivery
         hot = policy.model_copy(update={"retries_in_run": 0})
         deliverer = Deliverer(self.config.sinks, store, policy, self.http, archive=self.dead_letters)
@@ -454,7 +459,14 @@ class Runtime:
         stored = parse_time(s.store.get(WATERMARK))
         w = max((t for t in (s.pipeline.watermark, stored) if t is not None), default=None)
         at = result.tick_clock
-        report.pruned = retention.maybe_prune(s.store, min(w, at) if w and at else None, self.horizon, now)
+        ledger = timedelta(days=self.config.report.retention_days) if self.config.report.ledger else None
+        report.pruned = retention.maybe_prune(
+            s.store, min(w, at) if w and at else None, self.horizon, now, ledger=ledger
+        )
+        if self.config.report.schedule is not None:
+            from pimwatch.report.weekly import maybe_send  # pandas: never on the Event Hub path
+
+            report.weekly = maybe_send(s.store, self.config, now, self.http)
         report.watermark = iso(w) if w else None
         return report
 

@@ -16,12 +16,15 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from typing import Protocol
 
 from pimwatch.config import Config
 from pimwatch.detection.alerts import Alert
+from pimwatch.detection.contract import Ledger, Outbox
 from pimwatch.detection.detector import Plugin
-from pimwatch.detection.event import Event, Principal
+from pimwatch.detection.event import Event
+from pimwatch.detection.ledger import Rec as Rec  # re-exported: the frames' input
+from pimwatch.detection.ledger import read, to_rec
 from pimwatch.detection.pipeline import Pipeline
 from pimwatch.detection.reader import Item, Routed, _dump, read_file
 from pimwatch.detection.stats import Stats
@@ -29,55 +32,6 @@ from pimwatch.detection.timeutil import iso, parse_time
 from pimwatch.hosting.driver import Driver, WatermarkTick
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
-
-
-@dataclass(frozen=True, slots=True)
-class Rec:
-    """What the report keeps of one normalized event (no raw record: bounded memory)."""
-
-    id: str
-    kind: str
-    time: datetime
-    category: str
-    activity: str
-    audit_category: str | None
-    service: str | None
-    operation_type: str | None
-    result: str | None
-    result_reason: str | None
-    correlation_id: str | None
-    request_id: str | None
-    actor: Principal
-    target: Principal
-    subject: Principal
-    role_name: str | None
-    role_id: str | None
-    scope_type: str | None
-    scope_id: str | None
-    scope_name: str | None
-    justification: str | None
-    ticket: str | None
-    start: datetime | None
-    end: datetime | None
-    mfa: bool | None  # additionalDetails IsAuthenticatedWithMfa; None when absent (unknown, not "no")
-    break_glass: bool  # the actor, the subject or any target is a break-glass account
-    # Sign-ins only.
-    app: str | None = None
-    ip: str | None = None
-    country: str | None = None
-    error_code: int | None = None
-    ca_status: str | None = None
-    auth_requirement: str | None = None
-    # RoleManagement audit records only: every nested field, flattened to named columns.
-    flat: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def failed(self) -> bool:
-        return self.result == "failure"
-
-    def order(self) -> tuple[str, str, str, str, str]:
-        """A total order independent of arrival: time, id, then content (for duplicate ids)."""
-        return (iso(self.time), self.id, self.activity, self.result or "", self.subject.label())
 
 
 @dataclass
@@ -92,79 +46,6 @@ class Collected:
     quarantined: int = 0
     quarantine_path: str | None = None
     break_glass: list[str] = field(default_factory=list)
-
-
-def _bool(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    v = value.strip().lower()
-    return True if v == "true" else False if v == "false" else None
-
-
-def _flat(event: Event) -> tuple[tuple[str, str], ...]:
-    """The nested fields of a RoleManagement record as (column, text): additionalDetails by key,
-    targetResources by type (``Other``, ``Other#2`` when repeated), modifiedProperties by name."""
-    out: dict[str, str] = {}
-    for key, value in event.details.items():
-        out[f"detail.{key}"] = value
-    seen: Counter[str] = Counter()
-    for t in event.targets:
-        ttype = t.type or "target"
-        seen[ttype] += 1
-        name = ttype if seen[ttype] == 1 else f"{ttype}#{seen[ttype]}"
-        for attr in ("id", "name", "upn"):
-            value = getattr(t, attr)
-            if value:
-                out[f"target.{name}.{attr}"] = value
-        for m in t.modified:
-            for side in ("old", "new"):
-                value = getattr(m, side)
-                if value is not None:
-                    out[f"modified.{name}.{m.name}.{side}"] = value if isinstance(value, str) else repr(value)
-    return tuple(sorted(out.items()))
-
-
-def to_rec(event: Event, config: Config) -> Rec:
-    settings = config.settings
-    bg = settings.is_break_glass(event.actor) or settings.is_break_glass(event.subject)
-    if not bg and event.kind == "audit":
-        bg = any(settings.is_break_glass(Principal(id=t.id, upn=t.upn)) for t in event.targets)
-    signin = event.signin if event.kind == "signin" else None
-    return Rec(
-        id=event.id,
-        kind=event.kind,
-        time=event.time,
-        category=event.category,
-        activity=event.activity,
-        audit_category=event.audit_category,
-        service=event.service,
-        operation_type=event.operation_type,
-        result=event.result,
-        result_reason=event.result_reason,
-        correlation_id=event.correlation_id,
-        request_id=event.request_id,
-        actor=event.actor,
-        target=event.target,
-        subject=event.subject,
-        role_name=event.role_name,
-        role_id=event.role_id,
-        scope_type=event.scope_type,
-        scope_id=event.scope_id,
-        scope_name=event.scope_name,
-        justification=event.justification,
-        ticket=event.ticket,
-        start=event.start,
-        end=event.end,
-        mfa=_bool(event.details.get("isauthenticatedwithmfa")),
-        break_glass=bg,
-        app=signin.app if signin else None,
-        ip=(signin.ip if signin else None) or event.actor.ip,
-        country=signin.country if signin else None,
-        error_code=signin.error_code if signin else None,
-        ca_status=signin.ca_status if signin else None,
-        auth_requirement=signin.auth_requirement if signin else None,
-        flat=_flat(event) if event.kind == "audit" and event.audit_category == "RoleManagement" else (),
-    )
 
 
 class ReportPipeline(Pipeline):
@@ -182,7 +63,7 @@ class ReportPipeline(Pipeline):
     def normalize(self, item: Routed) -> Event:
         event = super().normalize(item)
         if event.kind == "audit" or self._wanted_signin(event):
-            rec = to_rec(event, self.config)
+            rec = to_rec(event, self.config.settings)
             old = self.recs.get(rec.id)
             if old is None or rec.order() < old.order():
                 self.recs[rec.id] = rec
@@ -255,4 +136,22 @@ def collect(
         quarantined=quarantine.count,
         quarantine_path=qpath if quarantine.count else None,
         break_glass=bg,
+    )
+
+
+class LedgerState(Ledger, Outbox, Protocol):
+    """What the report reads of a deployment's state: its ledger and its alerts."""
+
+
+def from_ledger(store: LedgerState, config: Config, first: str = "0000", last: str = "9999") -> Collected:
+    """The report's input from the state's ledger (:mod:`pimwatch.detection.ledger`), days
+    ``[first, last]`` (YYYY-MM-DD), and the state's alerts. What differs from a report of the files
+    themselves is in docs/report.md (the ledger keeps PIM, role and break-glass records only)."""
+    recs, marks = read(store.ledger_rows(first, last))
+    hours: Counter[tuple[str, str]] = Counter((r.category, iso(r.time)[:13]) for r in recs)
+    for mark in marks:
+        hours[mark] += 0  # present, with no record kept
+    bg = sorted(config.settings.break_glass_ids | config.settings.break_glass_upns)
+    return Collected(
+        recs=recs, alerts=list(store.alerts()), stats=Stats(), hours=hours, files=[], break_glass=bg
     )

@@ -27,7 +27,8 @@ def add_parser(sub: Any) -> None:
     rp.add_argument("--config", help="YAML config file (break-glass accounts, business hours, detectors)")
     rp.add_argument(
         "--state",
-        help="SQLite state file the detectors run on (default: a temporary database, fresh each run)",
+        help="SQLite state file the detectors run on (default: a temporary database, fresh each run); "
+        "with no PATH, the report is built from this state's ledger (what a deployment keeps)",
     )
     rp.add_argument(
         "--from",
@@ -63,6 +64,21 @@ def _time(value: str | None, flag: str) -> datetime | None:
     return t
 
 
+def _ledger(path: str, config: Any) -> Any:
+    """The report's input from the ledger of a SQLite state file (``--state`` with no PATH): all of
+    it (the period is chosen by the frames, as for files)."""
+    from pimwatch.report.collect import from_ledger
+    from pimwatch.state.sqlite import SqliteStore
+
+    if not os.path.exists(path):
+        raise StoreError(f"--state {path}: no such state file")
+    store = SqliteStore(path)
+    try:
+        return from_ledger(store, config)
+    finally:
+        store.close()
+
+
 def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     """Exit codes as ``replay``: 0 written, 1 input or state unreadable, 2 usage or config error."""
     try:
@@ -80,8 +96,8 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     except ValueError as exc:
         sys.stderr.write(f"pimwatch: {exc}\n")
         return 2
-    if not args.paths:
-        sys.stderr.write("pimwatch: report: give the input files or folders (PATH)\n")
+    if not args.paths and args.state is None:
+        sys.stderr.write("pimwatch: report: give the input files or folders (PATH), or --state\n")
         return 2
     try:
         config = load(args.config, plugins)
@@ -98,7 +114,7 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
             return 2
     skipped: Counter[str] = Counter()
     try:
-        files = expand(args.paths, skipped)
+        files = expand(args.paths, skipped) if args.paths else []
     except InputError as exc:
         sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
         return 1
@@ -108,7 +124,10 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         sys.stderr.write(f"pimwatch: cannot create the output folder {args.out}: {exc.strerror or exc}\n")
         return 1
     try:
-        collected = collect(files, plugins, config, args.state, args.out)
+        if files:
+            collected = collect(files, plugins, config, args.state, args.out)
+        else:
+            collected = _ledger(args.state, config)
     except (InputError, StoreError) as exc:
         sys.stderr.write(f"pimwatch: {exc}\n")
         return 1
@@ -119,7 +138,7 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         return 2
     report = build(collected, config, period)
     try:
-        written = write(report, args.out, files)
+        written = write(report, args.out, files or [args.state])
     except OSError as exc:
         sys.stderr.write(f"pimwatch: cannot write the report into {args.out}: {exc.strerror or exc}\n")
         return 1

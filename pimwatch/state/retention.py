@@ -48,6 +48,9 @@ trip per entity: 2,000 took 10 s on Azurite (20 per key: 1.4 s, 103 round trips)
 10-30 ms a round trip, so 500 is 5-15 s at worst. A call that reached the cap makes the next call
 (the next minute's timer) due at once, until the backlog is gone: 500 a minute is 720,000 a day.
 
+**The report's ledger** (:mod:`pimwatch.detection.ledger`) is kept for ``report.retention_days``
+(default 400) before the watermark, by whole UTC days, with the same cap.
+
 **Not pruned, and growing:** claims (no detector uses them yet).
 ``approval.overdue``'s ``decided:<request>`` keys expire after a week (their own TTL).
 """
@@ -90,10 +93,11 @@ class Pruned:
     members: int  # window members forgotten
     deliveries: int  # sent deliveries purged
     more: bool  # the cap was reached: more is due at the next call
+    ledger: int = 0  # ledger rows forgotten (report.retention_days)
 
     @property
     def total(self) -> int:
-        return self.members + self.deliveries
+        return self.members + self.deliveries + self.ledger
 
 
 def needs(detectors: Mapping[str, DetectorConfig], plugins: Sequence[Plugin]) -> list[Need]:
@@ -175,15 +179,27 @@ def _days(span: timedelta) -> str:
 
 
 def prune(
-    store: Store, watermark: datetime, horizon: timedelta, now: datetime, *, limit: int | None = None
+    store: Store,
+    watermark: datetime,
+    horizon: timedelta,
+    now: datetime,
+    *,
+    limit: int | None = None,
+    ledger: timedelta | None = None,
 ) -> Pruned:
     """Forget what is older than ``horizon`` before ``watermark`` (event time; capped at ``now``), the
     expired keys, and the sent deliveries older than :data:`SENT_KEPT`; at most ``limit`` members
-    (None: all). Not committed: the caller commits (or, for a dry run, rolls back)."""
+    (None: all). ``ledger``: also the report's ledger days older than that before the watermark
+    (``report.retention_days``; whole UTC days, at most ``limit`` rows). Not committed: the caller
+    commits (or, for a dry run, rolls back)."""
     before = min(watermark, now) - horizon
     members = store.prune(before, limit=limit, keep=KEEP_WINDOWS)
     deliveries = store.purge("sent", (now - SENT_KEPT).timestamp())
-    return Pruned(before, members, deliveries, limit is not None and members >= limit)
+    rows = 0
+    if ledger is not None:
+        rows = store.ledger_prune(f"{min(watermark, now) - ledger:%Y-%m-%d}", limit=limit)
+    more = limit is not None and (members >= limit or rows >= limit)
+    return Pruned(before, members, deliveries, more, rows)
 
 
 def maybe_prune(
@@ -194,6 +210,7 @@ def maybe_prune(
     every: timedelta = EVERY,
     *,
     limit: int = LIMIT,
+    ledger: timedelta | None = None,
 ) -> int | None:
     """:func:`prune`, when due: at most every ``every`` (wall clock ``now``), remembered in the store;
     at once again after a call that reached the cap. How many entities went (members and sent
@@ -205,7 +222,7 @@ def maybe_prune(
         return None
     store.put(DUE, iso(now + every))
     store.commit()  # before the work: whoever looks next sees the period taken
-    done = prune(store, watermark, horizon, now, limit=limit)
+    done = prune(store, watermark, horizon, now, limit=limit, ledger=ledger)
     if done.more:
         store.put(DUE, iso(now))
     store.commit()

@@ -119,7 +119,7 @@ from pimwatch.detection.contract import Delivery, Member, MergeResult, Store, St
 from pimwatch.state.tableunit import AlertState, Reads, Unit, UnitConflict, Waves, Window, chunks
 
 SCHEMA_VERSION = "2"
-TABLES = ("kv", "members", "claims", "outbox", "outboxkeys", "deliveries", "meta")
+TABLES = ("kv", "members", "claims", "outbox", "outboxkeys", "deliveries", "meta", "ledger")
 INDEX_CACHE_SIZE = 65_536
 MAX_RETRIES = 50  # ETag conflicts on one entity before giving up
 CHUNK_BYTES = 64_000
@@ -1116,6 +1116,43 @@ class TableStore:
                         pass
         return done
 
+    # ledger ---------------------------------------------------------------------------------
+    @_guard
+    def ledger_add(self, day: str, record_id: str, order: str, row: dict[str, Any]) -> None:
+        """One entity per (day, record id); in a unit of work written with its first wave."""
+        entity: dict[str, Any] = {"PartitionKey": day, "RowKey": table_key(record_id), "ord": order}
+        _pack(entity, "row", zlib.compress(orjson.dumps(row), 6))
+        u = self._unit
+        if u is not None:
+            old = u.ledger.get((day, entity["RowKey"]))
+            if old is None or order < old["ord"]:
+                u.ledger[(day, entity["RowKey"])] = entity
+            return
+        self._t["ledger"].upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def _ledger_wave(self, u: Unit) -> list[Callable[[], Any]]:
+        by_day: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for (pk, _), entity in sorted(u.ledger.items()):
+            by_day[pk].append(entity)
+        table = self._t["ledger"]
+        return [
+            functools.partial(self._upsert_all, table, chunk)
+            for group in by_day.values()
+            for chunk in chunks(group, BATCH_LIMIT)
+        ]
+
+    @_guard
+    def ledger_rows(self, first: str, last: str) -> list[dict[str, Any]]:
+        found = self._t["ledger"].query_entities(
+            "PartitionKey ge @a and PartitionKey le @b", parameters={"a": first, "b": last}
+        )
+        rows = sorted(((e["PartitionKey"], e["RowKey"]), _unpack(e, "row")) for e in found)
+        return [orjson.loads(zlib.decompress(blob)) for _, blob in rows if blob is not None]
+
+    @_guard
+    def ledger_prune(self, day: str, *, limit: int | None = None) -> int:
+        return self._delete_pages(self._t["ledger"], "PartitionKey lt @d", {"d": day}, limit)
+
     @contextlib.contextmanager
     def transaction(self, *, rollback: bool = False) -> Iterator[None]:
         """Outside :meth:`unit`, scopes a unit of work only: every write is durable when its call
@@ -1197,8 +1234,10 @@ class TableStore:
             for chunk in chunks(group, BATCH_LIMIT):
                 wave.append(functools.partial(self._upsert_all, self._t["members"], chunk))
         wave += [functools.partial(self._put_index, ipk, group) for ipk, group in self._index_groups(u)]
+        wave += self._ledger_wave(u)
         run(wave)
         u.kv_put.clear()
+        u.ledger.clear()
         for (_ipk, _), row in u.index_put.items():
             self._indexed.add(str(row["id"]))
         if len(self._indexed) >= INDEX_CACHE_SIZE:

@@ -4,8 +4,8 @@ Inside :meth:`TableStore.unit() <pimwatch.state.tables.TableStore.unit>` (the dr
 Hub batch) the store answers reads from what this unit already read or wrote, buffers its writes and
 flushes them at :meth:`commit` in a few *waves* of concurrent requests:
 
-1. window members, key/values, the alerts' ``outboxkeys`` index rows (entity-group transactions per
-   partition, up to 100 operations each);
+1. window members, key/values, the alerts' ``outboxkeys`` index rows, the report's ledger rows (one
+   partition a day) (entity-group transactions per partition, up to 100 operations each);
 2. a re-read of every window this unit both read and added to: a member that another instance added
    meanwhile means this batch decided without it, so the unit raises :class:`UnitConflict` before any
    alert is written (the runtime then runs the batch again, one request at a time, as before);
@@ -100,6 +100,7 @@ class Unit:
     deliveries: dict[tuple[str, str], Entity] = field(default_factory=dict)
     marks: dict[str, Entity] = field(default_factory=dict)  # outbox pk → blind merge (tq/rq)
     read_windows: set[str] = field(default_factory=set)  # window keys read from the service
+    ledger: dict[tuple[str, str], Entity] = field(default_factory=dict)  # (day, row key) → ledger row
 
     def dirty(self) -> bool:
         return bool(
@@ -109,6 +110,7 @@ class Unit:
             or self.index_delete
             or self.deliveries
             or self.marks
+            or self.ledger
             or any(s.entity is not None for s in self.alerts.values())
         )
 
