@@ -11,6 +11,7 @@ detectors:
     <parameter>: <value of the parameter's type>
 sinks: {<name>: {type: <sink>, ...}}                   # docs/sinks.md
 delivery: {max_attempts: 12, ...}                      # docs/sinks.md
+routing: {group_by: [action], group_wait: 30s}         # grouping, docs/sinks.md
 pipeline:
   silent_minutes: 30      # the deployed app: no records for this long raises pipeline.silent (0: off)
   retention_days: 30      # keep state this long (default: what the enabled detectors need, >= 7)
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 from pydantic_core import ErrorDetails
 
 from pimwatch.delivery.deliverer import LoadedSink, Policy, sink_module
+from pimwatch.delivery.grouping import Grouping
 from pimwatch.detection.alerts import Severity
 from pimwatch.detection.detector import (
     WINDOW_KEYS,
@@ -81,6 +83,7 @@ class _File(BaseModel):
     detectors: dict[str, dict[str, Any] | None] = {}
     sinks: dict[str, dict[str, Any]] = {}
     delivery: Policy = Policy()
+    routing: Grouping = Grouping()
     pipeline: PipelinePolicy = PipelinePolicy()
     templates: str | None = None
 
@@ -102,6 +105,7 @@ class Config:
     delivery: Policy = field(default_factory=Policy)
     templates: str | None = None
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
+    routing: Grouping = field(default_factory=Grouping)  # how alerts are grouped into notifications
 
 
 def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
@@ -199,7 +203,7 @@ def build(
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
-    return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline)
+    return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.routing)
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -79,6 +79,7 @@ from pimwatch.delivery import (
 )
 
 BATCH = True
+GROUPS = True  # one section per group in the message (docs/sinks.md, grouping)
 SINK = "email"
 
 TokenProvider = Callable[[str], str]

@@ -73,6 +73,7 @@ from pimwatch.delivery import (
 NAME = "teams"
 BATCH = False  # one card per alert
 RESOLVES = False  # only new alerts are posted
+GROUPS = True  # one card per group of alerts (docs/sinks.md, grouping)
 CARD_VERSION = "1.4"
 MAX_BYTES = 20_000  # the whole request body; Teams' hard limit is 28 KB per message
 HARD_LIMIT = 28 * 1024

@@ -34,6 +34,7 @@ from pimwatch.cli.prune import run as run_prune
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer
+from pimwatch.delivery.grouping import with_group
 from pimwatch.delivery.sink import Http
 from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.contract import StoreError
@@ -180,7 +181,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     )
     pipeline.report_all_bad = args.verbose
     http = Http()
-    deliverer = Deliverer(config.sinks, store, config.delivery, http)
+    deliverer = Deliverer(config.sinks, store, config.delivery, http, grouping=config.routing)
     for warning in deliverer.warnings():
         sys.stderr.write(f"pimwatch: warning: {warning}\n")
     driver = Driver(pipeline, WatermarkTick(), deliverer)
@@ -210,7 +211,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         sys.stderr.write("\r\033[K")
     changed = result.summary()
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
-    alerts = (a for a in store.alerts() if a.id in changed)
+    alerts = (with_group(a, config.routing) for a in store.alerts() if a.id in changed)
     out = sys.stdout
     by_severity = _jsonl(alerts, out) if args.format == "jsonl" else _table(alerts, out)
     out.flush()

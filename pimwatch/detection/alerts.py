@@ -91,6 +91,9 @@ class Alert:
     status: str = "open"  # "open" or "resolved" (a later record closed its reason)
     resolved_at: str | None = None  # event time of the record that resolved it
     count: int = -1  # -1: len(events)
+    # The group the alert is notified in (pimwatch/delivery/grouping.py): set by the outputs and the
+    # deliverer from the routing config, never stored (it is a function of the alert and the config).
+    group: str = ""
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -126,6 +129,7 @@ class Alert:
             "status": self.status,
             "resolved_at": self.resolved_at,
             "schema_version": SCHEMA_VERSION,
+            **({"group": self.group} if self.group else {}),
         }
 
     def to_store(self) -> dict[str, Any]:
@@ -135,6 +139,7 @@ class Alert:
         doc["key"] = self.key
         doc["bucket"] = self.bucket
         doc["accumulate"] = list(self.accumulate)
+        doc.pop("group", None)
         return doc
 
     @classmethod

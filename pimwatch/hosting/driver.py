@@ -17,6 +17,8 @@
   until marked, see :mod:`pimwatch.state.sqlite`);
 * **ticking** the clock-driven detectors, only here, at the clock of the host's :class:`TickPolicy`
   (:class:`WatermarkTick` for replay and the harness, :class:`ProgressTick` for the Event Hub hosts);
+* **releasing** the groups whose ``group_wait`` is over at the tick clock (all of them at finish) to
+  the notification sinks (:meth:`Deliverer.release <pimwatch.delivery.deliverer.Deliverer.release>`);
 * **finish**: the watermark is stored, the unit committed, the quarantine flushed.
 
 Every call returns a :class:`BatchResult`: the alerts it changed, in order.
@@ -195,7 +197,7 @@ class Driver:
         """The end of the input: tick at the policy's clock, queue, store the watermark, commit,
         flush the quarantine."""
         with self.store.transaction():
-            self._end(now)
+            self._end(now, final=True)
         self.pipeline.quarantine.close()
         return self._take()
 
@@ -224,18 +226,24 @@ class Driver:
         """A timer call: tick at the policy's timer clock; ``also`` (the heartbeat) may change alerts
         too; queue; commit."""
         with self.store.transaction():
-            self._tick(self.policy.at_timer(self.store, self.pipeline.watermark, now))
+            at = self.policy.at_timer(self.store, self.pipeline.watermark, now)
+            self._tick(at)
             for aid, change in also() if also is not None else ():
                 self.pipeline.engine.changes.note(aid, change)
             self._queue()
+            self._release(at)
         return self._take()
 
     # --- inside a unit of work -------------------------------------------------------------------
-    def _end(self, now: datetime | None) -> None:
+    def _end(self, now: datetime | None, *, final: bool = False) -> None:
         watermark = self.pipeline.watermark
         at = self.policy.at_batch(self.store, watermark, now or datetime.now(UTC))
         self._tick(at)
         self._queue()
+        if final:
+            self._release(None, final=True)
+        else:
+            self._release(at)
         if watermark is not None:
             self.store.put(WATERMARK, iso(watermark))
 
@@ -262,6 +270,14 @@ class Driver:
                 if alert is not None:
                     self._queued += self.deliverer.enqueue(alert, change)
             self.store.mark_queued(aid, "resolve" if change == "resolved" else "trigger")
+
+    def _release(self, at: datetime | None, *, final: bool = False) -> None:
+        """Queue the groups whose ``group_wait`` is over at the tick clock ``at`` (grouping holds the
+        notification sinks: pimwatch/delivery/grouping.py); at the end of the input (``final``),
+        every group. No tick, no release: the wait is in event time, never the wall clock."""
+        if self.deliverer is None or not self.deliverer.sinks or (at is None and not final):
+            return
+        self._queued += self.deliverer.release(at)
 
     def _take(self) -> BatchResult:
         result = BatchResult(list(self._changes), self._queued, self._ticked, self.pipeline.watermark)

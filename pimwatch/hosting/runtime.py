@@ -278,14 +278,17 @@ class Runtime:
         pipeline = Pipeline(self.plugins, self.config, store, self.quarantine, report=log.warning)
         policy = self.config.delivery
         hot = policy.model_copy(update={"retries_in_run": 0})
-        deliverer = Deliverer(self.config.sinks, store, policy, self.http, archive=self.dead_letters)
+        grouping = self.config.routing
+        deliverer = Deliverer(
+            self.config.sinks, store, policy, self.http, archive=self.dead_letters, grouping=grouping
+        )
         self._expect(store)
         session = _Session(
             store,
             pipeline,
             Driver(pipeline, self.ticks, deliverer),
             deliverer,
-            Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters),
+            Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters, grouping=grouping),
         )
         self._session = session
         if not self._warned:
