@@ -31,6 +31,7 @@ from pimwatch.cli.delivery import run as run_delivery
 from pimwatch.cli.inputs import Checks, Note
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
+from pimwatch.cli.show import add_show_parser, run_show
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     add_archive_parser(sub)
     add_consume_parser(sub)
     add_prune_parser(sub)
+    add_show_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -102,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_prune(args, load(args.config, plugins), plugins)
         except ConfigError as exc:
             return _config_error(exc)
+    if args.command == "show":
+        return run_show(args, plugins)
     if args.command != "replay":
         return run_delivery(args, plugins)
     return _replay(args, plugins)
