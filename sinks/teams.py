@@ -271,7 +271,7 @@ def _card(alert: Alert, config: Config, b: _Budget, *, shortened: bool) -> dict[
         "version": CARD_VERSION,
         "msteams": {"width": "Full"},
         "body": body,
-        "actions": [*_evidence(alert, b), *_links(alert, config)],
+        "actions": [*_links(alert, config), *_evidence(alert, b)],
     }
 
 

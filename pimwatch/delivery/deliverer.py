@@ -223,8 +223,8 @@ class Deliverer:
     ):
         """``archive``: where dead letters are also written (pimwatch/state/archive.py), so what never
         reached a sink stays readable after the state store is pruned; None: the store only.
-        ``grouping``: the config's ``routing`` (pimwatch/delivery/grouping.py); None: every alert is
-        delivered on its own, as it is queued."""
+        ``grouping``: the config's ``routing`` (pimwatch/delivery/grouping.py); None (or an empty
+        ``group_by``): every alert is delivered on its own, as it is queued."""
         self.sinks = sinks
         self.store = store
         self.policy = policy
@@ -233,7 +233,7 @@ class Deliverer:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.archive = archive
-        self.grouping = grouping
+        self.grouping = grouping if grouping is not None and grouping.group_by else None
 
     def enqueue(self, alert: Alert, change: str) -> int:
         """Queue a new (``change == "new"``) or resolved alert for every sink that routes it. With
