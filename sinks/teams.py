@@ -303,7 +303,7 @@ EVIDENCE_SHOWN = 10
 
 
 def _evidence(alert: Alert, b: _Budget) -> list[dict[str, Any]]:
-    """"Show evidence": the alert's evidence records (time and record id, first and latest) and its
+    """ "Show evidence": the alert's evidence records (time and record id, first and latest) and its
     request and correlation ids, in a card shown on demand; the raw records are in pimwatch
     (``pimwatch show ALERT_ID``)."""
     facts = []

@@ -130,10 +130,16 @@ def _alert(aid: str, detector: str, severity: Severity, t: str, record: str, **c
     )
 
 
-A = _alert("a" * 32, "assignment.permanent", Severity.HIGH, "2026-03-10T10:22:14Z", "rec-1", correlation_id="C")
-B = _alert("b" * 32, "assignment.outside_pim", Severity.CRITICAL, "2026-03-10T10:22:14Z", "rec-1", correlation_id="C")
+A = _alert(
+    "a" * 32, "assignment.permanent", Severity.HIGH, "2026-03-10T10:22:14Z", "rec-1", correlation_id="C"
+)
+B = _alert(
+    "b" * 32, "assignment.outside_pim", Severity.CRITICAL, "2026-03-10T10:22:14Z", "rec-1", correlation_id="C"
+)
 C = _alert("c" * 32, "activation.denied", Severity.LOW, "2026-03-10T10:22:20Z", "rec-2", request_id="R")
-D = _alert("d" * 32, "approval.self_approved", Severity.MEDIUM, "2026-03-10T10:24:50Z", "rec-3", request_id="r")
+D = _alert(
+    "d" * 32, "approval.self_approved", Severity.MEDIUM, "2026-03-10T10:24:50Z", "rec-3", request_id="r"
+)
 
 
 def test_group_ids_are_content_only() -> None:
@@ -174,13 +180,17 @@ def _hook_sinks(url: str) -> dict[str, LoadedSink]:
     return {"channel": LoadedSink("channel", cfg, teams), "oncall": LoadedSink("oncall", pd, pagerduty)}
 
 
-def _run(order: list[Alert], release_at: list[str | None]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _run(
+    order: list[Alert], release_at: list[str | None]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Enqueue ``order``, releasing at the tick clocks ``release_at`` between them; then deliver."""
     from pimwatch.detection.timeutil import parse_time
 
     store = SqliteStore()
     with serve() as server:
-        d = Deliverer(_hook_sinks(server.url), store, Policy(), Http(), grouping=Grouping(), clock=lambda: 1000.0)
+        d = Deliverer(
+            _hook_sinks(server.url), store, Policy(), Http(), grouping=Grouping(), clock=lambda: 1000.0
+        )
         for alert, clock in zip(order, release_at, strict=True):
             store.merge_alert(alert)
             d.enqueue(alert, "new")

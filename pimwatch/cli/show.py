@@ -24,6 +24,7 @@ from pimwatch.detection.contract import StoreError
 from pimwatch.detection.detector import Plugin
 from pimwatch.state.sqlite import SqliteStore
 
+
 class _Clean:
     def __init__(self, out: IO[str]) -> None:
         self.out = out
@@ -79,7 +80,9 @@ def describe(store: SqliteStore, wanted: str, grouping: Grouping) -> dict[str, A
     everything = [with_group(a, grouping) for a in store.alerts()]
     found = [a for a in everything if a.id == wanted]
     gid = found[0].group if found else wanted
-    members = sorted((a for a in everything if a.group == gid), key=lambda a: (a.first_seen, a.detector, a.id))
+    members = sorted(
+        (a for a in everything if a.group == gid), key=lambda a: (a.first_seen, a.detector, a.id)
+    )
     if not found and not members:
         return None
     shown = found or members
@@ -117,7 +120,9 @@ def _text(doc: dict[str, Any], raw_out: IO[str]) -> None:
         out.write(f"  {m['severity']:<8} {m['detector']:<32} {m['id']}  {m['title']}\n")
     for item in doc["alerts"]:
         records = item["evidence"]
-        out.write(f"\nEVIDENCE of {item['alert']['id']}: {len(records)} of {item['alert']['count']} records\n")
+        out.write(
+            f"\nEVIDENCE of {item['alert']['id']}: {len(records)} of {item['alert']['count']} records\n"
+        )
         for rec in records:
             out.write(f"--- {rec['time']}  {rec['record_id']}\n")
             if rec["raw"] is None:

@@ -37,7 +37,10 @@ def bounded_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
         text = repr(raw)
     if len(text) <= RAW_LIMIT:
         return dict(orjson.loads(text))
-    return {"_truncated": f"{len(text)} characters of JSON, the first {RAW_LIMIT} kept", "_json": text[:RAW_LIMIT]}
+    return {
+        "_truncated": f"{len(text)} characters of JSON, the first {RAW_LIMIT} kept",
+        "_json": text[:RAW_LIMIT],
+    }
 
 
 def keep(store: Windows, alert_id: str, records: Iterable[tuple[datetime, str, Mapping[str, Any]]]) -> None:
