@@ -70,6 +70,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("Context", "dynamic"),
     ("Status", "string"),
     ("SchemaVersion", "int"),
+    ("GroupId", "string"),
 )
 DEFAULT_STREAM = "Custom-PimwatchAlerts"
 API_VERSION = "2023-01-01"
@@ -257,6 +258,7 @@ def _row(alert: Alert, lim: _Limits) -> Row:
         ),
         "Status": _text(alert.status, 32),
         "SchemaVersion": SCHEMA_VERSION,
+        "GroupId": _text(alert.group or alert.id, 64),  # the alerts of one action share it
     }
 
 

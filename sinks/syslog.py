@@ -20,7 +20,8 @@ Sentinel into ``CommonSecurityLog``): ``rt`` / ``start`` / ``end`` (ms epoch of 
 seen), ``cnt`` (count), ``msg`` (title), ``reason`` (summary), ``duser`` / ``duid`` (the principal the
 alert is about: UPN or name / object id), ``suser`` (the actor, when the context names one),
 ``cs1`` alertId, ``cs2`` detector, ``cs3`` context (compact JSON, bounded), ``cs4`` mitre, ``cs5``
-runbook, ``cs6`` status (with their ``csNLabel``).
+runbook, ``cs6`` status (with their ``csNLabel``), ``flexString1`` the group id (when the alert is
+grouped) and ``flexString2`` the record ids (the evidence: first and latest).
 
 Size: every message is at most ``max_bytes`` (default 2048 for UDP — the size RFC 5424 / 5426 say
 receivers SHOULD accept — and 8192 for TCP/TLS; configurable). Fields start at their CEF lengths
@@ -279,6 +280,9 @@ def message(alert: Alert, config: Config) -> bytes:
         ("cs5", _Field(alert.runbook, 4000)),
         ("cs6Label", "status"),
         ("cs6", truncate(alert.status + (f" at {alert.resolved_at}" if alert.resolved_at else ""), 128)),
+        *((("flexString1Label", "group"), ("flexString1", alert.group)) if alert.group else ()),
+        ("flexString2Label", "records"),  # the evidence: the sampled record ids, first and latest
+        ("flexString2", _Field(",".join(eid for _, eid in alert.events), 1023)),
     ]
     shrinkable = [name, *(v for _, v in ext if isinstance(v, _Field))]
 
