@@ -60,6 +60,16 @@ def tick(timer: func.TimerRequest) -> None:
     log.info("pimwatch tick: %s", json.dumps(report.to_dict()))
 
 
+# Posture (docs/graph.md): Graph reads, then the findings into the outbox. Every 6 hours; the Graph
+# client (msgraph) is imported here only, never on the Event Hub path.
+@app.function_name("posture")
+@app.timer_trigger(arg_name="timer", schedule="0 0 */6 * * *", run_on_startup=False, use_monitor=True)
+def posture(timer: func.TimerRequest) -> None:
+    from pimwatch.graph.run import timer as run_posture
+
+    log.info("pimwatch posture: %s", json.dumps(run_posture(get_runtime(), datetime.now(UTC))))
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:

@@ -51,6 +51,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel", "Sigma", "Microsoft security operations guide"),
     mitre=("T1078.004",),
+    tactics=("PrivilegeEscalation",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_DENIED}),
     params=Config,

@@ -56,6 +56,7 @@ DETECTOR = Detector(
         "a first activation of a high role by an account that never needed it is a takeover pattern."
     ),
     mitre=("T1078.004",),
+    tactics=("PrivilegeEscalation",),
     anchors=("Sentinel (new role activation, 14 d)",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,

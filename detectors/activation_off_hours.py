@@ -81,6 +81,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel (hunting)", "Microsoft security operations guide", "Sigma (deprecated)"),
     mitre=("T1078.004",),
+    tactics=("PrivilegeEscalation",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
     params=Config,

@@ -43,6 +43,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel (single denial)", "Sigma (single denial)"),
     mitre=("T1078.004",),
+    tactics=("PrivilegeEscalation",),
     kinds=("audit",),
     activities=ACTIVATION_REQUEST_ACTIVITIES,
     window=Window(

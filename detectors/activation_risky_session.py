@@ -41,6 +41,7 @@ from pimwatch.detection import (
     Window,
     activation_key,
     end_of,
+    entity,
     iso,
     minutes,
     model_validator,
@@ -75,6 +76,7 @@ DETECTOR = Detector(
         "revoke sessions, and review the risky sign-in (IP, country, device, methods)."
     ),
     mitre=("T1078.004",),
+    tactics=("InitialAccess", "PrivilegeEscalation"),
     anchors=("none in real time (Microsoft security operations guide describes it)",),
     kinds=("signin", "audit"),
     activities=frozenset({ACTIVATION_REQUESTED}) | ACTIVATION_END,
@@ -210,6 +212,14 @@ def _hit(request: dict[str, Any], risky: list[dict[str, Any]], state: State[Conf
         },
         principal=who,
         record=(when, request["record"]),
+        entities=tuple(
+            e
+            for e in (
+                *(entity("ip", address=fact["ip"]) for fact in risky),
+                entity("role", name=request["role"]),
+            )
+            if e is not None
+        ),
     )
 
 

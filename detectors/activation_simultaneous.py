@@ -56,6 +56,7 @@ DETECTOR = Detector(
     ),
     anchors=(),
     mitre=("T1078.004", "T1098.003"),
+    tactics=("PrivilegeEscalation",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}) | ACTIVATION_END,
     window=Window(

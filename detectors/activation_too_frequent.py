@@ -49,6 +49,7 @@ DETECTOR = Detector(
     ),
     anchors=("Microsoft PIM (built-in alert)", "Sigma"),
     mitre=("T1078.004",),
+    tactics=("PrivilegeEscalation",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_COMPLETED}),
     window=Window(

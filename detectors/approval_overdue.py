@@ -63,6 +63,7 @@ DETECTOR = Detector(
         "expected, ask the requester; an unexpected request for a high role is itself suspicious."
     ),
     mitre=("T1078.004",),
+    tactics=("PrivilegeEscalation",),
     anchors=("none (needs streaming state: PIM only e-mails approvers)",),
     kinds=("audit",),
     activities=frozenset({ACTIVATION_APPROVAL_REQUESTED} | DECISIONS),

@@ -44,6 +44,7 @@ from pimwatch.detection import (
     Skip,
     State,
     Window,
+    entities_of,
     iso,
     minutes,
     parse_time,
@@ -69,6 +70,7 @@ DETECTOR = Detector(
     ),
     anchors=("Microsoft security operations guide (approvals)", "Sigma (approvals)"),
     mitre=("T1078.004", "T1548"),
+    tactics=("PrivilegeEscalation", "DefenseEvasion"),
     kinds=("audit",),
     activities=ACTIVITIES,
     window=Window(suppress=minutes(1440)),
@@ -111,6 +113,7 @@ def _approval(event: Event, requester_from: str) -> dict[str, Any]:
         "result_reason": event.result_reason,
         "justification": event.justification,
         "requester_from": requester_from,
+        "entities": entities_of(event),
     }
 
 
@@ -129,7 +132,13 @@ def _hit(event: Event, info: dict[str, Any], *, on_behalf: bool) -> Hit:
     at = parse_time(info["at"])
     record = (at, str(info["record"])) if on_behalf and at is not None else None
     return DETECTOR.alert(
-        event, key=(info["request_id"],), title=title, context=context, principal=who, record=record
+        event,
+        key=(info["request_id"],),
+        title=title,
+        context=context,
+        principal=who,
+        record=record,
+        entities=info.get("entities", ()),  # the approval's, whichever record raises
     )
 
 

@@ -52,6 +52,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel", "Sigma", "Microsoft security operations guide"),
     mitre=("T1098.003", "T1531"),
+    tactics=("Persistence", "PrivilegeEscalation", "Impact"),
     kinds=("audit",),
     activities=PIM_ASSIGNED | PIM_REMOVED | DIRECTORY_ADDS | DIRECTORY_REMOVES,
     window=Window(

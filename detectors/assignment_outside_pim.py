@@ -74,6 +74,7 @@ DETECTOR = Detector(
         "CISA SCuBA",
     ),
     mitre=("T1098.003", "T1078.004"),
+    tactics=("Persistence", "PrivilegeEscalation", "DefenseEvasion"),
     kinds=("audit",),
     activities=DIRECTORY_ADDS | {OUTSIDE_PIM_ALERT},
     window=Window(suppress=minutes(1440), accumulate=("request_ids",)),

@@ -61,6 +61,7 @@ DETECTOR = Detector(
     ),
     anchors=("CISA SCuBA", "Microsoft PIM (Azure resources: too many permanent owners)", "CIPP"),
     mitre=("T1098.003", "T1078.004"),
+    tactics=("Persistence", "PrivilegeEscalation"),
     kinds=("audit",),
     activities=PIM_PERMANENT | DIRECTORY_ADDS,
     params=Config,

@@ -16,6 +16,11 @@ Directory write has no PIM record, so it alerts itself. PIM's ``Add member to ro
 Guests (``#EXT#`` in the UPN), groups and service principals are named as such in the title and
 flagged in the context (``guest``, ``service_principal``). Every record is its own alert
 (``suppress_minutes: 0``); a record delivered twice counts once.
+
+Severity medium (review it against the change record): most new assignments are routine admin
+work through PIM, and the ones that need action today — made outside PIM, permanent, self-assigned,
+in bulk — raise their own high alerts (``assignment.outside_pim``, ``.permanent``, ``.self``,
+``.bulk``) on the same record.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ Config = AssignmentParams
 
 DETECTOR = Detector(
     id="assignment.privileged",
-    severity=Severity.HIGH,
+    severity=Severity.MEDIUM,
     summary="A privileged role was newly assigned (eligible or active, permanent or time-bound).",
     runbook=(
         "Confirm the assignment with the person who made it and the change record. Check that the "
@@ -59,6 +64,7 @@ DETECTOR = Detector(
         "CISA SCuBA",
     ),
     mitre=("T1098.003", "T1078.004"),
+    tactics=("Persistence", "PrivilegeEscalation"),
     kinds=("audit",),
     activities=PIM_ASSIGNED | DIRECTORY_ADDS,
     params=Config,
@@ -122,7 +128,7 @@ CASES = [
         ],
         [
             {
-                "severity": "high",
+                "severity": "medium",
                 "count": 1,
                 "title": "adm-ivan@contoso.com assigned Global Administrator (eligible, until "
                 "2026-06-10 09:00 UTC) to bob.jones@contoso.com via PIM",

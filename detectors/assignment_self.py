@@ -48,6 +48,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sigma (proposed, not merged)",),
     mitre=("T1098.003", "T1078.004"),
+    tactics=("Persistence", "PrivilegeEscalation"),
     kinds=("audit",),
     activities=PIM_ASSIGNED | DIRECTORY_ADDS,
     params=Config,

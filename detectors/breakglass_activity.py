@@ -21,6 +21,7 @@ DETECTOR = Detector(
     ),
     anchors=("Microsoft security operations guide", "Sentinel (hunting)"),
     mitre=("T1098", "T1078.004"),
+    tactics=("InitialAccess", "Persistence", "PrivilegeEscalation"),
     kinds=("audit",),
     break_glass_only=True,
     window=Window(suppress=minutes(60), accumulate=("activities",)),

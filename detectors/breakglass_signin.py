@@ -23,6 +23,7 @@ DETECTOR = Detector(
         "Sentinel (hunting)",
     ),
     mitre=("T1078.004",),
+    tactics=("InitialAccess",),
     kinds=("signin",),
     break_glass_only=True,
     window=Window(suppress=minutes(60), accumulate=("ip_addresses", "apps")),

@@ -82,6 +82,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel", "Panther", "Elastic", "Sigma", "Microsoft PIM settings guide"),
     mitre=("T1556.009", "T1562.001"),
+    tactics=("Persistence", "DefenseEvasion", "CredentialAccess"),
     kinds=("audit",),
     activities=ACTIVITIES,
 )

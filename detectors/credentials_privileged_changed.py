@@ -62,6 +62,7 @@ DETECTOR = Detector(
         "the account's recent sign-ins and role activations."
     ),
     mitre=("T1098.005", "T1556.006"),
+    tactics=("Persistence", "CredentialAccess"),
     anchors=("Sentinel (hunting, watchlist)", "Microsoft security operations guide"),
     kinds=("audit",),
     activities=SECURITY_INFO | PASSWORD_RESETS | LEARN_FROM,
@@ -99,6 +100,7 @@ def detect(event: Event, state: State) -> Hit | list[Hit] | None:
         "title": hit.title,
         "context": hit.context,
         "principal": hit.principal.as_alert(),
+        "entities": [dict(e) for e in hit.entities],
     }
     for n in names:
         state.add(f"changed:{n}", event.id, event.time, payload=payload)
@@ -125,6 +127,7 @@ def _privileged(event: Event, state: State) -> list[Hit] | None:
                 context=p["context"],
                 principal=Principal(**p["principal"]),
                 record=(when, m.member),
+                entities=tuple(p.get("entities", ())),
             )
     return [hits[k] for k in sorted(hits)] or None
 

@@ -13,6 +13,10 @@ from where. A failed attempt grants nothing and is not alerted (every anchor req
 removal — ``The role assignment of User Access Administrator has been removed from the user`` — is
 the clean-up Microsoft asks for and is not read. The category is not required: Panther's sample
 record carries the activity only in ``operationName`` and has no ``properties.category``.
+
+Critical (page now): the elevation is a standing User Access Administrator assignment at the root
+scope, outside PIM, until someone removes it; whoever holds it can make themselves Owner of every
+subscription within minutes.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ ACTION = "Microsoft.Authorization/elevateAccess/action"
 
 DETECTOR = Detector(
     id="elevation.root_access",
-    severity=Severity.HIGH,
+    severity=Severity.CRITICAL,
     summary=(
         "A Global Administrator elevated their access to User Access Administrator at the Azure root "
         "scope (all subscriptions and management groups)."
@@ -41,6 +45,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel", "Elastic", "Panther", "Sigma", "Microsoft security operations guide"),
     mitre=("T1098.003", "T1078.004"),
+    tactics=("PrivilegeEscalation",),
     kinds=("audit",),
     activities=frozenset({ELEVATED}),
 )
@@ -116,7 +121,7 @@ CASES = [
         [_elevation("2026-03-12T21:14:00Z")],
         [
             {
-                "severity": "high",
+                "severity": "critical",
                 "count": 1,
                 "title": "adm-gina@contoso.com elevated to User Access Administrator at root scope "
                 "(all Azure subscriptions and management groups) from 20.190.1.10",

@@ -55,6 +55,7 @@ DETECTOR = Detector(
     ),
     anchors=("Microsoft security operations guide", "Sentinel (hunting)", "Sigma"),
     mitre=("T1562.001", "T1098"),
+    tactics=("DefenseEvasion",),
     kinds=("audit",),
     activities=ACTIVITIES,
 )

@@ -79,6 +79,7 @@ DETECTOR = Detector(
     ),
     anchors=("Microsoft PIM", "community KQL", "Sigma (Graph)", "Maester"),
     mitre=("T1078.004", "T1098.003"),
+    tactics=("Persistence", "PrivilegeEscalation"),
     kinds=("audit",),
     activities=frozenset({TRIGGERED}),
     window=Window(suppress=minutes(1440)),

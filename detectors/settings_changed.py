@@ -2,7 +2,15 @@
 
 The changes are sentences in ``resultReason`` ("Setting changes in this session: ...";
 entra-events.md §3.4, real text in shared/samples/11); when a record carries ``modifiedProperties``
-with old and new values, those are read too. Changes that weaken protection are named in the title.
+with old and new values, those are read too.
+
+Severity says what the on-call person must do: a change that weakens protection (MFA, approval,
+justification or ticket no longer required, notifications removed, permanent assignments allowed,
+a maximum activation longer than ``max_activation_hours``) of a privileged role (the configured
+``privileged_roles``) is critical; one that weakens another role is high (the configured severity);
+a change that only strengthens or is neutral is low — recorded, nobody paged. The title always says
+what changed: the first two changes (weakenings first) and "+N more"; ``context.changes`` and
+``context.weakening`` list them all.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ DETECTOR = Detector(
     ),
     anchors=("Sentinel", "Elastic", "Sigma", "Microsoft security operations guide"),
     mitre=("T1556", "T1484"),
+    tactics=("PrivilegeEscalation", "DefenseEvasion"),
     kinds=("audit",),
     activities=frozenset({ROLE_SETTING_UPDATED}),
     params=Config,
@@ -149,9 +158,7 @@ def detect(event: Event, state: State[Config]) -> Hit | None:
         )
     else:
         what = event.role_name or event.role_id or "(unknown role)"
-    title = f"PIM settings of {what} changed by {event.actor.label()}"
-    if weak:
-        title += " — weakened: " + "; ".join(weak)
+    title = f"PIM settings of {what} changed by {event.actor.label()}{_what_changed(listed, weak)}"
     context = {
         "role": event.role_name,
         "role_id": event.role_id,
@@ -169,8 +176,22 @@ def detect(event: Event, state: State[Config]) -> Hit | None:
         title=title,
         context=context,
         principal=event.actor,
-        severity=Severity.CRITICAL if privileged else None,
+        severity=(Severity.CRITICAL if privileged else None) if weak else Severity.LOW,
     )
+
+
+SHOWN = 2  # changes named in the title; the rest are "+N more"
+
+
+def _what_changed(listed: list[str], weak: list[str]) -> str:
+    """The title's tail: the first :data:`SHOWN` changes, weakenings first, and how many more."""
+    if not listed:
+        return " (the record names no change)"
+    ordered = weak + [c for c in listed if c not in weak]
+    shown = "; ".join(ordered[:SHOWN])
+    more = len(ordered) - SHOWN
+    tail = f"; +{more} more" if more > 0 else ""
+    return f" — {'weakened' if weak else 'changed'}: {shown}{tail}"
 
 
 ADMIN = user("adm-eve")
@@ -226,7 +247,7 @@ CASES = [
                     "count": 1,
                     "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com"
                     " — weakened: IsApprovalRequired changed from True to False; "
-                    "ExpirationRule.MaximumDuration changed from PT8H to P1D",
+                    "ExpirationRule.MaximumDuration changed from PT8H to P1D; +1 more",
                     "context": {
                         "changes": [
                             "IsApprovalRequired changed from True to False",
@@ -244,7 +265,7 @@ CASES = [
         for shape, records in in_every_shape(WEAK_PROPS).items()
     ),
     Case(
-        "weakening Global Administrator is critical and names every weakening",
+        "weakening Global Administrator (privileged) is critical; the title names two and counts the rest",
         [_setting("2026-03-10T19:40:00Z", GA, WEAK_TEXT)],
         [
             {
@@ -252,19 +273,30 @@ CASES = [
                 "count": 1,
                 "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com — weakened: "
                 "Maximum activation duration updated to 24:00:00; MFA on activation requirement disabled; "
-                "Approval disabled; Justification on activation requirement disabled",
+                "+2 more",
                 "principal": {"upn": "adm-eve@contoso.com"},
-                "context": {"privileged_role": True, "role_id": GA[1]},
+                "context": {
+                    "privileged_role": True,
+                    "role_id": GA[1],
+                    "weakening": [
+                        "Maximum activation duration updated to 24:00:00",
+                        "MFA on activation requirement disabled",
+                        "Approval disabled",
+                        "Justification on activation requirement disabled",
+                    ],
+                },
             }
         ],
     ),
     Case(
-        "the real strengthening text: critical (privileged role) but nothing named as weakened",
+        "the real text only strengthens Global Administrator: low, and the title says what changed",
         [_setting("2026-09-10T02:23:09Z", GA, REAL_TEXT)],
         [
             {
-                "severity": "critical",
-                "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com",
+                "severity": "low",
+                "title": "PIM settings of Global Administrator changed by adm-eve@contoso.com — changed: "
+                "Maximum activation duration updated to 02:00:00; "
+                "CustomExtension_PreApproval_EndUser_Assignment added:  (); +4 more",
                 "context": {
                     "weakening": [],
                     "changes": [
@@ -280,14 +312,51 @@ CASES = [
         ],
     ),
     Case(
-        "a non-privileged role is high",
+        "weakening a role that is not privileged is high",
         [_setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval disabled.")],
         [
             {
                 "severity": "high",
-                "title_has": "Reports Reader changed by adm-eve@contoso.com — weakened: Approval disabled",
+                "title": "PIM settings of Reports Reader changed by adm-eve@contoso.com — weakened: "
+                "Approval disabled",
+                "context": {"privileged_role": False},
             }
         ],
+    ),
+    Case(
+        "strengthening a role that is not privileged is low",
+        [
+            _setting(
+                "2026-03-10T08:00:00Z",
+                READER,
+                "Setting changes in this session: MFA on activation "
+                "requirement enabled. Justification on activation requirement enabled.",
+            )
+        ],
+        [
+            {
+                "severity": "low",
+                "title": "PIM settings of Reports Reader changed by adm-eve@contoso.com — changed: "
+                "MFA on activation requirement enabled; Justification on activation requirement enabled",
+                "context": {"weakening": []},
+            }
+        ],
+    ),
+    Case(
+        "a neutral change only (a custom extension added) is low",
+        [
+            _setting(
+                "2026-03-10T08:00:00Z",
+                GA,
+                "Setting changes in this session: CustomExtension_PreApproval_EndUser_Assignment added:  ().",
+            )
+        ],
+        [{"severity": "low", "title_has": "— changed: CustomExtension_PreApproval_EndUser_Assignment added"}],
+    ),
+    Case(
+        "a record that names no change is low and says so",
+        [_setting("2026-03-10T08:00:00Z", GA, "")],
+        [{"severity": "low", "title_has": "adm-eve@contoso.com (the record names no change)"}],
     ),
     Case(
         "PIM for Groups: the group is named and ticket removal is a weakening",
@@ -311,9 +380,15 @@ CASES = [
         ],
     ),
     Case(
-        "privileged-role list comes from the config",
-        [_setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval enabled.")],
-        [{"severity": "critical"}],
+        "the privileged-role list comes from the config: weakening Reports Reader is critical there",
+        [_setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval disabled.")],
+        [{"severity": "critical", "context": {"privileged_role": True}}],
+        {"privileged_roles": ["Reports Reader"]},
+    ),
+    Case(
+        "... and weakening Global Administrator, now off the list, is high",
+        [_setting("2026-03-10T08:00:00Z", GA, "Setting changes in this session: Approval disabled.")],
+        [{"severity": "high", "context": {"privileged_role": False}}],
         {"privileged_roles": ["Reports Reader"]},
     ),
     Case(
@@ -322,7 +397,10 @@ CASES = [
             _setting("2026-03-10T08:00:00Z", READER, "Setting changes in this session: Approval enabled."),
             _setting("2026-03-10T08:05:00Z", READER, "Setting changes in this session: Approval disabled."),
         ],
-        [{"count": 1}, {"count": 1, "title_has": "weakened: Approval disabled"}],
+        [
+            {"count": 1, "severity": "low", "title_has": "changed: Approval enabled"},
+            {"count": 1, "severity": "high", "title_has": "weakened: Approval disabled"},
+        ],
     ),
     Case(
         "other PIM activity is quiet",

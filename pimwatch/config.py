@@ -15,6 +15,8 @@ routing: {group_by: [action], group_wait: 30s}         # grouping, docs/sinks.md
 pipeline:
   silent_minutes: 30      # the deployed app: no records for this long raises pipeline.silent (0: off)
   retention_days: 30      # keep state this long (default: what the enabled detectors need, >= 7)
+graph: {endpoint: ..., credential: managed_identity}  # docs/graph.md (pimwatch/graph/settings.py)
+posture: {baseline: <file>, checks: {<check id>: {...}}}
 ```
 """
 
@@ -47,6 +49,7 @@ from pimwatch.detection.detector import (
     Window,
     _looks_like_guid,
 )
+from pimwatch.graph.settings import GraphSettings, PostureSettings
 from pimwatch.state import retention
 
 
@@ -86,6 +89,8 @@ class _File(BaseModel):
     routing: Grouping = Grouping()
     pipeline: PipelinePolicy = PipelinePolicy()
     templates: str | None = None
+    graph: GraphSettings = GraphSettings()  # docs/graph.md
+    posture: PostureSettings = PostureSettings()
 
 
 class _WindowValues(BaseModel):
@@ -105,6 +110,8 @@ class Config:
     delivery: Policy = field(default_factory=Policy)
     templates: str | None = None
     pipeline: PipelinePolicy = field(default_factory=PipelinePolicy)
+    graph: GraphSettings = field(default_factory=GraphSettings)
+    posture: PostureSettings = field(default_factory=PostureSettings)
     routing: Grouping = field(default_factory=Grouping)  # how alerts are grouped into notifications
 
 
@@ -203,7 +210,9 @@ def build(
     if problems:
         raise ConfigError(source, problems)
     settings = Settings.build(raw.break_glass.accounts, raw.privileged_roles)
-    return Config(settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.routing)
+    return Config(
+        settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.graph, raw.posture, raw.routing
+    )
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -231,6 +231,15 @@ class Config(SinkConfig):
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file attached to a message (``pimwatch report --mail``: the report and its CSVs)."""
+
+    name: str
+    content_type: str  # "text/csv", "text/html"
+    data: bytes
+
+
+@dataclass(frozen=True)
 class Email:
     """What :func:`render` makes: everything but the envelope, the Date and the credentials."""
 
@@ -239,6 +248,7 @@ class Email:
     html: str
     message_id: str
     alert_ids: tuple[str, ...]
+    attachments: tuple[Attachment, ...] = ()
 
 
 # --- render (pure) -------------------------------------------------------------------------------
@@ -382,6 +392,26 @@ def render(alerts: Sequence[Alert], config: Config) -> Email:
     return Email(subj, text, html, message_id(ids, config.sender), ids)
 
 
+MAX_GRAPH_ATTACHMENTS = 3 * 1024 * 1024  # sendMail takes 4 MB per request; base64 adds a third
+
+
+def report_email(
+    subject_text: str, text: str, html: str, attachments: Sequence[Attachment], config: Config, key: str
+) -> Email:
+    """A report message (``pimwatch report --mail``): the summary as both bodies, the files attached.
+    ``key`` names the report (its period): the same report gives the same Message-ID."""
+    total = sum(len(a.data) for a in attachments)
+    if config.transport == "graph" and total > MAX_GRAPH_ATTACHMENTS:
+        raise PermanentError(
+            f"{SINK}: the report's files are {total / 1e6:.1f} MB, more than Graph sendMail takes in one "
+            f"request ({MAX_GRAPH_ATTACHMENTS / 1e6:.1f} MB): send it by SMTP or shorten the period"
+        )
+    subj = truncate(
+        " ".join(clean(f"{config.subject_prefix} {subject_text}", 10 * SUBJECT_LIMIT).split()), SUBJECT_LIMIT
+    )
+    return Email(subj, text, html, message_id([f"report:{key}"], config.sender), (), tuple(attachments))
+
+
 def mime(email: Email, config: Config, date: str | None = None) -> EmailMessage:
     """The RFC 5322 message (7-bit clean: quoted-printable bodies, RFC 2047 subject)."""
     msg = EmailMessage(policy=SMTP_POLICY)
@@ -397,22 +427,31 @@ def mime(email: Email, config: Config, date: str | None = None) -> EmailMessage:
     msg.set_raw("X-Pimwatch-Alert-Ids", header_ids(email.alert_ids, ",\r\n "))
     msg.set_content(email.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(email.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    for a in email.attachments:
+        maintype, subtype = a.content_type.split("/", 1)
+        msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.name)
     return msg
 
 
 def graph_payload(email: Email, config: Config) -> dict[str, Any]:
     """The ``sendMail`` request body (Graph sets From to the sending mailbox)."""
-    return {
-        "message": {
-            "subject": email.subject,
-            "body": {"contentType": "HTML", "content": email.html},
-            "toRecipients": [{"emailAddress": {"address": a}} for a in config.to],
-            "internetMessageHeaders": [
-                {"name": "X-Pimwatch-Alert-Ids", "value": header_ids(email.alert_ids)}
-            ],
-        },
-        "saveToSentItems": False,
+    message: dict[str, Any] = {
+        "subject": email.subject,
+        "body": {"contentType": "HTML", "content": email.html},
+        "toRecipients": [{"emailAddress": {"address": a}} for a in config.to],
+        "internetMessageHeaders": [{"name": "X-Pimwatch-Alert-Ids", "value": header_ids(email.alert_ids)}],
     }
+    if email.attachments:
+        message["attachments"] = [
+            {
+                "@odata.type": "#microsoft.graph.fileAttachment",
+                "name": a.name,
+                "contentType": a.content_type,
+                "contentBytes": base64.b64encode(a.data).decode("ascii"),
+            }
+            for a in email.attachments
+        ]
+    return {"message": message, "saveToSentItems": False}
 
 
 # --- tokens --------------------------------------------------------------------------------------
@@ -472,7 +511,7 @@ def _token(provider: TokenProvider, scope: str) -> str:
 
 
 def send(rendered: Email, config: Config, http: Http, *, token_provider: TokenProvider | None = None) -> str:
-    if not rendered.alert_ids:
+    if not rendered.alert_ids and not rendered.attachments:  # an empty batch (a report carries files)
         return "nothing to send"
     provider = token_provider or default_token_provider(config)
     if config.transport == "graph":

@@ -25,6 +25,17 @@ EXPECTED = [
     ("activation.denied", "low", "adm-trudy@contoso.com", 1),
     ("activation.first_time", "low", "adm-niaj@contoso.com", 1),  # t
     ("activation.off_hours", "medium", "adm-quentin@contoso.com", 1),  # o
+    # SCuBA MS.AAD.7.8: every Global Administrator (peggy, nora, victor) and Privileged Role
+    # Administrator activation of the day
+    ("activation.privileged_role", "medium", "adm-chuck@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-faythe@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-nora@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-peggy@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-sybil@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-uma@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-victor@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-walter@contoso.com", 1),
+    ("activation.privileged_role", "medium", "adm-wendy@contoso.com", 1),
     ("activation.repeated_failure", "high", "adm-trudy@contoso.com", 4),  # c
     ("activation.risky_session", "high", "adm-lena@contoso.com", 1),  # p
     ("activation.simultaneous", "high", "adm-mallory@contoso.com", 4),  # b
@@ -38,18 +49,18 @@ EXPECTED = [
     ("assignment.permanent", "high", "adm-xavier@contoso.com", 1),  # g
     ("assignment.permanent", "high", "chuck.wagner@contoso.com", 1),  # e: a direct write is permanent
     # every new privileged assignment: e, g, k (the guest), l (5), adm-faythe's 3, bg-admin02's
-    ("assignment.privileged", "high", "adele.nunez@contoso.com", 1),
-    ("assignment.privileged", "high", "adm-xavier@contoso.com", 1),
-    ("assignment.privileged", "high", "alex.fischer@contoso.com", 1),
-    ("assignment.privileged", "high", "alex.smith@contoso.com", 1),
-    ("assignment.privileged", "high", "bg-admin02@contoso.onmicrosoft.com", 1),
-    ("assignment.privileged", "high", "chuck.wagner@contoso.com", 1),
-    ("assignment.privileged", "high", "debra.rossi@contoso.com", 1),
-    ("assignment.privileged", "high", "fatima.patel@contoso.com", 1),
-    ("assignment.privileged", "high", "lidia.sherman@contoso.com", 1),
-    ("assignment.privileged", "high", "nadia.khan_fabrikam.com#EXT#@contoso.onmicrosoft.com", 1),
-    ("assignment.privileged", "high", "tomasz.wilber@contoso.com", 1),
-    ("assignment.privileged", "high", "yuki.wilber@contoso.com", 1),
+    ("assignment.privileged", "medium", "adele.nunez@contoso.com", 1),
+    ("assignment.privileged", "medium", "adm-xavier@contoso.com", 1),
+    ("assignment.privileged", "medium", "alex.fischer@contoso.com", 1),
+    ("assignment.privileged", "medium", "alex.smith@contoso.com", 1),
+    ("assignment.privileged", "medium", "bg-admin02@contoso.onmicrosoft.com", 1),
+    ("assignment.privileged", "medium", "chuck.wagner@contoso.com", 1),
+    ("assignment.privileged", "medium", "debra.rossi@contoso.com", 1),
+    ("assignment.privileged", "medium", "fatima.patel@contoso.com", 1),
+    ("assignment.privileged", "medium", "lidia.sherman@contoso.com", 1),
+    ("assignment.privileged", "medium", "nadia.khan_fabrikam.com#EXT#@contoso.onmicrosoft.com", 1),
+    ("assignment.privileged", "medium", "tomasz.wilber@contoso.com", 1),
+    ("assignment.privileged", "medium", "yuki.wilber@contoso.com", 1),
     ("assignment.self", "high", "adm-uma@contoso.com", 1),  # m
     ("breakglass.activity", "critical", "bg-admin01@contoso.onmicrosoft.com", 1),  # a
     # bg-admin02's permanent GA re-created: requested, completed and the MS-PIM directory write,
@@ -59,13 +70,13 @@ EXPECTED = [
     ("breakglass.signin", "critical", "bg-admin01@contoso.onmicrosoft.com", 4),  # a
     ("conditional_access.weakened", "high", "adm-xavier@contoso.com", 1),  # i
     ("credentials.privileged_changed", "high", "adm-judy@contoso.com", 1),  # s
-    ("elevation.root_access", "high", "adm-xavier@contoso.com", 1),  # h
+    ("elevation.root_access", "critical", "adm-xavier@contoso.com", 1),  # h
     ("pim.alert_tampering", "high", "adm-chuck@contoso.com", 1),  # e
     ("pim.builtin_alert", "low", PIM_SERVICE, 2),  # j: PIM's own severity, one alert per name per day
-    ("settings.changed", "critical", "adm-sybil@contoso.com", 1),  # d
-    ("settings.changed", "critical", "adm-walter@contoso.com", 1),
-    ("settings.changed", "high", "adm-sybil@contoso.com", 1),  # d
-    ("settings.changed", "high", "adm-walter@contoso.com", 1),
+    ("settings.changed", "critical", "adm-sybil@contoso.com", 1),  # d: weakens GA
+    ("settings.changed", "high", "adm-sybil@contoso.com", 1),  # d: weakens a group's Member role
+    ("settings.changed", "low", "adm-walter@contoso.com", 1),  # only strengthens Exchange Admin
+    ("settings.changed", "low", "adm-walter@contoso.com", 1),  # only strengthens Intune Admin
 ]
 
 
@@ -113,11 +124,17 @@ def test_demo_alerts(demo: tuple[int, list[dict[str, Any]], str, Path]) -> None:
 
 def test_demo_titles(demo: tuple[int, list[dict[str, Any]], str, Path]) -> None:
     _, alerts, _, _ = demo
-    weakened = sorted(a["title"].split(" — weakened: ")[1] for a in alerts if "weakened:" in a["title"])
-    assert weakened == [
-        "Maximum activation duration updated to 24:00:00; MFA on activation requirement disabled; "
-        "Approval disabled; Justification on activation requirement disabled",
-        "Ticket info requirement disabled",
+    settings = sorted(
+        a["title"].split(" changed by ")[1] for a in alerts if a["detector"] == "settings.changed"
+    )
+    assert settings == [
+        "adm-sybil@contoso.com — weakened: Maximum activation duration updated to 24:00:00; "
+        "MFA on activation requirement disabled; +2 more",
+        "adm-sybil@contoso.com — weakened: Ticket info requirement disabled",
+        "adm-walter@contoso.com — changed: MFA on activation requirement enabled; "
+        "Approval enabled with approvers [redacted]",
+        "adm-walter@contoso.com — changed: MFA on activation requirement enabled; "
+        "Justification on activation requirement enabled",
     ]
     titles = {a["title"] for a in alerts}
     assert (
@@ -164,3 +181,62 @@ def test_demo_alert_details(demo: tuple[int, list[dict[str, Any]], str, Path]) -
     tap = _one(alerts, "credentials.privileged_changed", "adm-judy")
     assert tap["context"]["temporary_access_pass"] is True
     assert _one(alerts, "assignment.bulk", "adm-wendy")["first_seen"].startswith("2026-03-10T15:36:12")
+
+
+def test_demo_privileged_activations(demo: tuple[int, list[dict[str, Any]], str, Path]) -> None:
+    """SCuBA MS.AAD.7.8: the day's three Global Administrator activations alert, with the evidence
+    an analyst checks (justification, duration, approver) and the request id that groups them."""
+    _, alerts, _, _ = demo
+    ga = sorted(
+        (a for a in alerts if a["detector"] == "activation.privileged_role" and "Global" in a["title"]),
+        key=lambda a: a["first_seen"],
+    )
+    assert [a["title"] for a in ga] == [
+        "adm-peggy@contoso.com activated Global Administrator for 8 h",
+        "adm-nora@contoso.com activated Global Administrator for 2 h",
+        "adm-victor@contoso.com activated Global Administrator for 1 h",
+    ]
+    assert [[x["upn"] for x in a["context"]["approvers"]] for a in ga] == [["adm-victor@contoso.com"]] * 3
+    peggy = ga[0]["context"]
+    assert peggy["justification"] == "CHG595557 approved change window"
+    assert (peggy["duration_minutes"], peggy["request_id"]) == (480, "0529f49a-b7ce-4645-93ec-2b0ea0857182")
+    assert peggy["correlation_id"] == "bb00d8e3-87d6-424b-a420-eae533483424"
+    # victor's self-approved activation is both: the critical self-approval and the 7.8 alert
+    victor = _one(alerts, "approval.self_approved", "adm-victor")
+    assert victor["context"]["request_id"] == ga[2]["context"]["request_id"]
+
+
+def test_demo_entities_and_tactics(demo: tuple[int, list[dict[str, Any]], str, Path]) -> None:
+    """Every alert names its principal among its entities and declares MITRE tactics."""
+    _, alerts, _, _ = demo
+    for a in alerts:
+        assert a["tactics"], a["detector"]
+        ids = {e.get("aadUserId") for e in a["entities"]} | {e.get("upn") for e in a["entities"]}
+        who = a["principal"]
+        assert (
+            (who["id"] or "").lower() in ids
+            or (who["upn"] or "").lower() in ids
+            or not (who["id"] or who["upn"])
+        ), a
+    # the 02:17 sign-in and the 3 refreshes folded into it: every app and address they used
+    (signin,) = [a for a in alerts if a["detector"] == "breakglass.signin" and a["count"] == 4]
+    assert [e for e in signin["entities"] if e["type"] in ("ip", "cloud-application")] == [
+        {
+            "type": "cloud-application",
+            "appId": "14d82eec-204b-4c2f-b7e8-296a70dab67e",
+            "name": "Microsoft Graph Command Line Tools",
+        },
+        {
+            "type": "cloud-application",
+            "appId": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+            "name": "Azure Portal",
+        },
+        {"type": "ip", "address": "192.0.2.77"},
+    ]
+    peggy = _one(alerts, "activation.privileged_role", "adm-peggy")
+    assert {(e["type"], e.get("upn") or e.get("name")) for e in peggy["entities"]} == {
+        ("account", "adm-peggy@contoso.com"),
+        ("account", "adm-victor@contoso.com"),  # the approver
+        ("ip", None),
+        ("role", "Global Administrator"),
+    }

@@ -799,7 +799,7 @@ def test_a_log_analytics_csv_export_names_the_settings_weakening(tmp_path: Path)
     assert alert["detector"] == "settings.changed"
     assert alert["title"].endswith(
         "— weakened: IsApprovalRequired changed from True to False; "
-        "ExpirationRule.MaximumDuration changed from PT8H to P1D"
+        "ExpirationRule.MaximumDuration changed from PT8H to P1D; +1 more"  # (+ IsJustificationRequired)
     )
 
 

@@ -29,6 +29,8 @@ from pimwatch.cli.consume import run as run_consume
 from pimwatch.cli.delivery import add_parsers, report
 from pimwatch.cli.delivery import run as run_delivery
 from pimwatch.cli.inputs import Checks, Note
+from pimwatch.cli.posture import add_parser as add_posture_parser
+from pimwatch.cli.posture import run as run_posture
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
 from pimwatch.cli.show import add_show_parser, run_show
@@ -43,6 +45,7 @@ from pimwatch.detection.detector import Plugin, discover
 from pimwatch.detection.pipeline import Pipeline
 from pimwatch.detection.reader import UNREADABLE, InputError, Item, expand, read_file
 from pimwatch.hosting.driver import Driver, WatermarkTick
+from pimwatch.report import command as report_command
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
 
@@ -83,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     add_consume_parser(sub)
     add_prune_parser(sub)
     add_show_parser(sub)
+    add_posture_parser(sub)
+    report_command.add_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -99,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_archive(args)
     if args.command == "consume":
         return run_consume(args, plugins)
+    if args.command == "posture":
+        return run_posture(args, plugins)
     if args.command == "prune":
         try:
             return run_prune(args, load(args.config, plugins), plugins)
@@ -106,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_error(exc)
     if args.command == "show":
         return run_show(args, plugins)
+    if args.command == "report":
+        return report_command.run(args, plugins)
     if args.command != "replay":
         return run_delivery(args, plugins)
     return _replay(args, plugins)
@@ -126,6 +135,7 @@ def _detectors(args: argparse.Namespace, plugins: list[Plugin]) -> int:
                 "enabled": cfg.enabled,
                 "summary": p.meta.summary,
                 "mitre": list(p.meta.mitre),
+                "tactics": list(p.meta.tactics),
                 "anchors": list(p.meta.anchors),
                 "inputs": list(p.meta.kinds),
                 "parameters": cfg.values(),

@@ -45,6 +45,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from pimwatch.detection.alerts import Alert
+from pimwatch.detection.entities import merge as merge_entities
 from pimwatch.detection.timeutil import parse_time
 
 Dimension = Literal["action", "principal", "detector"]
@@ -204,6 +205,8 @@ def group_alert(gid: str, members: Sequence[Alert], sent_before: Sequence[str] =
         severity=max((m.severity for m in ordered), key=lambda s: s.rank),
         title=title,
         mitre=sorted({t for m in ordered for t in m.mitre}),
+        tactics=sorted({t for m in ordered for t in m.tactics}),
+        entities=merge_entities(*(m.entities for m in ordered)),
         context=context,
         events=events,
         count=len({rid for _, rid in events}) if exact else sum(m.count for m in ordered),

@@ -11,6 +11,8 @@ None (or raising :class:`Skip`), optionally ``tick(now, state)``, and ``CASES`` 
 * :class:`State` (``params``, ``window``, ``settings``, ``principals``, scoped ``add/members/...``)
   and its :class:`Member`;
 * :class:`Hit`, :class:`Resolve`, :class:`Skip`, :class:`Case`;
+* :func:`entities_of` (what an event names, in Sentinel's entity vocabulary: a hit raised on behalf
+  of another record carries that record's, remembered with it) and :func:`entity`;
 * helpers: the audit activity names and :func:`canonical`, the activation lifecycle
   (:func:`activation_key`, :func:`ended`, :func:`with_end`, ...), time (:func:`iso`,
   :func:`parse_time`, :func:`minutes`), and ``model_validator`` for checks a type cannot make.
@@ -58,6 +60,8 @@ from pimwatch.detection.detector import (
     Window,
     minutes,
 )
+from pimwatch.detection.entities import entity
+from pimwatch.detection.entities import of_event as entities_of
 from pimwatch.detection.event import Event, Modified, Principal, Target
 from pimwatch.detection.lifecycle import (
     LONGEST_ACTIVATION,
@@ -111,6 +115,8 @@ __all__ = [
     "canonical",
     "end_of",
     "ended",
+    "entities_of",
+    "entity",
     "is_pim_activation_failure",
     "iso",
     "minutes",

@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from pimwatch import SCHEMA_VERSION
+from pimwatch.detection import entities as _entities
 from pimwatch.detection.timeutil import iso
 
 
@@ -91,6 +92,9 @@ class Alert:
     status: str = "open"  # "open" or "resolved" (a later record closed its reason)
     resolved_at: str | None = None  # event time of the record that resolved it
     count: int = -1  # -1: len(events)
+    tactics: list[str] = field(default_factory=list)  # MITRE ATT&CK tactics (``mitre``: techniques)
+    # Who and what the alert is about, in Sentinel's vocabulary (detection.entities): bounded, sorted.
+    entities: list[dict[str, str]] = field(default_factory=list)
     # The group the alert is notified in (pimwatch/delivery/grouping.py): set by the outputs and the
     # deliverer from the routing config, never stored (it is a function of the alert and the config).
     group: str = ""
@@ -120,7 +124,9 @@ class Alert:
             "summary": self.summary,
             "runbook": self.runbook,
             "mitre": self.mitre,
+            "tactics": self.tactics,
             "principal": self.principal,
+            "entities": self.entities,
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "count": self.count,
@@ -161,6 +167,8 @@ class Alert:
             accumulate=tuple(doc.get("accumulate", ())),
             status=doc.get("status", "open"),
             resolved_at=doc.get("resolved_at"),
+            tactics=list(doc.get("tactics", ())),
+            entities=[dict(e) for e in doc.get("entities", ())],
         )
 
 
@@ -206,7 +214,8 @@ def fold(
 
     ``fresh``: the records of ``incoming`` the store had not counted for this alert; ``new_values``:
     per accumulated list, how many of ``incoming``'s values the store had not seen for it. Title,
-    principal, severity and the other context come from whichever side has the earliest event.
+    principal, severity and the other context come from whichever side has the earliest event;
+    ``entities`` are the bounded union of both sides (:func:`pimwatch.detection.entities.merge`).
     """
     if existing is None:
         out = replace(incoming, context={}, events=[], count=0)
@@ -233,6 +242,10 @@ def fold(
             out.context[name + OMITTED] = omitted
         else:
             out.context.pop(name + OMITTED, None)
+    if existing is None:
+        out.entities = _entities.merge(incoming.entities)
+    elif _entities.changes(out.entities, incoming.entities):
+        out.entities = _entities.merge(out.entities, incoming.entities)
     if len(out.events) == 2 * SAMPLE and all(e > out.events[-1] for e in fresh):
         out.events = out.events[:SAMPLE] + [*out.events[SAMPLE:], *sorted(fresh)][-SAMPLE:]  # the usual
     else:

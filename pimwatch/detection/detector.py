@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypeVar
 
+from pimwatch.detection import entities as _entities
 from pimwatch.detection.alerts import Severity
 from pimwatch.detection.contract import Member, Store
 from pimwatch.detection.event import Event, Kind, Principal
@@ -225,6 +226,8 @@ class Hit:
     # The record the alert counts, when it is not the event at hand (a hit raised from a later
     # record, or by ``tick``): its event time and record id.
     record: tuple[datetime, str] | None = None
+    # Who and what the record is about (pimwatch.detection.entities); the engine adds the principal.
+    entities: tuple[Mapping[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,13 +238,32 @@ class Resolve:
     at: datetime | None = None  # event time of the closing record (default: the event at hand)
 
 
+# MITRE ATT&CK Enterprise tactics, as Microsoft Sentinel names them (an analytics rule's ``tactics``).
+TACTICS = (
+    "Reconnaissance",
+    "ResourceDevelopment",
+    "InitialAccess",
+    "Execution",
+    "Persistence",
+    "PrivilegeEscalation",
+    "DefenseEvasion",
+    "CredentialAccess",
+    "Discovery",
+    "LateralMovement",
+    "Collection",
+    "CommandAndControl",
+    "Exfiltration",
+    "Impact",
+)
+
+
 @dataclass(frozen=True)
 class Detector:
     id: str
     severity: Severity
     summary: str
     runbook: str
-    mitre: tuple[str, ...]
+    mitre: tuple[str, ...]  # ATT&CK technique ids (T1098.003)
     kinds: tuple[Kind, ...] = ("audit",)
     # Which anchors (detections.md) have this detection: "Microsoft PIM", "Sentinel", "Sigma", ...
     anchors: tuple[str, ...] = ()
@@ -259,6 +281,16 @@ class Detector:
     # {"riskLevelDuringSignIn": {"high"}}: a property of the record itself, so what is screened out
     # does not depend on what was read before; the others can still be skipped unparsed.
     signin_values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # ATT&CK tactics the techniques serve, in Sentinel's names (:data:`TACTICS`), in kill-chain order.
+    tactics: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.tactics if t not in TACTICS]
+        if unknown:
+            raise ValueError(f"detector {self.id}: unknown MITRE tactics {unknown}; one of {TACTICS}")
+        order = sorted(self.tactics, key=TACTICS.index)
+        if list(self.tactics) != order or len(set(order)) != len(order):
+            raise ValueError(f"detector {self.id}: list each tactic once, in kill-chain order: {order}")
 
     def alert(
         self,
@@ -271,8 +303,16 @@ class Detector:
         severity: Severity | None = None,
         distinct: str | None = None,
         record: tuple[datetime, str] | None = None,
+        entities: Sequence[Mapping[str, str]] | None = None,
     ) -> Hit:
-        """Build the hit for ``event``; ``principal`` defaults to the event's subject."""
+        """Build the hit for ``event``; ``principal`` defaults to the event's subject.
+
+        ``entities`` default to those ``event`` names (:func:`pimwatch.detection.entities.of_event`) when the
+        hit is for the event at hand; a hit raised on behalf of another ``record`` carries only
+        the ``entities`` given (those of that record, remembered with it), so it is the same hit
+        whichever record came first."""
+        if entities is None:
+            entities = _entities.of_event(event) if record is None else ()
         return Hit(
             key=_key(key),
             title=title,
@@ -281,6 +321,7 @@ class Detector:
             severity=severity,
             distinct=distinct,
             record=record,
+            entities=tuple(entities),
         )
 
     @property

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from pimwatch.detection import entities as _entities
 from pimwatch.detection import evidence
 from pimwatch.detection.activities import register
 from pimwatch.detection.alerts import Alert, Severity, alert_id, sample
@@ -182,6 +183,8 @@ class Engine:
             key = f"{key}|{record_id}"
         wkey = f"\x1dalert\x1f{meta.id}\x1f{key}"  # apart from detectors' scoped state
         when = iso(at)
+        # the hit's entities and its principal's, as they come: the fold sorts, dedups and bounds them
+        entities = [*_entities.of_principal(hit.principal, with_ip=False), *map(dict, hit.entities)]
         if active.threshold <= 1:
             # No window: the store's per-alert membership of record ids is the dedup (a record
             # delivered twice leaves the alert unchanged), so no window member is needed.
@@ -189,7 +192,7 @@ class Engine:
             alert = self._alert(
                 active, key, bucket, severity, hit.title, hit.context, hit.principal.as_alert()
             )
-            alert.events, alert.count = [(when, record_id)], 1
+            alert.events, alert.count, alert.entities = [(when, record_id)], 1, entities
             self._note(self.store.merge_alert(alert), alert.id)
             raw = self._raw_of(record_id)
             if raw is not None:
@@ -201,6 +204,7 @@ class Engine:
             "context": hit.context,
             "principal": hit.principal.as_alert(),
             "severity": severity.value,
+            "entities": entities,
         }
         raw = self._raw_of(record_id)
         if raw is not None:
@@ -229,6 +233,7 @@ class Engine:
                 context,
                 dict(first.get("principal", hit.principal.as_alert())),
             )
+            alert.entities = _entities.merge(*((m.payload or {}).get("entities", ()) for m in ordered))
             alert.events = sorted(((m.payload or {}).get("t", ""), m.member) for m in ordered)
             alert.count = len(alert.events)
             merged = self.store.merge_alert(alert)
@@ -264,6 +269,7 @@ class Engine:
             summary=meta.summary,
             runbook=meta.runbook,
             mitre=list(meta.mitre),
+            tactics=list(meta.tactics),
             principal=principal,
             context=context,
             key=key,

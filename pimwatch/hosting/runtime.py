@@ -46,7 +46,7 @@ import concurrent.futures
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,7 +63,7 @@ from pimwatch.detection.pipeline import WATERMARK, Pipeline
 from pimwatch.detection.timeutil import iso, parse_time
 from pimwatch.hosting import heartbeat
 from pimwatch.hosting.azure_settings import SettingsError, azure_storage, blob_archive, open_tables
-from pimwatch.hosting.driver import BatchResult, Driver, ProgressTick
+from pimwatch.hosting.driver import BatchResult, Change, Driver, ProgressTick
 from pimwatch.state import retention
 from pimwatch.state.archive import Archive, FileArchive, writer_id
 from pimwatch.state.quarantine import Quarantine
@@ -223,6 +223,16 @@ class Runtime:
         """The timer: tick the clock-driven detectors at ``now``, queue what they raised or
         resolved, commit, then drain the outbox (new alerts and the retries that are due)."""
         return self._call(lambda s: self._tick(s, now))
+
+    def apply(self, now: datetime, changes: Callable[[Store], Iterable[Change]]) -> Report:
+        """Alert changes worked out off the Event Hub path (posture findings, pimwatch/graph/run.py):
+        ``changes`` runs inside the timer's unit of work; queued, committed and delivered as a tick."""
+        return self._call(lambda s: self._apply(s, now, changes))
+
+    def _apply(self, s: _Session, now: datetime, changes: Callable[[Store], Iterable[Change]]) -> Report:
+        report = _report(s.driver.timer(now, also=lambda: changes(s.store)))
+        self._deliver(s.deliverer, report)
+        return report
 
     def expect_partitions(self, partitions: Sequence[str]) -> None:
         """The hub's partition ids, learned by the host (``pimwatch consume`` asks its client):
