@@ -24,6 +24,7 @@ from pimwatch.detection.contract import Windows
 from pimwatch.detection.timeutil import iso
 
 EVIDENCE = "\x1devidence\x1f"
+INDEX = "\x1devidence.ids\x1f"  # the same members without their records: trimming reads only these
 RAW_LIMIT = 32_000  # bytes of JSON per record kept
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _FAR = datetime(9999, 1, 1, tzinfo=UTC)
@@ -36,7 +37,7 @@ def bounded_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
     except TypeError:
         text = repr(raw)
     if len(text) <= RAW_LIMIT:
-        return dict(orjson.loads(text))
+        return dict(raw) if isinstance(raw, dict) else dict(orjson.loads(text))
     return {
         "_truncated": f"{len(text)} characters of JSON, the first {RAW_LIMIT} kept",
         "_json": text[:RAW_LIMIT],
@@ -45,19 +46,23 @@ def bounded_raw(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def keep(store: Windows, alert_id: str, records: Iterable[tuple[datetime, str, Mapping[str, Any]]]) -> None:
     """Add these (time, record id, raw) to the alert's evidence, then trim it to the bounded sample."""
-    key = EVIDENCE + alert_id
+    key, index = EVIDENCE + alert_id, INDEX + alert_id
     added = False
     for at, rid, raw in records:
+        # The record before its index entry: on a store whose writes are durable one at a time, a
+        # crash between the two leaves the index unwritten, and the retried batch writes both.
         if rid:
-            added |= store.add(key, rid, at, payload={"raw": bounded_raw(raw)})
+            store.add(key, rid, at, payload={"raw": bounded_raw(raw)})
+            added |= store.add(index, rid, at)
     if not added:
         return
-    rows = store.members(key, _EPOCH, _FAR)
+    rows = store.members(index, _EPOCH, _FAR)
     if len(rows) <= 2 * SAMPLE:
         return
     kept = set(sample((iso(datetime.fromtimestamp(m.at, UTC)), m.member) for m in rows))
     for m in rows:
         if (iso(datetime.fromtimestamp(m.at, UTC)), m.member) not in kept:
+            store.remove(index, m.member)
             store.remove(key, m.member)
 
 
