@@ -472,7 +472,7 @@ def test_the_prune_command_on_a_state_file(tmp_path: Path) -> None:
     )
     assert members() == 2
     code, out, _ = _cli("prune", "--state", str(state))
-    assert code == 0 and "forgot 7 window members" in out
+    assert code == 0 and "forgot 9 window members" in out
     assert members() == 1
     config = tmp_path / "keep.yaml"
     config.write_text("pipeline:\n  retention_days: 60\n")
