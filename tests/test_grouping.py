@@ -309,4 +309,8 @@ def test_evidence_is_the_bounded_sample_in_any_order(seed: int) -> None:
     kept = evidence.records(store, alert)
     assert [k["record_id"] for k in kept] == [rid for _, rid in events] and len(kept) == 2 * SAMPLE
     assert all(k["raw"] == {"n": int(k["record_id"][4:])} for k in kept)
-    assert len(store.members(evidence.EVIDENCE + "a" * 32, start, start + timedelta(days=1))) == 2 * SAMPLE
+    stored = store.members(evidence.EVIDENCE + "a" * 32, start, start + timedelta(days=1))
+    assert 2 * SAMPLE <= len(stored) < len(records)  # trimmed (one record in TRIM_EVERY trims)
+    evidence.keep(store, "a" * 32, [(start, "rec-trims-1", {})])  # its crc32 % 8 == 0: it trims
+    stored = store.members(evidence.EVIDENCE + "a" * 32, start, start + timedelta(days=1))
+    assert len(stored) == 2 * SAMPLE
