@@ -1,9 +1,9 @@
 """Azure Functions entry (Python v2 programming model): triggers only, each a few lines into
 :mod:`pimwatch.hosting.runtime`. Settings, host.json values and the retry policy: ``docs/functions.md``.
 
-Only ``azure.functions``, ``pimwatch.hosting.runtime`` and ``pimwatch.detection.alerts`` are imported
-here; the runtime (config, detectors, sinks, state) is built on the first invocation
-(:func:`pimwatch.hosting.runtime.get_runtime`).
+Only ``azure.functions``, ``pimwatch.hosting.runtime``, ``pimwatch.detection.alerts`` and
+``pimwatch.hosting.gcfreeze`` are imported here; the runtime (config, detectors, sinks, state) is
+built on the first invocation (:func:`pimwatch.hosting.runtime.get_runtime`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from pimwatch.detection.alerts import Severity
+from pimwatch.hosting import gcfreeze
 from pimwatch.hosting.runtime import get_runtime
 
+gcfreeze.arm()  # the worker hosts this app: the collector is settled once the runtime is built
 app = func.FunctionApp()
 SEVERITIES = tuple(s.value for s in Severity)
 log = logging.getLogger("pimwatch.functions")

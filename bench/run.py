@@ -206,6 +206,14 @@ def child_env(repo: Path = REPO) -> dict[str, str]:
     return env
 
 
+def compile_bytecode(python: str, repo: Path = REPO) -> None:
+    """Write the checkout's bytecode caches before measuring, so that start-up is what an installed
+    pimwatch pays (with ``PYTHONDONTWRITEBYTECODE`` set, every child would compile its modules from
+    source: ~0.1 s of CPU per run, more for a checkout with more code)."""
+    dirs = [str(repo / d) for d in ("pimwatch", "detectors") if (repo / d).is_dir()]
+    subprocess.run([python, "-m", "compileall", "-q", *dirs], check=False, stdout=subprocess.DEVNULL)
+
+
 def tail(path: Path, limit: int = 1500) -> str:
     try:
         data = path.read_bytes()
@@ -235,6 +243,7 @@ class FloorResult:
     mb_per_s: float
     maxrss_mb: float
     matches: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # user + system CPU of the whole floor.py child (interpreter start-up included)
 
 
 @dataclass
@@ -279,6 +288,7 @@ def measure_floor(ctx: Ctx, inp: Input) -> FloorResult:
         mb_per_s=float(d["MB_per_s"]),
         maxrss_mb=round(run.maxrss_mb, 1),
         matches=d.get("matches", {}),
+        cpu_s=round(run.cpu_s, 3),
     )
 
 
@@ -359,12 +369,22 @@ class Row:
     reused_input: bool
     floor: FloorResult | None = None
     pipeline: PipelineResult | None = None
+    floor_cpu_s: float | None = None  # least CPU of the floor's repeats (whole child)
+    pipe_cpu_s: float | None = None  # least CPU of the pipeline's repeats (whole child)
 
     @property
     def ratio(self) -> float | None:
         if self.floor is None or self.pipeline is None:
             return None
         return self.pipeline.rec_per_s / self.floor.rec_per_s
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        """The pipeline's rate over the floor's in CPU time (issue 14's measure): both whole
+        processes, start-up included, so the load of a shared machine cancels."""
+        if not self.floor_cpu_s or not self.pipe_cpu_s:
+            return None
+        return self.floor_cpu_s / self.pipe_cpu_s
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -377,6 +397,9 @@ class Row:
             "floor": asdict(self.floor) if self.floor else None,
             "pipeline": asdict(self.pipeline) if self.pipeline else None,
             "ratio_pipeline_to_floor": round(self.ratio, 3) if self.ratio is not None else None,
+            "floor_cpu_s": self.floor_cpu_s,
+            "pipeline_cpu_s": self.pipe_cpu_s,
+            "cpu_ratio_pipeline_to_floor": round(self.cpu_ratio, 3) if self.cpu_ratio is not None else None,
         }
 
 
@@ -429,6 +452,7 @@ def render_table(rows: list[Row]) -> str:
         "pipe rec/s",
         "pipe MB/s",
         "pipe/floor",
+        "CPU pipe/floor",
         "pipe net rec/s",
         "pipe RSS MB",
         "floor RSS MB",
@@ -446,6 +470,7 @@ def render_table(rows: list[Row]) -> str:
                 fmt_int(pl.rec_per_s if pl else None),
                 fmt_f(pl.mb_per_s if pl else None),
                 fmt_f(r.ratio, 2),
+                fmt_f(r.cpu_ratio, 2),
                 fmt_int(pl.rec_per_s_net if pl else None),
                 fmt_f(pl.maxrss_mb if pl else None),
                 fmt_f(fl.maxrss_mb if fl else None),
@@ -535,6 +560,13 @@ def verdict_lines(s: dict[str, Any]) -> list[str]:
         )
     if "rss_ratio_big_vs_base_floor" in s:
         out.append(f"peak RSS ratio, floor big/base:    {s['rss_ratio_big_vs_base_floor']:.2f}")
+    for row in s["inputs"]:
+        cpu = row.get("cpu_ratio_pipeline_to_floor")
+        if cpu is not None:
+            out.append(
+                f"CPU-time ratio pipeline/floor, {row['label']}: {cpu:.2f} "
+                f"(issue 14 target >= 1.0: {'MET' if cpu >= 1.0 else 'NOT MET'})"
+            )
     out.extend(f"CHECK FAILED: {p}" for p in s.get("checks", []))
     if s.get("pipeline_unavailable"):
         out.append(f"pipeline NOT measured: {s['pipeline_unavailable']}")
@@ -693,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = a.config.resolve() if a.config else write_config(work)
         ctx = Ctx(python=python, config=config, work=work, timeout=a.timeout)
+        if do_pipe:
+            compile_bytecode(python)
         unavailable = check_pipeline_available(ctx) if do_pipe else None
         if unavailable:
             if a.only == "pipeline":
@@ -720,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
                     reused_input=reused[inp.key],
                     floor=max(fl, key=lambda f: f.rec_per_s) if fl else None,
                     pipeline=best_pipeline(inp, sizes[inp.key], pl, startup_s) if pl else None,
+                    floor_cpu_s=round(min(f.cpu_s for f in fl), 3) if fl else None,
+                    pipe_cpu_s=round(min(p.run.cpu_s for p in pl), 3) if pl else None,
                 )
             )
         extra = {

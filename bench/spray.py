@@ -40,6 +40,7 @@ from run import (
     BenchError,
     Ctx,
     PipeRun,
+    compile_bytecode,
     log,
     resolve_python,
     run_pipeline_once,
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="pimwatch-spray-") as tmp:
             work = Path(tmp)
             ctx = Ctx(resolve_python(a.python), write_config(work), work, a.timeout)
+            compile_bytecode(ctx.python)
             empty = work / "empty.jsonl"
             empty.write_bytes(b"")
             runs: dict[str, list[PipeRun]] = {k: [] for k in ("empty", *inputs)}

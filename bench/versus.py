@@ -25,6 +25,7 @@ from run import (
     GEN_EVENTS,
     REPO,
     BenchError,
+    compile_bytecode,
     count_alerts,
     ensure_input,
     file_sha256,
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp)
             config = write_config(work)
             sides = [("this", python, REPO), ("other", other_python, other)]
+            for _, py, repo in sides:
+                compile_bytecode(py, repo)
             for i in range(a.pairs):
                 cpu: dict[str, float] = {}
                 alerts: dict[str, int] = {}

@@ -1,5 +1,5 @@
 import sys
 
-from pimwatch.cli import main
+from pimwatch.entry import main
 
 sys.exit(main())

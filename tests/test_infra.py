@@ -88,6 +88,7 @@ NOT_DEPLOYED = {
     "PIMWATCH_EVENTHUB__clientId": "user-assigned identity only; the app has a system-assigned one",
     "PIMWATCH_CHECKPOINT_CONTAINER": "pimwatch consume only (the Functions host checkpoints itself)",
     "PIMWATCH_START": "pimwatch consume only (Functions: initialOffsetOptions)",
+    "PIMWATCH_GRAPH_CLIENT_SECRET": "graph.credential client_secret only; Azure reads Graph as the app",
 }
 # Flex Consumption takes the language from functionAppConfig.runtime and deprecates these.
 FLEX_DEPRECATED = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"}
@@ -422,11 +423,15 @@ def test_deploy_doc_explains_every_parameter_and_setting(main: Template, diagnos
 
 def test_the_functions_requirements_pin_every_runtime_dependency_of_pyproject() -> None:
     """The Functions deployment installs requirements.txt, not the package: a dependency added to
-    pyproject.toml but not here would be missing in Azure (and the reverse, unpinned)."""
+    pyproject.toml (or its ``telemetry`` extra, the metrics) but not here would be missing in Azure
+    (and the reverse, unpinned)."""
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    wanted = {d.split(";")[0].strip().lower() for d in project["dependencies"]}
+    wanted = {
+        d.split(";")[0].strip().lower()
+        for d in [*project["dependencies"], *project["optional-dependencies"]["telemetry"]]
+    }
     lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
     pinned = {ln.strip().lower() for ln in lines if ln.strip() and not ln.startswith("#")}
     assert wanted - pinned == set(), "pin these in requirements.txt as in pyproject.toml"

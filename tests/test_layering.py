@@ -28,7 +28,8 @@ RANK |= {"graph": 3, "report": 3}
 # Modules whose layer is not their sub-package's: the pydantic models of a feature's config section are
 # part of the config layer (config.py validates the whole file in one pass).
 PLACED = {"graph.settings": "config"}
-TOP = ("__init__", "__main__")  # the package's own files: outside the rule
+# the package's own files, outside the rule (entry: the console script, before any layer is imported)
+TOP = ("__init__", "__main__", "entry")
 
 # (importer, imported) as dotted names under pimwatch: the accepted back-edges (none).
 KNOWN: set[tuple[str, str]] = set()

@@ -1,8 +1,11 @@
-"""``pimwatch`` command line: ``replay`` exported logs, list the ``detectors``.
+"""``pimwatch`` command line: ``replay`` exported logs, list the ``detectors``; the other commands
+live in the modules next to this one (``check-config``, ``route``, ``init``, ``completion``, ...).
 
 Exit codes: 0 the run completed (whatever it found), 1 an input path could not be read,
 2 usage or config error (reported before any input is read), 3 (``replay --strict`` only) an input
-file gave no usable record, mostly bad or skipped ones, or lost fields (``cli_inputs``).
+file gave no usable record, mostly bad or skipped ones, or lost fields (``cli/inputs.py``),
+141 (any command) stdout was closed before all output was written (``| head``): 128 + SIGPIPE, as a
+shell reports for other tools; replay still completes the run (state, ``--send``, the summary).
 """
 
 from __future__ import annotations
@@ -10,17 +13,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import IO, Any
 
 import orjson
 
 from pimwatch import __version__
+from pimwatch.cli import checkconfig, completion, init, route
 from pimwatch.cli.archive import add_parser as add_archive_parser
 from pimwatch.cli.archive import run as run_archive
 from pimwatch.cli.catalogue import render_markdown
@@ -29,11 +32,15 @@ from pimwatch.cli.consume import run as run_consume
 from pimwatch.cli.delivery import add_parsers, report
 from pimwatch.cli.delivery import run as run_delivery
 from pimwatch.cli.inputs import Checks, Note
+from pimwatch.cli.output import EXIT_PIPE, PipeOut, Writer, oneline, stdout_gone, table, terminal_columns
 from pimwatch.cli.posture import add_parser as add_posture_parser
 from pimwatch.cli.posture import run as run_posture
+from pimwatch.cli.progress import Progress, input_size, wanted
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
 from pimwatch.cli.show import add_show_parser, run_show
+from pimwatch.cli.stats import add_parser as add_stats_parser
+from pimwatch.cli.stats import run as run_stats
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer
@@ -43,8 +50,9 @@ from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.contract import StoreError
 from pimwatch.detection.detector import Plugin, discover
 from pimwatch.detection.pipeline import Pipeline
-from pimwatch.detection.reader import UNREADABLE, InputError, Item, expand, read_file
+from pimwatch.detection.reader import UNREADABLE, InputError, expand, read_file
 from pimwatch.hosting.driver import Driver, WatermarkTick
+from pimwatch.hosting.gcfreeze import settle
 from pimwatch.report import command as report_command
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
@@ -65,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
         "--quarantine",
         help=f"JSON Lines file for bad records (default: {DEFAULT_QUARANTINE} in the current folder, "
         "created only when there is a bad record)",
+    )
+    rp.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (drawn on stderr only when it is a terminal)",
     )
     rp.add_argument(
         "--verbose", "-v", action="store_true", help="list every bad record on stderr (default: the first 20)"
@@ -88,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     add_show_parser(sub)
     add_posture_parser(sub)
     report_command.add_parser(sub)
+    checkconfig.add_parser(sub)
+    route.add_parser(sub)
+    init.add_parser(sub)
+    completion.add_parser(sub)
+    add_stats_parser(sub)
     dp = sub.add_parser("detectors", help="list the detector catalogue")
     dp.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     dp.add_argument("--config", help="show parameters as configured in this YAML file")
@@ -95,9 +113,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # `pimwatch detectors | head -1`: the reader stopped; no traceback
+        stdout_gone()
+        return EXIT_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "init":
+        return init.run(args)
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDK logs every request at INFO
     plugins = discover()
+    if args.command == "completion":
+        return completion.run(args, parser, [p.meta.id for p in plugins])
+    if args.command == "check-config":
+        return checkconfig.run(args, plugins)
+    if args.command == "route":
+        return route.run(args, plugins)
     if args.command == "detectors":
         return _detectors(args, plugins)
     if args.command == "archive":
@@ -106,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_consume(args, plugins)
     if args.command == "posture":
         return run_posture(args, plugins)
+    if args.command == "stats":
+        return run_stats(args)
     if args.command == "prune":
         try:
             return run_prune(args, load(args.config, plugins), plugins)
@@ -203,13 +240,14 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     unreadable = 0
     checks = Checks(pipeline.stats)
     started = time.perf_counter()
-    progress = sys.stderr.isatty() and args.format == "text"
+    settle()
+    bar = Progress(sys.stderr, counter, input_size(files)) if wanted(sys.stderr, args.no_progress) else None
     try:
         for path in files:
             checks.before()
             try:
                 items = read_file(path, counter, pipeline.screen)
-                driver.feed(_progress(items, counter, started) if progress else items)
+                driver.feed(bar.wrap(items) if bar is not None else items)
             except InputError as exc:
                 unreadable += 1
                 sys.stderr.write(f"pimwatch: cannot read input: {exc}\n")
@@ -221,13 +259,16 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         sys.stderr.write(f"pimwatch: state store failed: {exc}\n")
         return 1
     elapsed = time.perf_counter() - started
-    if progress:
-        sys.stderr.write("\r\033[K")
+    if bar is not None:
+        bar.close()
     changed = result.summary()
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
     alerts = (with_group(a, config.routing) for a in store.alerts() if a.id in changed)
-    out = sys.stdout
-    by_severity = _jsonl(alerts, out) if args.format == "jsonl" else _table(alerts, out)
+    out = PipeOut(sys.stdout)  # `| head`: the run still completes, quietly (exit 141)
+    if args.format == "jsonl":
+        by_severity = _jsonl(alerts, out)
+    else:
+        by_severity = table(alerts, out, terminal_columns(sys.stdout))
     out.flush()
     store.commit()
     _summary(pipeline, by_severity, changed, elapsed, counter[0], quarantine, sys.stderr)
@@ -250,7 +291,9 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         tmpdir.cleanup()
     if unreadable or pipeline.stats.bad.get(UNREADABLE):
         return 1
-    return 3 if args.strict and checks.notes else 0
+    if args.strict and checks.notes:
+        return 3
+    return EXIT_PIPE if out.closed else 0
 
 
 def _notes(notes: Sequence[Note], err: IO[str], shown: int = 20) -> None:
@@ -259,51 +302,17 @@ def _notes(notes: Sequence[Note], err: IO[str], shown: int = 20) -> None:
         return
     err.write(f"pimwatch: {len(notes)} input file note{'s' if len(notes) > 1 else ''} (check these):\n")
     for note in notes[:shown]:
-        err.write(f"  {_oneline(note.path, 200)}: {_oneline(note.reason, 2000)}\n")
+        err.write(f"  {oneline(note.path, 200)}: {oneline(note.reason, 2000)}\n")
     if len(notes) > shown:
         err.write(f"  ... and {len(notes) - shown} more\n")
 
 
-def _progress(items: Iterator[Item], counter: list[int], started: float) -> Iterator[Item]:
-    for n, item in enumerate(items, 1):
-        if n % 20000 == 0:
-            mb = counter[0] / 1e6
-            rate = mb / max(time.perf_counter() - started, 1e-9)
-            sys.stderr.write(f"\r\033[Kreading: {n:,} records, {mb:,.0f} MB ({rate:,.0f} MB/s)")
-            sys.stderr.flush()
-        yield item
-
-
-def _jsonl(alerts: Iterable[Alert], out: IO[str]) -> Counter[Severity]:
+def _jsonl(alerts: Iterable[Alert], out: Writer) -> Counter[Severity]:
     by_severity: Counter[Severity] = Counter()
     for a in alerts:
         by_severity[a.severity] += 1
         out.write(orjson.dumps(a.to_dict()).decode() + "\n")
     return by_severity
-
-
-def _table(alerts: Iterable[Alert], out: IO[str]) -> Counter[Severity]:
-    by_severity: Counter[Severity] = Counter()
-    for a in alerts:
-        if not by_severity:
-            out.write(f"{'SEVERITY':<9} {'FIRST SEEN (UTC)':<20} {'COUNT':>5}  {'DETECTOR':<28} TITLE\n")
-        by_severity[a.severity] += 1
-        first = a.first_seen[:19].replace("T", " ")
-        title = ("[resolved] " if a.status == "resolved" else "") + a.title
-        out.write(f"{a.severity.value:<9} {first:<20} {a.count:>5}  {a.detector:<28} {_oneline(title)}\n")
-    if not by_severity:
-        out.write("No alerts.\n")
-    return by_severity
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _oneline(s: str, limit: int = 160) -> str:
-    """One terminal-safe line: audit text is attacker-controlled, so control characters (ANSI
-    escapes, bidi overrides) are shown as U+FFFD instead of being sent to the analyst's terminal."""
-    s = _CONTROL.sub("\ufffd", " ".join(s.split()))
-    return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
 def _summary(

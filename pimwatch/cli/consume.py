@@ -17,6 +17,7 @@ from typing import Any
 from pimwatch.config import ConfigError
 from pimwatch.detection.detector import Plugin
 from pimwatch.hosting.azure_settings import SettingsError
+from pimwatch.hosting.gcfreeze import settle
 from pimwatch.hosting.runtime import ENV_CONFIG, Runtime, SetupError
 
 log = logging.getLogger("pimwatch.consume")
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     try:
         cs.ensure_container(checkpoints)
         client = cs.open_client(hub, store)
+        settle()  # start-up done: what it made is never scanned again
     except cs.CheckpointStoreError as exc:
         runtime.close()
         sys.stderr.write(f"pimwatch: {exc}\n")

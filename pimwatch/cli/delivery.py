@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from pimwatch.cli.output import oneline
 from pimwatch.config import Config, ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer, LoadedSink, Outcome
@@ -126,8 +127,8 @@ def _outbox(args: argparse.Namespace) -> int:
                 title = alert.title if alert else "(alert no longer in the outbox)"
                 sys.stdout.write(
                     f"{_shown_status(d, now):<8} {d.sink:<14} {d.kind:<8} attempts={d.attempts:<3} "
-                    f"{d.alert_id}  {' '.join(title.split())[:100]}"
-                    + (f"\n         last error: {d.last_error}" if d.last_error else "")
+                    f"{d.alert_id}  {oneline(title, 100)}"
+                    + (f"\n         last error: {oneline(d.last_error, 2000)}" if d.last_error else "")
                     + _lease_line(d, now)
                     + "\n"
                 )

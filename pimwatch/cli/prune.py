@@ -31,13 +31,20 @@ def add_parser(sub: Any) -> None:
     pp.add_argument("--dry-run", action="store_true", help="count what would go, change nothing")
 
 
-def run(args: argparse.Namespace, config: Config, plugins: list[Plugin]) -> int:
+def open_existing(path: str) -> SqliteStore | None:
+    """An existing state file (SQLite would create an empty one), or None with the error on stderr."""
     try:
-        if not os.path.isfile(args.state):  # SQLite would create an empty one
-            raise StoreError(f"no state file at {args.state}")
-        store = SqliteStore(args.state)
+        if not os.path.isfile(path):
+            raise StoreError(f"no state file at {path}")
+        return SqliteStore(path)
     except StoreError as exc:
         sys.stderr.write(f"pimwatch: {exc}\n")
+        return None
+
+
+def run(args: argparse.Namespace, config: Config, plugins: list[Plugin]) -> int:
+    store = open_existing(args.state)
+    if store is None:
         return 1
     try:
         with store.transaction(rollback=args.dry_run):  # a dry run counts, then takes it all back

@@ -121,6 +121,9 @@ class Policy(BaseModel):
     retries_in_run: int = 2
     alert_on_dead_letters: bool = True  # a "delivery.dead_letters" alert through the other sinks
     lease_margin_seconds: float = 30.0  # added to the longest send: clock skew between instances
+    # New alerts of this severity or higher are committed and sent as soon as their record is
+    # processed, not at the end of the Event Hub batch (pimwatch/hosting/driver.py); None: at the end.
+    at_once: Severity | None = None
 
 
 @dataclass(frozen=True)
@@ -398,9 +401,10 @@ class Deliverer:
             out.append(group_alert(gid, list(members.values()), earlier))
         return out
 
-    def release(self, clock: datetime | None) -> int:
+    def release(self, clock: datetime | None, *, urgent: Sequence[str] = ()) -> int:
         """Queue the held alerts of every group whose wait is over at the tick clock ``clock`` (None:
         the end of the input, every group) for the grouping sinks; returns the deliveries queued.
+        ``urgent``: alert ids whose groups go now, whatever the clock (``delivery.at_once``).
 
         A group goes out whole: when one held member is ripe, the group's other held members go
         with it (so one notification lists them all)."""
@@ -410,7 +414,15 @@ class Deliverer:
         if not held:
             return 0
         limit = None if clock is None else clock.timestamp()
-        ripe = {str((m.payload or {}).get("group")) for m in held if limit is None or m.at <= limit}
+        ripe = {
+            str((m.payload or {}).get("group"))
+            for m in held
+            if (limit is None and not urgent) or (limit is not None and m.at <= limit)
+        }
+        for aid in urgent:
+            alert = self.store.get_alert(aid)
+            if alert is not None:
+                ripe.add(group_id(alert, self.grouping))
         queued = 0
         now = self.clock()
         for m in held:

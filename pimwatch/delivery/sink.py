@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 # The toolkit (written once in delivery.http and delivery.text; re-exported here and by the facade).
@@ -186,6 +188,8 @@ def check_pem_certificates(pem: str) -> None:
     """``pem`` holds PEM certificates that OpenSSL loads (a ValueError otherwise; the text is not echoed)."""
     if PEM_CERTIFICATE not in pem:
         raise ValueError("expected PEM certificates (-----BEGIN CERTIFICATE-----)")
+    import ssl  # here and below: imported when used (~10 ms of every start-up otherwise)
+
     try:
         ssl.create_default_context(cadata=pem)
     except (ssl.SSLError, ValueError) as exc:
@@ -209,6 +213,8 @@ class Trust:
 def tls_context(trust: Trust | None) -> ssl.SSLContext:
     """A verifying client context (TLS 1.2+, host names checked) trusting ``trust`` alone, or the
     system store. A bundle that no longer loads (the file was removed since start) is permanent."""
+    import ssl
+
     try:
         if trust is None:
             ctx = ssl.create_default_context()

@@ -19,20 +19,30 @@
   (:class:`WatermarkTick` for replay and the harness, :class:`ProgressTick` for the Event Hub hosts);
 * **releasing** the groups whose ``group_wait`` is over at the tick clock (all of them at finish) to
   the notification sinks (:meth:`Deliverer.release <pimwatch.delivery.deliverer.Deliverer.release>`);
-* **finish**: the watermark is stored, the unit committed, the quarantine flushed.
+* **finish**: the watermark is stored, the unit committed, the quarantine flushed;
+* **alerts that do not wait for the batch** (``at_once``, the config's ``delivery.at_once``): when a
+  record raises a new alert of that severity or higher, the batch so far is committed as its own unit
+  of work, the alert queued and handed to ``deliver`` (the sinks), and the batch goes on in a new
+  unit. The alerts are the same whatever the batching (a unit is a unit); only when they reach the
+  sinks changes;
+* **a remote store's unit of work**: a store with ``unit()`` (Azure Tables) gets one around the whole
+  batch, with the reads ``predict`` foresees fetched first (:mod:`pimwatch.hosting.prefetch`), its writes
+  buffered and committed at the end of each unit (:mod:`pimwatch.state.tableunit`).
 
 Every call returns a :class:`BatchResult`: the alerts it changed, in order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain, islice
-from typing import Protocol
+from typing import Any, Protocol
 
 from pimwatch.delivery.deliverer import Deliverer
+from pimwatch.detection.alerts import Severity
 from pimwatch.detection.contract import STORE_ERRORS
 from pimwatch.detection.engine import ChangeResult
 from pimwatch.detection.pipeline import WATERMARK, Pipeline
@@ -55,6 +65,9 @@ class BatchResult:
     queued: int = 0  # deliveries queued for the sinks
     tick_clock: datetime | None = None  # where the clock-driven detectors ticked (None: not ticked)
     watermark: datetime | None = None  # the newest event time seen
+    # (change, severity) -> alerts raised ("new") or resolved, for the metrics; "unknown" when the
+    # alert was not read (no sinks to queue it for)
+    severities: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, ChangeResult]:
         """Per alert, what this call did to it: "new" if it was raised here, else its last change."""
@@ -147,7 +160,9 @@ class ProgressTick:
 
 class Driver:
     """Drives one :class:`Pipeline` (see the module docstring). ``deliverer``: queue new and resolved
-    alerts for its sinks (None: no sinks; alerts are still marked queued)."""
+    alerts for its sinks (None: no sinks; alerts are still marked queued). ``at_once``: new alerts
+    of this severity or higher commit the batch so far and go to ``deliver`` at once (batches only).
+    ``predict``: the reads a batch will make (for a store with a unit of work)."""
 
     def __init__(
         self,
@@ -156,15 +171,23 @@ class Driver:
         deliverer: Deliverer | None = None,
         *,
         commit_every: int = COMMIT_EVERY,
+        at_once: Severity | None = None,
+        predict: Callable[[Sequence[Item]], Any] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = pipeline.store
         self.policy: TickPolicy = tick or WatermarkTick()
         self.deliverer = deliverer
         self.commit_every = commit_every
+        self.at_once = at_once
+        self._urgent: list[str] = []  # alert ids that ended a unit early (at_once)
+        self.predict = predict
+        self.units = True  # use the store's unit of work (the runtime turns it off for a retry)
+        self._taken: list[Change] = []  # changes taken from the engine, not queued yet
         self._changes: dict[Change, None] = {}
         self._queued = 0
         self._ticked: datetime | None = None
+        self._severities: dict[tuple[str, str], int] = {}
 
     @property
     def stats(self) -> Stats:
@@ -209,18 +232,60 @@ class Driver:
         partition: str | None = None,
         enqueued: Sequence[datetime | None] = (),
         also: Callable[[], None] | None = None,
+        deliver: Callable[[], None] | None = None,
     ) -> BatchResult:
         """One Event Hub batch as one unit of work: feed, note the partition's progress, tick, queue,
         store the watermark, commit; then flush the quarantine (raises if it cannot: the host must
-        not checkpoint). ``also`` runs inside the unit (the runtime's arrival note)."""
-        with self.store.transaction():
-            self.pipeline.feed(items)
-            self.policy.note(self.store, partition, enqueued, now)
-            if also is not None:
-                also()
-            self._end(now)
-        self.pipeline.quarantine.close()
+        not checkpoint) and call ``deliver`` (the sinks: what is due). ``also`` runs inside the unit
+        (the runtime's arrival note). With :attr:`at_once` and ``deliver``, an urgent alert ends a
+        unit early and is delivered at once. A remote store's unit of work spans the deliveries
+        too: the alerts it wrote are not read again to be sent."""
+        unit: Callable[[], AbstractContextManager[None]] | None = getattr(self.store, "unit", None)
+        outer = unit() if unit is not None and self.units else nullcontext()
+        with outer:
+            if unit is not None and self.units and self.predict is not None:
+                items = list(items)
+                self.store.prefetch(self.predict(items))  # type: ignore[attr-defined]
+            rest = iter(items)
+            urgent = self.at_once is not None and deliver is not None
+            while True:
+                with self.store.transaction():
+                    stopped = urgent and self._feed_until_urgent(rest)
+                    if not urgent:
+                        self.pipeline.feed(rest)
+                    if stopped:
+                        self._queue()  # the batch so far, committed now; then to the sinks
+                        self._release_urgent()
+                    else:
+                        self.policy.note(self.store, partition, enqueued, now)
+                        if also is not None:
+                            also()
+                        self._end(now)
+                if not stopped:
+                    break
+                assert deliver is not None
+                deliver()
+            self.pipeline.quarantine.close()
+            if deliver is not None:
+                deliver()
         return self._take()
+
+    def _feed_until_urgent(self, items: Iterator[Item]) -> bool:
+        """Feed items until one raises a new alert of :attr:`at_once` or higher (True), or to the end."""
+        assert self.at_once is not None
+        rank = self.at_once.rank
+        changes = self.pipeline.engine.changes
+        for item in items:
+            self.pipeline.feed((item,))
+            taken = changes.take()
+            self._taken += taken
+            for aid, change in taken:
+                if change == "new":
+                    alert = self.store.get_alert(aid)
+                    if alert is not None and alert.severity.rank >= rank:
+                        self._urgent.append(aid)
+                        return True
+        return False
 
     def timer(self, now: datetime, also: Callable[[], Iterable[Change]] | None = None) -> BatchResult:
         """A timer call: tick at the policy's timer clock; ``also`` (the heartbeat) may change alerts
@@ -258,17 +323,23 @@ class Driver:
     def _queue(self) -> None:
         """Queue the new and resolved alerts for the sinks that route them, then mark them queued."""
         sinks = self.deliverer is not None and bool(self.deliverer.sinks)
-        for aid, change in self.pipeline.engine.changes.take():
+        taken, self._taken = self._taken + self.pipeline.engine.changes.take(), []
+        if sinks and taken:
+            self.store.commit()  # the alerts are written before they are queued (a remote store)
+        for aid, change in taken:
             if (aid, change) in self._changes:
                 continue
             self._changes[(aid, change)] = None
             if change not in ("new", "resolved"):
                 continue
+            alert = None
             if sinks:
                 assert self.deliverer is not None
                 alert = self.store.get_alert(aid)
                 if alert is not None:
                     self._queued += self.deliverer.enqueue(alert, change)
+            seen = (change, alert.severity.value if alert is not None else "unknown")
+            self._severities[seen] = self._severities.get(seen, 0) + 1
             self.store.mark_queued(aid, "resolve" if change == "resolved" else "trigger")
 
     def _release(self, at: datetime | None, *, final: bool = False) -> None:
@@ -279,7 +350,15 @@ class Driver:
             return
         self._queued += self.deliverer.release(at)
 
+    def _release_urgent(self) -> None:
+        """An urgent alert's group goes to the notification sinks now, without its ``group_wait``
+        (its later alerts follow as updates)."""
+        urgent, self._urgent = self._urgent, []
+        if self.deliverer is not None and self.deliverer.sinks and urgent:
+            self._queued += self.deliverer.release(None, urgent=urgent)
+
     def _take(self) -> BatchResult:
         result = BatchResult(list(self._changes), self._queued, self._ticked, self.pipeline.watermark)
+        result.severities, self._severities = self._severities, {}
         self._changes, self._queued, self._ticked = {}, 0, None
         return result

@@ -46,6 +46,7 @@ import concurrent.futures
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -64,10 +65,15 @@ from pimwatch.detection.timeutil import iso, parse_time
 from pimwatch.hosting import heartbeat
 from pimwatch.hosting.azure_settings import SettingsError, azure_storage, blob_archive, open_tables
 from pimwatch.hosting.driver import BatchResult, Change, Driver, ProgressTick
+from pimwatch.hosting.gcfreeze import settle
+from pimwatch.hosting.metrics import OUTBOX_STATUSES, Metrics, RequestCounter
+from pimwatch.hosting.metrics import from_env as metrics_from_env
+from pimwatch.hosting.prefetch import Predictor
 from pimwatch.state import retention
 from pimwatch.state.archive import Archive, FileArchive, writer_id
 from pimwatch.state.quarantine import Quarantine
 from pimwatch.state.sqlite import SqliteStore
+from pimwatch.state.tableunit import UnitConflict
 
 log = logging.getLogger("pimwatch.runtime")
 ENV_CONFIG = "PIMWATCH_CONFIG"
@@ -99,6 +105,10 @@ class Report:
     watermark: str | None = None
     tick_clock: str | None = None  # the timer: the clock the clock-driven detectors ticked at
     pruned: int | None = None  # the timer: state entities forgotten (None: clean-up not due)
+    seconds: float | None = None  # a batch: read, detect, commit and deliver (the metrics' duration)
+    # a batch: the state store's round trips (concurrent requests count once; Tables' unit of work
+    # counts them) or, for a remote store that does not, its HTTP requests; None: SQLite
+    round_trips: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,11 +138,15 @@ class Runtime:
         dead_letters: Archive | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         partitions: Sequence[str] = (),
+        metrics: Metrics | None = None,
+        requests: RequestCounter | None = None,
     ) -> None:
         """``open_store`` builds the state store (again after a failure); ``quarantined`` counts the
         records in the quarantine across all workers (for ``health``); ``dead_letters`` is where
         deliveries that die are also written (pimwatch/state/archive.py); ``partitions``: the hub's
-        partition ids, when known (:class:`pimwatch.hosting.driver.ProgressTick`)."""
+        partition ids, when known (:class:`pimwatch.hosting.driver.ProgressTick`); ``metrics``: where
+        each batch and delivery run is recorded (:mod:`pimwatch.hosting.metrics`; None: nowhere);
+        ``requests``: counts the state store's HTTP requests (a remote store), for the metrics."""
         self.config = config
         self.plugins = list(plugins)
         self.open_store = open_store
@@ -145,8 +159,11 @@ class Runtime:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pimwatch-runtime")
         self._warned = False
         self._arrival_noted: datetime | None = None
+        self._one_by_one = False  # the retry of a batch whose unit of work conflicted
         self.ticks = ProgressTick(partitions)
         self.horizon = retention.horizon(config, self.plugins)
+        self.metrics = metrics or Metrics()
+        self.requests = requests
         templating.configure(config.templates)
 
     @classmethod
@@ -161,15 +178,19 @@ class Runtime:
         plugins = discover()
         config = load(_config_path(os.environ.get(ENV_CONFIG) or None), plugins)
         partitions = _partitions(os.environ.get(ENV_PARTITIONS))
+        metrics = metrics_from_env()
         if storage is not None:
             quarantine = Quarantine.on(blob_archive(storage, storage.quarantine_container))
+            requests = RequestCounter()
             return cls(
                 config,
                 plugins,
-                lambda: open_tables(storage),
+                lambda: open_tables(storage, **requests.client_options()),
                 quarantine,
                 dead_letters=blob_archive(storage, storage.deadletter_container),
                 partitions=partitions,
+                metrics=metrics,
+                requests=requests,
             )
         state = os.environ.get(ENV_STATE)
         if not state:
@@ -187,6 +208,7 @@ class Runtime:
             Quarantine.on(FileArchive(folder, f"quarantine-{writer_id()}.jsonl")),  # counts every writer's
             dead_letters=FileArchive(os.path.join(os.path.dirname(os.path.abspath(state)), "deadletters")),
             partitions=partitions,
+            metrics=metrics,
         )
 
     # --- the entry points ------------------------------------------------------------------------
@@ -268,12 +290,26 @@ class Runtime:
 
     # --- on the runtime's thread -----------------------------------------------------------------
     def _call(self, work: Callable[[_Session], T]) -> T:
-        return self._thread.submit(self._guarded, work).result()
+        try:
+            return self._thread.submit(self._guarded, work).result()
+        except UnitConflict as exc:
+            # Another instance wrote to a window this batch read and wrote; none of its alerts were
+            # written. Run it again one request at a time (exact under concurrency, as ever).
+            log.info("%s: running the batch again without a unit of work", exc)
+            self._one_by_one = True
+            try:
+                return self._thread.submit(self._guarded, work).result()
+            finally:
+                self._one_by_one = False
 
     def _guarded(self, work: Callable[[_Session], T]) -> T:
         session = self._session or self._open()
+        session.driver.units = not self._one_by_one
         try:
             return work(session)
+        except UnitConflict:
+            self._discard(session)
+            raise
         except STORE_ERRORS:
             log.exception("state store failed: this call's writes are rolled back; the host retries")
             self._discard(session)
@@ -296,7 +332,13 @@ class Runtime:
         session = _Session(
             store,
             pipeline,
-            Driver(pipeline, self.ticks, deliverer),
+            Driver(
+                pipeline,
+                self.ticks,
+                deliverer,
+                at_once=policy.at_once,
+                predict=Predictor(self.plugins, self.config, pipeline) if hasattr(store, "unit") else None,
+            ),
             deliverer,
             Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters, grouping=grouping),
         )
@@ -328,18 +370,42 @@ class Runtime:
     ) -> Report:
         stats, bad_before = s.pipeline.stats, self.quarantine.count
         read_before = stats.total_records
+        started, trips = time.perf_counter(), self._trips(s)
+        now = self.clock()
+        delivered = Report()  # the sends of this call: at once (delivery.at_once) and at the end
         result = s.driver.batch(
             s.pipeline.messages(bodies, sources),
-            self.clock(),
+            now,
             partition=partition,
             enqueued=enqueued or (),
             also=(lambda: self._note_arrival(s)) if bodies else None,
+            deliver=lambda: self._deliver(s.hot, delivered, add=True),
         )
         report = _report(result, messages=len(bodies))
         report.records = stats.total_records - read_before
         report.quarantined = self.quarantine.count - bad_before
-        self._deliver(s.hot, report)
+        report.sent, report.pending, report.dead = delivered.sent, delivered.pending, delivered.dead
+        report.seconds = time.perf_counter() - started
+        after = self._trips(s)
+        report.round_trips = after - trips if after is not None and trips is not None else None
+        self.metrics.batch(
+            result,
+            records=report.records,
+            seconds=report.seconds,
+            round_trips=report.round_trips,
+            partition=partition,
+            enqueued=enqueued or (),
+            now=now,
+        )
         return report
+
+    def _trips(self, s: _Session) -> int | None:
+        """Round trips so far: the store's own count where it keeps one (Tables: concurrent requests
+        of one wave count once), else the HTTP requests the client hook saw; None: a local store."""
+        if self.requests is None:
+            return None
+        counted = getattr(s.store, "round_trips", None)
+        return counted if isinstance(counted, int) else self.requests.count
 
     def _note_arrival(self, s: _Session) -> None:
         """Records are arriving: once a minute per instance, note it for the ``pipeline.silent``
@@ -357,6 +423,9 @@ class Runtime:
         report = _report(result)
         report.tick_clock = iso(result.tick_clock) if result.tick_clock else None
         self._deliver(s.deliverer, report)
+        self.metrics.alerts(result)
+        if self.metrics.enabled:
+            self.metrics.outbox(self.config.sinks, _depth(s.store))
         # TTL clean-up (pimwatch/state/retention.py), every 6 h: at the newest event time any instance saw,
         # held back by a partition still behind (its late records must find their windows).
         stored = parse_time(s.store.get(WATERMARK))
@@ -392,12 +461,19 @@ class Runtime:
                     answers[name] = f"FAILED: {exc}"
         return answers
 
-    @staticmethod
-    def _deliver(deliverer: Deliverer, report: Report) -> None:
-        """Send what is due; sink failures are kept in the outbox by the deliverer, never raised."""
+    def _deliver(self, deliverer: Deliverer, report: Report, *, add: bool = False) -> None:
+        """Send what is due; sink failures are kept in the outbox by the deliverer, never raised.
+        ``add``: count what was sent on top of the report's (a batch delivers more than once).
+        Pending and dead are as the last run left them."""
         if not deliverer.sinks:
             return
         outcome: Outcome = deliverer.run()
+        self.metrics.delivered(outcome)
+        if add:
+            for sink, n in outcome.sent.items():
+                report.sent[sink] = report.sent.get(sink, 0) + n
+            report.pending, report.dead = outcome.pending, outcome.dead
+            return
         report.sent, report.pending, report.dead = outcome.sent, outcome.pending, outcome.dead
 
 
@@ -417,6 +493,15 @@ def _report(result: BatchResult, messages: int = 0) -> Report:
         queued=result.queued,
         watermark=_iso(result.watermark),
     )
+
+
+def _depth(store: Store) -> dict[tuple[str, str], int]:
+    """Deliveries waiting and dead, per (sink, status)."""
+    depth: dict[tuple[str, str], int] = {}
+    for status in OUTBOX_STATUSES:
+        for d in store.deliveries(status):
+            depth[(d.sink, status)] = depth.get((d.sink, status), 0) + 1
+    return depth
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -451,6 +536,7 @@ def get_runtime() -> Runtime:
     with _runtime_lock:
         if _runtime is None:
             _runtime = Runtime.from_env()
+            settle()  # what start-up made is never scanned again
         return _runtime
 
 

@@ -104,6 +104,18 @@ class Progress:
         self._clock = None
 
 
+def noted(store: ProgressStore) -> dict[str, tuple[datetime, datetime]]:
+    """Every partition's last note: its newest processed enqueued time, and when that was noted."""
+    out: dict[str, tuple[datetime, datetime]] = {}
+    for m in store.members(REGISTRY, _EPOCH, _EPOCH):
+        doc = store.get(_key(m.member))
+        if isinstance(doc, dict):
+            enqueued, at = parse_time(doc.get("enqueued")), parse_time(doc.get("noted"))
+            if enqueued is not None and at is not None:
+                out[m.member] = (enqueued, at)
+    return out
+
+
 def expect(store: ProgressStore, partitions: Iterable[str], now: datetime) -> None:
     """The hub has these partitions: until each has reported progress (or :data:`FORGET` has passed
     since it was first expected) there is no tick clock. Insert-if-absent: repeating it is free."""
