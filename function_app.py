@@ -72,6 +72,16 @@ def posture(timer: func.TimerRequest) -> None:
     log.info("pimwatch posture: %s", json.dumps(run_posture(get_runtime(), datetime.now(UTC))))
 
 
+# Pull (docs/graph.md "Pull"): audit and sign-in records read from Graph, for tenants without Event
+# Hub, every 5 minutes; does nothing unless graph.pull.enabled is true in the config.
+@app.function_name("pull")
+@app.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=False)
+def pull(timer: func.TimerRequest) -> None:
+    from pimwatch.graph.pull import timer as run_pull
+
+    log.info("pimwatch pull: %s", json.dumps(run_pull(get_runtime(), datetime.now(UTC))))
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:

@@ -68,6 +68,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("Count", "int"),
     ("EventIds", "dynamic"),
     ("Context", "dynamic"),
+    ("Entities", "dynamic"),
+    ("Tactics", "dynamic"),
+    ("Techniques", "dynamic"),
     ("Status", "string"),
     ("SchemaVersion", "int"),
     ("GroupId", "string"),
@@ -195,6 +198,8 @@ _LEVELS = (
     _Limits(title=128, summary=256, name=64, value=64, items=5, depth=2, budget=400),
 )
 _EVENT_ID_CHARS = 128
+_TAG_CHARS = 64  # one MITRE tactic or technique
+_ENTITY_CHARS = 256  # one entity identifier (pimwatch.detection.entities.VALUE_CHARS)
 _KEY_CHARS = 128
 _CONTEXT_FALLBACK_CHARS = 1024
 
@@ -256,10 +261,25 @@ def _row(alert: Alert, lim: _Limits) -> Row:
             key_limit=_KEY_CHARS,
             budget=lim.budget,
         ),
+        "Entities": _entities(alert, lim),
+        "Tactics": [_text(t, _TAG_CHARS) for t in alert.tactics[: lim.items]],
+        "Techniques": [_text(t, _TAG_CHARS) for t in alert.mitre[: lim.items]],
         "Status": _text(alert.status, 32),
         "SchemaVersion": SCHEMA_VERSION,
         "GroupId": _text(alert.group or alert.id, 64),  # the alerts of one action share it
     }
+
+
+def _entities(alert: Alert, lim: _Limits) -> list[Any]:
+    """The alert's entities as objects (type and identifiers, for the analytic rule's entity mapping),
+    bounded; those left out (by the alert's bound or this level's) counted in a last item, as in
+    EventIds."""
+    kept = alert.entities[: lim.items]
+    rows: list[Any] = [bounded(e, min(lim.value, _ENTITY_CHARS), 6, max_depth=1, key_limit=32) for e in kept]
+    more = len(alert.entities) - len(kept) + alert.entities_omitted
+    if more > 0:
+        rows.append(f"{MARK} {more} more")
+    return rows
 
 
 def _text(value: str | None, limit: int) -> str:

@@ -18,10 +18,12 @@ CR (``\\r``); other control characters (and U+0085/U+2028/U+2029) become spaces,
 always one line and LF framing is as safe as octet counting. Extension keys (ArcSight names, mapped by
 Sentinel into ``CommonSecurityLog``): ``rt`` / ``start`` / ``end`` (ms epoch of last / first / last
 seen), ``cnt`` (count), ``msg`` (title), ``reason`` (summary), ``duser`` / ``duid`` (the principal the
-alert is about: UPN or name / object id), ``suser`` (the actor, when the context names one),
-``cs1`` alertId, ``cs2`` detector, ``cs3`` context (compact JSON, bounded), ``cs4`` mitre, ``cs5``
-runbook, ``cs6`` status (with their ``csNLabel``), ``flexString1`` the group id (when the alert is
-grouped) and ``flexString2`` the record ids (the evidence: first and latest).
+alert is about: UPN or name / object id), ``suser`` / ``suid`` (who acted: the context's actor, else
+the first other account of the alert's entities), ``src`` (the first IP address of its entities, only
+when it parses as one), ``cs1`` alertId, ``cs2`` detector, ``cs3`` context (compact JSON, bounded),
+``cs4`` mitre (techniques), ``cs5`` runbook, ``cs6`` status (with their ``csNLabel``),
+``flexString1`` the MITRE tactics, ``flexString2`` the group id (when the alert is grouped:
+the alerts of one action share it).
 
 Size: every message is at most ``max_bytes`` (default 2048 for UDP — the size RFC 5424 / 5426 say
 receivers SHOULD accept — and 8192 for TCP/TLS; configurable). Fields start at their CEF lengths
@@ -47,11 +49,12 @@ that facility for CEF only, so the messages are not ingested twice (as ``Syslog`
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import socket
 import ssl
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -244,10 +247,27 @@ def fit(build: Callable[[], bytes], fields: Sequence[_Field], limit: int) -> byt
     return data
 
 
-def _actor(context: dict[str, Any]) -> str:
-    actor = context.get("actor")
+def _actor(alert: Alert) -> tuple[str, str]:
+    """(UPN or name, object id) of who acted: the context's ``actor``, else the first account among
+    the alert's entities that is not its principal (who acted, approved, was assigned)."""
+    actor = alert.context.get("actor")
     if isinstance(actor, dict):
-        return str(actor.get("upn") or actor.get("name") or "")
+        return str(actor.get("upn") or actor.get("name") or ""), str(actor.get("id") or "")
+    principal = {str(v).lower() for v in (alert.principal or {}).values() if v}
+    for e in alert.entities:
+        ids = (e.get("aadUserId"), e.get("upn"))
+        if e.get("type") == "account" and not any(str(i).lower() in principal for i in ids if i):
+            return str(e.get("upn") or e.get("displayName") or ""), str(e.get("aadUserId") or "")
+    return "", ""
+
+
+def _source_ip(alert: Alert) -> str:
+    """The first IP address among the alert's entities that parses as one (CEF ``src`` is an address:
+    anything else is left out, not passed on)."""
+    for e in alert.entities:
+        if e.get("type") == "ip":
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.ip_address(str(e.get("address", "")).strip()))
     return ""
 
 
@@ -257,6 +277,7 @@ def message(alert: Alert, config: Config) -> bytes:
     prefix = f"<{pri}>1 {rfc3339_ms(alert.last_seen)} {config.hostname} {APP_NAME} - - - "
     principal = alert.principal or {}
     name = _Field(alert.title or alert.detector, 512, header=True)
+    actor, actor_id = _actor(alert)
     # (key, fixed value or a shrinkable field); empty values are left out
     ext: list[tuple[str, str | _Field]] = [
         ("rt", epoch_ms(alert.last_seen)),
@@ -267,7 +288,9 @@ def message(alert: Alert, config: Config) -> bytes:
         ("reason", _Field(alert.summary, 1023)),
         ("duser", _Field(principal.get("upn") or principal.get("name") or "", 1023)),
         ("duid", _Field(principal.get("id") or "", 1023)),
-        ("suser", _Field(_actor(alert.context), 1023)),
+        ("suser", _Field(actor, 1023)),
+        ("suid", _Field(actor_id, 1023)),
+        ("src", _source_ip(alert)),
         ("cs1Label", "alertId"),
         ("cs1", alert.id),
         ("cs2Label", "detector"),
@@ -276,13 +299,13 @@ def message(alert: Alert, config: Config) -> bytes:
         ("cs3", _Field(json_text(alert.context, sort_keys=True), config.context_chars)),
         ("cs4Label", "mitre"),
         ("cs4", _Field(",".join(alert.mitre), 1023)),
+        ("flexString1Label", "tactics" if alert.tactics else ""),
+        ("flexString1", _Field(",".join(alert.tactics), 1023)),
         ("cs5Label", "runbook"),
         ("cs5", _Field(alert.runbook, 4000)),
         ("cs6Label", "status"),
         ("cs6", truncate(alert.status + (f" at {alert.resolved_at}" if alert.resolved_at else ""), 128)),
-        *((("flexString1Label", "group"), ("flexString1", alert.group)) if alert.group else ()),
-        ("flexString2Label", "records"),  # the evidence: the sampled record ids, first and latest
-        ("flexString2", _Field(",".join(eid for _, eid in alert.events), 1023)),
+        *((("flexString2Label", "group"), ("flexString2", alert.group)) if alert.group else ()),
     ]
     shrinkable = [name, *(v for _, v in ext if isinstance(v, _Field))]
 

@@ -63,6 +63,7 @@ def test_a_bounded_alert_is_the_same_for_any_order_batching_and_duplication(
     def one(i: int, minute: int, role: int) -> Alert:
         a = _alert([(f"2026-03-10T12:{minute:02d}:00Z", f"r{i:03d}")])
         a.title, a.context = f"title {i}", {"roles": [f"R{role:02d}"], "n": i}
+        a.entities = [{"type": "ip", "address": f"192.0.2.{role:02d}"}, {"type": "role", "name": "R"}]
         return a
 
     def merged(batches: list[list[Alert]]) -> dict[str, object]:
@@ -71,6 +72,7 @@ def test_a_bounded_alert_is_the_same_for_any_order_batching_and_duplication(
             first = min(batch, key=lambda a: a.events)  # the engine's title: the earliest record's
             first.events = [e for a in batch for e in a.events]
             first.context = {**first.context, "roles": [r for a in batch for r in a.context["roles"]]}
+            first.entities = [e for a in batch for e in a.entities]
             s.merge_alert(first)  # a batch: several records folded at once (the windowed path)
         got = s.get_alert("a1")
         assert got is not None
@@ -90,6 +92,9 @@ def test_a_bounded_alert_is_the_same_for_any_order_batching_and_duplication(
     context = reference["context"]
     assert isinstance(context, dict)
     assert len(context["roles"]) + context.get("roles_omitted", 0) == len(distinct_roles)
+    entities, omitted = reference["entities"], reference.get("entities_omitted", 0)
+    assert isinstance(entities, list) and isinstance(omitted, int)
+    assert len(entities) + omitted == len(distinct_roles) + 1  # each role's IP, and the one role
 
 
 def test_an_alert_is_resolved_at_the_earliest_closing_record_whatever_the_order() -> None:

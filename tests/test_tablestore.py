@@ -203,6 +203,59 @@ def test_a_duplicate_record_does_not_count_even_beyond_the_sample(store: AnyStor
     assert b is not None and b.count == 50 and b.context["roles_omitted"] == 31 - LIST_LIMIT
 
 
+@pytest.mark.parametrize("in_unit", [False, True], ids=["direct", "unit"])
+def test_an_alert_counts_the_entities_beyond_its_bound(store: AnyStore, in_unit: bool) -> None:
+    """Entities past LIMIT are counted in entities_omitted, exactly: one pushed out of the kept list
+    by a smaller one and seen again later is not counted twice; a repeat changes nothing."""
+    ips = [{"type": "ip", "address": f"192.0.2.{i:03d}"} for i in range(30)]
+
+    def merge(events: list[tuple[str, str]], ents: list[dict[str, str]]) -> str:
+        a = _alert(events)
+        a.entities = [dict(e) for e in ents]
+        if in_unit and isinstance(store, TableStore):
+            with store.unit():
+                return store.merge_alert(a)
+        return store.merge_alert(a)
+
+    events = [(f"2026-03-10T12:00:{i:02d}Z", f"e{i:02d}") for i in range(20)]
+    assert merge(events[:5], ips[5:]) == "new"  # 25 distinct: 20 kept, 5 left out
+    a = store.get_alert("a1")
+    assert a is not None and a.entities == ips[5:25] and a.entities_omitted == 5
+    assert a.to_dict()["entities_omitted"] == 5
+    store.mark_queued("a1", "trigger")
+    assert merge(events[5:10], ips[:10]) == "updated"  # 0-4 new: they push 20-24 out
+    b = store.get_alert("a1")
+    assert b is not None and b.entities == ips[:20] and b.entities_omitted == 10
+    assert merge(events[10:11], ips[20:]) == "updated"  # a new record, only entities counted before
+    c = store.get_alert("a1")
+    assert c is not None and c.count == 11 and c.entities_omitted == 10
+    assert merge(events[:11], ips) == "unchanged"  # everything again
+    assert merge(events[11:12], [{"type": "ip", "address": "198.51.100.1"}]) == "updated"
+    d = store.get_alert("a1")
+    assert d is not None and d.entities == ips[:20] and d.entities_omitted == 11
+
+
+def test_entities_beyond_one_transaction_are_counted_once(store: AnyStore) -> None:
+    """More new entities than one entity-group transaction holds: folded in parts, counted once."""
+    ips = [{"type": "ip", "address": f"198.51.{i // 100}.{i % 100:02d}"} for i in range(260)]
+    a = _alert([("2026-03-10T12:00:00Z", "e0")])
+    a.entities = ips[40:]
+    store.merge_alert(a)
+    b = _alert([("2026-03-10T12:00:01Z", "e1")])
+    b.entities = list(reversed(ips))
+    store.merge_alert(b)
+    got = store.get_alert("a1")
+    assert got is not None and got.entities == ips[:20] and got.entities_omitted == 260 - 20
+
+
+def test_an_alert_within_its_bound_says_nothing_omitted(store: AnyStore) -> None:
+    a = _alert([("2026-03-10T12:00:00Z", "e")])
+    a.entities = [{"type": "ip", "address": "192.0.2.1"}, {"type": "ip", "address": "192.0.2.1"}]
+    store.merge_alert(a)
+    got = store.get_alert("a1")
+    assert got is not None and got.entities_omitted == 0 and "entities_omitted" not in got.to_dict()
+
+
 def test_resolve_matches_the_key_or_the_key_and_one_record_id_and_only_earlier_alerts(
     store: AnyStore,
 ) -> None:

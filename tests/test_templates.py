@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pimwatch.detection.detector import discover
 from sinks import sentinel as sentinel_sink
 from tests.bicep import Expr, Template, bicepparam, parse, value
 from tests.checkov import run_checkov
@@ -326,6 +327,16 @@ def _projected(query: str) -> set[str]:
     return {c.strip().split("=")[0].strip() for c in projects[-1].split(",")} if projects else set()
 
 
+def _expands_entities(query: str) -> bool:
+    """Whether the query's mv-apply (or mv-expand) expands the Entities column or a copy of it."""
+    clause = re.search(r"\|\s*mv-(?:apply|expand)\b([^|(]*)", query)
+    if clause is None:
+        return False
+    pairs = [p for p in re.findall(r"(\w+)\s*=\s*(\w+)", clause.group(1)) if p[0] != "with_itemindex"]
+    source = pairs[-1][1] if pairs else clause.group(1).split()[0]
+    return source == "Entities" or re.search(rf"\|\s*extend\s+{source}\s*=\s*Entities\b", query) is not None
+
+
 def _rule(module: Template) -> list[str]:
     out: list[str] = []
     rules = module.of_type("Microsoft.SecurityInsights/alertRules")
@@ -359,6 +370,17 @@ def _rule(module: Template) -> list[str]:
         out.append("analytic rule: no Account entity mapped by AadUserId and FullName (UPN)")
     if "Address" not in mapped.get("IP", set()):
         out.append("analytic rule: no IP entity mapped by Address")
+    if "Name" not in mapped.get("CloudApplication", set()):
+        out.append("analytic rule: no CloudApplication entity mapped by Name")
+    if not _expands_entities(query):
+        out.append("analytic rule: the entities are not read from the Entities column (mv-apply)")
+    tactics = set(props.get("tactics") or ())
+    declared = {t for p in discover() for t in p.meta.tactics}
+    if not declared <= tactics:
+        out.append(f"analytic rule: tactics lack {sorted(declared - tactics)} that detectors declare")
+    details = props.get("customDetails") or {}
+    if not {"Tactics", "Techniques"} <= set(details):
+        out.append("analytic rule: the alert's Tactics and Techniques are not custom details")
     for column in (props.get("customDetails") or {}).values():
         if column not in projected:
             out.append(f"analytic rule: custom detail column {column} is not projected by the query")
@@ -387,10 +409,16 @@ def test_the_checker_sees_what_it_checks() -> None:
     module = parse(current()["infra/modules/sentinel.bicep"])
     (rule,) = module.of_type("Microsoft.SecurityInsights/alertRules")
     query = value(module.variables["ruleQuery"])
-    assert {"PrincipalId", "PrincipalUpn", "ActorId", "ActorUpn", "IpAddress", "AlertSeverity"} <= _projected(
-        query
-    )
-    assert len(rule.value["properties"]["entityMappings"]) == 3
+    assert {
+        "PrincipalId",
+        "PrincipalUpn",
+        "AccountAadUserId",
+        "AccountUpn",
+        "IpAddress",
+        "AppName",
+    } <= _projected(query)
+    assert len(rule.value["properties"]["entityMappings"]) == 4
+    assert "mv-apply with_itemindex = Index Entity = EntityList" in query
     (policy,) = main.of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
     assert policy.loop == ("endpoint", ["ftp", "scm"])
 
@@ -570,15 +598,34 @@ MUTATIONS: list[tuple[str, str, Any, str]] = [
         "account entity",
         SENTINEL,
         lambda t: _replace(t, "{ identifier: 'AadUserId', columnName: 'PrincipalId' }", "").replace(
-            "{ identifier: 'AadUserId', columnName: 'ActorId' }", ""
+            "{ identifier: 'AadUserId', columnName: 'AccountAadUserId' }", ""
         ),
         "Account",
     ),
     ("IP entity", SENTINEL, lambda t: _replace(t, "entityType: 'IP'", "entityType: 'Host'"), "IP entity"),
     (
+        "cloud application entity",
+        SENTINEL,
+        lambda t: _replace(t, "entityType: 'CloudApplication'", "entityType: 'URL'"),
+        "CloudApplication",
+    ),
+    (
+        "entities from the alert",
+        SENTINEL,
+        lambda t: _replace(t, "| extend EntityList = Entities\n", "| extend EntityList = Context\n"),
+        "Entities column",
+    ),
+    ("a tactic", SENTINEL, lambda t: _drop_line(t, r"^      'Impact'$"), "Impact"),
+    (
+        "tactics detail",
+        SENTINEL,
+        lambda t: _drop_line(t, r"Tactics: 'AlertTactics'"),
+        "Tactics and Techniques",
+    ),
+    (
         "a mapped column",
         SENTINEL,
-        lambda t: _replace(t, ", IpAddress, FirstSeen", ", FirstSeen"),
+        lambda t: _replace(t, ", IpAddress, AppName,", ", AppName,"),
         "IpAddress is not projected",
     ),
     (

@@ -5,7 +5,8 @@
 //     stream Custom-PimwatchAlerts that the sentinel sink sends to, and Monitoring Metrics Publisher on
 //     it for the Functions app,
 //   - a scheduled analytic rule that turns every pimwatch alert into a Sentinel alert and incident, with
-//     its accounts and IP address mapped to entities.
+//     its principal and the first other account, IP address and cloud application of its Entities
+//     mapped to entities.
 // tests/test_templates.py checks the columns against the sink and docs/sentinel-dcr.json.
 targetScope = 'resourceGroup'
 
@@ -49,6 +50,9 @@ var columns = [
   { name: 'Count', type: 'int' }
   { name: 'EventIds', type: 'dynamic' }
   { name: 'Context', type: 'dynamic' }
+  { name: 'Entities', type: 'dynamic' }
+  { name: 'Tactics', type: 'dynamic' }
+  { name: 'Techniques', type: 'dynamic' }
   { name: 'Status', type: 'string' }
   { name: 'SchemaVersion', type: 'int' }
   { name: 'GroupId', type: 'string' }
@@ -129,8 +133,14 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 // a row seen twice is grouped into the same incident by its AlertId. The filter is on ingestion
 // time because TimeGenerated is the alert's event time, which can be older than the run while the
 // pipeline catches up; the query period (1 day) bounds how old it may be.
-// The actor (who did it) and the IP address are read from the alert's Context, under the keys the
-// detectors use today; a column of entities from the sink would replace these lookups.
+// Entities are the alert's own (sinks/sentinel.py: objects with a type and Sentinel's identifiers,
+// sorted by type and identity, a last text item counting those left out). mv-apply (on a copy, so
+// Entities stays) finds, per row, the first IP and cloud application and the accounts; the account
+// mapped besides the principal is the first that is not the principal (who acted, approved, was
+// assigned...). A summarize without "by" gives one row for an empty list too: no alert is dropped.
+// CloudApplication is mapped by Name: its AppId identifier is Defender for Cloud Apps' integer id,
+// not an Entra application id. Roles (no Sentinel entity), tactics and
+// techniques go to custom details: an analytic rule's own tactics are static (all pimwatch can raise).
 var ruleQuery = '''
 PimwatchAlerts_CL
 | extend Ingested = ingestion_time()
@@ -138,10 +148,21 @@ PimwatchAlerts_CL
 | summarize arg_max(Ingested, *) by AlertId
 | extend AlertSeverity = case(Severity in ("critical", "high"), "High", Severity == "medium", "Medium", Severity == "low", "Low", "Informational")
 | extend AlertName = substring(Title, 0, 200)
-| extend ActorId = coalesce(tostring(Context.initiated_by.id), tostring(Context.actor.id), tostring(Context.changed_by.id), tostring(Context.elevated_by.id), tostring(Context.denied_by.id), tostring(Context.approver.id))
-| extend ActorUpn = coalesce(tostring(Context.initiated_by.upn), tostring(Context.actor.upn), tostring(Context.changed_by.upn), tostring(Context.elevated_by.upn), tostring(Context.denied_by.upn), tostring(Context.approver.upn))
-| extend IpAddress = coalesce(tostring(Context.ip_address), tostring(Context.ip), tostring(Context.initiated_by.ip), tostring(Context.actor.ip), tostring(Context.changed_by.ip), tostring(Context.elevated_by.ip), tostring(Context.denied_by.ip), tostring(Context.approver.ip))
-| project TimeGenerated, AlertId, Detector, Severity, AlertSeverity, AlertName, Title, Summary, PrincipalId, PrincipalUpn, PrincipalName, ActorId, ActorUpn, IpAddress, FirstSeen, LastSeen, Count, EventIds, Context, Status
+| extend EntityList = Entities
+| mv-apply with_itemindex = Index Entity = EntityList to typeof(dynamic) on (
+    extend Type = tostring(Entity.type)
+    | summarize Accounts = make_list_if(Index, Type == "account"), IpIndex = minif(Index, Type == "ip"), AppIndex = minif(Index, Type == "cloud-application"), RoleNames = make_list_if(tostring(Entity.name), Type == "role")
+    )
+| extend Accounts = array_sort_asc(Accounts)
+| extend FirstAccount = Entities[toint(Accounts[0])]
+| extend IsPrincipal = (isnotempty(PrincipalId) and tostring(FirstAccount.aadUserId) =~ PrincipalId) or (isnotempty(PrincipalUpn) and tostring(FirstAccount.upn) =~ PrincipalUpn)
+| extend Account = iff(IsPrincipal, Entities[toint(Accounts[1])], FirstAccount)
+| extend AccountAadUserId = tostring(Account.aadUserId), AccountUpn = tostring(Account.upn), AccountName = tostring(Account.displayName)
+| extend IpAddress = iff(isnull(IpIndex), "", tostring(Entities[toint(IpIndex)].address))
+| extend App = iff(isnull(AppIndex), dynamic(null), Entities[toint(AppIndex)])
+| extend AppName = coalesce(tostring(App.name), tostring(App.appId), tostring(App.id))
+| extend Roles = strcat_array(RoleNames, "; "), AlertTactics = strcat_array(Tactics, ","), AlertTechniques = strcat_array(Techniques, ",")
+| project TimeGenerated, AlertId, Detector, Severity, AlertSeverity, AlertName, Title, Summary, PrincipalId, PrincipalUpn, PrincipalName, AccountAadUserId, AccountUpn, AccountName, IpAddress, AppName, Roles, AlertTactics, AlertTechniques, FirstSeen, LastSeen, Count, EventIds, Context, Entities, Status
 '''
 
 resource rule 'Microsoft.SecurityInsights/alertRules@2024-03-01' = {
@@ -160,9 +181,14 @@ resource rule 'Microsoft.SecurityInsights/alertRules@2024-03-01' = {
     triggerThreshold: 0
     suppressionEnabled: false
     suppressionDuration: 'PT5H'
+    // Static: every tactic a pimwatch detector declares. The alert's own are the AlertTactics detail.
     tactics: [
-      'PrivilegeEscalation'
+      'InitialAccess'
       'Persistence'
+      'PrivilegeEscalation'
+      'DefenseEvasion'
+      'CredentialAccess'
+      'Impact'
     ]
     eventGroupingSettings: {
       aggregationKind: 'AlertPerResult'
@@ -177,6 +203,9 @@ resource rule 'Microsoft.SecurityInsights/alertRules@2024-03-01' = {
       Detector: 'Detector'
       PimwatchSeverity: 'Severity'
       RecordCount: 'Count'
+      Tactics: 'AlertTactics'
+      Techniques: 'AlertTechniques'
+      Roles: 'Roles'
     }
     entityMappings: [
       {
@@ -190,14 +219,21 @@ resource rule 'Microsoft.SecurityInsights/alertRules@2024-03-01' = {
       {
         entityType: 'Account'
         fieldMappings: [
-          { identifier: 'AadUserId', columnName: 'ActorId' }
-          { identifier: 'FullName', columnName: 'ActorUpn' }
+          { identifier: 'AadUserId', columnName: 'AccountAadUserId' }
+          { identifier: 'FullName', columnName: 'AccountUpn' }
+          { identifier: 'DisplayName', columnName: 'AccountName' }
         ]
       }
       {
         entityType: 'IP'
         fieldMappings: [
           { identifier: 'Address', columnName: 'IpAddress' }
+        ]
+      }
+      {
+        entityType: 'CloudApplication'
+        fieldMappings: [
+          { identifier: 'Name', columnName: 'AppName' }
         ]
       }
     ]

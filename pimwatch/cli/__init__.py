@@ -39,6 +39,8 @@ from pimwatch.cli.progress import Progress, input_size, wanted
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
 from pimwatch.cli.show import add_show_parser, run_show
+from pimwatch.cli.pull import add_parser as add_pull_parser
+from pimwatch.cli.pull import run as run_pull
 from pimwatch.cli.stats import add_parser as add_stats_parser
 from pimwatch.cli.stats import run as run_stats
 from pimwatch.config import ConfigError, load
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     add_prune_parser(sub)
     add_show_parser(sub)
     add_posture_parser(sub)
+    add_pull_parser(sub)
     report_command.add_parser(sub)
     checkconfig.add_parser(sub)
     route.add_parser(sub)
@@ -143,6 +146,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return run_posture(args, plugins)
     if args.command == "stats":
         return run_stats(args)
+    if args.command == "pull":
+        return run_pull(args, plugins)
     if args.command == "prune":
         try:
             return run_prune(args, load(args.config, plugins), plugins)

@@ -9,8 +9,10 @@ id) so the result does not depend on arrival order either.
 sample of its event ids — the first :data:`SAMPLE` and the most recent :data:`SAMPLE` by (event
 time, record id) — and, for each accumulated list of context (IPs, apps, roles...), the
 :data:`LIST_LIMIT` smallest values (by ``repr``) with ``<name>_omitted``: how many more distinct
-values there were. All three are functions of the *set* of contributing records, so any order,
-batching or duplication gives the same alert. Exactness needs one thing from the store: which
+values there were; ``entities`` likewise keep the first
+:data:`~pimwatch.detection.entities.LIMIT` by (type, identity) and ``entities_omitted`` counts the
+distinct others. All are functions of the *set* of contributing records, so any order, batching or
+duplication gives the same alert. Exactness needs one thing from the store: which
 incoming records and values it has not counted before (an insert-if-absent membership per alert,
 see :func:`pimwatch.state.sqlite.SqliteStore.merge_alert`); :func:`fold` only adds what is new.
 """
@@ -63,6 +65,7 @@ _IDS: dict[str, str] = {}  # alert name -> id
 SAMPLE = 10  # event ids kept: the first SAMPLE and the most recent SAMPLE (at most 2 * SAMPLE)
 LIST_LIMIT = 20  # values kept per accumulated context list; the rest are counted in <name>_omitted
 OMITTED = "_omitted"  # suffix of the context key counting an accumulated list's values left out
+ENTITIES = "entities"  # the name under which the store counts an alert's distinct entities
 
 
 @dataclass
@@ -95,6 +98,7 @@ class Alert:
     tactics: list[str] = field(default_factory=list)  # MITRE ATT&CK tactics (``mitre``: techniques)
     # Who and what the alert is about, in Sentinel's vocabulary (detection.entities): bounded, sorted.
     entities: list[dict[str, str]] = field(default_factory=list)
+    entities_omitted: int = 0  # distinct entities beyond the bound (absent from to_dict when 0)
     # The group the alert is notified in (pimwatch/delivery/grouping.py): set by the outputs and the
     # deliverer from the routing config, never stored (it is a function of the alert and the config).
     group: str = ""
@@ -127,6 +131,7 @@ class Alert:
             "tactics": self.tactics,
             "principal": self.principal,
             "entities": self.entities,
+            **({"entities_omitted": self.entities_omitted} if self.entities_omitted else {}),
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "count": self.count,
@@ -169,6 +174,7 @@ class Alert:
             resolved_at=doc.get("resolved_at"),
             tactics=list(doc.get("tactics", ())),
             entities=[dict(e) for e in doc.get("entities", ())],
+            entities_omitted=int(doc.get("entities_omitted", 0)),
         )
 
 
@@ -213,9 +219,10 @@ def fold(
     the result, in O(SAMPLE + LIST_LIMIT) whatever the count.
 
     ``fresh``: the records of ``incoming`` the store had not counted for this alert; ``new_values``:
-    per accumulated list, how many of ``incoming``'s values the store had not seen for it. Title,
-    principal, severity and the other context come from whichever side has the earliest event;
-    ``entities`` are the bounded union of both sides (:func:`pimwatch.detection.entities.merge`).
+    per accumulated list (and :data:`ENTITIES`), how many of ``incoming``'s values (entities) the
+    store had not seen for it. Title, principal, severity and the other context come from whichever
+    side has the earliest event; ``entities`` are the bounded union of both sides
+    (:func:`pimwatch.detection.entities.merge`) and ``entities_omitted`` the distinct others.
     """
     if existing is None:
         out = replace(incoming, context={}, events=[], count=0)
@@ -242,10 +249,14 @@ def fold(
             out.context[name + OMITTED] = omitted
         else:
             out.context.pop(name + OMITTED, None)
+    known = new_values.get(ENTITIES, 0)  # distinct entities seen: before, plus the new ones
+    if existing is not None:
+        known += len(out.entities) + out.entities_omitted
     if existing is None:
         out.entities = _entities.merge(incoming.entities)
     elif _entities.changes(out.entities, incoming.entities):
         out.entities = _entities.merge(out.entities, incoming.entities)
+    out.entities_omitted = max(known - len(out.entities), 0)
     if len(out.events) == 2 * SAMPLE and all(e > out.events[-1] for e in fresh):
         out.events = out.events[:SAMPLE] + [*out.events[SAMPLE:], *sorted(fresh)][-SAMPLE:]  # the usual
     else:
@@ -293,10 +304,42 @@ def records(incoming: Alert) -> list[tuple[str, str]]:
     return sorted((t, rid) for rid, t in times.items())
 
 
+def entity_member(entity: Mapping[str, str]) -> str:
+    """The membership key under which an alert remembers one entity it has counted (by identity)."""
+    return value_member(ENTITIES, _entities.identity(entity))
+
+
 def incoming_values(incoming: Alert) -> list[tuple[str, str, Any]]:
-    """(list name, membership key, value) of every distinct accumulated value ``incoming`` carries."""
+    """(list name, membership key, value) of every distinct accumulated value ``incoming`` carries,
+    and of every distinct entity (name :data:`ENTITIES`, by identity)."""
     out: dict[str, tuple[str, Any]] = {}
     for name in incoming.accumulate:
         for item in list_values(incoming.context, name):
             out.setdefault(value_member(name, item), (name, item))
+    for entity in incoming.entities:
+        if _entities.identity(entity)[1]:
+            out.setdefault(entity_member(entity), (ENTITIES, entity))
     return [(name, member, item) for member, (name, item) in sorted(out.items())]
+
+
+def counted(existing: Alert, name: str, value: Any) -> bool:
+    """Whether ``existing`` shows ``value`` of list ``name`` (an entity: one of the same identity),
+    so the store counted it already and need not ask its membership."""
+    if name == ENTITIES:
+        key = _entities.identity(value)
+        return any(_entities.identity(e) == key for e in existing.entities)
+    return shows(list_values(existing.context, name), value)
+
+
+def portion(alert: Alert, values: Sequence[tuple[str, tuple[str, Any]]], later: Iterable[str]) -> Alert:
+    """``alert`` with only ``values`` ((member, (name, value))) in its accumulated lists and without
+    the entities of the membership keys ``later``: the part a store folds in one transaction when
+    an alert brings more new values than one can hold."""
+    part = replace(alert, context=dict(alert.context))
+    for name in alert.accumulate:
+        if name in part.context:
+            part.context[name] = [item for _, (n, item) in values if n == name]
+    skip = set(later)
+    if skip:
+        part.entities = [e for e in alert.entities if entity_member(e) not in skip]
+    return part

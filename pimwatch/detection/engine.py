@@ -233,7 +233,10 @@ class Engine:
                 context,
                 dict(first.get("principal", hit.principal.as_alert())),
             )
-            alert.entities = _entities.merge(*((m.payload or {}).get("entities", ()) for m in ordered))
+            # unbounded: the store bounds them as it counts the distinct ones (entities_omitted)
+            alert.entities = _entities.merge(
+                *((m.payload or {}).get("entities", ()) for m in ordered), limit=None
+            )
             alert.events = sorted(((m.payload or {}).get("t", ""), m.member) for m in ordered)
             alert.count = len(alert.events)
             merged = self.store.merge_alert(alert)

@@ -23,7 +23,8 @@ They are filled once, from the normalized :class:`~pimwatch.detection.event.Even
 :meth:`pimwatch.detection.detector.Detector.alert` (:func:`of_event`); the engine adds the alert's principal.
 The list of an alert is a function of the *set* of its records, whatever the order: deduplicated by
 identity (lower-cased ids and UPNs; of two sightings of one identity, the one that says more),
-sorted by (type, identity) and bounded to :data:`LIMIT`; every value is cut to :data:`VALUE_CHARS`
+sorted by (type, identity) and bounded to :data:`LIMIT` (the alert's ``entities_omitted`` counts the
+distinct others: :mod:`pimwatch.detection.alerts`); every value is cut to :data:`VALUE_CHARS`
 with a marker (display names are attacker-controlled text).
 """
 
@@ -108,7 +109,8 @@ def of_event(event: Event) -> list[dict[str, str]]:
     return [e for e in found if e is not None]
 
 
-def _identity(e: Entity) -> tuple[int, str, str]:
+def identity(e: Entity) -> tuple[int, str, str]:
+    """Which entity ``e`` is: (type rank, identifier name, value); an empty name when none is given."""
     kind = e.get("type", "")
     names = _IDENTITY.get(kind, ())
     first = next((n for n in names if e.get(n)), "")
@@ -122,27 +124,27 @@ def _says_more(a: Entity, b: Entity) -> bool:
     return sorted(a.items()) < sorted(b.items())
 
 
-def merge(*lists: Iterable[Entity]) -> list[dict[str, str]]:
+def merge(*lists: Iterable[Entity], limit: int | None = LIMIT) -> list[dict[str, str]]:
     """The bounded, sorted, deduplicated union of entity lists (see the module docstring): the same
     whatever the order of the lists and of their items, and associative, so folding alerts in any
-    order gives the same list."""
+    order gives the same list. ``limit=None``: unbounded (the store counts what the bound leaves out)."""
     best: dict[tuple[int, str, str], Entity] = {}
     for items in lists:
         for e in items:
             if not isinstance(e, Mapping) or "type" not in e:
                 continue
-            key = _identity(e)
+            key = identity(e)
             if not key[1]:
                 continue
             old = best.get(key)
             if old is None or _says_more(e, old):
                 best[key] = e
-    return [dict(best[k]) for k in sorted(best)[:LIMIT]]
+    return [dict(best[k]) for k in sorted(best)[:limit]]
 
 
 def changes(kept: Sequence[Entity], more: Iterable[Entity]) -> bool:
     """Whether :func:`merge` of ``kept`` (a merge result) and ``more`` could differ from ``kept``;
     False without a sort in the usual case of a busy alert (a spray: its 21st address sorts after
     the kept ones)."""
-    last = _identity(kept[-1]) if len(kept) >= LIMIT else None
-    return any(e not in kept and (last is None or _identity(e) <= last) for e in more)
+    last = identity(kept[-1]) if len(kept) >= LIMIT else None
+    return any(e not in kept and (last is None or identity(e) <= last) for e in more)

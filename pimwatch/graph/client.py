@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -154,8 +154,21 @@ class GraphClient:
         max_pages: int = 500,
     ) -> list[dict[str, Any]]:
         """Every item of a collection, following ``@odata.nextLink`` (the whole URL, as Graph asks)."""
-        url: str | None = url_for(self.settings.endpoint, version, path, params)
         items: list[dict[str, Any]] = []
+        async for page in self.pages(path, params, version, max_pages=max_pages):
+            items.extend(page)
+        return items
+
+    async def pages(
+        self,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        version: str = "v1.0",
+        *,
+        max_pages: int = 500,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """A collection page by page (the items of each), following ``@odata.nextLink`` whole."""
+        url: str | None = url_for(self.settings.endpoint, version, path, params)
         pages = 0
         while url is not None:
             body = await self._get(url, path)
@@ -164,13 +177,12 @@ class GraphClient:
                 raise GraphError(
                     f"GET /{path}: expected a collection ('value' list) in the answer", path=path
                 )
-            items.extend(v for v in value if isinstance(v, dict))
+            yield [v for v in value if isinstance(v, dict)]
             link = body.get("@odata.nextLink")
             url = link if isinstance(link, str) and link else None
             pages += 1
             if pages >= max_pages and url is not None:
                 raise GraphError(f"GET /{path}: more than {max_pages} pages, stopped", path=path)
-        return items
 
     async def _get(self, url: str, path: str) -> Any:
         self.open()

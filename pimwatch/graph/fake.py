@@ -3,8 +3,9 @@ the documented shapes, for the tests and ``./scripts/demo.sh posture``. Real HTT
 
 What it reproduces (graph-and-report.md §2): ``/v1.0`` and ``/beta`` roots; collections as
 ``{"@odata.context", "value": [...]}`` with ``@odata.nextLink`` (the whole URL, ``$skiptoken``) after
-``page_size`` items; ``$filter`` with ``eq`` clauses joined by ``and``; ``$expand=principal`` (the
-directory object, with its ``@odata.type``) and ``$expand=policy($expand=rules)``; a missing required
+``page_size`` items; ``$filter`` with ``eq`` clauses joined by ``and`` (the audit logs also ``ge``/``le``
+on the time and ``targetResources/any``: :func:`log_rows`); ``$expand=principal`` (the directory
+object, with its ``@odata.type``) and ``$expand=policy($expand=rules)``; a missing required
 ``$filter`` on the policy and PIM-for-Groups endpoints → 400 ``invalidRequest`` (undocumented:
 inference); an unknown object → 404 ``Request_ResourceNotFound``; the error envelope
 ``{"error": {"code", "message", "innerError"}}``. ``faults`` script failures (429 with
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -26,7 +28,7 @@ import orjson
 
 Json = dict[str, Any]
 _EQ = re.compile(r"(\w+(?:/\w+)?)\s+eq\s+'([^']*)'")
-_GE = re.compile(r"(\w+)\s+ge\s+(\S+)")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -180,10 +182,9 @@ class FakeGraph:
         if path == "identity/conditionalAccess/policies":
             return list(t.get("conditionalAccessPolicies", []))
         if path == "auditLogs/signIns":
-            rows = self._filter(t.get("signIns", []), eq)
-            for name, value in _GE.findall(flt):
-                rows = [r for r in rows if str(r.get(name) or "") >= value]
-            return sorted(rows, key=lambda r: str(r.get("createdDateTime")), reverse=True)
+            return log_rows(t.get("signIns", []), flt, "createdDateTime")
+        if path == "auditLogs/directoryAudits":
+            return log_rows(t.get("directoryAudits", []), flt, "activityDateTime")
         if version == "beta" and p[:2] == ["identityGovernance", "roleManagementAlerts"] and len(p) == 3:
             return self._filter(t.get("roleManagementAlerts", {}).get(p[2], []), eq)
         raise _Error(400, "BadRequest", f"Resource not found for the segment '{p[0]}'")
@@ -210,6 +211,53 @@ class FakeGraph:
         if "principal" not in expand:
             return rows
         return [{**r, "principal": self._object(str(r.get("principalId")))} for r in rows]
+
+
+_CLAUSE = re.compile(
+    r"^(?:(?P<field>[\w/]+)\s+(?P<op>eq|ge|le)\s+(?P<value>'[^']*'|\S+)"
+    r"|targetResources/any\((?P<var>\w+):\s*(?P=var)/(?P<tfield>\w+)\s+eq\s+'(?P<tvalue>[^']*)'\))$"
+)
+
+
+def log_rows(rows: list[Json], flt: str, time_field: str) -> list[Json]:
+    """``auditLogs/directoryAudits`` and ``auditLogs/signIns``: ``$filter`` clauses joined by ``and``
+    (``eq`` on a field or a ``/`` path such as ``initiatedBy/user/id``, ``ge``/``le`` on the time,
+    ``targetResources/any(t:t/id eq '...')``; ``eq`` ignores case, as the directory's does), newest
+    first as Graph lists them. A clause it does not
+    understand is 400 ``invalidRequest`` (so a query the fake cannot check fails loudly)."""
+    from pimwatch.detection.timeutil import parse_time
+
+    clauses: list[tuple[str, str, Any]] = []  # (op, field, value)
+    for clause in (c.strip() for c in re.split(r"\s+and\s+", flt) if c.strip()):
+        m = _CLAUSE.match(clause)
+        if m is None:
+            raise _Error(400, "invalidRequest", f"Invalid filter clause: {clause}")
+        if m["var"]:
+            clauses.append(("any", m["tfield"], m["tvalue"].lower()))
+        elif m["op"] == "eq":
+            clauses.append(("eq", m["field"], m["value"].strip("'").lower()))
+        else:
+            at = parse_time(m["value"])
+            if m["field"] != time_field or at is None:
+                raise _Error(400, "invalidRequest", f"Invalid filter clause: {clause}")
+            clauses.append((m["op"], time_field, at))
+
+    def holds(r: Json, op: str, name: str, want: Any) -> bool:
+        if op == "any":
+            targets = r.get("targetResources") or []
+            return any(isinstance(x, dict) and str(x.get(name)).lower() == want for x in targets)
+        if op == "eq":
+            value: Any = r
+            for part in name.split("/"):
+                value = value.get(part) if isinstance(value, dict) else None
+            return str(value).lower() == str(want)
+        t = parse_time(r.get(name))
+        return t is not None and bool(t >= want if op == "ge" else t <= want)
+
+    found = [r for r in rows if all(holds(r, *c) for c in clauses)]
+    return sorted(
+        found, key=lambda r: (parse_time(r.get(time_field)) or _EPOCH, str(r.get("id"))), reverse=True
+    )
 
 
 class _Error(Exception):

@@ -48,6 +48,19 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+class PullSettings(BaseModel):
+    """``graph.pull``: the Graph pull of audit and sign-in records (pimwatch/graph/pull.py, docs/graph.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    enabled: bool = False  # the Functions ``pull`` timer runs only when true (the CLI runs when asked)
+    overlap_minutes: float = Field(default=15.0, ge=0, le=24 * 60)  # re-read for late records
+    lookback_hours: float = Field(default=24.0, gt=0, le=30 * 24)  # the first pull (no cursor yet)
+    interval_seconds: float = Field(default=300.0, ge=10)  # `pimwatch pull` without --once
+    signins: bool = True  # also pull the watched principals' sign-ins
+    audit_filters: list[str] = []  # more directoryAudits queries, e.g. "category eq 'Policy'"
+    max_pages: int = Field(default=500, ge=1)  # per query and pull; more fails the query (cursor kept)
+
+
 class GraphSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     endpoint: str = PUBLIC_CLOUD
@@ -59,6 +72,7 @@ class GraphSettings(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0, le=20)  # per request: 429, 5xx and connection failures
     max_wait_seconds: float = Field(default=120.0, gt=0)  # a longer Retry-After fails the request instead
+    pull: PullSettings = PullSettings()
 
     @field_validator("endpoint")
     @classmethod

@@ -256,6 +256,10 @@ class Runtime:
         self._deliver(s.deliverer, report)
         return report
 
+    def with_store(self, work: Callable[[Store], T]) -> T:
+        """``work`` on the runtime's thread with its store (the Graph pull's cursor: graph/pull.py)."""
+        return self._call(lambda s: work(s.store))
+
     def expect_partitions(self, partitions: Sequence[str]) -> None:
         """The hub's partition ids, learned by the host (``pimwatch consume`` asks its client):
         recorded as expected, so the tick clock waits for those not read yet (progress.py)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from pimwatch.detection.alerts import Alert, fold, incoming_values, list_values, record_member, records, shows
+from pimwatch.detection.alerts import Alert, counted, fold, incoming_values, record_member, records
 from pimwatch.detection.contract import Delivery, Member, MergeResult, StoreError
 
 _SCHEMA = """
@@ -137,7 +137,7 @@ class SqliteStore:
         existing = self._folding(alert.id)
         new_values: dict[str, int] = {}
         for name, member, value in incoming_values(alert):
-            if existing is not None and shows(list_values(existing.context, name), value):
+            if existing is not None and counted(existing, name, value):
                 continue  # shown, so counted already
             if self._member(alert.id, member):
                 new_values[name] = new_values.get(name, 0) + 1

@@ -101,7 +101,6 @@ import time
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -115,7 +114,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
-from pimwatch.detection.alerts import Alert, fold, incoming_values, list_values, record_member, records, shows
+from pimwatch.detection.alerts import Alert, counted, fold, incoming_values, portion, record_member, records
 from pimwatch.detection.contract import Delivery, Member, MergeResult, Store, StoreError
 from pimwatch.state.tableunit import AlertState, Reads, Unit, UnitConflict, Waves, Window, chunks
 
@@ -473,15 +472,12 @@ class TableStore:
             if existing is not None:  # what it shows is counted already
                 sampled = {record_member(rid) for _, rid in existing.events}
                 todo = [x for x in todo if x[0] not in sampled]
-                values = [v for v in values if not shows(list_values(existing.context, v[1][0]), v[1][1])]
+                values = [v for v in values if not counted(existing, v[1][0], v[1][1])]
             if not todo and not values:
                 return result if result != "unchanged" or queued or stored is None else "new"
             room = BATCH_LIMIT - 1
             rows, vals = todo[:room], values[: room - len(todo[:room])]
-            part = replace(alert, context=dict(alert.context))
-            for name in alert.accumulate:
-                if name in part.context:
-                    part.context[name] = [item for _, (n, item) in vals if n == name]
+            part = portion(alert, vals, (m for m, _ in values[len(vals) :]))
             folded = fold(existing, part, [e for _, e in rows], Counter(n for _, (n, _i) in vals))
             now = time.time()
             created = now if stored is None else float(stored.get("created", now))
@@ -538,7 +534,7 @@ class TableStore:
         if existing is not None:  # what it shows is counted already
             sampled = {record_member(rid) for _, rid in existing.events}
             todo = [x for x in todo if x[0] not in sampled]
-            values = [v for v in values if not shows(list_values(existing.context, v[1][0]), v[1][1])]
+            values = [v for v in values if not counted(existing, v[1][0], v[1][1])]
         if state.stored is not None and len(todo) + len(values) > 2:  # many: which exist, in one query
             known = self._existing_members(pk, [m for m, _ in (*todo, *values)])
             todo = [x for x in todo if x[0] not in known]
@@ -548,10 +544,7 @@ class TableStore:
         if len(state.rows) + len(todo) + len(values) >= BATCH_LIMIT:
             self._settle(u, pk)
             return self._merge_now(alert)
-        part = replace(alert, context=dict(alert.context))
-        for name in alert.accumulate:
-            if name in part.context:
-                part.context[name] = [item for _, (n, item) in values if n == name]
+        part = portion(alert, values, ())
         folded = fold(existing, part, [e for _, e in todo], Counter(n for _, (n, _i) in values))
         now = time.time()
         created = now if current is None else float(current.get("created", now))

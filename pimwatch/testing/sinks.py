@@ -96,7 +96,8 @@ def sample_alert(
 
 def injection_alert(junk: str = HOSTILE, *, events: int = 100, **changes: Any) -> Alert:
     """A critical alert whose every attacker-controlled field holds ``junk`` and 100 KB more: a long
-    title and principal name, a deep, a long and a wide context with many keys, ``events`` event ids.
+    title and principal name, a deep, a long and a wide context with many keys, ``events`` event ids,
+    28 entities (and 7 more left out) and MITRE tags holding ``junk``.
     (The summary and runbook are the detector's own text.)"""
     big = junk + "A" * INJECTION_CHARS
     fields: dict[str, Any] = {
@@ -110,6 +111,24 @@ def injection_alert(junk: str = HOSTILE, *, events: int = 100, **changes: Any) -
             **{f"k{i:02d}": big[:2000] for i in range(30)},
         },
         "events": [(f"2026-03-10T02:{i % 60:02d}:00.000000Z", f"rec-{i}") for i in range(events)],
+        # entities as a store could hand them back (unbounded), then more than the bound left out
+        "entities": [
+            *(
+                {
+                    "type": "account",
+                    "aadUserId": f"{junk}{i}",
+                    "upn": f"{junk}{i}@evil|x=y",
+                    "displayName": big,
+                }
+                for i in range(25)
+            ),
+            {"type": "ip", "address": f"{junk} 10.0.0.1"},
+            {"type": "cloud-application", "appId": junk, "name": big},
+            {"type": "role", "roleDefinitionId": junk, "name": big, junk: big},
+        ],
+        "entities_omitted": 7,
+        "tactics": [junk, big],
+        "mitre": [big],
     }
     fields.update(changes)
     return sample_alert(Severity.CRITICAL, **fields)

@@ -600,3 +600,25 @@ def test_a_busy_alert_says_how_many_event_ids_its_sample_leaves_out() -> None:
     assert row["Count"] == 5000
     assert row["EventIds"][:20] == [eid for _, eid in events]
     assert row["EventIds"][20:] == [f"{sentinel.MARK} 4980 more"]
+
+
+def test_entities_tactics_and_techniques_are_columns_bounded_with_a_count_of_the_rest() -> None:
+    """The alert's entities go out as objects (the analytic rule maps them); those the alert left out
+    (entities_omitted) and those a tighter row level cuts are counted in one last marker item."""
+    ents = [{"type": "ip", "address": f"192.0.2.{i:03d}"} for i in range(20)]
+    (row,) = sentinel.render(
+        [alert(entities=ents, entities_omitted=7, tactics=["PrivilegeEscalation"], mitre=["T1098"])], config()
+    )[0]
+    assert row["Entities"] == [*ents, f"{TRUNCATED.strip()} 7 more"]
+    assert (row["Tactics"], row["Techniques"]) == (["PrivilegeEscalation"], ["T1098"])
+    (plain,) = sentinel.render([alert()], config())[0]
+    assert (plain["Entities"], plain["Tactics"], plain["Techniques"]) == ([], [], [])
+    # hostile and huge: every identifier cut with the marker, the row under the service's limit
+    big = "<script>x</script>\ud800" + "A" * 100_000
+    hostile = [{"type": "account", "aadUserId": big, "upn": big, "displayName": big, big: big}] * 20
+    (cut,) = sentinel.render([replace(injection(), entities=hostile, entities_omitted=3)], config())[0]
+    kept = [e for e in cut["Entities"] if isinstance(e, dict)]
+    assert kept and all(len(v) <= 256 and len(k) <= 32 for e in kept for k, v in e.items())
+    assert cut["Entities"][-1] == f"{TRUNCATED.strip()} {20 - len(kept) + 3} more"
+    assert len(json.dumps(cut)) <= sentinel.MAX_ROW_BYTES
+    assert not any(re.search(r"[\ud800-\udfff]", s) for s in strings(cut))

@@ -41,8 +41,26 @@ def config(port: int = 514, **extra: Any) -> syslog.Config:
     return syslog.Config(type="syslog", host="127.0.0.1", port=port, **values)
 
 
+BG = {
+    "type": "account",
+    "aadUserId": "c0ffee00-0000-4000-8000-00000000b001",
+    "upn": "bg-admin01@contoso.onmicrosoft.com",
+}
+ENTITIES = [
+    BG,
+    {"type": "cloud-application", "appId": "c44b4083-3bb0-49c1-b47d-974e53cbdf3c", "name": "Azure Portal"},
+    {"type": "ip", "address": "185.220.101.4"},
+]
+
+
 def alert(severity: Severity = Severity.CRITICAL, **changes: Any) -> Alert:
-    fields = {"id": f"{severity.value}-0123456789abcdef", "mitre": ["T1078.004", "T1098"], "events": EVENTS}
+    fields = {
+        "id": f"{severity.value}-0123456789abcdef",
+        "mitre": ["T1078.004", "T1098"],
+        "tactics": ["InitialAccess", "PrivilegeEscalation"],
+        "entities": ENTITIES,
+        "events": EVENTS,
+    }
     return sample_alert(severity, **{**fields, **changes})
 
 
@@ -54,6 +72,12 @@ def hostile() -> Alert:
         summary="summary " + HOSTILE,
         principal={"id": "id|=\\", "upn": "evil|user\\=x\n@contoso.com", "name": "n"},
         context={"justification": HOSTILE, "actor": {"upn": "mallory=1|2\\3@evil.test"}, "k=|\\": [1, "é"]},
+        entities=[
+            {"type": "account", "aadUserId": HOSTILE, "upn": HOSTILE},
+            {"type": "ip", "address": "192.0.2.1 src=6.6.6.6"},  # not an address: no src
+            {"type": "ip", "address": "2001:db8::1"},
+        ],
+        tactics=[HOSTILE],
     )
 
 
@@ -281,6 +305,19 @@ def closed_port() -> tuple[socket.socket, int]:
 def test_golden_message_per_severity(severity: Severity) -> None:
     [msg] = syslog.render([alert(severity)], config())
     check_golden(f"{severity.value}.txt", msg)
+
+
+def test_entities_fill_suser_suid_and_src_where_they_fit() -> None:
+    """Who acted: the context's actor, else the first account of the entities that is not the
+    principal; src: the first entity IP that parses as an address, never other text."""
+    actor = {"type": "account", "aadUserId": "a1", "upn": "adm-eve@contoso.com", "displayName": "Eve"}
+    ips = [{"type": "ip", "address": "10.0.0.1 cs1=forged"}, {"type": "ip", "address": "203.0.113.9"}]
+    [msg] = syslog.render([alert(context={}, entities=[BG, actor, *ips])], config())
+    ext = msg.decode().split("|", 7)[7]
+    assert " suser=adm-eve@contoso.com suid=a1 src=203.0.113.9 " in f" {ext} "
+    assert "forged" not in ext and "duser=bg-admin01@contoso.onmicrosoft.com" in ext
+    [alone] = syslog.render([alert(context={}, entities=[BG], tactics=[])], config())
+    assert b"suser=" not in alone and b"src=" not in alone and b"flexString1" not in alone
 
 
 def test_golden_hostile_message() -> None:
