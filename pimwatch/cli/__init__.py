@@ -38,9 +38,9 @@ from pimwatch.cli.posture import run as run_posture
 from pimwatch.cli.progress import Progress, input_size, wanted
 from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
-from pimwatch.cli.show import add_show_parser, run_show
 from pimwatch.cli.pull import add_parser as add_pull_parser
 from pimwatch.cli.pull import run as run_pull
+from pimwatch.cli.show import add_show_parser, run_show
 from pimwatch.cli.stats import add_parser as add_stats_parser
 from pimwatch.cli.stats import run as run_stats
 from pimwatch.config import ConfigError, load
