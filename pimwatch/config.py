@@ -12,6 +12,7 @@ detectors:
     <parameter>: <value of the parameter's type>
 sinks: {<name>: {type: <sink>, ...}}                   # docs/sinks.md
 delivery: {max_attempts: 12, ...}                      # docs/sinks.md
+routing: {group_by: [action], group_wait: 30s}         # grouping, docs/sinks.md
 pipeline:
   silent_minutes: 30      # the deployed app: no records for this long raises pipeline.silent (0: off)
   retention_days: 30      # keep state this long (default: what the enabled detectors need, >= 7)
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 from pydantic_core import ErrorDetails
 
 from pimwatch.delivery.deliverer import LoadedSink, Policy, sink_module
+from pimwatch.delivery.grouping import Grouping
 from pimwatch.detection.alerts import Severity
 from pimwatch.detection.detector import (
     WINDOW_KEYS,
@@ -90,6 +92,7 @@ class _File(BaseModel):
     detectors: dict[str, dict[str, Any] | None] = {}
     sinks: dict[str, dict[str, Any]] = {}
     delivery: Policy = Policy()
+    routing: Grouping = Grouping()
     pipeline: PipelinePolicy = PipelinePolicy()
     templates: str | None = None
     graph: GraphSettings = GraphSettings()  # docs/graph.md
@@ -117,6 +120,7 @@ class Config:
     graph: GraphSettings = field(default_factory=GraphSettings)
     posture: PostureSettings = field(default_factory=PostureSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+    routing: Grouping = field(default_factory=Grouping)  # how alerts are grouped into notifications
 
 
 def load(path: str | None, plugins: Sequence[Plugin]) -> Config:
@@ -223,7 +227,16 @@ def build(
         groups = frozenset(g.strip().lower() for g in raw.break_glass.groups)
         settings = dataclasses.replace(settings, break_glass_groups=groups)
     return Config(
-        settings, out, sinks, raw.delivery, raw.templates, raw.pipeline, raw.graph, raw.posture, raw.report
+        settings,
+        out,
+        sinks,
+        raw.delivery,
+        raw.templates,
+        raw.pipeline,
+        raw.graph,
+        raw.posture,
+        raw.report,
+        raw.routing,
     )
 
 

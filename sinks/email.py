@@ -79,6 +79,7 @@ from pimwatch.delivery import (
 )
 
 BATCH = True
+GROUPS = True  # one section per group in the message (docs/sinks.md, grouping)
 SINK = "email"
 
 TokenProvider = Callable[[str], str]
@@ -279,7 +280,9 @@ def _order(alert: Alert) -> tuple[int, str, str]:
 
 
 def _view(alert: Alert) -> dict[str, Any]:
-    items = [(k, v) for k, v in alert.context.items() if v not in (None, "", [], {})]
+    items = [(k, v) for k, v in alert.context.items() if v not in (None, "", [], {}) and k != "group"]
+    group = alert.context.get("group")
+    members = group.get("alerts") if isinstance(group, dict) else None
     p = alert.principal
     mitre = [clean(m, 32) for m in alert.mitre[:MAX_MITRE]]
     event_ids = [clean(eid, 128) for _, eid in alert.events[:MAX_EVENT_IDS]]
@@ -303,6 +306,19 @@ def _view(alert: Alert) -> dict[str, Any]:
         "last_seen": clean(alert.last_seen, 64),
         "count": alert.count,
         "event_ids": event_ids,
+        # The evidence as a table: (time, record id) of the first and latest records.
+        "evidence": [(clean(t, 64), clean(eid, 128)) for t, eid in alert.events[:MAX_EVENT_IDS]],
+        # A group notification (docs/sinks.md, grouping): every alert of the group, one row each.
+        "group": [
+            {
+                "severity": clean(m.get("severity"), 16),
+                "detector": clean(m.get("detector"), 100),
+                "title": clean(m.get("title"), TITLE_LIMIT),
+                "id": clean(m.get("id"), 64),
+            }
+            for m in (members if isinstance(members, list) and len(members) > 1 else [])
+            if isinstance(m, dict)
+        ],
         "more_events": max(0, alert.count - MAX_EVENT_IDS),
         "context": [
             (clean(k, CONTEXT_KEY_LIMIT), clean(_value(v), CONTEXT_VALUE_LIMIT))

@@ -48,6 +48,7 @@ from pimwatch.delivery import (
 )
 
 RESOLVES = True
+GROUPS = True  # one alert per group: alias = the group id (docs/sinks.md, grouping)
 
 OPSGENIE_SHUTDOWN = date(2027, 4, 5)  # end of support, REST API shutdown (sinks.md §0, [OG-EOL], [OG-OFF])
 

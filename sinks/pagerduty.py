@@ -36,6 +36,7 @@ from pimwatch.delivery import (
 )
 
 RESOLVES = True
+GROUPS = True  # one incident per group: dedup_key = the group id (docs/sinks.md, grouping)
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 EU_URL = "https://events.eu.pagerduty.com/v2/enqueue"

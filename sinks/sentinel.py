@@ -73,6 +73,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("Techniques", "dynamic"),
     ("Status", "string"),
     ("SchemaVersion", "int"),
+    ("GroupId", "string"),
 )
 DEFAULT_STREAM = "Custom-PimwatchAlerts"
 API_VERSION = "2023-01-01"
@@ -265,6 +266,7 @@ def _row(alert: Alert, lim: _Limits) -> Row:
         "Techniques": [_text(t, _TAG_CHARS) for t in alert.mitre[: lim.items]],
         "Status": _text(alert.status, 32),
         "SchemaVersion": SCHEMA_VERSION,
+        "GroupId": _text(alert.group or alert.id, 64),  # the alerts of one action share it
     }
 
 

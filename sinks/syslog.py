@@ -22,7 +22,8 @@ alert is about: UPN or name / object id), ``suser`` / ``suid`` (who acted: the c
 the first other account of the alert's entities), ``src`` (the first IP address of its entities, only
 when it parses as one), ``cs1`` alertId, ``cs2`` detector, ``cs3`` context (compact JSON, bounded),
 ``cs4`` mitre (techniques), ``cs5`` runbook, ``cs6`` status (with their ``csNLabel``),
-``flexString1`` the MITRE tactics.
+``flexString1`` the MITRE tactics, ``flexString2`` the group id (when the alert is grouped:
+the alerts of one action share it).
 
 Size: every message is at most ``max_bytes`` (default 2048 for UDP — the size RFC 5424 / 5426 say
 receivers SHOULD accept — and 8192 for TCP/TLS; configurable). Fields start at their CEF lengths
@@ -304,6 +305,7 @@ def message(alert: Alert, config: Config) -> bytes:
         ("cs5", _Field(alert.runbook, 4000)),
         ("cs6Label", "status"),
         ("cs6", truncate(alert.status + (f" at {alert.resolved_at}" if alert.resolved_at else ""), 128)),
+        *((("flexString2Label", "group"), ("flexString2", alert.group)) if alert.group else ()),
     ]
     shrinkable = [name, *(v for _, v in ext if isinstance(v, _Field))]
 

@@ -1,4 +1,9 @@
-"""Microsoft Teams through a Workflows webhook: one Adaptive Card per alert.
+"""Microsoft Teams through a Workflows webhook: one Adaptive Card per alert, or per group of alerts.
+
+With grouping (``routing`` in the config, ``GROUPS``), one card per group: the most severe alert's
+card with "Alerts in this group" (every detector tripped); an alert that joins the group after its
+card was posted goes out as a follow-up card ("· update") under the same group id — a Workflows
+webhook cannot edit a card it has posted.
 
 The target is a Power Automate / Teams **Workflows** flow with the trigger "When a Teams webhook request
 is received" (the template "Send webhook alerts to a channel"), not the retired Office 365 connector
@@ -10,8 +15,9 @@ Bot-Framework style envelope and posts each attachment as a card::
                       "contentUrl": null,
                       "content": {"type": "AdaptiveCard", "version": "1.4", ...}}]}
 
-The card (Adaptive Card 1.4, within the 1.5 Teams supports; elements TextBlock, FactSet, Container and
-``Action.OpenUrl`` only): a header coloured by severity, the title (``teams.title.txt.j2``), the
+The card (Adaptive Card 1.4, within the 1.5 Teams supports; elements TextBlock, FactSet, Container,
+``Action.OpenUrl`` and one ``Action.ShowCard``, "Show evidence": the evidence records and the request
+and correlation ids): a header coloured by severity, the title (``teams.title.txt.j2``), the
 detector's summary, who / which role / when / how many events, the justification, the alert's
 context as a bounded FactSet, the runbook, and links to the Entra admin center (the principal's
 profile and assigned roles — eligible and active PIM assignments — when the principal is a user with
@@ -73,6 +79,7 @@ from pimwatch.delivery import (
 NAME = "teams"
 BATCH = False  # one card per alert
 RESOLVES = False  # only new alerts are posted
+GROUPS = True  # one card per group of alerts (docs/sinks.md, grouping)
 CARD_VERSION = "1.4"
 MAX_BYTES = 20_000  # the whole request body; Teams' hard limit is 28 KB per message
 HARD_LIMIT = 28 * 1024
@@ -88,7 +95,7 @@ STYLES: dict[Severity, tuple[str, str, str]] = {
 }
 
 # Context keys shown in their own place on the card, not again among the details.
-_SHOWN = frozenset({"role", "roles", "justification", "justifications"})
+_SHOWN = frozenset({"role", "roles", "justification", "justifications", "group"})
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -204,7 +211,10 @@ def _card(alert: Alert, config: Config, b: _Budget, *, shortened: bool) -> dict[
         count=alert.count,
         status=alert.status,
     ).strip()
+    group = _group(ctx)
     header = f"{label} · PIM alert · {_md(alert.detector, b.name)}"
+    if group is not None and group.get("update"):
+        header += " · update"
     if alert.status == "resolved":
         header += " · resolved"
     body: list[dict[str, Any]] = [
@@ -221,6 +231,10 @@ def _card(alert: Alert, config: Config, b: _Budget, *, shortened: bool) -> dict[
     if alert.summary:
         body.append(_text(_md(alert.summary, b.text), isSubtle=True))
     body.append({"type": "FactSet", "facts": _main_facts(alert, b)})
+
+    if group is not None and b.facts:
+        body.append(_text("Alerts in this group", weight="Bolder", spacing="Medium"))
+        body.append({"type": "FactSet", "facts": _group_facts(group, b)})
 
     justification = _justification(ctx)
     if justification:
@@ -257,8 +271,59 @@ def _card(alert: Alert, config: Config, b: _Budget, *, shortened: bool) -> dict[
         "version": CARD_VERSION,
         "msteams": {"width": "Full"},
         "body": body,
-        "actions": _links(alert, config),
+        "actions": [*_links(alert, config), *_evidence(alert, b)],
     }
+
+
+def _group(ctx: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The group of a group notification (pimwatch/delivery/grouping.py), when it has more than one
+    alert or updates one sent before; None otherwise."""
+    group = ctx.get("group")
+    if not isinstance(group, Mapping) or not isinstance(group.get("alerts"), list):
+        return None
+    return group if len(group["alerts"]) > 1 or group.get("update") else None
+
+
+def _group_facts(group: Mapping[str, Any], b: _Budget) -> list[dict[str, str]]:
+    """One fact per alert of the group: "high · assignment.permanent" → its title (new ones marked)."""
+    facts = []
+    for m in group["alerts"][: b.facts]:
+        if not isinstance(m, Mapping):
+            continue
+        mark = " (new)" if group.get("update") and m.get("new") else ""
+        key = f"{_value(m.get('severity'))} · {_value(m.get('detector'))}{mark}"
+        facts.append({"title": _md(key, b.name), "value": _md(_value(m.get("title")), b.value or 40)})
+    more = len(group["alerts"]) - len(facts) + int(group.get("alerts_omitted") or 0)
+    if more > 0:
+        facts.append({"title": "…", "value": f"{more} more alerts"})
+    return facts
+
+
+EVIDENCE_SHOWN = 10
+
+
+def _evidence(alert: Alert, b: _Budget) -> list[dict[str, Any]]:
+    """ "Show evidence": the alert's evidence records (time and record id, first and latest) and its
+    request and correlation ids, in a card shown on demand; the raw records are in pimwatch
+    (``pimwatch show ALERT_ID``)."""
+    facts = []
+    for name in ("request_id", "correlation_id"):
+        value = alert.context.get(name)
+        if isinstance(value, str) and value:
+            facts.append({"title": _label(name), "value": _md(value, 128)})
+    shown = alert.events[:EVIDENCE_SHOWN] if b.facts else alert.events[:1]
+    for when, record in shown:
+        facts.append({"title": _md(display_time(when), 64), "value": _md(record, 256)})
+    if alert.count > len(shown):
+        facts.append({"title": "…", "value": f"{alert.count - len(shown)} more records"})
+    card = {
+        "type": "AdaptiveCard",
+        "body": [
+            {"type": "FactSet", "facts": facts},
+            _text(f"Raw records: pimwatch show {_md(alert.id, 64)}", isSubtle=True),
+        ],
+    }
+    return [{"type": "Action.ShowCard", "title": "Show evidence", "card": card}]
 
 
 def _main_facts(alert: Alert, b: _Budget) -> list[dict[str, str]]:

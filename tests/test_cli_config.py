@@ -283,7 +283,14 @@ def test_route_says_why_a_sink_does_not_get_it_and_when_the_others_do(
         "json",
     )
     rows = {r["sink"]: r for r in json.loads(out)["sinks"]}
-    assert rows["oncall"] == {"sink": "oncall", "type": "pagerduty", "routed": True, "when": "at once"}
+    group = "one notification per group (action), after group_wait 30 s of event time"
+    assert rows["oncall"] == {
+        "sink": "oncall",
+        "type": "pagerduty",
+        "routed": True,
+        "when": "at once",
+        "group": group,
+    }
     assert rows["digest"]["when"] == "at once"
 
 
@@ -297,7 +304,9 @@ def test_route_without_the_secrets_reads_the_routing_keys(
     code, out, err = _run(capsys, "route", "--config", cfg, "--detector", "breakglass.signin")
     assert code == 0, err
     assert "7 environment variable reference(s) of the sinks are not set" in err
-    assert re.search(r"^  oncall \(pagerduty\) +yes, at once$", out, re.M), out
+    assert re.search(
+        r"^  oncall \(pagerduty\) +yes, at once; group: one notification per group", out, re.M
+    ), out
 
 
 def test_route_unknown_detector_exits_2_with_suggestions(capsys: pytest.CaptureFixture[str]) -> None:

@@ -38,6 +38,8 @@ def stream_and_config(tmp_path: Path, delivery: str, **sinks: str) -> tuple[Path
         "break_glass:\n  accounts:\n"
         + "".join(f"    - {a}\n" for a in BREAK_GLASS)
         + f"delivery: {delivery}\n"
+        # Faults are counted per alert here: one notification each (tests/test_grouping.py groups).
+        + "routing: {group_by: []}\n"
         + "sinks:\n"
         + "".join(f"  {name}: {sink}\n" for name, sink in sinks.items())
         + f"  archive: {{type: file, path: '{archive}'}}\n"

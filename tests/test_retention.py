@@ -206,8 +206,9 @@ def test_prune_forgets_what_is_past_the_horizon_and_keeps_the_rest(
     # old0..2, first_time's history and its activation not judged yet (due), the activation in two
     # windows (too_frequent, simultaneous) and in simultaneous's own list of activations (matched
     # with their ends), credentials.privileged_changed's marker of the principal (id and UPN),
-    # activation.privileged_role's memo of the GA activation (joined with its approval by request id)
-    assert (done.members, done.deliveries, done.more) == (11, 1, False)
+    # activation.privileged_role's memo of the GA activation (joined with its approval by request id),
+    # and the evidence of its alert (the raw record and its index entry, pimwatch/detection/evidence.py)
+    assert (done.members, done.deliveries, done.more) == (13, 1, False)
     assert [m.member for m in store.members("w", *everything)] == ["new"]
     assert store.members(history, *everything) == []
     assert [m.member for m in store.members(REGISTRY, *everything)] == ["partition-0"]
@@ -463,14 +464,15 @@ def test_the_prune_command_on_a_state_file(tmp_path: Path) -> None:
     assert out == (
         # the first activation in first_time's history, too_frequent's and simultaneous's windows
         # and simultaneous's list; credentials.privileged_changed's marker of the admin (id, UPN);
-        # activation.privileged_role's memo of the GA activation
-        f"{state}: would forget 7 window members older than 2026-03-15T12:00:00Z (watermark"
+        # activation.privileged_role's memo of the GA activation, and its alert's evidence (the raw
+        # record and its index entry)
+        f"{state}: would forget 9 window members older than 2026-03-15T12:00:00Z (watermark"
         " 2026-03-30T12:00:00Z less 15 days) and the expired keys;"
         " 0 sent deliveries older than 30 days would go\n"
     )
     assert members() == 2
     code, out, _ = _cli("prune", "--state", str(state))
-    assert code == 0 and "forgot 7 window members" in out
+    assert code == 0 and "forgot 9 window members" in out
     assert members() == 1
     config = tmp_path / "keep.yaml"
     config.write_text("pipeline:\n  retention_days: 60\n")

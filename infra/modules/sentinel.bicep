@@ -55,6 +55,7 @@ var columns = [
   { name: 'Techniques', type: 'dynamic' }
   { name: 'Status', type: 'string' }
   { name: 'SchemaVersion', type: 'int' }
+  { name: 'GroupId', type: 'string' }
 ]
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {

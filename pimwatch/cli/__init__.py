@@ -40,11 +40,13 @@ from pimwatch.cli.prune import add_parser as add_prune_parser
 from pimwatch.cli.prune import run as run_prune
 from pimwatch.cli.pull import add_parser as add_pull_parser
 from pimwatch.cli.pull import run as run_pull
+from pimwatch.cli.show import add_show_parser, run_show
 from pimwatch.cli.stats import add_parser as add_stats_parser
 from pimwatch.cli.stats import run as run_stats
 from pimwatch.config import ConfigError, load
 from pimwatch.delivery import templating
 from pimwatch.delivery.deliverer import Deliverer
+from pimwatch.delivery.grouping import with_group
 from pimwatch.delivery.sink import Http
 from pimwatch.detection.alerts import Alert, Severity
 from pimwatch.detection.contract import StoreError
@@ -98,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     add_archive_parser(sub)
     add_consume_parser(sub)
     add_prune_parser(sub)
+    add_show_parser(sub)
     add_posture_parser(sub)
     add_pull_parser(sub)
     report_command.add_parser(sub)
@@ -150,6 +153,8 @@ def _main(argv: Sequence[str] | None) -> int:
             return run_prune(args, load(args.config, plugins), plugins)
         except ConfigError as exc:
             return _config_error(exc)
+    if args.command == "show":
+        return run_show(args, plugins)
     if args.command == "report":
         return report_command.run(args, plugins)
     if args.command != "replay":
@@ -232,7 +237,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
     )
     pipeline.report_all_bad = args.verbose
     http = Http()
-    deliverer = Deliverer(config.sinks, store, config.delivery, http)
+    deliverer = Deliverer(config.sinks, store, config.delivery, http, grouping=config.routing)
     for warning in deliverer.warnings():
         sys.stderr.write(f"pimwatch: warning: {warning}\n")
     driver = Driver(pipeline, WatermarkTick(), deliverer)
@@ -263,7 +268,7 @@ def _replay(args: argparse.Namespace, plugins: list[Plugin]) -> int:
         bar.close()
     changed = result.summary()
     # Streamed from the outbox in first-seen order: memory does not grow with the number of alerts.
-    alerts = (a for a in store.alerts() if a.id in changed)
+    alerts = (with_group(a, config.routing) for a in store.alerts() if a.id in changed)
     out = PipeOut(sys.stdout)  # `| head`: the run still completes, quietly (exit 141)
     if args.format == "jsonl":
         by_severity = _jsonl(alerts, out)

@@ -90,7 +90,7 @@ def _deliver(args: argparse.Namespace, config: Config) -> int:
         sys.stderr.write(f"pimwatch: {exc}\n")
         return 1
     http = Http()
-    deliverer = Deliverer(config.sinks, store, config.delivery, http)
+    deliverer = Deliverer(config.sinks, store, config.delivery, http, grouping=config.routing)
     for warning in deliverer.warnings():
         sys.stderr.write(f"pimwatch: warning: {warning}\n")
     try:

@@ -146,6 +146,11 @@ def routes(config: Config, detector: str, severity: Severity) -> list[dict[str, 
             value = getattr(sink.config, key, None)
             if value:
                 row[key] = value
+        if row["routed"] and sink.groups and config.routing.group_by:  # docs/sinks.md, grouping
+            row["group"] = (
+                f"one notification per group ({', '.join(config.routing.group_by)}), after "
+                f"group_wait {config.routing.group_wait:g} s of event time"
+            )
         rows.append(row)
     return rows
 

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from pimwatch.delivery.grouping import Grouping, group_alert, group_id, release_at, with_group
 from pimwatch.delivery.sink import Http, PermanentError, SinkConfig, TransientError
 from pimwatch.detection.alerts import Alert, Severity, alert_id
 from pimwatch.detection.contract import Delivery, Store, StoreError
@@ -62,6 +63,11 @@ DEAD_LETTERS = "delivery.dead_letters"
 # The requests one try of a send may make, each bounded by the sink's ``timeout_seconds``: a token,
 # then the post (SMTP: connect/TLS, login, the message). The lease is sized by it.
 REQUESTS_PER_SEND = 4
+# Grouping's state, as window members: each group's alerts, and the deliveries held for their wait.
+GROUP_MEMBERS = "\x1dgroup\x1f"
+HELD = "\x1dgroup.held"
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_FAR = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _this_host() -> str | None:
@@ -129,6 +135,11 @@ class LoadedSink:
     @property
     def batch(self) -> bool:
         return bool(getattr(self.module, "BATCH", False))
+
+    @property
+    def groups(self) -> bool:
+        """A notification sink: one notification per group (``GROUPS = True``), held for the wait."""
+        return bool(getattr(self.module, "GROUPS", False))
 
     @property
     def resolves(self) -> bool:
@@ -211,9 +222,12 @@ class Deliverer:
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
         archive: DeadLetters | None = None,
+        grouping: Grouping | None = None,
     ):
         """``archive``: where dead letters are also written (pimwatch/state/archive.py), so what never
-        reached a sink stays readable after the state store is pruned; None: the store only."""
+        reached a sink stays readable after the state store is pruned; None: the store only.
+        ``grouping``: the config's ``routing`` (pimwatch/delivery/grouping.py); None (or an empty
+        ``group_by``): every alert is delivered on its own, as it is queued."""
         self.sinks = sinks
         self.store = store
         self.policy = policy
@@ -222,19 +236,32 @@ class Deliverer:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.archive = archive
+        self.grouping = grouping if grouping is not None and grouping.group_by else None
 
     def enqueue(self, alert: Alert, change: str) -> int:
-        """Queue a new (``change == "new"``) or resolved alert for every sink that routes it."""
+        """Queue a new (``change == "new"``) or resolved alert for every sink that routes it. With
+        grouping, the grouping sinks' deliveries are held until :meth:`release` (the group's wait)."""
         kind = "resolve" if change == "resolved" else "trigger"
         if change not in ("new", "resolved"):
             return 0
         queued = 0
         now = self.clock()
+        held = False
         for name, sink in self.sinks.items():
             if kind == "resolve" and not sink.resolves:
                 continue
-            if sink.config.routes(alert):
-                queued += self.store.enqueue(alert.id, name, kind, now, self._due(sink.config, alert, now))
+            if not sink.config.routes(alert):
+                continue
+            if self.grouping is not None and sink.groups:
+                held = True  # queued by :meth:`release` once the group's wait is over
+                continue
+            queued += self.store.enqueue(alert.id, name, kind, now, self._due(sink.config, alert, now))
+        if self.grouping is not None:
+            gid = group_id(alert, self.grouping)
+            at = datetime.fromtimestamp(0, UTC) if not alert.events else release_at(alert, self.grouping)
+            self.store.add(GROUP_MEMBERS + gid, alert.id, at)
+            if held:
+                self.store.add(HELD, f"{kind}\x1f{alert.id}", at, payload={"group": gid})
         return queued
 
     @staticmethod
@@ -322,25 +349,95 @@ class Deliverer:
         ]
         if not due:
             return
-        units = [due] if sink.batch else [[d] for d in due]
-        for unit in units:
-            alerts = []
-            for d in unit:
-                alert = self.store.get_alert(d.alert_id)
-                if alert is None:
-                    continue
-                # A trigger still owed goes out as a trigger even if the alert has resolved since
-                # (its resolve delivery follows): the page is never skipped.
-                if d.kind == "trigger" and alert.status != "open":
-                    alert = replace(alert, status="open", resolved_at=None)
-                alerts.append((d, alert))
+        pairs: list[tuple[Delivery, Alert]] = []
+        for d in due:
+            alert = self.store.get_alert(d.alert_id)
+            if alert is None:
+                continue
+            # A trigger still owed goes out as a trigger even if the alert has resolved since
+            # (its resolve delivery follows): the page is never skipped.
+            if d.kind == "trigger" and alert.status != "open":
+                alert = replace(alert, status="open", resolved_at=None)
+            pairs.append((d, with_group(alert, self.grouping) if self.grouping is not None else alert))
+        grouped = self.grouping is not None and sink.groups
+        if sink.batch:
+            units = [pairs]
+        elif grouped:
+            # One notification per group and kind: every due alert of the group in one unit.
+            by_group: dict[tuple[str, str], list[tuple[Delivery, Alert]]] = {}
+            for d, alert in pairs:
+                by_group.setdefault((alert.group, d.kind), []).append((d, alert))
+            units = list(by_group.values())
+        else:
+            units = [[pair] for pair in pairs]
+        for alerts in units:
             lease = self.lease_seconds(sink, _parts(sink, [a for _, a in alerts]))
             holder, claimed = self._claim(name, [d for d, _ in alerts], lease)
             if not claimed:
                 continue
             won = {(d.alert_id, d.kind) for d in claimed}
             mine = [a for d, a in alerts if (d.alert_id, d.kind) in won]
-            self._attempt(name, sink, claimed, mine, started, outcome, holder)
+            notices = self._groups(sink, mine) if grouped else None
+            self._attempt(name, sink, claimed, mine, started, outcome, holder, notices)
+
+    def _groups(self, sink: LoadedSink, alerts: Sequence[Alert]) -> list[Alert]:
+        """The group notifications for ``alerts`` (claimed in one unit): per group, in order, one
+        :func:`~pimwatch.delivery.grouping.group_alert` over every member this sink routes. Members
+        not in the unit are listed as sent before (an update); this unit's are new."""
+        assert self.grouping is not None
+        mine: dict[str, dict[str, Alert]] = {}
+        for alert in alerts:
+            mine.setdefault(alert.group, {})[alert.id] = alert
+        out = []
+        for gid, now in mine.items():
+            members = dict(now)
+            for m in self.store.members(GROUP_MEMBERS + gid, _EPOCH, _FAR):
+                if m.member in members:
+                    continue
+                other = self.store.get_alert(m.member)
+                if other is not None and sink.config.routes(other) and group_id(other, self.grouping) == gid:
+                    members[other.id] = with_group(other, self.grouping)
+            earlier = [aid for aid in members if aid not in now]
+            out.append(group_alert(gid, list(members.values()), earlier))
+        return out
+
+    def release(self, clock: datetime | None, *, urgent: Sequence[str] = ()) -> int:
+        """Queue the held alerts of every group whose wait is over at the tick clock ``clock`` (None:
+        the end of the input, every group) for the grouping sinks; returns the deliveries queued.
+        ``urgent``: alert ids whose groups go now, whatever the clock (``delivery.at_once``).
+
+        A group goes out whole: when one held member is ripe, the group's other held members go
+        with it (so one notification lists them all)."""
+        if self.grouping is None:
+            return 0
+        held = self.store.members(HELD, _EPOCH, _FAR)
+        if not held:
+            return 0
+        limit = None if clock is None else clock.timestamp()
+        ripe = {
+            str((m.payload or {}).get("group"))
+            for m in held
+            if (limit is None and not urgent) or (limit is not None and m.at <= limit)
+        }
+        for aid in urgent:
+            alert = self.store.get_alert(aid)
+            if alert is not None:
+                ripe.add(group_id(alert, self.grouping))
+        queued = 0
+        now = self.clock()
+        for m in held:
+            if str((m.payload or {}).get("group")) not in ripe:
+                continue
+            kind, aid = m.member.split("\x1f", 1)
+            alert = self.store.get_alert(aid)
+            if alert is not None:
+                for name, sink in self.sinks.items():
+                    if not sink.groups or (kind == "resolve" and not sink.resolves):
+                        continue
+                    if sink.config.routes(alert):
+                        queued += self.store.enqueue(aid, name, kind, now, self._due(sink.config, alert, now))
+            self.store.remove(HELD, m.member)
+        return queued
 
     def _claim(self, name: str, unit: list[Delivery], lease: float) -> tuple[str, list[Delivery]]:
         """Lease what of ``unit`` no other deliverer holds, and commit the leases before the send:
@@ -372,13 +469,15 @@ class Deliverer:
         started: float,
         outcome: Outcome,
         holder: str,
+        notices: Sequence[Alert] | None = None,
     ) -> None:
+        """Send ``unit`` (of ``alerts``); ``notices``: what is rendered instead (group notifications)."""
         p = self.policy
         tries = 0
         while True:
             tries += 1
             try:
-                answer = sink.send(sink.render(alerts), self.http)
+                answer = sink.send(sink.render(alerts if notices is None else notices), self.http)
             except PermanentError as exc:
                 self._fail(name, unit, str(exc), dead=True, outcome=outcome, alerts=alerts, holder=holder)
                 return

@@ -99,6 +99,9 @@ class Alert:
     # Who and what the alert is about, in Sentinel's vocabulary (detection.entities): bounded, sorted.
     entities: list[dict[str, str]] = field(default_factory=list)
     entities_omitted: int = 0  # distinct entities beyond the bound (absent from to_dict when 0)
+    # The group the alert is notified in (pimwatch/delivery/grouping.py): set by the outputs and the
+    # deliverer from the routing config, never stored (it is a function of the alert and the config).
+    group: str = ""
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -137,6 +140,7 @@ class Alert:
             "status": self.status,
             "resolved_at": self.resolved_at,
             "schema_version": SCHEMA_VERSION,
+            **({"group": self.group} if self.group else {}),
         }
 
     def to_store(self) -> dict[str, Any]:
@@ -146,6 +150,7 @@ class Alert:
         doc["key"] = self.key
         doc["bucket"] = self.bucket
         doc["accumulate"] = list(self.accumulate)
+        doc.pop("group", None)
         return doc
 
     @classmethod

@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pimwatch.detection import entities as _entities
+from pimwatch.detection import evidence
 from pimwatch.detection.activities import register
-from pimwatch.detection.alerts import Alert, Severity, alert_id
+from pimwatch.detection.alerts import Alert, Severity, alert_id, sample
 from pimwatch.detection.contract import Member, MergeResult, Store
 from pimwatch.detection.detector import DetectionConfig, DetectorConfig, Hit, Plugin, Resolve, Skip, State
 from pimwatch.detection.directory import Rechecks
@@ -79,6 +80,7 @@ class Changes:
 class Engine:
     def __init__(self, plugins: Sequence[Plugin], config: DetectionConfig, store: Store, stats: Stats):
         self.store = store
+        self._raw: tuple[str, Any] | None = None  # (record id, raw record) of the event in process
         self.stats = stats
         # What the alerts did, in order, until the driver (pimwatch/hosting/driver.py) takes them.
         self.changes = Changes()
@@ -135,8 +137,12 @@ class Engine:
                 continue
             if result is None:
                 continue
-            for one in result if isinstance(result, (list, tuple)) else (result,):
-                self._outcome(active, one, (event.time, event.id))
+            self._raw = (event.id, event.raw)
+            try:
+                for one in result if isinstance(result, (list, tuple)) else (result,):
+                    self._outcome(active, one, (event.time, event.id))
+            finally:
+                self._raw = None
 
     def tick(self, now: datetime) -> None:
         """Let clock-driven detectors raise what is due at ``now`` (the watermark in replay)."""
@@ -163,6 +169,12 @@ class Engine:
             return
         self._apply(active, result.record or record, result)
 
+    def _raw_of(self, record_id: str) -> Any | None:
+        """The raw record being processed, when the hit is about it (a join may name another)."""
+        if self._raw is not None and self._raw[0] == record_id and record_id:
+            return self._raw[1]
+        return None
+
     def _note(self, result: ChangeResult, aid: str) -> None:
         self.changes.note(aid, result)
 
@@ -186,6 +198,9 @@ class Engine:
             )
             alert.events, alert.count, alert.entities = [(when, record_id)], 1, entities
             self._note(self.store.merge_alert(alert), alert.id)
+            raw = self._raw_of(record_id)
+            if raw is not None:
+                evidence.keep(self.store, alert.id, [(at, record_id, raw)])
             return
         payload = {
             "t": when,
@@ -195,6 +210,9 @@ class Engine:
             "severity": severity.value,
             "entities": entities,
         }
+        raw = self._raw_of(record_id)
+        if raw is not None:
+            payload["raw"] = evidence.bounded_raw(raw)
         distinct = hit.distinct if hit.distinct is not None else record_id
         # A record seen before is evaluated again, in full (folding makes that a no-op): a store
         # whose writes are not one transaction may have kept the member and lost the alert.
@@ -225,7 +243,19 @@ class Engine:
             )
             alert.events = sorted(((m.payload or {}).get("t", ""), m.member) for m in ordered)
             alert.count = len(alert.events)
-            self._note(self.store.merge_alert(alert), alert.id)
+            merged = self.store.merge_alert(alert)
+            self._note(merged, alert.id)
+            # The evidence: every sampled member when the alert is new, else the record just read.
+            chosen = set(sample(alert.events)) if merged == "new" else {(when, record_id)}
+            evidence.keep(
+                self.store,
+                alert.id,
+                [
+                    (datetime.fromtimestamp(m.at, UTC), m.member, (m.payload or {})["raw"])
+                    for m in ordered
+                    if ((m.payload or {}).get("t", ""), m.member) in chosen and "raw" in (m.payload or {})
+                ],
+            )
 
     def _alert(
         self,

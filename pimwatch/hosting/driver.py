@@ -17,6 +17,8 @@
   until marked, see :mod:`pimwatch.state.sqlite`);
 * **ticking** the clock-driven detectors, only here, at the clock of the host's :class:`TickPolicy`
   (:class:`WatermarkTick` for replay and the harness, :class:`ProgressTick` for the Event Hub hosts);
+* **releasing** the groups whose ``group_wait`` is over at the tick clock (all of them at finish) to
+  the notification sinks (:meth:`Deliverer.release <pimwatch.delivery.deliverer.Deliverer.release>`);
 * **finish**: the watermark is stored, the unit committed, the quarantine flushed;
 * **alerts that do not wait for the batch** (``at_once``, the config's ``delivery.at_once``): when a
   record raises a new alert of that severity or higher, the batch so far is committed as its own unit
@@ -178,6 +180,7 @@ class Driver:
         self.deliverer = deliverer
         self.commit_every = commit_every
         self.at_once = at_once
+        self._urgent: list[str] = []  # alert ids that ended a unit early (at_once)
         self.predict = predict
         self.units = True  # use the store's unit of work (the runtime turns it off for a retry)
         self._taken: list[Change] = []  # changes taken from the engine, not queued yet
@@ -217,7 +220,7 @@ class Driver:
         """The end of the input: tick at the policy's clock, queue, store the watermark, commit,
         flush the quarantine."""
         with self.store.transaction():
-            self._end(now)
+            self._end(now, final=True)
         self.pipeline.quarantine.close()
         return self._take()
 
@@ -252,6 +255,7 @@ class Driver:
                         self.pipeline.feed(rest)
                     if stopped:
                         self._queue()  # the batch so far, committed now; then to the sinks
+                        self._release_urgent()
                     else:
                         self.policy.note(self.store, partition, enqueued, now)
                         if also is not None:
@@ -279,6 +283,7 @@ class Driver:
                 if change == "new":
                     alert = self.store.get_alert(aid)
                     if alert is not None and alert.severity.rank >= rank:
+                        self._urgent.append(aid)
                         return True
         return False
 
@@ -286,18 +291,24 @@ class Driver:
         """A timer call: tick at the policy's timer clock; ``also`` (the heartbeat) may change alerts
         too; queue; commit."""
         with self.store.transaction():
-            self._tick(self.policy.at_timer(self.store, self.pipeline.watermark, now))
+            at = self.policy.at_timer(self.store, self.pipeline.watermark, now)
+            self._tick(at)
             for aid, change in also() if also is not None else ():
                 self.pipeline.engine.changes.note(aid, change)
             self._queue()
+            self._release(at)
         return self._take()
 
     # --- inside a unit of work -------------------------------------------------------------------
-    def _end(self, now: datetime | None) -> None:
+    def _end(self, now: datetime | None, *, final: bool = False) -> None:
         watermark = self.pipeline.watermark
         at = self.policy.at_batch(self.store, watermark, now or datetime.now(UTC))
         self._tick(at)
         self._queue()
+        if final:
+            self._release(None, final=True)
+        else:
+            self._release(at)
         if watermark is not None:
             self.store.put(WATERMARK, iso(watermark))
 
@@ -330,6 +341,21 @@ class Driver:
             seen = (change, alert.severity.value if alert is not None else "unknown")
             self._severities[seen] = self._severities.get(seen, 0) + 1
             self.store.mark_queued(aid, "resolve" if change == "resolved" else "trigger")
+
+    def _release(self, at: datetime | None, *, final: bool = False) -> None:
+        """Queue the groups whose ``group_wait`` is over at the tick clock ``at`` (grouping holds the
+        notification sinks: pimwatch/delivery/grouping.py); at the end of the input (``final``),
+        every group. No tick, no release: the wait is in event time, never the wall clock."""
+        if self.deliverer is None or not self.deliverer.sinks or (at is None and not final):
+            return
+        self._queued += self.deliverer.release(at)
+
+    def _release_urgent(self) -> None:
+        """An urgent alert's group goes to the notification sinks now, without its ``group_wait``
+        (its later alerts follow as updates)."""
+        urgent, self._urgent = self._urgent, []
+        if self.deliverer is not None and self.deliverer.sinks and urgent:
+            self._queued += self.deliverer.release(None, urgent=urgent)
 
     def _take(self) -> BatchResult:
         result = BatchResult(list(self._changes), self._queued, self._ticked, self.pipeline.watermark)

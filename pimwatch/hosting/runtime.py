@@ -355,7 +355,10 @@ class Runtime:
             pipeline.ledger = LedgerWriter(store, self.config.settings)  # the report's (docs/report.md)
         policy = self.config.delivery
         hot = policy.model_copy(update={"retries_in_run": 0})
-        deliverer = Deliverer(self.config.sinks, store, policy, self.http, archive=self.dead_letters)
+        grouping = self.config.routing
+        deliverer = Deliverer(
+            self.config.sinks, store, policy, self.http, archive=self.dead_letters, grouping=grouping
+        )
         self._expect(store)
         session = _Session(
             store,
@@ -368,7 +371,7 @@ class Runtime:
                 predict=Predictor(self.plugins, self.config, pipeline) if hasattr(store, "unit") else None,
             ),
             deliverer,
-            Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters),
+            Deliverer(self.config.sinks, store, hot, self.http, archive=self.dead_letters, grouping=grouping),
         )
         self._session = session
         if not self._warned:

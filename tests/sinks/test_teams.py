@@ -254,8 +254,16 @@ def _element(el: Any, path: str) -> list[str]:
 
 
 def _action(action: Any, path: str) -> list[str]:
+    if isinstance(action, dict) and action.get("type") == "Action.ShowCard":  # "Show evidence"
+        problems = [f"{path}.{k}: unknown property" for k in set(action) - {"type", "title", "card", "id"}]
+        card = action.get("card")
+        if not isinstance(card, dict) or card.get("type") != "AdaptiveCard":
+            return [*problems, f"{path}.card: expected an AdaptiveCard"]
+        for j, el in enumerate(card.get("body") or []):
+            problems += _element(el, f"{path}.card.body[{j}]")
+        return problems
     if not isinstance(action, dict) or action.get("type") != "Action.OpenUrl":
-        return [f"{path}: only Action.OpenUrl is used"]
+        return [f"{path}: only Action.OpenUrl and Action.ShowCard are used"]
     problems = [f"{path}.{k}: unknown property" for k in set(action) - {"type", "title", "url", "id"}]
     if not isinstance(action.get("title"), str) or not action["title"]:
         problems.append(f"{path}.title: expected a string")
@@ -304,7 +312,7 @@ def test_card_shows_severity_who_role_when_justification_and_links() -> None:
     assert facts["When"] == "2026-03-14 02:10:00 UTC"
     assert facts["Events"] == "1"
     assert "INC0042 — Exchange outage, approved by J. Doe" in list(texts(medium))
-    urls = [a["url"] for a in medium["actions"]]
+    urls = [a["url"] for a in medium["actions"] if a["type"] == "Action.OpenUrl"]
     oid = "0b5c8c8e-2c1e-4d6a-9a55-6a1f2b9d0c01"
     assert urls == [
         f"https://entra.microsoft.com/#view/Microsoft_AAD_UsersAndTenants/UserProfileMenuBlade/~/overview/userId/{oid}",
@@ -323,7 +331,7 @@ def test_card_shows_severity_who_role_when_justification_and_links() -> None:
     assert cards["low"]["body"][0]["items"][1]["text"].endswith(" (2 events)")  # the title template
 
     # A principal without a UPN (an app) gets no user-profile links, only the tenant pages.
-    assert [a["title"] for a in cards["info"]["actions"]] == ["Entra audit log", "PIM"]
+    assert [a["title"] for a in cards["info"]["actions"]] == ["Entra audit log", "PIM", "Show evidence"]
 
 
 def test_portal_base_is_configurable() -> None:
@@ -332,6 +340,7 @@ def test_portal_base_is_configurable() -> None:
     assert all(
         a["url"].startswith("https://entra.microsoft.com/contoso.onmicrosoft.com/#view/")
         for a in card["actions"]
+        if a["type"] == "Action.OpenUrl"
     )
 
 
@@ -354,15 +363,15 @@ def test_injection_alert_is_inert_and_under_20_kb() -> None:
     assert "\n" not in title and "\r" not in title
     assert "Zoë 日本 🙂" in everything  # non-ASCII kept as is
     # Untrusted text never becomes a link target: no principal links for a malformed object id.
-    assert [a["title"] for a in card["actions"]] == ["Entra audit log", "PIM"]
-    assert all("evil" not in a["url"] for a in card["actions"])
+    assert [a["title"] for a in card["actions"]] == ["Entra audit log", "PIM", "Show evidence"]
+    assert all("evil" not in a["url"] for a in card["actions"] if a["type"] == "Action.OpenUrl")
 
 
 def test_injection_alert_with_a_real_object_id_links_only_the_guid() -> None:
     evil = injection_alert(principal={"id": BG.upper(), "upn": EVIL, "name": EVIL})
     card = card_of(teams.render([evil], config()))
     assert card["actions"][0]["url"].endswith(f"/overview/userId/{BG}")
-    assert all("evil" not in a["url"] for a in card["actions"])
+    assert all("evil" not in a["url"] for a in card["actions"] if a["type"] == "Action.OpenUrl")
 
 
 def test_every_size_is_bounded() -> None:
