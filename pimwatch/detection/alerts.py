@@ -322,13 +322,22 @@ def incoming_values(incoming: Alert) -> list[tuple[str, str, Any]]:
     return [(name, member, item) for member, (name, item) in sorted(out.items())]
 
 
-def counted(existing: Alert, name: str, value: Any) -> bool:
-    """Whether ``existing`` shows ``value`` of list ``name`` (an entity: one of the same identity),
-    so the store counted it already and need not ask its membership."""
-    if name == ENTITIES:
-        key = _entities.identity(value)
-        return any(_entities.identity(e) == key for e in existing.entities)
-    return shows(list_values(existing.context, name), value)
+class Shown:
+    """``Shown(existing)(name, value)``: whether ``existing`` shows ``value`` of list ``name`` (an
+    entity: one of the same identity), so the store counted it already and need not ask its
+    membership. The identities of the entities it shows are computed once per fold, not per value
+    (a spray folds every record into one alert)."""
+
+    def __init__(self, existing: Alert) -> None:
+        self.existing = existing
+        self._identities: set[tuple[int, str, str]] | None = None
+
+    def __call__(self, name: str, value: Any) -> bool:
+        if name == ENTITIES:
+            if self._identities is None:
+                self._identities = {_entities.identity(e) for e in self.existing.entities}
+            return _entities.identity(value) in self._identities
+        return shows(list_values(self.existing.context, name), value)
 
 
 def portion(alert: Alert, values: Sequence[tuple[str, tuple[str, Any]]], later: Iterable[str]) -> Alert:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from pimwatch.detection.alerts import Alert, counted, fold, incoming_values, record_member, records
+from pimwatch.detection.alerts import Alert, Shown, fold, incoming_values, record_member, records
 from pimwatch.detection.contract import Delivery, Member, MergeResult, StoreError
 
 _SCHEMA = """
@@ -147,8 +147,9 @@ class SqliteStore:
         fresh_events = [(t, rid) for t, rid in records(alert) if self._member(alert.id, record_member(rid))]
         existing = self._hot[alert.id][2] if alert.id in self._dirty else self._folding(alert.id)
         new_values: dict[str, int] = {}
+        shown = Shown(existing) if existing is not None else None
         for name, member, value in incoming_values(alert):
-            if existing is not None and counted(existing, name, value):
+            if shown is not None and shown(name, value):
                 continue  # shown, so counted already
             if self._member(alert.id, member):
                 new_values[name] = new_values.get(name, 0) + 1

@@ -114,7 +114,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
-from pimwatch.detection.alerts import Alert, counted, fold, incoming_values, portion, record_member, records
+from pimwatch.detection.alerts import Alert, Shown, fold, incoming_values, portion, record_member, records
 from pimwatch.detection.contract import Delivery, Member, MergeResult, Store, StoreError
 from pimwatch.state.tableunit import AlertState, Reads, Unit, UnitConflict, Waves, Window, chunks
 
@@ -472,7 +472,8 @@ class TableStore:
             if existing is not None:  # what it shows is counted already
                 sampled = {record_member(rid) for _, rid in existing.events}
                 todo = [x for x in todo if x[0] not in sampled]
-                values = [v for v in values if not counted(existing, v[1][0], v[1][1])]
+                shown = Shown(existing)
+                values = [v for v in values if not shown(v[1][0], v[1][1])]
             if not todo and not values:
                 return result if result != "unchanged" or queued or stored is None else "new"
             room = BATCH_LIMIT - 1
@@ -534,7 +535,8 @@ class TableStore:
         if existing is not None:  # what it shows is counted already
             sampled = {record_member(rid) for _, rid in existing.events}
             todo = [x for x in todo if x[0] not in sampled]
-            values = [v for v in values if not counted(existing, v[1][0], v[1][1])]
+            shown = Shown(existing)
+            values = [v for v in values if not shown(v[1][0], v[1][1])]
         if state.stored is not None and len(todo) + len(values) > 2:  # many: which exist, in one query
             known = self._existing_members(pk, [m for m, _ in (*todo, *values)])
             todo = [x for x in todo if x[0] not in known]
