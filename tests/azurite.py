@@ -9,6 +9,12 @@ when ``PIMWATCH_REQUIRE_AZURITE`` is set, as CI should). The server is
 started with in-memory persistence (in a temporary working directory) on a free port and stopped
 by its process id at the end (SIGTERM, then SIGKILL after a timeout: Azurite does not always exit
 on SIGTERM).
+
+Its servers never close an idle keep-alive connection (:data:`NO_IDLE_CLOSE`): Node's default closes one
+5 s after its last response, and a client that reuses it at that moment (or sends on it while a loaded
+machine starves Node past that timer) gets ``RemoteDisconnected``. Clients retry that in production;
+the tests that cut the line run with ``retry_total=0`` and must see a connection drop only when
+they cut it.
 """
 
 from __future__ import annotations
@@ -33,6 +39,17 @@ DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFP
 INSTALL_TIMEOUT = 300.0
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
+# Preloaded into Azurite's Node (``--require``): keepAliveTimeout 0 disables the idle close. Azurite's
+# table and blob servers (3.37) have no option for it and keep Node's 5 s default; the queue server
+# sets its own before listening, which this overrides too.
+NO_IDLE_CLOSE = """\
+const http = require("http");
+const listen = http.Server.prototype.listen;
+http.Server.prototype.listen = function (...args) {
+  this.keepAliveTimeout = 0;
+  return listen.apply(this, args);
+};
+"""
 
 
 def azurite_home() -> Path:
@@ -165,8 +182,12 @@ def running_azurite() -> Iterator[str]:
         args += ["--blobHost", "127.0.0.1", "--blobPort", str(blob_port)]
         args += ["--queueHost", "127.0.0.1", "--queuePort", str(_free_port())]
         log = Path(location) / "azurite.log"
+        preload = Path(location) / "no-idle-close.js"
+        preload.write_text(NO_IDLE_CLOSE)
+        node_options = f'{os.environ.get("NODE_OPTIONS", "")} --require "{preload}"'.strip()
+        env = {**os.environ, "NODE_OPTIONS": node_options}
         with log.open("wb") as out:
-            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=location)
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=location, env=env)
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while not (_accepts(port) and _accepts(blob_port)):

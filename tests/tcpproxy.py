@@ -57,6 +57,9 @@ class Proxy:
                 except OSError:
                     client.close()
                     continue
+                # The timeout bounds the connect only: left on, a server silent for 5 s (a request
+                # answered slowly on a loaded machine, an idle keep-alive) would be cut by the proxy.
+                server.settimeout(None)
                 self._open.update((client, server))
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()

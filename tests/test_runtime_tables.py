@@ -12,6 +12,7 @@ simulated by calling the function again with the same batch.
 from __future__ import annotations
 
 import copy
+import http.client
 import itertools
 import json
 import sqlite3
@@ -281,6 +282,31 @@ def test_a_table_store_outage_raises_and_the_retry_records_the_batch(
             assert outbox(TableStore(azurite_storage, prefix)) == expected
         finally:
             rt.close()
+
+
+def test_the_line_drops_only_when_the_test_cuts_it(azurite_storage: str) -> None:
+    """The outage tests run with ``retry_total=0``: a kept-alive connection idle for longer than
+    Node's default keep-alive timeout (5 s) is still answered on, through the proxy, and only
+    ``cut()`` drops it — else a batch on a loaded machine fails where no line was cut."""
+    with proxied(table_port(azurite_storage)) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+
+        def ask() -> int:
+            conn.request("GET", "/devstoreaccount1/Tables")  # unauthorised: any answer will do
+            answer = conn.getresponse()
+            answer.read()
+            return answer.status
+
+        try:
+            assert ask() and conn.sock is not None  # answered, kept alive
+            first = conn.sock
+            time.sleep(6)  # idle past the 5 s at which Node (and the proxy) used to close it
+            assert ask() and conn.sock is first  # answered on the same connection
+            proxy.cut()
+            with pytest.raises((ConnectionError, http.client.HTTPException)):
+                ask()
+        finally:
+            conn.close()
 
 
 # --- the heartbeat (on SQLite: its logic is in the store's contract, not in a store) ---------------
