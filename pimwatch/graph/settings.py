@@ -19,11 +19,12 @@ Only standard-library and pydantic imports here: the config module imports this 
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from pimwatch.delivery.http import is_loopback as host_is_loopback
 
 PUBLIC_CLOUD = "https://graph.microsoft.com"
 
@@ -39,13 +40,8 @@ Credential = Literal["managed_identity", "client_secret", "certificate", "develo
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether ``url`` points at this machine, by the one loopback rule the sinks use."""
+    return host_is_loopback(urlsplit(url).hostname)
 
 
 class PullSettings(BaseModel):
