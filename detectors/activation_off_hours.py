@@ -107,6 +107,14 @@ class Calendar:
     def days(self) -> str:
         return ", ".join(DAYS[d] for d in sorted(self.workdays))
 
+    def outside(self, t: datetime) -> bool:
+        """Whether ``t`` falls outside business hours (a non-working day, or out of hours)."""
+        local = t.astimezone(self.zone)
+        return not (local.weekday() in self.workdays and self.start <= local.hour < self.end)
+
+    def describe(self) -> str:
+        return f"{self.hours()} {self.name}, {self.days()}"
+
 
 @lru_cache(maxsize=8)
 def calendar(timezone: str, start: int, end: int, workdays: tuple[str, ...]) -> Calendar:

@@ -24,11 +24,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
 from detectors._assignments import PIM_INITIATORS, read_assignment
+from detectors.activation_off_hours import Calendar
+from detectors.activation_off_hours import Config as OffHours
+from detectors.activation_off_hours import calendar as off_hours_calendar
 from pimwatch.config import Config
 from pimwatch.detection.activities import (
     ACTIVATION_APPROVAL_REQUESTED,
@@ -270,32 +272,17 @@ def _as_event(r: Rec) -> Event:
     return cast(Event, r)
 
 
-@dataclass(frozen=True)
-class Calendar:
-    zone: ZoneInfo
-    name: str
-    start: int
-    end: int
-    workdays: frozenset[int]
-
-    def outside(self, t: datetime) -> bool:
-        local = t.astimezone(self.zone)
-        return not (local.weekday() in self.workdays and self.start <= local.hour < self.end)
-
-    def describe(self) -> str:
-        days = ", ".join(DAYS[d] for d in sorted(self.workdays))
-        return f"{self.start:02d}:00–{self.end:02d}:00 {self.name}, {days}"
-
-
 def calendar(config: Config) -> Calendar:
-    """Business hours as the ``activation.off_hours`` detector is configured (validated there)."""
+    """Business hours as the ``activation.off_hours`` detector is configured: its own calendar, read
+    and validated by the detector's code, with its defaults."""
     det = config.detectors.get("activation.off_hours")
     values: dict[str, Any] = det.values() if det is not None else {}
-    names = [d.lower()[:3] for d in values.get("workdays", DAYS[:5])]
-    days = frozenset(i for i, d in enumerate(DAYS) if d.lower() in names)
-    zone = str(values.get("timezone", "UTC")).strip()
-    return Calendar(
-        ZoneInfo(zone), zone, int(values.get("start_hour", 7)), int(values.get("end_hour", 19)), days
+    d = OffHours()
+    return off_hours_calendar(
+        str(values.get("timezone", d.timezone)),
+        int(values.get("start_hour", d.start_hour)),
+        int(values.get("end_hour", d.end_hour)),
+        tuple(values.get("workdays", d.workdays)),
     )
 
 
